@@ -1,0 +1,1 @@
+"""meshd DNS server: the clusterset.local name grammar, pre-built answers, UDP/TCP serving."""

@@ -1,0 +1,155 @@
+"""The per-query path: header and question in, pre-built answer bytes out.
+
+Theory of operation. ``respond`` reads the 12-byte header, walks the question's labels
+once to find where the question ends, lower-cases the name's bytes into a lookup key, and
+looks the key up in the current ``ZoneSnapshot``. The response is the query's ID, one of
+the answer's four pre-packed headers (RD echoed, EDNS or not), the query's own question
+bytes (so the case of the name is echoed, and the answers' owner pointer ``0xC00C`` lands
+on it), the answer's pre-encoded sections and, for EDNS queries, our OPT record.
+
+Rules, in the order they are checked (RFC 1035, RFC 6891, RFC 8906):
+
+- shorter than a header, or a response (QR=1): dropped silently, since replying to
+  responses invites loops and reflection;
+- opcode other than QUERY: NOTIMP; not exactly one question, records in the answer or
+  authority section, more than one additional record, a malformed question or OPT record:
+  FORMERR;
+- EDNS version other than 0: BADVERS;
+- class other than IN, AXFR/IXFR, or a name outside the zone: REFUSED (no recursion, RA=0);
+- before the first full sync, names in the zone that are not in the table: SERVFAIL
+  (never a cacheable NXDOMAIN);
+- a UDP response larger than the client's limit (512 without EDNS, the advertised size up
+  to ``MAX_UDP_PAYLOAD`` with it) is replaced by the header and question with TC=1.
+
+No response is ever longer over UDP than that limit, so the server cannot amplify.
+``QueryStats`` holds plain integer counters; the metrics adapter reads them at scrape time,
+so the query path pays a dict update, not a Prometheus call.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from dnsserver import wire
+from dnsserver.zone import MAX_UDP_PAYLOAD, Answer, ZoneSnapshot
+
+PLAIN_UDP_LIMIT = 512
+_QUESTION_COUNTS = (b"\x00\x01\x00\x00\x00\x00\x00\x00", b"\x00\x01\x00\x00\x00\x00\x00\x01")
+
+
+class QueryStats:
+    """Counters for one transport: answered queries by (qtype, rcode), rejections by reason."""
+
+    __slots__ = ("answered", "rejected", "truncated")
+
+    def __init__(self) -> None:
+        self.answered: dict[tuple[int, int], int] = {}
+        self.rejected: dict[str, int] = {}
+        self.truncated = 0
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+
+def _error(q: bytes, qend: int, rcode: int, edns: int, stats: QueryStats, qtype: int) -> bytes:
+    """A reply carrying only the question (when it parsed) and, for EDNS, an OPT record."""
+    key = (qtype, rcode)
+    stats.answered[key] = stats.answered.get(key, 0) + 1
+    rd = q[2] & 0x01
+    flags = struct.pack("!BB", 0x80 | (q[2] & 0x78) | rd, rcode & 0x0F)
+    if qend == 0:
+        return (
+            q[:2]
+            + flags
+            + b"\x00\x00\x00\x00\x00\x00\x00"
+            + (b"\x01" if edns else b"\x00")
+            + (wire.opt_record(MAX_UDP_PAYLOAD, rcode >> 4) if edns else b"")
+        )
+    tail = wire.opt_record(MAX_UDP_PAYLOAD, rcode >> 4) if edns else b""
+    return q[:2] + flags + _QUESTION_COUNTS[edns] + q[12:qend] + tail
+
+
+def _in_zone(key: bytes, origin: bytes) -> bool:
+    """True when the wire name ``key`` is the origin or below it, on a label boundary."""
+    cut = len(key) - len(origin)
+    if cut < 0 or not key.endswith(origin):
+        return False
+    i = 0
+    while i < cut:
+        i += key[i] + 1
+    return i == cut
+
+
+def respond(zone: ZoneSnapshot, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
+    """The response to one query message, or None to drop it."""
+    n = len(q)
+    if n < 12:
+        stats.reject("short")
+        return None
+    if q[2] & 0x80:
+        stats.reject("response")
+        return None
+    if q[2] & 0x78:
+        stats.reject("opcode")
+        return _error(q, 0, wire.RCODE_NOTIMP, 0, stats, 0)
+    if q[4:11] != b"\x00\x01\x00\x00\x00\x00\x00" or q[11] > 1:
+        stats.reject("counts")
+        return _error(q, 0, wire.RCODE_FORMERR, 0, stats, 0)
+    # Walk the question's labels; compression pointers are not allowed in a question.
+    i = 12
+    while i < n:
+        length = q[i]
+        if length == 0 or length > 63:
+            break
+        i += length + 1
+    if i >= n or q[i] != 0 or i - 11 > 255 or i + 5 > n:
+        stats.reject("question")
+        return _error(q, 0, wire.RCODE_FORMERR, 0, stats, 0)
+    qend = i + 5
+    qtype = (q[i + 1] << 8) | q[i + 2]
+    edns = 0
+    limit = PLAIN_UDP_LIMIT
+    if q[11]:
+        # One additional record: it must be an OPT with the root owner (RFC 6891 6.1.1).
+        if qend + 11 > n or q[qend] != 0 or q[qend + 1] != 0 or q[qend + 2] != wire.TYPE_OPT:
+            stats.reject("opt")
+            return _error(q, qend, wire.RCODE_FORMERR, 0, stats, qtype)
+        if qend + 11 + ((q[qend + 9] << 8) | q[qend + 10]) > n:
+            stats.reject("opt")
+            return _error(q, qend, wire.RCODE_FORMERR, 0, stats, qtype)
+        edns = 1
+        if q[qend + 6] != 0:
+            stats.reject("badvers")
+            return _error(q, qend, wire.RCODE_BADVERS, 1, stats, qtype)
+        advertised = (q[qend + 3] << 8) | q[qend + 4]
+        limit = (
+            MAX_UDP_PAYLOAD if advertised > MAX_UDP_PAYLOAD else max(advertised, PLAIN_UDP_LIMIT)
+        )
+    if q[i + 3] != 0 or q[i + 4] != wire.CLASS_IN or qtype in (wire.TYPE_AXFR, wire.TYPE_IXFR):
+        return _error(q, qend, wire.RCODE_REFUSED, edns, stats, qtype)
+    key = q[12 : i + 1].lower()
+    types = zone.table.get(key)
+    answer: Answer | None
+    if types is not None:
+        answer = types.get(qtype) or zone.nodata
+    elif not _in_zone(key, zone.origin_wire):
+        return _error(q, qend, wire.RCODE_REFUSED, edns, stats, qtype)
+    else:
+        answer = zone.nxdomain if zone.synced else zone.servfail
+    assert answer is not None
+    counter = (qtype, answer.rcode)
+    stats.answered[counter] = stats.answered.get(counter, 0) + 1
+    if udp and qend + len(answer.body) + 11 * edns > limit:
+        stats.truncated += 1
+        flags = struct.pack("!BB", 0x86 | (q[2] & 0x01), answer.rcode & 0x0F)
+        return (
+            q[:2]
+            + flags
+            + _QUESTION_COUNTS[edns]
+            + q[12:qend]
+            + (answer.edns_tail if edns else b"")
+        )
+    head = answer.heads[(q[2] & 0x01) | (edns << 1)]
+    if edns:
+        return q[:2] + head + q[12:qend] + answer.body + answer.edns_tail
+    return q[:2] + head + q[12:qend] + answer.body

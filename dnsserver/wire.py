@@ -1,0 +1,134 @@
+"""DNS wire-format encoding helpers (RFC 1035, RFC 6891), used when answers are built.
+
+Nothing here runs per query: the zone builder calls these once per data change to produce
+the bytes that the query path later copies. Encoding is deliberately small and strict:
+names are ASCII, labels 1-63 octets, names at most 255 octets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+TYPE_A = 1
+TYPE_NS = 2
+TYPE_SOA = 6
+TYPE_TXT = 16
+TYPE_AAAA = 28
+TYPE_SRV = 33
+TYPE_OPT = 41
+TYPE_IXFR = 251
+TYPE_AXFR = 252
+TYPE_ANY = 255
+CLASS_IN = 1
+
+RCODE_NOERROR = 0
+RCODE_FORMERR = 1
+RCODE_SERVFAIL = 2
+RCODE_NXDOMAIN = 3
+RCODE_NOTIMP = 4
+RCODE_REFUSED = 5
+RCODE_BADVERS = 16  # extended rcode, carried in the OPT record (RFC 6891 section 9)
+
+# The question's name always starts at offset 12, so an answer owned by the query name is a
+# two-byte pointer to it; the owner then echoes the query's exact case (RFC 4343 section 4).
+POINTER_TO_QNAME = b"\xc0\x0c"
+
+TYPE_NAMES = {
+    TYPE_A: "A",
+    TYPE_NS: "NS",
+    TYPE_SOA: "SOA",
+    TYPE_TXT: "TXT",
+    TYPE_AAAA: "AAAA",
+    TYPE_SRV: "SRV",
+    TYPE_OPT: "OPT",
+    TYPE_IXFR: "IXFR",
+    TYPE_AXFR: "AXFR",
+    TYPE_ANY: "ANY",
+}
+
+RCODE_NAMES = {
+    RCODE_NOERROR: "NOERROR",
+    RCODE_FORMERR: "FORMERR",
+    RCODE_SERVFAIL: "SERVFAIL",
+    RCODE_NXDOMAIN: "NXDOMAIN",
+    RCODE_NOTIMP: "NOTIMP",
+    RCODE_REFUSED: "REFUSED",
+    RCODE_BADVERS: "BADVERS",
+}
+
+
+class NameEncodingError(ValueError):
+    """A name that cannot be encoded (empty or long label, long name, non-ASCII)."""
+
+
+def encode_name(name: str) -> bytes:
+    """Encode a dotted name (trailing dot optional) as uncompressed wire labels, lower case."""
+    name = name.rstrip(".").lower()
+    out = bytearray()
+    if name:
+        for label in name.split("."):
+            raw = label.encode("ascii", errors="strict") if label.isascii() else b""
+            if not 0 < len(raw) < 64:
+                raise NameEncodingError(f"bad label {label!r} in {name!r}")
+            out.append(len(raw))
+            out += raw
+    out.append(0)
+    if len(out) > 255:
+        raise NameEncodingError(f"name longer than 255 octets: {name!r}")
+    return bytes(out)
+
+
+def rr(owner: bytes, rtype: int, ttl: int, rdata: bytes) -> bytes:
+    """One resource record in class IN."""
+    return owner + struct.pack("!HHIH", rtype, CLASS_IN, ttl, len(rdata)) + rdata
+
+
+def rdata_address(address: str) -> tuple[int, bytes]:
+    """(A or AAAA, packed address) for an IPv4 or IPv6 address string."""
+    ip = ipaddress.ip_address(address)
+    return (TYPE_A if ip.version == 4 else TYPE_AAAA), ip.packed
+
+
+def rdata_srv(priority: int, weight: int, port: int, target: str) -> bytes:
+    return struct.pack("!HHH", priority, weight, port) + encode_name(target)
+
+
+def rdata_txt(*strings: str) -> bytes:
+    out = bytearray()
+    for s in strings:
+        raw = s.encode("utf-8")
+        if len(raw) > 255:
+            raise ValueError("TXT string longer than 255 octets")
+        out.append(len(raw))
+        out += raw
+    return bytes(out)
+
+
+def rdata_soa(
+    mname: str,
+    rname: str,
+    serial: int,
+    refresh: int,
+    retry: int,
+    expire: int,
+    minimum: int,
+) -> bytes:
+    return (
+        encode_name(mname)
+        + encode_name(rname)
+        + struct.pack("!IIIII", serial & 0xFFFFFFFF, refresh, retry, expire, minimum)
+    )
+
+
+def opt_record(udp_payload: int, ext_rcode: int = 0) -> bytes:
+    """An OPT pseudo-record (RFC 6891): root owner, our payload size, version 0, no options."""
+    return b"\x00" + struct.pack("!HHBBHH", TYPE_OPT, udp_payload, ext_rcode, 0, 0, 0)
+
+
+def dashed(address: str) -> str:
+    """The dashed label form of an address: 10.2.0.7 -> 10-2-0-7, fd00::7 -> fd00--7."""
+    ip = ipaddress.ip_address(address)
+    if ip.version == 4:
+        return str(ip).replace(".", "-")
+    return ip.compressed.replace(":", "-")

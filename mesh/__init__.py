@@ -1,0 +1,1 @@
+"""meshd agent: model, sources, ring, routing policy, daemon."""

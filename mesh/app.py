@@ -1,0 +1,231 @@
+"""The agent: wires the source, the ring, the policy and the DNS server together.
+
+Data flows one way: the source publishes this cluster's exports into the catalog, the ring
+merges the other clusters' states into it, and every change (or change of cluster health)
+marks the zone dirty; a single rebuild task then runs the routing policy and swaps in a
+new zone snapshot. Rebuilds are coalesced: a burst of changes costs one rebuild.
+
+Readiness: the zone answers SERVFAIL (never a cacheable NXDOMAIN) until the source has
+delivered its first full view and either one exchange with a peer has completed, there
+are no peers to wait for, or ``sync_timeout_s`` has passed.
+
+Shutdown is ordered: stop taking queries and gossip first, then the source, so no answer
+is ever built from a half-torn-down agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dnsserver.server import DnsServer, DnsServerConfig
+from dnsserver.zone import ZoneSnapshot, build_zone
+from mesh.catalog import Catalog
+from mesh.metrics import AgentMetrics
+from mesh.model import ClusterState, LocalExports, ServiceKey
+from mesh.peers import PeerTable, PeerTimings, split_host_port
+from mesh.policy import Locality, decide
+from mesh.ring import Ring
+from mesh.sources.manifests import ManifestSource, SourceProblem
+from mesh.state_dir import next_generation
+
+log = logging.getLogger("meshd.agent")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    cluster_id: str
+    manifests: Path
+    region: str = ""
+    zone: str = ""
+    dns_listen: str = "0.0.0.0:53"
+    dns_zone: str = "clusterset.local"
+    dns_ttl: int = 5
+    grpc_listen: str = "0.0.0.0:7946"
+    advertise: str | None = None
+    join: tuple[str, ...] = ()
+    admin_listen: str | None = "0.0.0.0:9090"
+    state_dir: Path | None = None
+    gossip_interval_s: float = 0.5
+    peer_timeout_s: float = 2.0
+    sync_timeout_s: float = 5.0
+    max_addresses: int = 8
+
+
+@dataclass(slots=True)
+class AgentStats:
+    zone_rebuilds: int = 0
+    failed_open: tuple[ServiceKey, ...] = ()
+    source_problems: int = 0
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        generation = next_generation(settings.state_dir, time.time_ns())
+        self.catalog = Catalog(
+            ClusterState(settings.cluster_id, generation, 0, settings.region, settings.zone)
+        )
+        self.locality = Locality(settings.cluster_id, settings.region, settings.zone)
+        self.stats = AgentStats()
+        self.metrics = AgentMetrics(self)
+        self._serial = int(time.time())
+        self.source_synced = asyncio.Event()
+        self.synced = False
+        self.dns = DnsServer(
+            DnsServerConfig(*split_host_port(settings.dns_listen)), self._zone(synced=False)
+        )
+        self.source = ManifestSource(settings.manifests, self._on_exports, self._on_problem)
+        self.ring: Ring | None = None
+        self.peers: PeerTable | None = None
+        self._dirty = asyncio.Event()
+        self._healthy: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.dns.start()
+        advertise = self.settings.advertise
+        ring_port_placeholder = self.settings.grpc_listen
+        self.peers = PeerTable(
+            self.settings.cluster_id,
+            advertise or ring_port_placeholder,
+            list(self.settings.join),
+            PeerTimings(self.settings.gossip_interval_s, self.settings.peer_timeout_s),
+        )
+        self.ring = Ring(self.catalog, self.peers, self._mark_dirty)
+        port = await self.ring.start(self.settings.grpc_listen)
+        if advertise is None:
+            self.peers.self_address = _default_advertise(self.settings.grpc_listen, port)
+        self._tasks = [
+            asyncio.create_task(self.source.run(), name="source"),
+            asyncio.create_task(self.ring.run(self.settings.gossip_interval_s), name="ring"),
+            asyncio.create_task(self._rebuild_loop(), name="rebuild"),
+            asyncio.create_task(self._health_loop(), name="health"),
+            asyncio.create_task(self._sync_gate(), name="sync"),
+        ]
+
+    async def stop(self) -> None:
+        await self.dns.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.ring is not None:
+            await self.ring.close()
+
+    def failed_tasks(self) -> list[BaseException]:
+        """Exceptions that ended a background task (the daemon exits on any)."""
+        return [
+            t.exception()  # type: ignore[misc]
+            for t in self._tasks
+            if t.done() and not t.cancelled() and t.exception() is not None
+        ]
+
+    def healthy_clusters(self) -> set[str]:
+        return set(self._healthy)
+
+    # --- inputs ------------------------------------------------------------------------
+
+    def _on_exports(self, exports: LocalExports) -> None:
+        if self.catalog.set_local(exports):
+            log.info("local exports changed: %d services", len(exports.services))
+        self.source_synced.set()
+        self._mark_dirty()
+
+    def _on_problem(self, problem: SourceProblem) -> None:
+        self.stats.source_problems += 1
+        log.warning("manifests: %s", problem)
+
+    def _mark_dirty(self) -> None:
+        self._dirty.set()
+
+    async def _sync_gate(self) -> None:
+        await self.source_synced.wait()
+        if self.settings.join and self.ring is not None:
+            try:
+                await asyncio.wait_for(
+                    self.ring.exchanged_once.wait(), self.settings.sync_timeout_s
+                )
+            except TimeoutError:
+                log.warning(
+                    "no peer answered within %.1fs; answering with what this agent has",
+                    self.settings.sync_timeout_s,
+                )
+        self.synced = True
+        self._mark_dirty()
+
+    def _current_health(self) -> set[str]:
+        assert self.peers is not None
+        clusters = [s.cluster_id for s in self.catalog.states()]
+        return self.peers.healthy(clusters, asyncio.get_running_loop().time())
+
+    async def _health_loop(self) -> None:
+        """Rebuild when a cluster becomes reachable or unreachable."""
+        while True:
+            if self.synced and self._current_health() != self._healthy:
+                self._mark_dirty()
+            await asyncio.sleep(min(0.1, self.settings.gossip_interval_s))
+
+    # --- the zone ------------------------------------------------------------------------
+
+    async def _rebuild_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if self.synced:
+                self.rebuild()
+
+    def rebuild(self) -> None:
+        started = time.perf_counter()
+        self.dns.zone = self._zone(synced=True)
+        self.stats.zone_rebuilds += 1
+        self.metrics.zone_rebuild_seconds.observe(time.perf_counter() - started)
+
+    def _zone(self, synced: bool) -> ZoneSnapshot:
+        # RFC 1982 serial: it must change with the data and should only move forward.
+        self._serial = max(self._serial + 1, int(time.time())) & 0xFFFFFFFF
+        serial = self._serial
+        records = []
+        if synced:
+            healthy = self._current_health()
+            gone = self._healthy - healthy
+            if gone:
+                log.warning("clusters unreachable: %s", ", ".join(sorted(gone)))
+            self._healthy = healthy
+            result = decide(
+                self.catalog.states(),
+                self.locality,
+                self.catalog.local.namespaces,
+                self._healthy,
+                self.settings.max_addresses,
+            )
+            records = result.records
+            if result.failed_open and result.failed_open != list(self.stats.failed_open):
+                log.warning(
+                    "failing open for %s: every exporting cluster is unreachable",
+                    ", ".join(map(str, result.failed_open)),
+                )
+            self.stats.failed_open = tuple(result.failed_open)
+        return build_zone(
+            self.settings.dns_zone, records, serial=serial, ttl=self.settings.dns_ttl, synced=synced
+        )
+
+
+def _default_advertise(listen: str, port: int) -> str:
+    host, _ = split_host_port(listen)
+    if host in ("0.0.0.0", "::", ""):
+        host = _local_address()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _local_address() -> str:
+    """This host's address as its resolver knows it (a pod's IP in Kubernetes)."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"

@@ -1,0 +1,213 @@
+"""The ``meshd`` command: ``run`` (the daemon), ``demo`` and ``status``.
+
+Exit status: 0 after a clean shutdown (SIGTERM, SIGINT or ``--duration``), 1 when the agent
+cannot start or dies (a port in use, a background task failing), 2 for a bad flag, variable
+or config value, with one clear line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mesh.config import ConfigError, add_run_arguments, resolve
+
+log = logging.getLogger("meshd")
+
+
+class UsageError(Exception):
+    """A setting that cannot work; exit status 2."""
+
+
+def settings_from(values: dict[str, Any]) -> Any:
+    """Check the combinations of settings, and build the agent's settings."""
+    from mesh.app import AgentSettings
+
+    if values["cluster_id"] is None:
+        raise UsageError(
+            "--cluster-id is required (or MESHD_CLUSTER_ID, or cluster_id in --config)"
+        )
+    if values["kubeconfig"] is not None:
+        raise UsageError(
+            "--kubeconfig: the Kubernetes API source is not available yet; use --manifests DIR"
+        )
+    if values["manifests"] is None:
+        raise UsageError(
+            "--manifests DIR is required (the Kubernetes API source is not available yet)"
+        )
+    if not values["manifests"].is_dir():
+        raise UsageError(f"--manifests: {values['manifests']} is not a directory")
+    tls = [values[k] for k in ("tls_cert", "tls_key", "tls_ca")]
+    if any(v is not None for v in tls):
+        raise UsageError(
+            "--tls-cert/--tls-key/--tls-ca: mutual TLS between agents is not "
+            "available yet; run with --insecure on a trusted network"
+        )
+    if not values["insecure"]:
+        raise UsageError("gossip without TLS must be asked for: pass --insecure")
+    return AgentSettings(
+        cluster_id=values["cluster_id"],
+        manifests=values["manifests"],
+        region=values["region"],
+        zone=values["zone"],
+        dns_listen=values["dns_listen"],
+        dns_zone=values["dns_zone"],
+        dns_ttl=values["dns_ttl"],
+        grpc_listen=values["grpc_listen"],
+        advertise=values["advertise"],
+        join=values["join"],
+        admin_listen=values["admin_listen"],
+        state_dir=values["state_dir"],
+        gossip_interval_s=values["gossip_interval"],
+        peer_timeout_s=values["peer_timeout"],
+        sync_timeout_s=values["sync_timeout"],
+        max_addresses=values["max_addresses"],
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshd",
+        description="Cross-cluster service discovery: Multi-Cluster Services exports shared "
+        "over a gossip ring, answered as DNS for clusterset.local.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser(
+        "run", help="run the agent (the daemon)", description="Run the meshd agent of one cluster."
+    )
+    add_run_arguments(run)
+    demo = sub.add_parser(
+        "demo",
+        help="three clusters on loopback, with dig commands to try",
+        description="Run three agents (east, west: region us; south: region "
+        "eu) on loopback from examples/, each with its own DNS port.",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: until interrupted)",
+    )
+    demo.add_argument(
+        "--dns-port-base",
+        type=int,
+        default=10053,
+        metavar="PORT",
+        help="DNS port of the first agent; the others take the next ones (default: 10053)",
+    )
+    demo.add_argument(
+        "--examples",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="demo manifests, one sub-directory per cluster (default: the "
+        "examples/ directory of this checkout)",
+    )
+    status = sub.add_parser(
+        "status",
+        help="members, clusters and services of a running agent",
+        description="Print an agent's view, read from its admin address.",
+    )
+    status.add_argument(
+        "--admin",
+        default="127.0.0.1:9090",
+        metavar="HOST:PORT",
+        help="the agent's --admin-listen address (default: 127.0.0.1:9090)",
+    )
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    return parser
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but stay runnable
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_async(main: Any) -> int:
+    """Run ``main`` on uvloop until it returns or SIGINT/SIGTERM asks us to stop."""
+    loop = _new_loop()
+    asyncio.set_event_loop(loop)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return int(loop.run_until_complete(main(stop)))
+    finally:
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def serve(settings: Any, stop: asyncio.Event) -> int:
+    from mesh.admin import AdminServer
+    from mesh.app import Agent
+
+    agent = Agent(settings)
+    admin = AdminServer(agent, settings.admin_listen) if settings.admin_listen else None
+    try:
+        await agent.start()
+        if admin is not None:
+            await admin.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        await agent.stop()
+        return 1
+    log.info(
+        "cluster %s: DNS on %s:%d, gossip advertised as %s",
+        settings.cluster_id,
+        *agent.dns.address,
+        agent.peers.self_address if agent.peers else "?",
+    )
+    code = 0
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+        failed = agent.failed_tasks()
+        if failed:
+            log.error("agent task failed: %r", failed[0])
+            code = 1
+            break
+    log.info("shutting down")
+    if admin is not None:
+        await admin.close()
+    await agent.stop()
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "status":
+        from mesh.status import status
+
+        return status(args.admin, args.json)
+    if args.command == "demo":
+        from mesh.demo import demo
+
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        return demo(args.examples, args.dns_port_base, args.duration)
+    try:
+        values = resolve(args)
+        settings = settings_from(values)
+    except (ConfigError, UsageError) as exc:
+        print(f"meshd: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=values["log_level"], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return run_async(lambda stop: serve(settings, stop))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

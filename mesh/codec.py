@@ -1,0 +1,135 @@
+"""Translation between the model and the gossip protocol's protobuf messages (v1).
+
+Everything decoded here comes from a peer and is untrusted: names must be RFC 1123 labels,
+addresses must parse, ports must be in range, and a state that breaks any rule is rejected
+whole with a ``CodecError`` naming the field, so the caller can count the drop and keep
+everything else the message carried.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from mesh.catalog import Digest
+from mesh.model import (
+    ClusterState,
+    Endpoint,
+    ExportedService,
+    ServiceKey,
+    ServicePort,
+    ServiceType,
+    is_dns_label,
+)
+from mesh.wire.v1 import gossip_pb2 as pb
+
+PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
+_TYPE_TO_PB = {ServiceType.CLUSTER_SET_IP: pb.CLUSTER_SET_IP, ServiceType.HEADLESS: pb.HEADLESS}
+_TYPE_FROM_PB = {v: k for k, v in _TYPE_TO_PB.items()}
+
+
+class CodecError(ValueError):
+    """A peer sent a message that breaks the protocol's rules."""
+
+
+def state_to_pb(state: ClusterState) -> pb.ClusterState:
+    msg = pb.ClusterState(
+        cluster_id=state.cluster_id,
+        generation=state.generation,
+        version=state.version,
+        region=state.region,
+        zone=state.zone,
+        namespaces=sorted(state.namespaces),
+    )
+    for key in sorted(state.services):
+        svc = state.services[key]
+        msg.services.append(
+            pb.Service(
+                namespace=key.namespace,
+                name=key.name,
+                type=_TYPE_TO_PB[svc.type],
+                ports=[pb.Port(name=p.name, protocol=p.protocol, port=p.port) for p in svc.ports],
+                endpoints=[
+                    pb.Endpoint(
+                        addresses=list(e.addresses),
+                        ready=e.ready,
+                        hostname=e.hostname or "",
+                        zone=e.zone or "",
+                    )
+                    for e in svc.endpoints
+                ],
+            )
+        )
+    return msg
+
+
+def _label(value: str, what: str) -> str:
+    if not is_dns_label(value):
+        raise CodecError(f"{what} {value!r} is not an RFC 1123 label")
+    return value
+
+
+def _endpoint(msg: pb.Endpoint, where: str) -> Endpoint:
+    if not msg.addresses:
+        raise CodecError(f"{where}: endpoint without addresses")
+    for address in msg.addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise CodecError(f"{where}: bad address {address!r}") from None
+    if msg.hostname:
+        _label(msg.hostname, f"{where}: hostname")
+    return Endpoint(
+        addresses=tuple(msg.addresses),
+        ready=msg.ready,
+        hostname=msg.hostname or None,
+        zone=msg.zone or None,
+    )
+
+
+def _service(msg: pb.Service, cluster_id: str) -> ExportedService:
+    key = ServiceKey(_label(msg.namespace, "namespace"), _label(msg.name, "service name"))
+    where = f"cluster {cluster_id} service {key}"
+    if msg.type not in _TYPE_FROM_PB:
+        raise CodecError(f"{where}: unknown service type {msg.type}")
+    ports = []
+    for p in msg.ports:
+        if p.protocol not in PROTOCOLS or not 0 < p.port < 65536:
+            raise CodecError(f"{where}: bad port {p.protocol}/{p.port}")
+        if p.name:
+            _label(p.name, f"{where}: port name")
+        ports.append(ServicePort(p.name, p.protocol, p.port))
+    return ExportedService(
+        key=key,
+        type=_TYPE_FROM_PB[msg.type],
+        ports=tuple(ports),
+        endpoints=tuple(_endpoint(e, where) for e in msg.endpoints),
+    )
+
+
+def state_from_pb(msg: pb.ClusterState) -> ClusterState:
+    cluster_id = _label(msg.cluster_id, "cluster id")
+    if msg.generation == 0:
+        raise CodecError(f"cluster {cluster_id}: generation 0")
+    services = {}
+    for s in msg.services:
+        svc = _service(s, cluster_id)
+        if svc.key in services:
+            raise CodecError(f"cluster {cluster_id}: service {svc.key} listed twice")
+        services[svc.key] = svc
+    return ClusterState(
+        cluster_id=cluster_id,
+        generation=msg.generation,
+        version=msg.version,
+        region=msg.region,
+        zone=msg.zone,
+        namespaces=frozenset(_label(n, "namespace") for n in msg.namespaces),
+        services=services,
+    )
+
+
+def digest_to_pb(d: Digest) -> pb.Digest:
+    return pb.Digest(cluster_id=d.cluster_id, generation=d.generation, version=d.version)
+
+
+def digest_from_pb(msg: pb.Digest) -> Digest:
+    return Digest(_label(msg.cluster_id, "cluster id"), msg.generation, msg.version)

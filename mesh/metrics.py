@@ -1,0 +1,141 @@
+"""Prometheus metrics of one agent (the only module that imports prometheus_client).
+
+The hot paths keep plain integer counters (``QueryStats``, ``RingStats``); this collector
+reads them at scrape time, so a DNS query never pays for a Prometheus label lookup. Each
+agent has its own registry, so several agents can share a process (the demo, tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from dnsserver.wire import RCODE_NAMES, TYPE_NAMES
+
+if TYPE_CHECKING:
+    from mesh.app import Agent
+
+
+def _qtype(code: int) -> str:
+    return TYPE_NAMES.get(code, f"TYPE{code}")
+
+
+class _AgentCollector(Collector):
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._dns()
+        yield from self._ring()
+        yield from self._catalog()
+
+    def _dns(self) -> Iterator[Metric]:
+        dns = self.agent.dns
+        queries = CounterMetricFamily(
+            "meshd_dns_queries", "DNS queries answered", labels=["qtype", "rcode", "transport"]
+        )
+        rejected = CounterMetricFamily(
+            "meshd_dns_rejected", "DNS messages rejected, by reason", labels=["reason", "transport"]
+        )
+        truncated = CounterMetricFamily(
+            "meshd_dns_truncated", "UDP answers sent with TC=1", labels=["transport"]
+        )
+        for transport, stats in (("udp", dns.udp_stats), ("tcp", dns.tcp_stats)):
+            for (qtype, rcode), count in list(stats.answered.items()):
+                rname = RCODE_NAMES.get(rcode, str(rcode))
+                queries.add_metric([_qtype(qtype), rname, transport], count)
+            for reason, count in list(stats.rejected.items()):
+                rejected.add_metric([reason, transport], count)
+            truncated.add_metric([transport], stats.truncated)
+        yield queries
+        yield rejected
+        yield truncated
+        yield GaugeMetricFamily(
+            "meshd_dns_tcp_connections", "open DNS TCP connections", value=len(dns.tcp_connections)
+        )
+        yield CounterMetricFamily(
+            "meshd_zone_rebuilds", "zone snapshots built", value=self.agent.stats.zone_rebuilds
+        )
+        yield GaugeMetricFamily(
+            "meshd_ready", "1 once the first sync is done", value=1 if self.agent.synced else 0
+        )
+
+    def _ring(self) -> Iterator[Metric]:
+        ring = self.agent.ring
+        peers = self.agent.peers
+        if ring is None or peers is None:
+            return
+        now = asyncio.get_running_loop().time()
+        messages = CounterMetricFamily(
+            "meshd_gossip_messages", "gossip messages", labels=["direction", "outcome"]
+        )
+        for (direction, outcome), count in list(ring.stats.messages.items()):
+            messages.add_metric([direction, outcome], count)
+        yield messages
+        sizes = CounterMetricFamily("meshd_gossip_bytes", "gossip bytes", labels=["direction"])
+        for direction, count in list(ring.stats.bytes.items()):
+            sizes.add_metric([direction], count)
+        yield sizes
+        dropped = CounterMetricFamily(
+            "meshd_gossip_rejected", "invalid items from peers, dropped", labels=["kind"]
+        )
+        dropped.add_metric(["state"], ring.stats.rejected_states)
+        dropped.add_metric(["member"], ring.stats.rejected_members)
+        yield dropped
+        members = GaugeMetricFamily("meshd_members", "known peers by state", labels=["state"])
+        reachable = sum(1 for a in peers.peers if peers.reachable(a, now))
+        members.add_metric(["reachable"], reachable)
+        members.add_metric(["unreachable"], len(peers.peers) - reachable)
+        yield members
+        lag = ring.stats.last_merge
+        yield GaugeMetricFamily(
+            "meshd_sync_lag_seconds",
+            "seconds since a peer last brought a newer cluster state (-1: never)",
+            value=-1 if lag is None else now - lag,
+        )
+
+    def _catalog(self) -> Iterator[Metric]:
+        states = self.agent.catalog.states()
+        healthy = self.agent.healthy_clusters()
+        clusters = GaugeMetricFamily("meshd_clusters", "clusters by health", labels=["health"])
+        clusters.add_metric(["healthy"], sum(1 for s in states if s.cluster_id in healthy))
+        clusters.add_metric(["unhealthy"], sum(1 for s in states if s.cluster_id not in healthy))
+        yield clusters
+        keys = {k for s in states for k in s.services}
+        yield GaugeMetricFamily(
+            "meshd_catalog_services", "services exported in the clusterset", value=len(keys)
+        )
+        endpoints = sum(len(svc.endpoints) for s in states for svc in s.services.values())
+        yield GaugeMetricFamily(
+            "meshd_catalog_endpoints", "endpoints held, all clusters", value=endpoints
+        )
+        yield GaugeMetricFamily(
+            "meshd_failed_open_services",
+            "services answered from unreachable clusters because no reachable one exports them",
+            value=len(self.agent.stats.failed_open),
+        )
+        yield CounterMetricFamily(
+            "meshd_source_problems",
+            "bad manifests and objects reported by the source",
+            value=self.agent.stats.source_problems,
+        )
+
+
+class AgentMetrics:
+    def __init__(self, agent: Agent) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.zone_rebuild_seconds = Histogram(
+            "meshd_zone_rebuild_seconds",
+            "time to run the policy and build a zone snapshot",
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+        )
+        self.registry.register(_AgentCollector(agent))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,128 @@
+"""The data model shared by every part of the agent.
+
+What a cluster exports, in the terms of the Multi-Cluster Services API (KEP-1645):
+
+- a ``ServiceKey`` (namespace, name) names a service across the clusterset (namespace
+  sameness: the same key in two clusters is the same service);
+- an ``ExportedService`` is one cluster's contribution to it: its type (ClusterSetIP or
+  Headless), its ports and its endpoints (from the EndpointSlices);
+- a ``ClusterState`` is everything one cluster exports, with the namespaces it has, stamped
+  with ``(generation, version)``. The origin cluster is the only writer of its state: it bumps
+  ``version`` on every change, and starts a new, larger ``generation`` when it restarts, so a
+  receiver keeps whichever copy has the larger ``(generation, version)`` pair.
+
+Every value here is immutable and hashable, so states can be shared between the catalog, the
+routing policy and the DNS answer builder without copies or locks.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+# RFC 1123 label, as Kubernetes validates names of namespaces, services and cluster ids.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def is_dns_label(value: str) -> bool:
+    """True when ``value`` is an RFC 1123 label (lower case, 1-63 chars)."""
+    return bool(_DNS_LABEL.match(value))
+
+
+ClusterId = str
+
+
+class ServiceType(enum.Enum):
+    """How the clusterset answers for a service (KEP-1645 ServiceImport types)."""
+
+    CLUSTER_SET_IP = "ClusterSetIP"
+    HEADLESS = "Headless"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ServiceKey:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ServicePort:
+    """A service port. ``name`` is empty for an unnamed port; ``protocol`` is TCP, UDP or SCTP."""
+
+    name: str
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One endpoint of an EndpointSlice: its addresses share one readiness and one hostname."""
+
+    addresses: tuple[str, ...]
+    ready: bool = True
+    hostname: str | None = None
+    zone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedService:
+    key: ServiceKey
+    type: ServiceType
+    ports: tuple[ServicePort, ...] = ()
+    endpoints: tuple[Endpoint, ...] = ()
+
+    def ready_endpoints(self) -> tuple[Endpoint, ...]:
+        return tuple(e for e in self.endpoints if e.ready)
+
+
+def _frozen_services(
+    services: Mapping[ServiceKey, ExportedService],
+) -> Mapping[ServiceKey, ExportedService]:
+    return MappingProxyType(dict(services))
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterState:
+    """Everything one cluster exports. Only the origin cluster creates new versions."""
+
+    cluster_id: ClusterId
+    generation: int
+    version: int
+    region: str = ""
+    zone: str = ""
+    namespaces: frozenset[str] = frozenset()
+    services: Mapping[ServiceKey, ExportedService] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.services, MappingProxyType):
+            object.__setattr__(self, "services", _frozen_services(self.services))
+
+    @property
+    def stamp(self) -> tuple[int, int]:
+        """Order of copies of one origin's state: the larger stamp is the newer copy."""
+        return (self.generation, self.version)
+
+    def same_content(self, other: ClusterState) -> bool:
+        """True when ``other`` exports the same things (stamps aside)."""
+        return (
+            self.region == other.region
+            and self.zone == other.zone
+            and self.namespaces == other.namespaces
+            and dict(self.services) == dict(other.services)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LocalExports:
+    """What a source reports about its own cluster: no stamps, the agent adds those."""
+
+    namespaces: frozenset[str]
+    services: Mapping[ServiceKey, ExportedService]

@@ -1,0 +1,145 @@
+"""The peer table of the first ring: who to exchange state with, and who is reachable.
+
+Rules:
+
+- seed addresses (``--join``) are always kept, so an agent that starts before its peers
+  keeps trying them, and one that disappears and returns is found again;
+- members learned from peers' lists are kept while someone still reports them; one that
+  nobody has reported and that we could not reach for ``forget_after_s`` is dropped;
+- a peer that fails is retried with a capped exponential backoff, so a dead address costs
+  little but a returning agent is found within ``max_backoff_s``;
+- a cluster is *healthy* when one of its members answered this agent directly within
+  ``peer_timeout_s``; a cluster none of whose members we know an address for is assumed
+  healthy (we have no evidence against it); this cluster is always healthy.
+
+Pure: every method takes ``now`` (monotonic seconds) from the caller.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from mesh.model import ClusterId
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """Parse ``host:port`` or ``[v6]:port``; raises ValueError with a readable reason."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        ipaddress.IPv6Address(host)
+    elif ":" in host:
+        raise ValueError(f"{value!r}: write IPv6 addresses as [ADDRESS]:PORT")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{value!r}: port must be 0-65535")
+    return host, int(port_text)
+
+
+def valid_host_port(value: str) -> bool:
+    try:
+        _host, port = split_host_port(value)
+    except ValueError:
+        return False
+    return port > 0 and len(value) <= 261
+
+
+@dataclass(slots=True)
+class Peer:
+    address: str
+    cluster_id: ClusterId = ""
+    seed: bool = False
+    last_ok: float | None = None
+    last_reported: float = 0.0
+    failures: int = 0
+    next_attempt: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PeerTimings:
+    interval_s: float = 0.5
+    peer_timeout_s: float = 2.0
+    max_backoff_s: float = 4.0
+    forget_after_s: float = 300.0
+
+
+class PeerTable:
+    def __init__(
+        self,
+        local_cluster: ClusterId,
+        self_address: str,
+        seeds: list[str],
+        timings: PeerTimings = PeerTimings(),
+    ) -> None:
+        self.local_cluster = local_cluster
+        self.self_address = self_address
+        self.timings = timings
+        self.peers: dict[str, Peer] = {}
+        for address in seeds:
+            if address != self_address:
+                self.peers[address] = Peer(address, seed=True)
+
+    def due(self, now: float) -> list[str]:
+        """Addresses to contact in this round."""
+        return [p.address for p in self.peers.values() if p.next_attempt <= now]
+
+    def succeeded(self, address: str, cluster_id: ClusterId, now: float) -> None:
+        peer = self.peers.setdefault(address, Peer(address))
+        peer.cluster_id = cluster_id
+        peer.last_ok = now
+        peer.last_reported = now
+        peer.failures = 0
+        peer.next_attempt = now + self.timings.interval_s
+
+    def failed(self, address: str, now: float) -> None:
+        peer = self.peers.get(address)
+        if peer is None:
+            return
+        peer.failures += 1
+        backoff = min(self.timings.interval_s * 2**peer.failures, self.timings.max_backoff_s)
+        peer.next_attempt = now + backoff
+        silent = now - max(peer.last_ok or 0.0, peer.last_reported)
+        if not peer.seed and silent > self.timings.forget_after_s:
+            del self.peers[address]
+
+    def forget(self, address: str) -> None:
+        self.peers.pop(address, None)
+
+    def learned(self, cluster_id: ClusterId, address: str, now: float) -> None:
+        """A peer told us about a member; remember it (not ourselves)."""
+        if address == self.self_address or not address:
+            return
+        peer = self.peers.get(address)
+        if peer is None:
+            peer = self.peers[address] = Peer(address, cluster_id=cluster_id, next_attempt=now)
+        if not peer.cluster_id:
+            peer.cluster_id = cluster_id
+        peer.last_reported = now
+
+    def reachable(self, address: str, now: float) -> bool:
+        peer = self.peers.get(address)
+        return (
+            peer is not None
+            and peer.last_ok is not None
+            and now - peer.last_ok <= self.timings.peer_timeout_s
+        )
+
+    def members(self, now: float) -> list[tuple[ClusterId, str]]:
+        """(cluster, address) of every member we can currently reach, for our peers' lists."""
+        return sorted(
+            (p.cluster_id, p.address)
+            for p in self.peers.values()
+            if p.cluster_id and self.reachable(p.address, now)
+        )
+
+    def healthy(self, clusters: list[ClusterId], now: float) -> set[ClusterId]:
+        """The clusters among ``clusters`` that this agent should answer with."""
+        known: dict[ClusterId, bool] = {}
+        for p in self.peers.values():
+            if p.cluster_id:
+                known[p.cluster_id] = known.get(p.cluster_id, False) or self.reachable(
+                    p.address, now
+                )
+        return {c for c in clusters if c == self.local_cluster or known.get(c, True)}

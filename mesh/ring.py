@@ -1,0 +1,189 @@
+"""The first ring: full-state push-pull between agents over gRPC (the IO adapter).
+
+Every ``interval_s`` the agent calls ``PushPull`` on each peer that is due (see
+``mesh.peers``), pushing its members, digests and states; the callee merges what is newer
+and answers with the states newer than the caller's digests. Each side merges through
+``Catalog.merge``, so duplicates and reordering are harmless. A state that fails
+validation is dropped and counted; the rest of the message is still used.
+
+Messages are bounded by ``max_message_bytes`` on both ends (gRPC's own limit is 4 MiB);
+chunked catch-up and SWIM membership replace this exchange in the ring issue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import grpc
+
+from mesh.catalog import Catalog
+from mesh.codec import CodecError, digest_from_pb, digest_to_pb, state_from_pb, state_to_pb
+from mesh.model import is_dns_label
+from mesh.peers import PeerTable, valid_host_port
+from mesh.wire.v1 import gossip_pb2 as pb
+from mesh.wire.v1 import gossip_pb2_grpc as pb_grpc
+
+log = logging.getLogger("meshd.ring")
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class RingStats:
+    """Plain counters, read by the metrics adapter at scrape time."""
+
+    messages: dict[tuple[str, str], int] = field(default_factory=dict)  # (direction, outcome)
+    bytes: dict[str, int] = field(default_factory=dict)  # direction
+    rejected_states: int = 0
+    rejected_members: int = 0
+    last_merge: float | None = None  # loop time of the last state taken from a peer
+
+    def count(self, direction: str, outcome: str, size: int) -> None:
+        key = (direction, outcome)
+        self.messages[key] = self.messages.get(key, 0) + 1
+        self.bytes[direction] = self.bytes.get(direction, 0) + size
+
+
+class Ring(pb_grpc.GossipServicer):
+    def __init__(
+        self,
+        catalog: Catalog,
+        peers: PeerTable,
+        on_change: Callable[[], None],
+        *,
+        rpc_timeout_s: float = 1.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.catalog = catalog
+        self.peers = peers
+        self.on_change = on_change
+        self.rpc_timeout_s = rpc_timeout_s
+        self.max_message_bytes = max_message_bytes
+        self.stats = RingStats()
+        self.exchanged_once = asyncio.Event()
+        self._server: grpc.aio.Server | None = None
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+
+    # --- server side -------------------------------------------------------------------
+
+    async def start(self, listen: str) -> int:
+        """Bind the gossip server; returns the bound port (for port 0)."""
+        self._server = grpc.aio.server(options=self._options)
+        pb_grpc.add_GossipServicer_to_server(self, self._server)  # type: ignore[no-untyped-call]
+        port = int(self._server.add_insecure_port(listen))
+        if port == 0:
+            raise OSError(f"cannot listen for gossip on {listen}")
+        await self._server.start()
+        return port
+
+    async def PushPull(  # noqa: N802 (the generated servicer's name)
+        self,
+        request: pb.PushPullRequest,
+        context: grpc.aio.ServicerContext[pb.PushPullRequest, pb.PushPullResponse],
+    ) -> pb.PushPullResponse:
+        now = asyncio.get_running_loop().time()
+        self.stats.count("received", "ok", request.ByteSize())
+        sender = request.sender
+        if is_dns_label(sender.cluster_id) and valid_host_port(sender.address):
+            self.peers.succeeded(sender.address, sender.cluster_id, now)
+        self._absorb(request.members, request.states, now)
+        try:
+            digests = [digest_from_pb(d) for d in request.digests]
+        except CodecError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        reply = pb.PushPullResponse(
+            responder=self._me(),
+            members=self._members(now),
+            states=[state_to_pb(s) for s in self.catalog.newer_than(digests)],
+        )
+        self.stats.count("sent", "ok", reply.ByteSize())
+        return reply
+
+    # --- client side -------------------------------------------------------------------
+
+    async def run(self, interval_s: float) -> None:
+        """Exchange with every due peer, forever."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = self.peers.due(loop.time())
+            if due:
+                await asyncio.gather(*(self._exchange(a) for a in due))
+            await asyncio.sleep(interval_s)
+
+    async def _exchange(self, address: str) -> None:
+        loop = asyncio.get_running_loop()
+        request = pb.PushPullRequest(
+            sender=self._me(),
+            members=self._members(loop.time()),
+            digests=[digest_to_pb(d) for d in self.catalog.digests()],
+            states=[state_to_pb(s) for s in self.catalog.states()],
+        )
+        stub = pb_grpc.GossipStub(self._channel(address))  # type: ignore[no-untyped-call]
+        try:
+            reply = await stub.PushPull(request, timeout=self.rpc_timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            self.stats.count("sent", exc.code().name.lower(), request.ByteSize())
+            self.peers.failed(address, loop.time())
+            return
+        now = loop.time()
+        self.stats.count("sent", "ok", request.ByteSize())
+        self.stats.count("received", "ok", reply.ByteSize())
+        if reply.responder.cluster_id == self.catalog.local_id and (
+            reply.responder.address == self.peers.self_address
+        ):
+            self.peers.forget(address)  # a seed list that names this agent itself
+            return
+        if is_dns_label(reply.responder.cluster_id):
+            self.peers.succeeded(address, reply.responder.cluster_id, now)
+        self._absorb(reply.members, reply.states, now)
+        self.exchanged_once.set()
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(address, options=self._options)
+            self._channels[address] = channel
+        return channel
+
+    # --- shared --------------------------------------------------------------------------
+
+    def _me(self) -> pb.Member:
+        return pb.Member(cluster_id=self.catalog.local_id, address=self.peers.self_address)
+
+    def _members(self, now: float) -> list[pb.Member]:
+        return [pb.Member(cluster_id=c, address=a) for c, a in self.peers.members(now)]
+
+    def _absorb(
+        self, members: Iterable[pb.Member], states: Iterable[pb.ClusterState], now: float
+    ) -> None:
+        for m in members:
+            if is_dns_label(m.cluster_id) and valid_host_port(m.address):
+                self.peers.learned(m.cluster_id, m.address, now)
+            else:
+                self.stats.rejected_members += 1
+        changed = False
+        for msg in states:
+            try:
+                state = state_from_pb(msg)
+            except CodecError as exc:
+                self.stats.rejected_states += 1
+                log.warning("dropped a cluster state from a peer: %s", exc)
+                continue
+            if self.catalog.merge(state):
+                changed = True
+        if changed:
+            self.stats.last_merge = now
+            self.on_change()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=0.5)
+        for channel in self._channels.values():
+            await channel.close()

@@ -1,0 +1,111 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ServiceType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SERVICE_TYPE_UNSPECIFIED: _ClassVar[ServiceType]
+    CLUSTER_SET_IP: _ClassVar[ServiceType]
+    HEADLESS: _ClassVar[ServiceType]
+SERVICE_TYPE_UNSPECIFIED: ServiceType
+CLUSTER_SET_IP: ServiceType
+HEADLESS: ServiceType
+
+class Port(_message.Message):
+    __slots__ = ("name", "protocol", "port")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    protocol: str
+    port: int
+    def __init__(self, name: _Optional[str] = ..., protocol: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
+
+class Endpoint(_message.Message):
+    __slots__ = ("addresses", "ready", "hostname", "zone")
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    ready: bool
+    hostname: str
+    zone: str
+    def __init__(self, addresses: _Optional[_Iterable[str]] = ..., ready: _Optional[bool] = ..., hostname: _Optional[str] = ..., zone: _Optional[str] = ...) -> None: ...
+
+class Service(_message.Message):
+    __slots__ = ("namespace", "name", "type", "ports", "endpoints")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    type: ServiceType
+    ports: _containers.RepeatedCompositeFieldContainer[Port]
+    endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ServiceType, str]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ...) -> None: ...
+
+class ClusterState(_message.Message):
+    __slots__ = ("cluster_id", "generation", "version", "region", "zone", "namespaces", "services")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    generation: int
+    version: int
+    region: str
+    zone: str
+    namespaces: _containers.RepeatedScalarFieldContainer[str]
+    services: _containers.RepeatedCompositeFieldContainer[Service]
+    def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ..., services: _Optional[_Iterable[_Union[Service, _Mapping]]] = ...) -> None: ...
+
+class Digest(_message.Message):
+    __slots__ = ("cluster_id", "generation", "version")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    generation: int
+    version: int
+    def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class Member(_message.Message):
+    __slots__ = ("cluster_id", "address")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    address: str
+    def __init__(self, cluster_id: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+
+class PushPullRequest(_message.Message):
+    __slots__ = ("sender", "members", "digests", "states")
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    sender: Member
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    digests: _containers.RepeatedCompositeFieldContainer[Digest]
+    states: _containers.RepeatedCompositeFieldContainer[ClusterState]
+    def __init__(self, sender: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ...) -> None: ...
+
+class PushPullResponse(_message.Message):
+    __slots__ = ("responder", "members", "states")
+    RESPONDER_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    responder: Member
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    states: _containers.RepeatedCompositeFieldContainer[ClusterState]
+    def __init__(self, responder: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ...) -> None: ...
