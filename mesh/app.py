@@ -91,10 +91,10 @@ class Agent:
     async def start(self) -> None:
         await self.dns.start()
         advertise = self.settings.advertise
-        ring_port_placeholder = self.settings.grpc_listen
         self.peers = PeerTable(
             self.settings.cluster_id,
-            advertise or ring_port_placeholder,
+            # Without --advertise, the address is known once the gossip port is bound.
+            advertise or self.settings.grpc_listen,
             list(self.settings.join),
             PeerTimings(self.settings.gossip_interval_s, self.settings.peer_timeout_s),
         )
@@ -125,6 +125,17 @@ class Agent:
             for t in self._tasks
             if t.done() and not t.cancelled() and t.exception() is not None
         ]
+
+    @property
+    def advertised(self) -> str:
+        """The gossip address this agent gives its peers."""
+        assert self.peers is not None
+        return self.peers.self_address
+
+    def join(self, address: str) -> None:
+        """Add a seed peer at run time (as ``--join`` does at start)."""
+        assert self.peers is not None
+        self.peers.add_seed(address)
 
     def healthy_clusters(self) -> set[str]:
         return set(self._healthy)

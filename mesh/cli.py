@@ -104,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="DNS port of the first agent; the others take the next ones (default: 10053)",
     )
     demo.add_argument(
+        "--admin-port-base",
+        type=int,
+        default=19090,
+        metavar="PORT",
+        help="admin (metrics, status) port of the first agent; the others take the next ones "
+        "(default: 19090)",
+    )
+    demo.add_argument(
         "--examples",
         type=Path,
         default=None,
@@ -196,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mesh.demo import demo
 
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        return demo(args.examples, args.dns_port_base, args.duration)
+        return demo(args.examples, args.dns_port_base, args.admin_port_base, args.duration)
     try:
         values = resolve(args)
         settings = settings_from(values)

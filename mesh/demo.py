@@ -3,7 +3,9 @@
 east and west are in region ``us``, south in region ``eu``. The manifests are copied to a
 temporary directory first, so the operator can edit them and watch the answers change
 without touching the checkout. All three agents run in this process, each with its own
-DNS, gossip and admin ports, joined to each other over gRPC on 127.0.0.1.
+DNS and admin ports (consecutive from ``--dns-port-base`` and ``--admin-port-base``) and
+an ephemeral gossip port,
+joined to each other over gRPC on 127.0.0.1 once all are listening.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from mesh.app import Agent, AgentSettings
 from mesh.cli import run_async
 
 CLUSTERS = (("east", "us", "us-1a"), ("west", "us", "us-2a"), ("south", "eu", "eu-1a"))
-GRPC_PORT_BASE = 17946
-ADMIN_PORT_BASE = 19090
 
 
 def default_examples() -> Path:
@@ -64,7 +64,9 @@ def dig_commands(dns_ports: dict[str, int]) -> list[tuple[str, str]]:
     ]
 
 
-def demo(examples: Path | None, dns_port_base: int, duration: float | None) -> int:
+def demo(
+    examples: Path | None, dns_port_base: int, admin_port_base: int, duration: float | None
+) -> int:
     source = examples or default_examples()
     missing = [c for c, _, _ in CLUSTERS if not (source / c).is_dir()]
     if missing:
@@ -74,25 +76,30 @@ def demo(examples: Path | None, dns_port_base: int, duration: float | None) -> i
             file=sys.stderr,
         )
         return 2
-    if not 1024 <= dns_port_base <= 65533:
-        print("meshd: error: --dns-port-base must be 1024-65533", file=sys.stderr)
-        return 2
+    for flag, base in (("--dns-port-base", dns_port_base), ("--admin-port-base", admin_port_base)):
+        if not 1024 <= base <= 65533:
+            print(f"meshd: error: {flag} must be 1024-65533", file=sys.stderr)
+            return 2
     workdir = Path(tempfile.mkdtemp(prefix="meshd-demo-"))
     try:
         for cluster, _, _ in CLUSTERS:
             shutil.copytree(source / cluster, workdir / cluster)
-        return run_async(lambda stop: _run(workdir, dns_port_base, duration, stop))
+        return run_async(lambda stop: _run(workdir, dns_port_base, admin_port_base, duration, stop))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def _run(
-    workdir: Path, dns_port_base: int, duration: float | None, stop: asyncio.Event
+    workdir: Path,
+    dns_port_base: int,
+    admin_port_base: int,
+    duration: float | None,
+    stop: asyncio.Event,
 ) -> int:
     agents: list[Agent] = []
     admins: list[AdminServer] = []
     dns_ports: dict[str, int] = {}
-    grpc = [f"127.0.0.1:{GRPC_PORT_BASE + i}" for i in range(len(CLUSTERS))]
+    admin_ports: dict[str, int] = {}
     try:
         for i, (cluster, region, zone) in enumerate(CLUSTERS):
             dns_ports[cluster] = dns_port_base + i
@@ -102,17 +109,15 @@ async def _run(
                 zone=zone,
                 manifests=workdir / cluster,
                 dns_listen=f"127.0.0.1:{dns_ports[cluster]}",
-                grpc_listen=grpc[i],
-                advertise=grpc[i],
-                join=tuple(g for g in grpc if g != grpc[i]),
-                admin_listen=f"127.0.0.1:{ADMIN_PORT_BASE + i}",
+                grpc_listen="127.0.0.1:0",
+                admin_listen=f"127.0.0.1:{admin_port_base + i}",
             )
             agent = Agent(settings)
             agents.append(agent)
             await agent.start()
             admin = AdminServer(agent, settings.admin_listen or "")
             admins.append(admin)
-            await admin.start()
+            admin_ports[cluster] = await admin.start()
     except OSError as exc:
         print(
             f"meshd: error: cannot start the demo: {exc} (is another demo running? "
@@ -121,12 +126,32 @@ async def _run(
         )
         await _stop(agents, admins)
         return 1
-    await asyncio.gather(*(a.source_synced.wait() for a in agents))
-    _print_banner(workdir, dns_ports)
+    # Join every agent to the others now that their gossip ports are known.
+    addresses = [a.advertised for a in agents]
+    for agent in agents:
+        for address in addresses:
+            agent.join(address)
+    await _converged(agents)
+    _print_banner(workdir, dns_ports, admin_ports)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), duration)
     await _stop(agents, admins)
     return 0
+
+
+async def _converged(agents: list[Agent], timeout_s: float = 10.0) -> None:
+    """Wait until every agent holds every cluster's state (or give up after timeout_s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if all(len(a.catalog.states()) == len(agents) and a.synced for a in agents):
+            return
+        await asyncio.sleep(0.05)
+    print(
+        "meshd: warning: the demo agents did not converge within "
+        f"{timeout_s:.0f}s; answers may be partial",
+        file=sys.stderr,
+    )
 
 
 async def _stop(agents: list[Agent], admins: list[AdminServer]) -> None:
@@ -136,12 +161,12 @@ async def _stop(agents: list[Agent], admins: list[AdminServer]) -> None:
         await agent.stop()
 
 
-def _print_banner(workdir: Path, dns_ports: dict[str, int]) -> None:
+def _print_banner(workdir: Path, dns_ports: dict[str, int], admin_ports: dict[str, int]) -> None:
     lines = ["meshd demo: three clusters on loopback", ""]
-    for i, (cluster, region, _) in enumerate(CLUSTERS):
+    for cluster, region, _ in CLUSTERS:
         lines.append(
             f"  {cluster:<6} region {region}  DNS 127.0.0.1:{dns_ports[cluster]}  "
-            f"status: meshd status --admin 127.0.0.1:{ADMIN_PORT_BASE + i}"
+            f"status: meshd status --admin 127.0.0.1:{admin_ports[cluster]}"
         )
     lines += ["", "Try:"]
     for command, what in dig_commands(dns_ports):

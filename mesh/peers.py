@@ -78,8 +78,12 @@ class PeerTable:
         self.timings = timings
         self.peers: dict[str, Peer] = {}
         for address in seeds:
-            if address != self_address:
-                self.peers[address] = Peer(address, seed=True)
+            self.add_seed(address)
+
+    def add_seed(self, address: str) -> None:
+        if address != self.self_address:
+            peer = self.peers.setdefault(address, Peer(address))
+            peer.seed = True
 
     def due(self, now: float) -> list[str]:
         """Addresses to contact in this round."""

@@ -1,0 +1,480 @@
+"""Pure translation of Kubernetes manifests into what this cluster exports (MCS API, KEP-1645).
+
+No IO and no clock: text in, objects and problems out; objects in, ``LocalExports`` and
+problems out. The manifests adapter (``mesh.sources.manifests``) owns the files and calls
+this; any other source that has Kubernetes objects as dicts can call ``translate`` too.
+
+Two steps:
+
+1. ``parse_documents`` turns the text of one file into Kubernetes objects. A YAML (or, for a
+   ``*.json`` origin, JSON) syntax error makes the whole file one problem, with its line. A
+   ``kind: List`` expands into its items. A document that is not an object (a mapping with
+   ``apiVersion``, ``kind`` and ``metadata.name``) is a problem; the file's other documents
+   are kept.
+2. ``translate`` reads the objects of every file together, as the API server would hold them:
+   ``Namespace`` (v1), ``Service`` (v1), ``ServiceExport`` (multicluster.x-k8s.io/v1alpha1)
+   and ``EndpointSlice`` (discovery.k8s.io/v1). Other kinds are ignored. A Service is
+   exported when a ServiceExport of the same namespace and name exists; its endpoints come
+   from the EndpointSlices labelled ``kubernetes.io/service-name: <service>``.
+
+Invalid input never raises. Whatever the API server would reject is reported as a
+``SourceProblem`` (one line naming the file and the object) and skipped at the smallest
+sensible grain: a bad endpoint drops that endpoint, a bad Service field drops that Service,
+a bad document drops that document. Problems about Services and EndpointSlices that nobody
+exports are not reported: they change nothing. The same (kind, namespace, name) in two
+places is a problem; the copy from the origin that sorts first wins, so the result does not
+depend on the order of the input.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from mesh.model import (
+    Endpoint,
+    ExportedService,
+    LocalExports,
+    ServiceKey,
+    ServicePort,
+    ServiceType,
+    is_dns_label,
+)
+
+try:
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+__all__ = [
+    "API_VERSIONS",
+    "SERVICE_NAME_LABEL",
+    "ManifestSyntaxError",
+    "SourceProblem",
+    "check_documents",
+    "load_stream",
+    "parse_documents",
+    "translate",
+]
+
+API_VERSIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "Namespace": "v1",
+        "Service": "v1",
+        "ServiceExport": "multicluster.x-k8s.io/v1alpha1",
+        "EndpointSlice": "discovery.k8s.io/v1",
+    }
+)
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+_PROTOCOLS = ("TCP", "UDP", "SCTP")
+_SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+_LABEL_RULE = "an RFC 1123 label (lower-case letters, digits and '-', at most 63)"
+# RFC 1123 subdomain: what Kubernetes allows for EndpointSlice names.
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+@dataclass(frozen=True, order=True)
+class SourceProblem:
+    """Something wrong in the input: where (a file path) and what, in one line."""
+
+    origin: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.origin}: {self.reason}"
+
+
+class ManifestSyntaxError(ValueError):
+    """The text is not YAML (or JSON) at all; the message names the line."""
+
+
+class _InvalidError(ValueError):
+    """A field of an object is invalid; the message names the field."""
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_documents(text: str, origin: str) -> tuple[list[dict[str, Any]], list[SourceProblem]]:
+    """The Kubernetes objects in the text of one file, and the problems found on the way."""
+    try:
+        raw = load_stream(text, origin)
+    except ManifestSyntaxError as exc:
+        return [], [SourceProblem(origin, str(exc))]
+    return check_documents(raw, origin)
+
+
+def load_stream(text: str, origin: str) -> list[tuple[int, Any]]:
+    """Every document of the text as ``(first line, data)``; raises ``ManifestSyntaxError``.
+
+    An origin ending in ``.json`` is read as one JSON value, anything else as a YAML stream.
+    """
+    if origin.lower().endswith(".json"):
+        try:
+            return [(1, json.loads(text))]
+        except json.JSONDecodeError as exc:
+            msg = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            raise ManifestSyntaxError(msg) from None
+    loader = _Loader(text)
+    documents: list[tuple[int, Any]] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:  # pragma: no cover - check_node() said there is one
+                break
+            documents.append((node.start_mark.line + 1, loader.construct_document(node)))
+    except yaml.YAMLError as exc:
+        raise ManifestSyntaxError(_yaml_error_text(exc)) from None
+    finally:
+        loader.dispose()
+    return documents
+
+
+def _yaml_error_text(exc: yaml.YAMLError) -> str:
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return f"invalid YAML: {problem}"
+    return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def check_documents(
+    documents: Iterable[tuple[int, Any]], origin: str
+) -> tuple[list[dict[str, Any]], list[SourceProblem]]:
+    """Keep the documents that are Kubernetes objects, expanding ``kind: List``."""
+    objects: list[dict[str, Any]] = []
+    problems: list[SourceProblem] = []
+    for index, (line, data) in enumerate(documents, 1):
+        if data is None:
+            continue
+        where = f"document {index} (line {line})"
+        if isinstance(data, dict) and data.get("kind") == "List":
+            reason = _expand_list(data, where, objects)
+        else:
+            reason = _object_error(data)
+            if reason is None:
+                objects.append(data)
+        if reason is not None:
+            problems.append(SourceProblem(origin, f"{where}: {reason}"))
+    return objects, problems
+
+
+def _expand_list(data: dict[str, Any], where: str, objects: list[dict[str, Any]]) -> str | None:
+    """Append the items of a v1 List; the first problem found, or None."""
+    if data.get("apiVersion") != "v1":
+        return f"kind List must have apiVersion v1, got {data.get('apiVersion')!r}"
+    items = data.get("items")
+    if items is None:
+        return None
+    if not isinstance(items, list):
+        return f"items must be a list, got {_describe(items)}"
+    errors = []
+    for position, item in enumerate(items):
+        reason = _object_error(item)
+        if reason is None and item.get("kind") == "List":
+            reason = "a List inside a List is not allowed"
+        if reason is None:
+            objects.append(item)
+        else:
+            errors.append(f"items[{position}]: {reason}")
+    return "; ".join(errors) or None
+
+
+def _object_error(data: Any) -> str | None:
+    """Why ``data`` is not a Kubernetes object, or None when it is one."""
+    if not isinstance(data, dict):
+        return f"expected a Kubernetes object (a mapping), got {_describe(data)}"
+    for field in ("apiVersion", "kind"):
+        value = data.get(field)
+        if not isinstance(value, str) or not value:
+            return f"missing {field}" if value is None else f"{field} must be a string"
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str) or not name:
+        return f"{data['kind']}: missing metadata.name"
+    return None
+
+
+def _describe(value: Any) -> str:
+    """A short name for the type of a YAML value, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{value!r}".lower()
+    names = {dict: "a mapping", list: "a list", str: "a string", int: "a number"}
+    return names.get(type(value), f"a {type(value).__name__} ({value!r})")
+
+
+# --------------------------------------------------------------------------- translation
+
+
+@dataclass(frozen=True)
+class _Object:
+    origin: str
+    kind: str
+    namespace: str  # "" for the cluster-scoped Namespace kind
+    name: str
+    body: Mapping[str, Any]
+
+    @property
+    def ref(self) -> str:
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind} {where}"
+
+    def problem(self, reason: str) -> SourceProblem:
+        return SourceProblem(self.origin, f"{self.ref}: {reason}")
+
+
+def translate(
+    objects: Iterable[tuple[str, Mapping[str, Any]]],
+) -> tuple[LocalExports, list[SourceProblem]]:
+    """What the objects export, given as ``(origin, object)``; deterministic in any order."""
+    problems: list[SourceProblem] = []
+    namespaces = {"default"}
+    index: dict[tuple[str, str, str], _Object] = {}
+    for origin, body in sorted(objects, key=lambda item: item[0]):
+        obj = _identify(origin, body, namespaces, problems)
+        if obj is None:
+            continue
+        kept = index.setdefault((obj.kind, obj.namespace, obj.name), obj)
+        if kept is not obj:
+            problems.append(obj.problem(f"also defined in {kept.origin}; this copy is ignored"))
+        elif obj.kind == "Namespace":
+            namespaces.add(obj.name)
+    services = _export(list(index.values()), problems)
+    exports = LocalExports(namespaces=frozenset(namespaces), services=MappingProxyType(services))
+    return exports, sorted(problems)
+
+
+def _identify(
+    origin: str, body: Any, namespaces: set[str], problems: list[SourceProblem]
+) -> _Object | None:
+    """The object of a recognised kind with a valid identity, else None (maybe a problem)."""
+    if not isinstance(body, Mapping):
+        problems.append(SourceProblem(origin, f"expected an object, got {_describe(body)}"))
+        return None
+    metadata = body.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    namespace = metadata.get("namespace")
+    if isinstance(namespace, str) and is_dns_label(namespace):
+        namespaces.add(namespace)  # the API holds no object in a namespace that is missing
+    kind, name = body.get("kind"), metadata.get("name")
+    if not isinstance(kind, str) or kind not in API_VERSIONS:
+        return None
+    if _group(body.get("apiVersion")) != _group(API_VERSIONS[kind]):
+        return None  # the same kind name in another API group (a Knative Service, say)
+    if kind == "Namespace":
+        namespace = ""
+    elif namespace in (None, ""):
+        namespace = "default"
+    shown = name if isinstance(name, str) and name else "<unnamed>"
+    obj = _Object(origin, kind, str(namespace), shown, body)
+    reason = _identity_error(obj, body.get("apiVersion"), namespace, name)
+    if reason is not None:
+        problems.append(obj.problem(reason))
+        return None
+    return obj
+
+
+def _group(api_version: Any) -> str:
+    """The API group of an apiVersion: '' for the core group ('v1')."""
+    text = api_version if isinstance(api_version, str) else ""
+    return text.rpartition("/")[0]
+
+
+def _identity_error(obj: _Object, api_version: Any, namespace: Any, name: Any) -> str | None:
+    expected = API_VERSIONS[obj.kind]
+    if api_version != expected:
+        return f"apiVersion must be {expected}, got {api_version!r}"
+    if not isinstance(name, str) or not name:
+        return "missing metadata.name"
+    if obj.kind != "Namespace" and not (isinstance(namespace, str) and is_dns_label(namespace)):
+        return f"metadata.namespace must be {_LABEL_RULE}, got {namespace!r}"
+    if obj.kind == "EndpointSlice":
+        if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+            return f"metadata.name must be an RFC 1123 subdomain, got {name!r}"
+    elif not is_dns_label(name):
+        return f"metadata.name must be {_LABEL_RULE}, got {name!r}"
+    return None
+
+
+def _export(
+    objects: Sequence[_Object], problems: list[SourceProblem]
+) -> dict[ServiceKey, ExportedService]:
+    """The exported services, in key order."""
+    services = {(o.namespace, o.name): o for o in objects if o.kind == "Service"}
+    exports = {(o.namespace, o.name): o for o in objects if o.kind == "ServiceExport"}
+    slices: dict[tuple[str, str], list[_Object]] = {}
+    for obj in objects:
+        if obj.kind == "EndpointSlice":
+            owner = _slice_owner(obj, problems)
+            if owner is not None:
+                slices.setdefault((obj.namespace, owner), []).append(obj)
+    result: dict[ServiceKey, ExportedService] = {}
+    for key in sorted(exports):
+        service = services.get(key)
+        if service is None:
+            problems.append(
+                SourceProblem(exports[key].origin, f"{exports[key].ref} has no Service")
+            )
+            continue
+        exported = _service(service, slices.get(key, []), problems)
+        if exported is not None:
+            result[exported.key] = exported
+    return result
+
+
+def _slice_owner(obj: _Object, problems: list[SourceProblem]) -> str | None:
+    metadata = obj.body.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    owner = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, Mapping) else None
+    if isinstance(owner, str) and owner:
+        return owner
+    problems.append(obj.problem(f"missing label {SERVICE_NAME_LABEL} (the name of its Service)"))
+    return None
+
+
+def _service(
+    obj: _Object, slices: list[_Object], problems: list[SourceProblem]
+) -> ExportedService | None:
+    """The exported form of a Service with its slices, or None (and a problem)."""
+    spec = obj.body.get("spec")
+    try:
+        if spec is None:
+            spec = {}
+        elif not isinstance(spec, Mapping):
+            raise _InvalidError(f"spec must be a mapping, got {_describe(spec)}")
+        service_type = _service_type(spec)
+        ports = _ports(spec.get("ports"))
+        publish = spec.get("publishNotReadyAddresses")
+        if publish is not None and not isinstance(publish, bool):
+            raise _InvalidError(
+                f"spec.publishNotReadyAddresses must be true or false, got {publish!r}"
+            )
+    except _InvalidError as exc:
+        problems.append(obj.problem(str(exc)))
+        return None
+    endpoints: list[Endpoint] = []
+    for endpoint_slice in sorted(slices, key=lambda s: s.name):
+        endpoints.extend(_slice_endpoints(endpoint_slice, bool(publish), problems))
+    key = ServiceKey(obj.namespace, obj.name)
+    return ExportedService(key, service_type, ports, tuple(endpoints))
+
+
+def _service_type(spec: Mapping[str, Any]) -> ServiceType:
+    kind = spec.get("type")
+    if kind is not None and kind not in _SERVICE_TYPES:
+        raise _InvalidError(f"spec.type must be one of {', '.join(_SERVICE_TYPES)}, got {kind!r}")
+    if kind == "ExternalName":
+        raise _InvalidError("spec.type ExternalName cannot be exported (it has no endpoints)")
+    cluster_ip = spec.get("clusterIP")
+    if cluster_ip is None:
+        cluster_ips = spec.get("clusterIPs")
+        if isinstance(cluster_ips, list) and cluster_ips:
+            cluster_ip = cluster_ips[0]
+    return ServiceType.HEADLESS if cluster_ip == "None" else ServiceType.CLUSTER_SET_IP
+
+
+def _ports(raw: Any) -> tuple[ServicePort, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _InvalidError(f"spec.ports must be a list, got {_describe(raw)}")
+    return tuple(_port(f"spec.ports[{i}]", item) for i, item in enumerate(raw))
+
+
+def _port(where: str, item: Any) -> ServicePort:
+    if not isinstance(item, Mapping):
+        raise _InvalidError(f"{where} must be a mapping, got {_describe(item)}")
+    name = item.get("name")
+    if name is None:
+        name = ""
+    if not isinstance(name, str) or (name and not is_dns_label(name)):
+        raise _InvalidError(f"{where}.name must be {_LABEL_RULE}, got {name!r}")
+    protocol = item.get("protocol")
+    if protocol is None:
+        protocol = "TCP"
+    if protocol not in _PROTOCOLS:
+        raise _InvalidError(f"{where}.protocol must be TCP, UDP or SCTP, got {protocol!r}")
+    port = item.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise _InvalidError(f"{where}.port must be an integer 1-65535, got {port!r}")
+    return ServicePort(name=name, protocol=protocol, port=port)
+
+
+def _slice_endpoints(
+    obj: _Object, publish_not_ready: bool, problems: list[SourceProblem]
+) -> list[Endpoint]:
+    """The valid endpoints of one slice, in order; FQDN slices have none."""
+    address_type = obj.body.get("addressType")
+    if address_type == "FQDN":
+        return []
+    if address_type not in ("IPv4", "IPv6"):
+        problems.append(
+            obj.problem(f"addressType must be IPv4, IPv6 or FQDN, got {address_type!r}")
+        )
+        return []
+    raw = obj.body.get("endpoints")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.append(obj.problem(f"endpoints must be a list, got {_describe(raw)}"))
+        return []
+    version = 4 if address_type == "IPv4" else 6
+    endpoints = []
+    for position, item in enumerate(raw):
+        try:
+            endpoints.append(_endpoint(f"endpoints[{position}]", item, version, publish_not_ready))
+        except _InvalidError as exc:
+            problems.append(obj.problem(str(exc)))
+    return endpoints
+
+
+def _endpoint(where: str, item: Any, version: int, publish_not_ready: bool) -> Endpoint:
+    if not isinstance(item, Mapping):
+        raise _InvalidError(f"{where} must be a mapping, got {_describe(item)}")
+    addresses = _addresses(where, item.get("addresses"), version)
+    conditions = item.get("conditions")
+    if conditions is None:
+        conditions = {}
+    if not isinstance(conditions, Mapping):
+        raise _InvalidError(f"{where}.conditions must be a mapping, got {_describe(conditions)}")
+    ready = conditions.get("ready")
+    if ready is not None and not isinstance(ready, bool):
+        raise _InvalidError(f"{where}.conditions.ready must be true, false or null, got {ready!r}")
+    hostname = item.get("hostname") or None
+    if hostname is not None and not (isinstance(hostname, str) and is_dns_label(hostname)):
+        raise _InvalidError(f"{where}.hostname must be {_LABEL_RULE}, got {hostname!r}")
+    zone = item.get("zone") or None
+    if zone is not None and not isinstance(zone, str):
+        raise _InvalidError(f"{where}.zone must be a string, got {zone!r}")
+    is_ready = publish_not_ready or ready is None or ready
+    return Endpoint(addresses=addresses, ready=is_ready, hostname=hostname, zone=zone)
+
+
+def _addresses(where: str, raw: Any, version: int) -> tuple[str, ...]:
+    """The addresses of one endpoint, in canonical text form."""
+    if not isinstance(raw, list) or not raw:
+        raise _InvalidError(
+            f"{where}.addresses must be a non-empty list of IP addresses, got {raw!r}"
+        )
+    addresses = []
+    for position, text in enumerate(raw):
+        at = f"{where}.addresses[{position}]"
+        try:
+            address = ipaddress.ip_address(text if isinstance(text, str) else "")
+        except ValueError:
+            raise _InvalidError(f"{at} is not an IP address: {text!r}") from None
+        if address.version != version:
+            raise _InvalidError(
+                f"{at} {text!r} is not an IPv{version} address (addressType IPv{version})"
+            )
+        addresses.append(str(address))
+    return tuple(addresses)
