@@ -2,7 +2,7 @@
 
 Theory of operation. ``respond`` reads the 12-byte header, walks the question's labels
 once to find where the question ends, lower-cases the name's bytes into a lookup key, and
-looks the key up in the current ``ZoneSnapshot``. The response is the query's ID, one of
+looks the key up in the ``Zone``. The response is the query's ID, one of
 the answer's four pre-packed headers (RD echoed, EDNS or not), the query's own question
 bytes (so the case of the name is echoed, and the answers' owner pointer ``0xC00C`` lands
 on it), the answer's pre-encoded sections and, for EDNS queries, our OPT record.
@@ -18,8 +18,10 @@ Rules, in the order they are checked (RFC 1035, RFC 6891, RFC 8906):
 - class other than IN, AXFR/IXFR, or a name outside the zone: REFUSED (no recursion, RA=0);
 - before the first full sync, names in the zone that are not in the table: SERVFAIL
   (never a cacheable NXDOMAIN);
-- a UDP response larger than the client's limit (512 without EDNS, the advertised size up
-  to ``MAX_UDP_PAYLOAD`` with it) is replaced by the header and question with TC=1.
+- a response larger than the client's limit (over UDP, 512 without EDNS, else the
+  advertised size between 512 and ``MAX_UDP_PAYLOAD``; over TCP, 65,535) is sent with TC=1
+  and only the whole endpoints that fit (``Answer.cut``), none for other answers;
+- an answer with rotations (``Answer.variants``) sends the next one per query.
 
 No response is ever longer over UDP than that limit, so the server cannot amplify.
 ``QueryStats`` holds plain integer counters; the metrics adapter reads them at scrape time,
@@ -31,21 +33,26 @@ from __future__ import annotations
 import struct
 
 from dnsserver import wire
-from dnsserver.zone import MAX_UDP_PAYLOAD, Answer, ZoneSnapshot
+from dnsserver.answer import MAX_TCP_MESSAGE, MAX_UDP_PAYLOAD, OPT_RECORD_LEN, Answer
+from dnsserver.zone import Zone
 
 PLAIN_UDP_LIMIT = 512
 _QUESTION_COUNTS = (b"\x00\x01\x00\x00\x00\x00\x00\x00", b"\x00\x01\x00\x00\x00\x00\x00\x01")
 
 
 class QueryStats:
-    """Counters for one transport: answered queries by (qtype, rcode), rejections by reason."""
+    """Counters for one transport: answered queries by (qtype, rcode), rejections by reason.
 
-    __slots__ = ("answered", "rejected", "truncated")
+    ``turn`` counts answered queries too; rotating answers use it to pick their variant.
+    """
+
+    __slots__ = ("answered", "rejected", "truncated", "turn")
 
     def __init__(self) -> None:
         self.answered: dict[tuple[int, int], int] = {}
         self.rejected: dict[str, int] = {}
         self.truncated = 0
+        self.turn = 0
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
@@ -80,7 +87,7 @@ def _in_zone(key: bytes, origin: bytes) -> bool:
     return i == cut
 
 
-def respond(zone: ZoneSnapshot, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
+def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
     """The response to one query message, or None to drop it."""
     n = len(q)
     if n < 12:
@@ -108,7 +115,7 @@ def respond(zone: ZoneSnapshot, q: bytes, udp: bool, stats: QueryStats) -> bytes
     qend = i + 5
     qtype = (q[i + 1] << 8) | q[i + 2]
     edns = 0
-    limit = PLAIN_UDP_LIMIT
+    limit = PLAIN_UDP_LIMIT if udp else MAX_TCP_MESSAGE
     if q[11]:
         # One additional record: it must be an OPT with the root owner (RFC 6891 6.1.1).
         if qend + 11 > n or q[qend] != 0 or q[qend + 1] != 0 or q[qend + 2] != wire.TYPE_OPT:
@@ -121,35 +128,32 @@ def respond(zone: ZoneSnapshot, q: bytes, udp: bool, stats: QueryStats) -> bytes
         if q[qend + 6] != 0:
             stats.reject("badvers")
             return _error(q, qend, wire.RCODE_BADVERS, 1, stats, qtype)
-        advertised = (q[qend + 3] << 8) | q[qend + 4]
-        limit = (
-            MAX_UDP_PAYLOAD if advertised > MAX_UDP_PAYLOAD else max(advertised, PLAIN_UDP_LIMIT)
-        )
+        if udp:
+            advertised = (q[qend + 3] << 8) | q[qend + 4]
+            limit = min(max(advertised, PLAIN_UDP_LIMIT), MAX_UDP_PAYLOAD)
     if q[i + 3] != 0 or q[i + 4] != wire.CLASS_IN or qtype in (wire.TYPE_AXFR, wire.TYPE_IXFR):
         return _error(q, qend, wire.RCODE_REFUSED, edns, stats, qtype)
     key = q[12 : i + 1].lower()
     types = zone.table.get(key)
-    answer: Answer | None
+    answer: Answer
     if types is not None:
         answer = types.get(qtype) or zone.nodata
     elif not _in_zone(key, zone.origin_wire):
         return _error(q, qend, wire.RCODE_REFUSED, edns, stats, qtype)
     else:
         answer = zone.nxdomain if zone.synced else zone.servfail
-    assert answer is not None
     counter = (qtype, answer.rcode)
     stats.answered[counter] = stats.answered.get(counter, 0) + 1
-    if udp and qend + len(answer.body) + 11 * edns > limit:
+    variants = answer.variants
+    if len(variants) > 1:
+        stats.turn += 1
+        answer = variants[stats.turn % len(variants)]
+    rd = q[2] & 0x01
+    if qend + len(answer.body) + OPT_RECORD_LEN * edns > limit:
         stats.truncated += 1
-        flags = struct.pack("!BB", 0x86 | (q[2] & 0x01), answer.rcode & 0x0F)
-        return (
-            q[:2]
-            + flags
-            + _QUESTION_COUNTS[edns]
-            + q[12:qend]
-            + (answer.edns_tail if edns else b"")
-        )
-    head = answer.heads[(q[2] & 0x01) | (edns << 1)]
+        cut = answer.cut(limit - qend - OPT_RECORD_LEN * edns, rd, edns)
+        return q[:2] + cut[:10] + q[12:qend] + cut[10:] + (answer.edns_tail if edns else b"")
+    head = answer.heads[rd | (edns << 1)]
     if edns:
         return q[:2] + head + q[12:qend] + answer.body + answer.edns_tail
     return q[:2] + head + q[12:qend] + answer.body

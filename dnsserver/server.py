@@ -1,12 +1,15 @@
-"""UDP and TCP serving of the current zone snapshot (the IO adapter of ``dnsserver``).
+"""UDP and TCP serving of a zone (the IO adapter of ``dnsserver``).
 
-Theory of operation. ``DnsServer.zone`` holds the current ``ZoneSnapshot``; the agent
-replaces it whole when the data changes (one attribute store, so a query sees either the
-old or the new zone, never a mix). UDP answers inside ``datagram_received``: no task, no
-future, no logging per query. TCP (RFC 7766) reads 2-byte length-framed messages, answers
-pipelined queries in order on the same connection, closes a connection idle for
-``tcp_idle_timeout_s``, and refuses connections past ``max_tcp_connections`` so that a slow
-or hostile client cannot hold every socket.
+Theory of operation. ``DnsServer.zone`` is the ``Zone`` it answers from; the agent updates
+it in place between queries (same thread, one synchronous call per update), or replaces it.
+UDP answers inside ``datagram_received``: no task, no future, no logging per query. One
+query in ``LATENCY_SAMPLE_EVERY`` is timed (answer built and handed to the kernel) into a
+fixed-bucket histogram, a latency view that costs the other queries one counter test.
+
+TCP (RFC 7766) reads 2-byte length-framed messages, answers pipelined queries in order on
+the same connection, closes a connection idle for ``tcp_idle_timeout_s``, and refuses
+connections past ``max_tcp_connections`` so that a slow or hostile client cannot hold every
+socket.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass
+from time import perf_counter_ns
 from typing import cast
 
 from dnsserver.query import QueryStats, respond
-from dnsserver.zone import ZoneSnapshot
+from dnsserver.zone import Zone
 
 log = logging.getLogger("meshd.dns")
 
@@ -29,6 +33,32 @@ class DnsServerConfig:
     port: int
     tcp_idle_timeout_s: float = 10.0
     max_tcp_connections: int = 256
+    # Several processes may share the port (SO_REUSEPORT): the kernel spreads queries.
+    reuse_port: bool = False
+
+
+LATENCY_SAMPLE_EVERY = 64
+# Upper bounds of the latency buckets, in nanoseconds (the last bucket is +Inf).
+LATENCY_BUCKETS_NS = (5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 10_000_000)
+
+
+class LatencyHistogram:
+    """Counts of sampled response times per bucket, and their sum (seconds)."""
+
+    __slots__ = ("counts", "sum_s")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS_NS) + 1)
+        self.sum_s = 0.0
+
+    def observe_ns(self, elapsed_ns: int) -> None:
+        index = 0
+        for bound in LATENCY_BUCKETS_NS:
+            if elapsed_ns <= bound:
+                break
+            index += 1
+        self.counts[index] += 1
+        self.sum_s += elapsed_ns / 1e9
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -41,14 +71,21 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        server = self.server
+        server.seen += 1
+        timed = not server.seen % LATENCY_SAMPLE_EVERY
+        if timed:
+            started = perf_counter_ns()
         try:
-            reply = respond(self.server.zone, data, True, self.server.udp_stats)
+            reply = respond(server.zone, data, True, server.udp_stats)
+            if reply is not None and self.transport is not None:
+                self.transport.sendto(reply, addr)
         except Exception:  # a bug of ours must not stop the server: count it, drop the query
-            self.server.udp_stats.reject("internal")
+            server.udp_stats.reject("internal")
             log.exception("internal error answering a UDP query")
             return
-        if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
+        if timed:
+            server.latency.observe_ns(perf_counter_ns() - started)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a client that went away: nothing to do.
@@ -114,12 +151,14 @@ class _Tcp(asyncio.Protocol):
 class DnsServer:
     """Serves ``zone`` on one host:port over UDP and TCP."""
 
-    def __init__(self, config: DnsServerConfig, zone: ZoneSnapshot) -> None:
+    def __init__(self, config: DnsServerConfig, zone: Zone) -> None:
         self.config = config
         self.zone = zone
         self.udp_stats = QueryStats()
         self.tcp_stats = QueryStats()
         self.tcp_connections: set[_Tcp] = set()
+        self.latency = LatencyHistogram()
+        self.seen = 0
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
 
@@ -133,15 +172,27 @@ class DnsServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Udp(self), local_addr=(self.config.host, self.config.port), family=family
-        )
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if self.config.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.config.host, self.config.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"cannot listen for DNS on UDP {self.config.host}:"
+                          f"{self.config.port}: {exc.strerror}") from None  # fmt: skip
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=sock)
         self._udp = transport
         # With port 0, TCP must take the same port UDP was given.
         port = self.address[1]
         try:
             self._tcp = await loop.create_server(
-                lambda: _Tcp(self), self.config.host, port, family=family, reuse_address=True
+                lambda: _Tcp(self),
+                self.config.host,
+                port,
+                family=family,
+                reuse_address=True,
+                reuse_port=self.config.reuse_port or None,
             )
         except OSError:
             transport.close()

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dnsserver.server import DnsServer, DnsServerConfig
-from dnsserver.zone import ZoneSnapshot, build_zone
-from mesh.catalog import Catalog
+from dnsserver.zone import Zone
+from mesh.catalog import Catalog, Change
 from mesh.metrics import AgentMetrics
 from mesh.model import ClusterState, LocalExports, ServiceKey
 from mesh.peers import PeerTable, PeerTimings, split_host_port
-from mesh.policy import Locality, decide
+from mesh.planner import AnswerPlanner, Update
+from mesh.policy import Locality
 from mesh.ring import Ring
 from mesh.sources.manifests import ManifestSource, SourceProblem
 from mesh.state_dir import next_generation
@@ -73,17 +74,15 @@ class Agent:
         self.locality = Locality(settings.cluster_id, settings.region, settings.zone)
         self.stats = AgentStats()
         self.metrics = AgentMetrics(self)
-        self._serial = int(time.time())
         self.source_synced = asyncio.Event()
         self.synced = False
-        self.dns = DnsServer(
-            DnsServerConfig(*split_host_port(settings.dns_listen)), self._zone(synced=False)
-        )
+        self.planner = AnswerPlanner(self.locality, settings.max_addresses)
+        self.zone = Zone(settings.dns_zone, serial=int(time.time()), ttl=settings.dns_ttl)
+        self.dns = DnsServer(DnsServerConfig(*split_host_port(settings.dns_listen)), self.zone)
         self.source = ManifestSource(settings.manifests, self._on_exports, self._on_problem)
         self.ring: Ring | None = None
         self.peers: PeerTable | None = None
         self._dirty = asyncio.Event()
-        self._healthy: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle -------------------------------------------------------------------
@@ -98,7 +97,7 @@ class Agent:
             list(self.settings.join),
             PeerTimings(self.settings.gossip_interval_s, self.settings.peer_timeout_s),
         )
-        self.ring = Ring(self.catalog, self.peers, self._mark_dirty)
+        self.ring = Ring(self.catalog, self.peers, self._on_change)
         port = await self.ring.start(self.settings.grpc_listen)
         if advertise is None:
             self.peers.self_address = _default_advertise(self.settings.grpc_listen, port)
@@ -138,22 +137,24 @@ class Agent:
         self.peers.add_seed(address)
 
     def healthy_clusters(self) -> set[str]:
-        return set(self._healthy)
+        return set(self.planner.healthy)
 
     # --- inputs ------------------------------------------------------------------------
 
     def _on_exports(self, exports: LocalExports) -> None:
-        if self.catalog.set_local(exports):
+        change = self.catalog.set_local(exports)
+        if change:
             log.info("local exports changed: %d services", len(exports.services))
+            self._on_change(change)
         self.source_synced.set()
-        self._mark_dirty()
+
+    def _on_change(self, change: Change) -> None:
+        self.planner.note(change)
+        self._dirty.set()
 
     def _on_problem(self, problem: SourceProblem) -> None:
         self.stats.source_problems += 1
         log.warning("manifests: %s", problem)
-
-    def _mark_dirty(self) -> None:
-        self._dirty.set()
 
     async def _sync_gate(self) -> None:
         await self.source_synced.wait()
@@ -168,7 +169,7 @@ class Agent:
                     self.settings.sync_timeout_s,
                 )
         self.synced = True
-        self._mark_dirty()
+        self._dirty.set()
 
     def _current_health(self) -> set[str]:
         assert self.peers is not None
@@ -178,8 +179,8 @@ class Agent:
     async def _health_loop(self) -> None:
         """Rebuild when a cluster becomes reachable or unreachable."""
         while True:
-            if self.synced and self._current_health() != self._healthy:
-                self._mark_dirty()
+            if self.synced and self._current_health() != self.planner.healthy:
+                self._dirty.set()
             await asyncio.sleep(min(0.1, self.settings.gossip_interval_s))
 
     # --- the zone ------------------------------------------------------------------------
@@ -192,39 +193,35 @@ class Agent:
                 self.rebuild()
 
     def rebuild(self) -> None:
+        """Rebuild the answers of the services that changed since the last rebuild."""
         started = time.perf_counter()
-        self.dns.zone = self._zone(synced=True)
+        states = self.catalog.states()
+        healthy = self._current_health()
+        gone = self.planner.healthy - healthy
+        if self.planner.note_health(healthy, states) and gone:
+            log.warning("clusters unreachable: %s", ", ".join(sorted(gone)))
+        if not self.planner.pending and self.zone.synced:
+            return
+        before = set(self.planner.failed_open)
+        updates = self.planner.plan(states, self.catalog.local.namespaces)
+        # RFC 1982 serial: it must change with the data and should only move forward.
+        serial = max(self.zone.serial + 1, int(time.time())) & 0xFFFFFFFF
+        self.apply(updates, serial)
+        newly = self.planner.failed_open - before
+        if newly:
+            log.warning(
+                "failing open for %s: no reachable cluster has a ready endpoint",
+                ", ".join(sorted(map(str, newly))),
+            )
+        self.stats.failed_open = tuple(sorted(self.planner.failed_open))
         self.stats.zone_rebuilds += 1
         self.metrics.zone_rebuild_seconds.observe(time.perf_counter() - started)
 
-    def _zone(self, synced: bool) -> ZoneSnapshot:
-        # RFC 1982 serial: it must change with the data and should only move forward.
-        self._serial = max(self._serial + 1, int(time.time())) & 0xFFFFFFFF
-        serial = self._serial
-        records = []
-        if synced:
-            healthy = self._current_health()
-            gone = self._healthy - healthy
-            if gone:
-                log.warning("clusters unreachable: %s", ", ".join(sorted(gone)))
-            self._healthy = healthy
-            result = decide(
-                self.catalog.states(),
-                self.locality,
-                self.catalog.local.namespaces,
-                self._healthy,
-                self.settings.max_addresses,
-            )
-            records = result.records
-            if result.failed_open and result.failed_open != list(self.stats.failed_open):
-                log.warning(
-                    "failing open for %s: every exporting cluster is unreachable",
-                    ", ".join(map(str, result.failed_open)),
-                )
-            self.stats.failed_open = tuple(result.failed_open)
-        return build_zone(
-            self.settings.dns_zone, records, serial=serial, ttl=self.settings.dns_ttl, synced=synced
-        )
+    def apply(self, updates: list[Update], serial: int) -> None:
+        for key, records in updates:
+            self.zone.set_service(key.namespace, key.name, records)
+        self.zone.set_serial(serial)
+        self.zone.synced = True
 
 
 def _default_advertise(listen: str, port: int) -> str:

@@ -19,7 +19,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from mesh.model import ClusterId, ClusterState, LocalExports
+from mesh.model import ClusterId, ClusterState, LocalExports, ServiceKey
+
+NO_KEYS: frozenset[ServiceKey] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one catalog update changed, so the zone can rebuild only that.
+
+    ``services``: the keys whose export by ``cluster_id`` changed (added, removed or
+    different). ``cluster``: the cluster's locality or namespaces changed, which can change
+    the answer of every service. Truthy when anything changed.
+    """
+
+    cluster_id: ClusterId
+    services: frozenset[ServiceKey] = NO_KEYS
+    cluster: bool = False
+
+    def __bool__(self) -> bool:
+        return self.cluster or bool(self.services)
+
+
+def diff(old: ClusterState | None, new: ClusterState) -> Change:
+    """What changed between two states of one origin. Cost: one comparison per service of
+    that origin (objects shared between versions compare by identity first)."""
+    if old is None:
+        return Change(new.cluster_id, frozenset(new.services), cluster=True)
+    cluster = (old.region, old.zone, old.namespaces) != (new.region, new.zone, new.namespaces)
+    changed = {
+        key
+        for key in old.services.keys() | new.services.keys()
+        if (a := old.services.get(key)) is not (b := new.services.get(key)) and a != b
+    }
+    return Change(new.cluster_id, frozenset(changed), cluster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +81,8 @@ class Catalog:
     def digests(self) -> list[Digest]:
         return [Digest(s.cluster_id, s.generation, s.version) for s in self.states()]
 
-    def set_local(self, exports: LocalExports) -> bool:
-        """Publish a new local version when the exports changed; True when they did."""
+    def set_local(self, exports: LocalExports) -> Change:
+        """Publish a new local version when the exports changed; the change (falsy if none)."""
         current = self.local
         candidate = replace(
             current,
@@ -57,20 +90,21 @@ class Catalog:
             namespaces=exports.namespaces,
             services=exports.services,
         )
-        if candidate.same_content(current):
-            return False
-        self._states[self.local_id] = candidate
-        return True
+        change = diff(current, candidate)
+        if change:
+            self._states[self.local_id] = candidate
+        return change
 
-    def merge(self, state: ClusterState) -> bool:
-        """Take a remote copy if it is newer than what we hold; True when it was taken."""
+    def merge(self, state: ClusterState) -> Change | None:
+        """Take a remote copy if it is newer than what we hold: the change it made, or None
+        when the copy was not taken (older, equal, or our own)."""
         if state.cluster_id == self.local_id:
-            return False
+            return None
         held = self._states.get(state.cluster_id)
         if held is not None and held.stamp >= state.stamp:
-            return False
+            return None
         self._states[state.cluster_id] = state
-        return True
+        return diff(held, state)
 
     def newer_than(self, digests: list[Digest]) -> list[ClusterState]:
         """The states a peer with these digests lacks or holds an older copy of."""

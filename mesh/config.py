@@ -246,6 +246,8 @@ def _read_file(path: str) -> dict[str, Any]:
             data = yaml.safe_load(fh)
     except OSError as exc:
         raise ConfigError(f"--config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--config {path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--config {path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if data is None:
@@ -269,13 +271,26 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -
             raw, source = getattr(args, opt.name), opt.flag
         elif opt.env in environ:
             raw, source = environ[opt.env], opt.env
-        elif opt.name in file_values:
-            raw, source = file_values[opt.name], f"{opt.name} in {args.config}"
+        elif opt.name in file_values and file_values[opt.name] is not None:
+            raw, source = _scalar_text(opt, file_values[opt.name]), f"{opt.name} in {args.config}"
         else:
             values[opt.name] = opt.default
             continue
         try:
             values[opt.name] = opt.parse(raw)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise ConfigError(f"{source}: {exc}, got {raw!r}") from None
     return values
+
+
+def _scalar_text(opt: Option, value: Any) -> Any:
+    """YAML gives ints and bools where a flag gives text; parse them as the text they spell.
+
+    Anything else (a list for ``join``, or a value of the wrong shape) goes to the parser
+    as it is, which accepts it or raises, so the error names the key and the value.
+    """
+    if isinstance(value, bool):
+        return value if opt.parse is _bool else str(value).lower()
+    if isinstance(value, int | float):
+        return str(value)
+    return value

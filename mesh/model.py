@@ -11,8 +11,9 @@ What a cluster exports, in the terms of the Multi-Cluster Services API (KEP-1645
   ``version`` on every change, and starts a new, larger ``generation`` when it restarts, so a
   receiver keeps whichever copy has the larger ``(generation, version)`` pair.
 
-Every value here is immutable and hashable, so states can be shared between the catalog, the
-routing policy and the DNS answer builder without copies or locks.
+Every value here is immutable (all but ``ClusterState`` hashable too), so states can be
+shared between the catalog, the routing policy and the DNS answer builder without copies or
+locks.
 """
 
 from __future__ import annotations

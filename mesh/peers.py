@@ -9,8 +9,8 @@ Rules:
 - a peer that fails is retried with a capped exponential backoff, so a dead address costs
   little but a returning agent is found within ``max_backoff_s``;
 - a cluster is *healthy* when one of its members answered this agent directly within
-  ``peer_timeout_s``; a cluster none of whose members we know an address for is assumed
-  healthy (we have no evidence against it); this cluster is always healthy.
+  ``peer_timeout_s``; a cluster none of whose members we have tried yet is assumed healthy
+  (we have no evidence against it); this cluster is always healthy.
 
 Pure: every method takes ``now`` (monotonic seconds) from the caller.
 """
@@ -142,7 +142,8 @@ class PeerTable:
         """The clusters among ``clusters`` that this agent should answer with."""
         known: dict[ClusterId, bool] = {}
         for p in self.peers.values():
-            if p.cluster_id:
+            # A member we have not tried yet is no evidence either way.
+            if p.cluster_id and (p.last_ok is not None or p.failures):
                 known[p.cluster_id] = known.get(p.cluster_id, False) or self.reachable(
                     p.address, now
                 )

@@ -9,13 +9,14 @@ Rules (DESIGN.md "Answers: health, locality, failover", KEP-1645 for the rest):
 - namespace sameness: a service is only answered when its namespace exists in this
   cluster; it is answered when at least one cluster exports it;
 - only ready endpoints are ever answered;
-- clusters this agent considers unhealthy are left out; when every cluster that exports a
-  service is unhealthy, their last-known ready endpoints are answered instead (fail open),
-  and the service is reported in ``PolicyResult.failed_open``;
+- clusters this agent considers unhealthy are left out; when no healthy cluster has a ready
+  endpoint of a service but an unhealthy one has, the unhealthy clusters' last-known ready
+  endpoints are answered instead (fail open: an answer that may work beats none), and the
+  service is reported in ``PolicyResult.failed_open``;
 - ClusterSetIP services: locality tiers, this cluster first, then clusters of the same
   region, then the rest; the answer comes from the first tier that has ready endpoints,
-  interleaved across the tier's clusters so that each gets its share, at most
-  ``max_addresses`` records per address family;
+  interleaved across the tier's clusters so that each gets its share; the zone shows
+  ``max_addresses`` of them per family and rotates through all of them;
 - headless services: every ready endpoint of every (healthy) cluster, without duplicates;
 - type and ports: clusters may disagree; until conflict resolution arrives with the
   Kubernetes issue, the type of the first exporting cluster in (local, then cluster id)
@@ -24,7 +25,6 @@ Rules (DESIGN.md "Answers: health, locality, failover", KEP-1645 for the rest):
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 
@@ -72,14 +72,8 @@ def _ready_addresses(svc: ExportedService) -> list[str]:
     return [a for e in svc.endpoints if e.ready for a in e.addresses]
 
 
-def _cap_per_family(addresses: Iterable[str], cap: int) -> tuple[str, ...]:
-    v4 = [a for a in addresses if ipaddress.ip_address(a).version == 4][:cap]
-    v6 = [a for a in addresses if ipaddress.ip_address(a).version == 6][:cap]
-    return (*v4, *v6)
-
-
 def _cluster_set_ip(
-    exporters: list[tuple[ClusterState, ExportedService]], locality: Locality, cap: int
+    exporters: list[tuple[ClusterState, ExportedService]], locality: Locality
 ) -> tuple[str, ...]:
     tiers: dict[int, list[list[str]]] = {}
     for state, svc in exporters:
@@ -87,7 +81,7 @@ def _cluster_set_ip(
         if ready:
             tiers.setdefault(_tier(locality, state), []).append(ready)
     for tier in sorted(tiers):
-        return _cap_per_family(_interleave(tiers[tier]), cap)
+        return tuple(_interleave(tiers[tier]))
     return ()
 
 
@@ -126,6 +120,41 @@ def _merged_ports(
     return tuple(ports)
 
 
+def decide_service(
+    key: ServiceKey,
+    exporters: list[tuple[ClusterState, ExportedService]],
+    locality: Locality,
+    healthy: Set[ClusterId],
+    max_addresses: int = DEFAULT_MAX_ADDRESSES,
+) -> tuple[ServiceRecords, bool]:
+    """The records of one service from its exporters (local first, then by cluster id);
+    the flag is True when the answer fails open."""
+    live = [(st, svc) for st, svc in exporters if st.cluster_id in healthy]
+    failed_open = False
+    if not any(_ready_addresses(svc) for _, svc in live) and any(
+        _ready_addresses(svc) for _, svc in exporters
+    ):
+        live, failed_open = exporters, True
+    ports = _merged_ports(exporters)
+    if exporters[0][1].type is ServiceType.HEADLESS:
+        addresses, endpoints = _headless(live)
+        return ServiceRecords(
+            key.namespace, key.name, True, addresses, ports, endpoints
+        ), failed_open
+    addresses = _cluster_set_ip(live, locality)
+    records = ServiceRecords(key.namespace, key.name, False, addresses, ports, (), max_addresses)
+    return records, failed_open
+
+
+def exporters_of(
+    key: ServiceKey, states: Iterable[ClusterState], local_cluster: ClusterId
+) -> list[tuple[ClusterState, ExportedService]]:
+    """The clusters exporting ``key``, this cluster first, then by cluster id."""
+    found = [(s, s.services[key]) for s in states if key in s.services]
+    found.sort(key=lambda pair: (pair[0].cluster_id != local_cluster, pair[0].cluster_id))
+    return found
+
+
 def decide(
     states: Iterable[ClusterState],
     locality: Locality,
@@ -142,20 +171,8 @@ def decide(
                 by_key.setdefault(key, []).append((state, svc))
     result = PolicyResult()
     for key in sorted(by_key):
-        exporters = by_key[key]
-        live = [(st, svc) for st, svc in exporters if st.cluster_id in healthy]
-        has_ready = any(_ready_addresses(svc) for _, svc in live)
-        if not has_ready and any(_ready_addresses(svc) for _, svc in exporters):
-            live = exporters
+        records, failed_open = decide_service(key, by_key[key], locality, healthy, max_addresses)
+        result.records.append(records)
+        if failed_open:
             result.failed_open.append(key)
-        headless = exporters[0][1].type is ServiceType.HEADLESS
-        ports = _merged_ports(exporters)
-        if headless:
-            addresses, endpoints = _headless(live)
-            result.records.append(
-                ServiceRecords(key.namespace, key.name, True, addresses, ports, endpoints)
-            )
-        else:
-            addresses = _cluster_set_ip(live, locality, max_addresses)
-            result.records.append(ServiceRecords(key.namespace, key.name, False, addresses, ports))
     return result

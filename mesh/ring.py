@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from mesh.catalog import Catalog
+from mesh.catalog import Catalog, Change
 from mesh.codec import CodecError, digest_from_pb, digest_to_pb, state_from_pb, state_to_pb
 from mesh.model import is_dns_label
 from mesh.peers import PeerTable, valid_host_port
@@ -52,7 +52,7 @@ class Ring(pb_grpc.GossipServicer):
         self,
         catalog: Catalog,
         peers: PeerTable,
-        on_change: Callable[[], None],
+        on_change: Callable[[Change], None],
         *,
         rpc_timeout_s: float = 1.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
@@ -168,7 +168,6 @@ class Ring(pb_grpc.GossipServicer):
                 self.peers.learned(m.cluster_id, m.address, now)
             else:
                 self.stats.rejected_members += 1
-        changed = False
         for msg in states:
             try:
                 state = state_from_pb(msg)
@@ -176,11 +175,11 @@ class Ring(pb_grpc.GossipServicer):
                 self.stats.rejected_states += 1
                 log.warning("dropped a cluster state from a peer: %s", exc)
                 continue
-            if self.catalog.merge(state):
-                changed = True
-        if changed:
-            self.stats.last_merge = now
-            self.on_change()
+            change = self.catalog.merge(state)
+            if change is not None:
+                self.stats.last_merge = now
+                if change:
+                    self.on_change(change)
 
     async def close(self) -> None:
         if self._server is not None:

@@ -1,0 +1,285 @@
+"""The peer table: seeds, learned members, backoff, reachability, cluster health, addresses."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from mesh.peers import PeerTable, PeerTimings, split_host_port, valid_host_port
+
+SELF = "10.0.0.1:7946"
+SEED = "10.0.0.2:7946"
+LEARNED = "10.0.0.3:7946"
+T = PeerTimings(interval_s=0.5, peer_timeout_s=2.0, max_backoff_s=4.0, forget_after_s=300.0)
+
+
+def table(seeds: list[str] | None = None, timings: PeerTimings = T) -> PeerTable:
+    return PeerTable("east", SELF, [SEED] if seeds is None else seeds, timings)
+
+
+# ---------------------------------------------------------------------------- membership
+
+
+def test_seeds_are_due_at_start() -> None:
+    peers = table([SEED, LEARNED])
+    assert sorted(peers.due(0.0)) == [SEED, LEARNED]
+
+
+def test_seeds_are_kept_after_any_number_of_failures() -> None:
+    peers = table()
+    now = 0.0
+    for _ in range(200):
+        peers.failed(SEED, now)
+        now += 10.0
+    assert now > T.forget_after_s * 5
+    assert SEED in peers.peers
+    assert peers.peers[SEED].seed is True
+    assert SEED in peers.due(now + T.max_backoff_s)
+
+
+def test_learned_member_forgotten_after_silence() -> None:
+    peers = table()
+    peers.learned("west", LEARNED, now=0.0)
+    assert LEARNED in peers.due(0.0)
+    peers.failed(LEARNED, now=100.0)
+    assert LEARNED in peers.peers
+    peers.failed(LEARNED, now=300.0)  # silent for exactly forget_after_s: still kept
+    assert LEARNED in peers.peers
+    peers.failed(LEARNED, now=300.5)
+    assert LEARNED not in peers.peers
+    assert LEARNED not in peers.due(1000.0)
+
+
+def test_learned_member_kept_while_reported() -> None:
+    peers = table()
+    peers.learned("west", LEARNED, now=0.0)
+    now = 0.0
+    while now < 2000.0:
+        peers.failed(LEARNED, now)
+        now += 50.0
+        peers.learned("west", LEARNED, now)  # someone still reports it
+    peers.failed(LEARNED, now + 299.0)
+    assert LEARNED in peers.peers
+    assert peers.peers[LEARNED].cluster_id == "west"
+
+
+def test_member_that_answered_recently_is_kept() -> None:
+    peers = table()
+    peers.learned("west", LEARNED, now=0.0)
+    peers.succeeded(LEARNED, "west", now=250.0)
+    peers.failed(LEARNED, now=500.0)  # 250 s since last answer
+    assert LEARNED in peers.peers
+    peers.failed(LEARNED, now=551.0)  # 301 s
+    assert LEARNED not in peers.peers
+
+
+def test_learned_does_not_reset_schedule_or_cluster() -> None:
+    peers = table()
+    peers.learned("west", LEARNED, now=0.0)
+    peers.failed(LEARNED, now=0.0)
+    next_attempt = peers.peers[LEARNED].next_attempt
+    peers.learned("other", LEARNED, now=0.1)
+    assert peers.peers[LEARNED].next_attempt == next_attempt
+    assert peers.peers[LEARNED].cluster_id == "west"
+
+
+def test_learned_fills_in_cluster_of_seed() -> None:
+    peers = table()
+    assert peers.peers[SEED].cluster_id == ""
+    peers.learned("west", SEED, now=1.0)
+    assert peers.peers[SEED].cluster_id == "west"
+    assert peers.peers[SEED].seed is True
+
+
+def test_failed_for_unknown_address_is_ignored() -> None:
+    peers = table()
+    peers.failed("10.9.9.9:1", now=1.0)
+    assert "10.9.9.9:1" not in peers.peers
+
+
+def test_forget_drops_any_peer() -> None:
+    peers = table()
+    peers.forget(SEED)
+    peers.forget("never-known:1")
+    assert peers.peers == {}
+
+
+def test_self_address_is_never_added() -> None:
+    peers = table([SELF, SEED])
+    assert SELF not in peers.peers
+    peers.learned("east", SELF, now=1.0)
+    peers.learned("west", "", now=1.0)
+    assert set(peers.peers) == {SEED}
+    assert SELF not in peers.due(100.0)
+    assert all(address != SELF for _, address in peers.members(1.0))
+
+
+# ------------------------------------------------------------------------------- backoff
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    peers = table()
+    delays = []
+    now = 0.0
+    for _ in range(8):
+        peers.failed(SEED, now)
+        delay = peers.peers[SEED].next_attempt - now
+        delays.append(delay)
+        assert SEED not in peers.due(now + delay - 0.01)
+        assert SEED in peers.due(now + delay)
+        now += delay
+    assert delays[:3] == [1.0, 2.0, 4.0]
+    assert all(b >= a for a, b in itertools.pairwise(delays))
+    assert max(delays) == T.max_backoff_s
+    assert delays[-1] == T.max_backoff_s
+
+
+def test_success_resets_backoff() -> None:
+    peers = table()
+    for i in range(5):
+        peers.failed(SEED, float(i))
+    peers.succeeded(SEED, "west", now=10.0)
+    assert peers.peers[SEED].failures == 0
+    assert peers.peers[SEED].next_attempt == 10.0 + T.interval_s
+    assert SEED not in peers.due(10.4)
+    assert SEED in peers.due(10.5)
+    peers.failed(SEED, now=11.0)
+    assert peers.peers[SEED].next_attempt == 11.0 + 2 * T.interval_s
+
+
+def test_backoff_cap_follows_timings() -> None:
+    timings = PeerTimings(interval_s=1.0, max_backoff_s=30.0)
+    peers = table(timings=timings)
+    delays = []
+    for _ in range(10):
+        peers.failed(SEED, 0.0)
+        delays.append(peers.peers[SEED].next_attempt)
+    assert delays[:4] == [2.0, 4.0, 8.0, 16.0]
+    assert delays[4:] == [30.0] * 6
+
+
+# --------------------------------------------------------------------------- reachability
+
+
+def test_reachable_window() -> None:
+    peers = table()
+    assert not peers.reachable(SEED, 0.0)  # never answered
+    assert not peers.reachable("unknown:1", 0.0)
+    peers.succeeded(SEED, "west", now=10.0)
+    assert peers.reachable(SEED, 10.0)
+    assert peers.reachable(SEED, 12.0)  # exactly peer_timeout_s
+    assert not peers.reachable(SEED, 12.01)
+    peers.failed(SEED, now=11.0)  # a failure does not erase the last answer
+    assert peers.reachable(SEED, 11.5)
+
+
+def test_members_lists_reachable_members_with_cluster() -> None:
+    peers = table([SEED, "10.0.0.9:7946"])
+    peers.succeeded(SEED, "west", now=0.0)
+    peers.succeeded(LEARNED, "south", now=1.0)
+    peers.learned("north", "10.0.0.4:7946", now=1.0)  # never answered
+    assert peers.members(1.5) == [("south", LEARNED), ("west", SEED)]
+    assert peers.members(2.5) == [("south", LEARNED)]
+    assert peers.members(10.0) == []
+
+
+# --------------------------------------------------------------------------------- health
+
+
+def test_local_cluster_is_always_healthy() -> None:
+    peers = table()
+    peers.succeeded(SEED, "east", now=0.0)  # another agent of our own cluster
+    assert peers.healthy(["east"], now=1000.0) == {"east"}
+
+
+def test_cluster_with_no_known_address_is_healthy() -> None:
+    peers = table()
+    assert peers.healthy(["east", "west", "south"], now=0.0) == {"east", "west", "south"}
+    peers.failed(SEED, now=0.0)  # the seed has no cluster yet: no evidence about anyone
+    assert peers.healthy(["west"], now=50.0) == {"west"}
+
+
+def test_only_asked_clusters_are_returned() -> None:
+    peers = table()
+    peers.succeeded(SEED, "west", now=0.0)
+    assert peers.healthy([], now=0.0) == set()
+    assert peers.healthy(["south"], now=0.0) == {"south"}
+
+
+def test_cluster_whose_only_member_stopped_answering() -> None:
+    peers = table()
+    peers.succeeded(SEED, "west", now=0.0)
+    assert peers.healthy(["east", "west"], now=0.0) == {"east", "west"}
+    assert peers.healthy(["east", "west"], now=2.0) == {"east", "west"}
+    peers.failed(SEED, now=1.0)
+    peers.failed(SEED, now=2.0)
+    assert peers.healthy(["east", "west"], now=2.01) == {"east"}
+    assert peers.healthy(["east", "west"], now=500.0) == {"east"}
+    peers.succeeded(SEED, "west", now=501.0)
+    assert peers.healthy(["east", "west"], now=501.0) == {"east", "west"}
+
+
+def test_cluster_healthy_while_any_member_answers() -> None:
+    peers = table([SEED, LEARNED])
+    peers.succeeded(SEED, "west", now=0.0)
+    peers.succeeded(LEARNED, "west", now=5.0)
+    assert peers.healthy(["west"], now=6.0) == {"west"}
+    assert peers.healthy(["west"], now=7.5) == set()
+
+
+def test_peer_timeout_follows_timings() -> None:
+    peers = table(timings=PeerTimings(peer_timeout_s=10.0))
+    peers.succeeded(SEED, "west", now=0.0)
+    assert peers.healthy(["west"], now=10.0) == {"west"}
+    assert peers.healthy(["west"], now=10.5) == set()
+
+
+# ------------------------------------------------------------------------------ addresses
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1.2.3.4:53", ("1.2.3.4", 53)),
+        ("[::1]:53", ("::1", 53)),
+        ("[fd00::7]:7946", ("fd00::7", 7946)),
+        ("name:80", ("name", 80)),
+        ("agent.example.org:65535", ("agent.example.org", 65535)),
+        ("0.0.0.0:0", ("0.0.0.0", 0)),
+    ],
+)
+def test_split_host_port_accepts(value: str, expected: tuple[str, int]) -> None:
+    assert split_host_port(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "::1:53",
+        "x",
+        "host:99999",
+        "host:",
+        ":53",
+        "",
+        "host:-1",
+        "host:http",
+        "[nothex]:53",
+        "[::1]",
+    ],
+)
+def test_split_host_port_rejects(value: str) -> None:
+    with pytest.raises(ValueError, match=r"\S"):
+        split_host_port(value)
+
+
+@pytest.mark.parametrize("value", ["1.2.3.4:53", "[::1]:53", "name:80"])
+def test_valid_host_port_accepts(value: str) -> None:
+    assert valid_host_port(value) is True
+
+
+@pytest.mark.parametrize(
+    "value", ["::1:53", "x", "host:99999", "host:", "host:0", "a" * 300 + ":80"]
+)
+def test_valid_host_port_rejects(value: str) -> None:
+    assert valid_host_port(value) is False
