@@ -88,24 +88,44 @@ class Member(_message.Message):
     address: str
     def __init__(self, cluster_id: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
 
+class SignedClusterState(_message.Message):
+    __slots__ = ("cluster_id", "state", "key_id", "signature", "certificate", "clusterset")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERSET_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    state: bytes
+    key_id: str
+    signature: bytes
+    certificate: bytes
+    clusterset: str
+    def __init__(self, cluster_id: _Optional[str] = ..., state: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., clusterset: _Optional[str] = ...) -> None: ...
+
 class PushPullRequest(_message.Message):
-    __slots__ = ("sender", "members", "digests", "states")
+    __slots__ = ("sender", "members", "digests", "states", "signed_states")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_STATES_FIELD_NUMBER: _ClassVar[int]
     sender: Member
     members: _containers.RepeatedCompositeFieldContainer[Member]
     digests: _containers.RepeatedCompositeFieldContainer[Digest]
     states: _containers.RepeatedCompositeFieldContainer[ClusterState]
-    def __init__(self, sender: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ...) -> None: ...
+    signed_states: _containers.RepeatedCompositeFieldContainer[SignedClusterState]
+    def __init__(self, sender: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ...) -> None: ...
 
 class PushPullResponse(_message.Message):
-    __slots__ = ("responder", "members", "states")
+    __slots__ = ("responder", "members", "states", "signed_states")
     RESPONDER_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_STATES_FIELD_NUMBER: _ClassVar[int]
     responder: Member
     members: _containers.RepeatedCompositeFieldContainer[Member]
     states: _containers.RepeatedCompositeFieldContainer[ClusterState]
-    def __init__(self, responder: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ...) -> None: ...
+    signed_states: _containers.RepeatedCompositeFieldContainer[SignedClusterState]
+    def __init__(self, responder: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ...) -> None: ...
