@@ -1,0 +1,340 @@
+"""Origin-signed cluster states: each cluster signs its own state, every agent verifies.
+
+The envelope is ``SignedClusterState`` (proto/mesh/wire/v1/gossip.proto): the exact bytes
+of a serialized ``ClusterState``, the origin's cluster id and clusterset, the id of the key
+that signed it, the Ed25519 signature, and the signer's certificate. The signature covers
+``DOMAIN || len16(clusterset) || clusterset || len16(cluster id) || cluster id || state``:
+the domain prefix keeps these signatures from meaning anything in another protocol, and the
+clusterset and cluster id bind the bytes to one origin of one clusterset. Relays forward
+envelopes untouched (never re-serialize the state), so a signature made at the origin
+verifies at every hop.
+
+How a key is bound to a cluster id: **per-cluster X.509 certificates issued by the
+clusterset CA** (design (a) of issue 4), not a signed bundle listing every cluster's key.
+A signing certificate holds the cluster's Ed25519 public key, the URI SAN
+``spiffe://<clusterset>/cluster/<id>/signer`` and the meshd state-signing extended key
+usage (``SIGNER_EKU``), and is issued by a CA of ``--tls-ca``. Why:
+
+- one root of trust: the CA that already gates mutual TLS also vouches for keys, so a
+  receiver needs nothing beyond the CA bundle it already has;
+- adding a cluster or rotating its key changes nothing on the other clusters: the new
+  certificate travels in the envelope and is verified on first sight. A signed bundle
+  would have to be re-signed and redeployed to every agent first, and an agent with a
+  stale bundle would drop the new cluster's states;
+- expiry comes with X.509, and ordinary tools (cert-manager, step-ca, openssl) can issue
+  the certificates.
+
+A certificate is verified once (issuer, signature, validity, role, clusterset) and its key
+cached by key id (the first 16 bytes of SHA-256 of the raw public key, hex), so a state
+costs one Ed25519 verification. Revocation is by expiry or by rotating the CA.
+
+``verify`` raises ``SignedStateError`` with a ``reason`` from ``REASONS`` for any bad
+envelope, and never another exception; ``Verifier`` wraps it with drop counters by reason.
+Pure: bytes in, bytes out; no file IO, no clock (``now`` is wall-clock epoch seconds, passed
+in, because certificates expire in wall-clock time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+
+from mesh import identity as ident
+from mesh.codec import CodecError, state_from_pb, state_to_pb
+from mesh.model import ClusterState, is_dns_label
+from mesh.wire.v1 import gossip_pb2 as pb
+
+DOMAIN = b"meshd.state.v1\0"
+# meshd's state-signing extended key usage: an OID under 2.25 (ITU-T X.667, from a UUID),
+# so no TLS stack accepts a signing certificate for a TLS connection.
+SIGNER_EKU = x509.ObjectIdentifier("2.25.101540474574883551379535145418373059269")
+KEY_ID_BYTES = 16
+MAX_CERTIFICATE_BYTES = 4096
+MAX_STATE_BYTES = 64 * 1024 * 1024
+MAX_CACHED_KEYS = 4096
+REASONS = (
+    "malformed",  # the envelope breaks the format (lengths, names, undecodable bytes)
+    "clusterset_mismatch",  # signed for, or certified by, another clusterset
+    "untrusted_certificate",  # not issued by our CA, expired, or not a signing certificate
+    "unknown_key",  # no certificate for this key id binds it to the envelope's cluster
+    "bad_signature",  # the signature does not cover these bytes with this key
+    "cluster_mismatch",  # the signed state names another cluster than the envelope
+    "invalid_state",  # signed correctly, but the state breaks the protocol (codec rules)
+)
+
+SignedState = pb.SignedClusterState
+
+
+class SignedStateError(ValueError):
+    """A signed state that must be dropped; ``reason`` is one of ``REASONS``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        assert reason in REASONS, reason
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+def key_id_of(public: ed25519.Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).digest()[:KEY_ID_BYTES].hex()
+
+
+def signed_message(clusterset: str, cluster_id: str, state: bytes) -> bytes:
+    """The bytes the Ed25519 signature covers."""
+    parts = [DOMAIN]
+    for name in (clusterset, cluster_id):
+        encoded = name.encode()
+        parts += [struct.pack(">H", len(encoded)), encoded]
+    parts.append(state)
+    return b"".join(parts)
+
+
+def uris_of(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(u) for u in san.get_values_for_type(x509.UniformResourceIdentifier)]
+
+
+def clusterset_of_ca(ca: x509.Certificate) -> str | None:
+    found = ident.find_identity(uris_of(ca), ident.Role.CA)
+    return found.clusterset if found is not None else None
+
+
+def issued_by(leaf: x509.Certificate, cas: Sequence[x509.Certificate]) -> bool:
+    for ca in cas:
+        try:
+            leaf.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
+# --- the origin's side ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignerKey:
+    """A cluster's Ed25519 signing key with its certificate."""
+
+    identity: ident.Identity
+    private: ed25519.Ed25519PrivateKey
+    certificate_der: bytes
+    key_id: str
+
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes) -> SignerKey:
+        """Raises ValueError with a readable reason."""
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise ValueError("not an Ed25519 private key")
+        if key.public_key() != cert.public_key():
+            raise ValueError("the key does not match the certificate")
+        found = ident.find_identity(uris_of(cert), ident.Role.SIGNER)
+        if found is None:
+            raise ValueError("the certificate has no spiffe://<clusterset>/cluster/<id>/signer SAN")
+        return cls(
+            found, key, cert.public_bytes(serialization.Encoding.DER), key_id_of(key.public_key())
+        )
+
+
+class Signer:
+    """Signs this cluster's states. The caller keeps and forwards the envelope it returns."""
+
+    def __init__(self, key: SignerKey) -> None:
+        self.key = key
+
+    @property
+    def cluster_id(self) -> str:
+        return self.key.identity.cluster_id
+
+    def sign(self, state: ClusterState | pb.ClusterState) -> SignedState:
+        msg = state_to_pb(state) if isinstance(state, ClusterState) else state
+        if msg.cluster_id != self.cluster_id:
+            raise ValueError(f"cannot sign cluster {msg.cluster_id}'s state as {self.cluster_id}")
+        return self.sign_bytes(msg.SerializeToString(deterministic=True))
+
+    def sign_bytes(self, state: bytes) -> SignedState:
+        clusterset = self.key.identity.clusterset
+        signature = self.key.private.sign(signed_message(clusterset, self.cluster_id, state))
+        return SignedState(
+            cluster_id=self.cluster_id,
+            state=state,
+            key_id=self.key.key_id,
+            signature=signature,
+            certificate=self.key.certificate_der,
+            clusterset=clusterset,
+        )
+
+
+# --- the receiver's side ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedKey:
+    cluster_id: str
+    key_id: str
+    public: ed25519.Ed25519PublicKey
+    not_before: float
+    not_after: float
+
+
+class Trust:
+    """The clusterset's CAs, and the signing keys they certified (cluster id -> keys)."""
+
+    def __init__(self, clusterset: str, cas: Sequence[x509.Certificate]) -> None:
+        self.clusterset = clusterset
+        self.cas = tuple(cas)
+        self._keys: dict[str, TrustedKey] = {}
+
+    @classmethod
+    def from_pem(cls, ca_pem: bytes, clusterset: str | None = None) -> Trust:
+        """Trust from a CA bundle; the clusterset is the CAs' ``spiffe://`` name unless given."""
+        cas = x509.load_pem_x509_certificates(ca_pem)
+        named = {c for c in map(clusterset_of_ca, cas) if c is not None}
+        if clusterset is None:
+            if len(named) != 1:
+                raise ValueError(f"the CA bundle names {len(named)} clustersets; name one")
+            clusterset = named.pop()
+        return cls(clusterset, cas)
+
+    def keys(self, cluster_id: str) -> Mapping[str, TrustedKey]:
+        return {k: v for k, v in self._keys.items() if v.cluster_id == cluster_id}
+
+    def add_certificate(self, der: bytes, now: float) -> TrustedKey:
+        """Verify a signing certificate against the CAs and remember its key."""
+        if len(der) > MAX_CERTIFICATE_BYTES:
+            raise SignedStateError("malformed", "certificate too large")
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            public = cert.public_key()
+            usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except (ValueError, x509.ExtensionNotFound) as exc:
+            raise SignedStateError(
+                "untrusted_certificate", f"unusable certificate: {exc}"
+            ) from None
+        found = ident.find_identity(uris_of(cert), ident.Role.SIGNER)
+        if not isinstance(public, ed25519.Ed25519PublicKey) or found is None:
+            raise SignedStateError("untrusted_certificate", "not a meshd signing certificate")
+        if SIGNER_EKU not in usage or constraints.ca:
+            raise SignedStateError("untrusted_certificate", "not a meshd signing certificate")
+        if found.clusterset != self.clusterset:
+            raise SignedStateError(
+                "clusterset_mismatch", f"certificate of clusterset {found.clusterset}"
+            )
+        if not issued_by(cert, self.cas):
+            raise SignedStateError("untrusted_certificate", "not issued by a clusterset CA")
+        key = TrustedKey(
+            found.cluster_id,
+            key_id_of(public),
+            public,
+            cert.not_valid_before_utc.timestamp(),
+            cert.not_valid_after_utc.timestamp(),
+        )
+        if not key.not_before <= now <= key.not_after:
+            raise SignedStateError("untrusted_certificate", "certificate not valid now")
+        if len(self._keys) >= MAX_CACHED_KEYS:
+            self._keys.pop(next(iter(self._keys)))
+        self._keys[key.key_id] = key
+        return key
+
+    def key_for(self, envelope: SignedState, now: float) -> TrustedKey:
+        key = self._keys.get(envelope.key_id)
+        if key is None and envelope.certificate:
+            key = self.add_certificate(envelope.certificate, now)
+            if key.key_id != envelope.key_id:
+                raise SignedStateError("malformed", "the certificate is not for the key id")
+        if key is None:
+            raise SignedStateError("unknown_key", f"no certificate for key {envelope.key_id}")
+        if key.cluster_id != envelope.cluster_id:
+            raise SignedStateError(
+                "unknown_key",
+                f"key {key.key_id} is cluster {key.cluster_id}'s, not {envelope.cluster_id}'s",
+            )
+        if not key.not_before <= now <= key.not_after:
+            del self._keys[key.key_id]
+            raise SignedStateError("untrusted_certificate", f"key {key.key_id} has expired")
+        return key
+
+
+def _check_shape(envelope: SignedState, trust: Trust) -> None:
+    if not is_dns_label(envelope.cluster_id):
+        raise SignedStateError("malformed", f"cluster id {envelope.cluster_id!r}")
+    if envelope.clusterset != trust.clusterset:
+        raise SignedStateError(
+            "clusterset_mismatch", f"signed for clusterset {envelope.clusterset!r}"
+        )
+    if len(envelope.key_id) != 2 * KEY_ID_BYTES or len(envelope.signature) != 64:
+        raise SignedStateError("malformed", "bad key id or signature length")
+    if not 0 < len(envelope.state) <= MAX_STATE_BYTES:
+        raise SignedStateError("malformed", f"state of {len(envelope.state)} bytes")
+
+
+def verify(envelope: SignedState, trust: Trust, now: float) -> ClusterState:
+    """The state an envelope carries, once its origin's signature checks out."""
+    _check_shape(envelope, trust)
+    key = trust.key_for(envelope, now)
+    message = signed_message(trust.clusterset, envelope.cluster_id, envelope.state)
+    try:
+        key.public.verify(envelope.signature, message)
+    except InvalidSignature:
+        raise SignedStateError("bad_signature", f"cluster {envelope.cluster_id}") from None
+    try:
+        msg = pb.ClusterState.FromString(envelope.state)
+    except DecodeError:
+        raise SignedStateError("malformed", "undecodable state") from None
+    if msg.cluster_id != envelope.cluster_id:
+        raise SignedStateError(
+            "cluster_mismatch", f"envelope {envelope.cluster_id}, state {msg.cluster_id!r}"
+        )
+    try:
+        return state_from_pb(msg)
+    except CodecError as exc:
+        raise SignedStateError("invalid_state", str(exc)) from None
+
+
+def decode_envelope(data: bytes) -> SignedState:
+    """An envelope from its serialized bytes (as a relay might hold it)."""
+    envelope = SignedState()
+    try:
+        envelope.ParseFromString(data)
+    except DecodeError:
+        raise SignedStateError("malformed", "undecodable envelope") from None
+    return envelope
+
+
+@dataclass(slots=True)
+class VerifyStats:
+    verified: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    last_error: str = ""
+
+
+class Verifier:
+    """``verify`` that counts: returns None for a dropped envelope, and counts it by reason."""
+
+    def __init__(self, trust: Trust) -> None:
+        self.trust = trust
+        self.stats = VerifyStats()
+
+    def verify(self, envelope: SignedState, now: float) -> ClusterState | None:
+        try:
+            state = verify(envelope, self.trust, now)
+        except SignedStateError as exc:
+            self.stats.dropped[exc.reason] = self.stats.dropped.get(exc.reason, 0) + 1
+            self.stats.last_error = str(exc)
+            return None
+        self.stats.verified += 1
+        return state
