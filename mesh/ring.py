@@ -8,6 +8,10 @@ validation is dropped and counted; the rest of the message is still used.
 
 Messages are bounded by ``max_message_bytes`` on both ends (gRPC's own limit is 4 MiB);
 chunked catch-up and SWIM membership replace this exchange in the ring issue.
+
+With ``tls`` (``mesh.tls.RingTls``) the server demands client certificates and refuses
+callers of another clusterset, and channels are mutual TLS, redialled when the certificate
+files change; without it the ring is plaintext (``--insecure``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from mesh.catalog import Catalog, Change
 from mesh.codec import CodecError, digest_from_pb, digest_to_pb, state_from_pb, state_to_pb
 from mesh.model import is_dns_label
 from mesh.peers import PeerTable, valid_host_port
+from mesh.tls import RingTls
 from mesh.wire.v1 import gossip_pb2 as pb
 from mesh.wire.v1 import gossip_pb2_grpc as pb_grpc
 
@@ -56,6 +61,7 @@ class Ring(pb_grpc.GossipServicer):
         *,
         rpc_timeout_s: float = 1.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: RingTls | None = None,
     ) -> None:
         self.catalog = catalog
         self.peers = peers
@@ -66,6 +72,9 @@ class Ring(pb_grpc.GossipServicer):
         self.exchanged_once = asyncio.Event()
         self._server: grpc.aio.Server | None = None
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self.tls = tls  # None: plaintext (--insecure)
+        self._tls_generation = 0
+        self._retiring: set[asyncio.Task[None]] = set()
         self._options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -77,7 +86,10 @@ class Ring(pb_grpc.GossipServicer):
         """Bind the gossip server; returns the bound port (for port 0)."""
         self._server = grpc.aio.server(options=self._options)
         pb_grpc.add_GossipServicer_to_server(self, self._server)  # type: ignore[no-untyped-call]
-        port = int(self._server.add_insecure_port(listen))
+        if self.tls is not None:
+            port = int(self._server.add_secure_port(listen, self.tls.server_credentials()))
+        else:
+            port = int(self._server.add_insecure_port(listen))
         if port == 0:
             raise OSError(f"cannot listen for gossip on {listen}")
         await self._server.start()
@@ -88,6 +100,10 @@ class Ring(pb_grpc.GossipServicer):
         request: pb.PushPullRequest,
         context: grpc.aio.ServicerContext[pb.PushPullRequest, pb.PushPullResponse],
     ) -> pb.PushPullResponse:
+        if self.tls is not None:
+            refused = self.tls.check_peer(context)
+            if refused is not None:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
         now = asyncio.get_running_loop().time()
         self.stats.count("received", "ok", request.ByteSize())
         sender = request.sender
@@ -130,6 +146,8 @@ class Ring(pb_grpc.GossipServicer):
             reply = await stub.PushPull(request, timeout=self.rpc_timeout_s)
         except grpc.aio.AioRpcError as exc:
             self.stats.count("sent", exc.code().name.lower(), request.ByteSize())
+            if self.tls is not None:
+                self.tls.observe_failure(exc.details())
             self.peers.failed(address, loop.time())
             return
         now = loop.time()
@@ -146,9 +164,26 @@ class Ring(pb_grpc.GossipServicer):
         self.exchanged_once.set()
 
     def _channel(self, address: str) -> grpc.aio.Channel:
+        if self.tls is not None:
+            return self._tls_channel(address, self.tls)
         channel = self._channels.get(address)
         if channel is None:
             channel = grpc.aio.insecure_channel(address, options=self._options)
+            self._channels[address] = channel
+        return channel
+
+    def _tls_channel(self, address: str, tls: RingTls) -> grpc.aio.Channel:
+        creds, options, generation = tls.channel_security()
+        if generation != self._tls_generation:  # the certificate files changed: redial
+            self._tls_generation = generation
+            for old in self._channels.values():
+                task = asyncio.get_running_loop().create_task(old.close(grace=1.0))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+            self._channels.clear()
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = grpc.aio.secure_channel(address, creds, options=self._options + options)
             self._channels[address] = channel
         return channel
 
@@ -186,3 +221,4 @@ class Ring(pb_grpc.GossipServicer):
             await self._server.stop(grace=0.5)
         for channel in self._channels.values():
             await channel.close()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
