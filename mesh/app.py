@@ -22,7 +22,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dnsserver.server import DnsServer, DnsServerConfig
+from dnsserver.query import QueryStats
+from dnsserver.records import ServiceRecords
+from dnsserver.server import DnsServer, DnsServerConfig, LatencyHistogram
+from dnsserver.workers import DnsWorkers, WorkerSpec, ZoneUpdate
 from dnsserver.zone import Zone
 from mesh.catalog import Catalog, Change
 from mesh.metrics import AgentMetrics
@@ -55,6 +58,7 @@ class AgentSettings:
     peer_timeout_s: float = 2.0
     sync_timeout_s: float = 5.0
     max_addresses: int = 8
+    dns_workers: int = 0
 
 
 @dataclass(slots=True)
@@ -78,7 +82,15 @@ class Agent:
         self.synced = False
         self.planner = AnswerPlanner(self.locality, settings.max_addresses)
         self.zone = Zone(settings.dns_zone, serial=int(time.time()), ttl=settings.dns_ttl)
-        self.dns = DnsServer(DnsServerConfig(*split_host_port(settings.dns_listen)), self.zone)
+        dns_config = DnsServerConfig(
+            *split_host_port(settings.dns_listen), reuse_port=settings.dns_workers > 0
+        )
+        self.dns = DnsServer(dns_config, self.zone)
+        self.workers: DnsWorkers | None = None
+        if settings.dns_workers:
+            spec = WorkerSpec(dns_config, settings.dns_zone, settings.dns_ttl)
+            self.workers = DnsWorkers(spec, settings.dns_workers, self._zone_snapshot)
+        self._records: dict[ServiceKey, ServiceRecords] = {}
         self.source = ManifestSource(settings.manifests, self._on_exports, self._on_problem)
         self.ring: Ring | None = None
         self.peers: PeerTable | None = None
@@ -88,7 +100,10 @@ class Agent:
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.dns.start()
+        if self.workers is not None:
+            await self.workers.start()
+        else:
+            await self.dns.start()
         advertise = self.settings.advertise
         self.peers = PeerTable(
             self.settings.cluster_id,
@@ -111,6 +126,8 @@ class Agent:
 
     async def stop(self) -> None:
         await self.dns.close()
+        if self.workers is not None:
+            await self.workers.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -220,8 +237,27 @@ class Agent:
     def apply(self, updates: list[Update], serial: int) -> None:
         for key, records in updates:
             self.zone.set_service(key.namespace, key.name, records)
+            if records is None:
+                self._records.pop(key, None)
+            else:
+                self._records[key] = records
         self.zone.set_serial(serial)
         self.zone.synced = True
+        if self.workers is not None:
+            triples = [(k.namespace, k.name, r) for k, r in updates]
+            self.workers.apply(triples, serial, True)
+
+    def _zone_snapshot(self) -> tuple[list[ZoneUpdate], int, bool]:
+        """The whole zone as updates, for a DNS worker that (re)starts."""
+        updates: list[ZoneUpdate] = [(k.namespace, k.name, r) for k, r in self._records.items()]
+        return updates, self.zone.serial, self.zone.synced
+
+    def dns_totals(self) -> tuple[QueryStats, QueryStats, LatencyHistogram, int]:
+        """DNS counters: (UDP, TCP, sampled latency, open TCP connections)."""
+        if self.workers is not None:
+            return self.workers.totals()
+        dns = self.dns
+        return dns.udp_stats, dns.tcp_stats, dns.latency, len(dns.tcp_connections)
 
 
 def _default_advertise(listen: str, port: int) -> str:

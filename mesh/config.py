@@ -150,6 +150,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("dns_zone", _zone, "clusterset.local", "the zone served", "NAME"),
     Option("dns_ttl", _int_range(0, 3600), 5, "TTL of answers and SOA minimum, 0-3600", "SECONDS"),
     Option(
+        "dns_workers",
+        _int_range(0, 64),
+        0,
+        "answer DNS in this many worker processes sharing the port (SO_REUSEPORT); "
+        "0 answers in the agent process",
+        "N",
+    ),
+    Option(
         "grpc_listen",
         _host_port,
         "0.0.0.0:7946",

@@ -12,9 +12,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from dnsserver.server import LATENCY_BUCKETS_NS, LATENCY_SAMPLE_EVERY
 from dnsserver.wire import RCODE_NAMES, TYPE_NAMES
 
 if TYPE_CHECKING:
@@ -35,7 +41,7 @@ class _AgentCollector(Collector):
         yield from self._catalog()
 
     def _dns(self) -> Iterator[Metric]:
-        dns = self.agent.dns
+        udp, tcp, latency, connections = self.agent.dns_totals()
         queries = CounterMetricFamily(
             "meshd_dns_queries", "DNS queries answered", labels=["qtype", "rcode", "transport"]
         )
@@ -45,7 +51,7 @@ class _AgentCollector(Collector):
         truncated = CounterMetricFamily(
             "meshd_dns_truncated", "UDP answers sent with TC=1", labels=["transport"]
         )
-        for transport, stats in (("udp", dns.udp_stats), ("tcp", dns.tcp_stats)):
+        for transport, stats in (("udp", udp), ("tcp", tcp)):
             for (qtype, rcode), count in list(stats.answered.items()):
                 rname = RCODE_NAMES.get(rcode, str(rcode))
                 queries.add_metric([_qtype(qtype), rname, transport], count)
@@ -56,7 +62,23 @@ class _AgentCollector(Collector):
         yield rejected
         yield truncated
         yield GaugeMetricFamily(
-            "meshd_dns_tcp_connections", "open DNS TCP connections", value=len(dns.tcp_connections)
+            "meshd_dns_tcp_connections", "open DNS TCP connections", value=connections
+        )
+        buckets, cumulative = [], 0
+        for bound_ns, count in zip((*LATENCY_BUCKETS_NS, None), latency.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound_ns is None else str(bound_ns / 1e9), cumulative))
+        yield HistogramMetricFamily(
+            "meshd_dns_response_seconds",
+            f"time to answer a UDP query inside the server, 1 query in {LATENCY_SAMPLE_EVERY} "
+            "sampled",
+            buckets=buckets,
+            sum_value=latency.sum_s,
+        )
+        yield GaugeMetricFamily(
+            "meshd_zone_services",
+            "services with answers in the zone",
+            value=len(self.agent.planner.zone_keys),
         )
         yield CounterMetricFamily(
             "meshd_zone_rebuilds", "zone snapshots built", value=self.agent.stats.zone_rebuilds
