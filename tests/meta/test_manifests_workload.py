@@ -78,7 +78,11 @@ def test_overlay_config_names_its_cluster_and_keeps_the_shared_settings(
 ) -> None:
     values = settings(builds[overlay])
     regions = {cluster: region for cluster, region, _ in CLUSTERS}
-    assert set(OVERLAYS) == set(regions) == {p.name for p in (ROOT / "examples").iterdir()}
+    assert (
+        set(OVERLAYS)
+        == set(regions)
+        == {p.name for p in (ROOT / "examples").iterdir() if p.is_dir()}
+    )
     assert values["cluster_id"] == overlay
     assert values["region"] == regions[overlay]
     shared = settings(builds["base"])
