@@ -19,8 +19,10 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dnsserver.query import QueryStats
 from dnsserver.records import ServiceRecords
@@ -37,13 +39,16 @@ from mesh.ring import Ring
 from mesh.sources.manifests import ManifestSource, SourceProblem
 from mesh.state_dir import next_generation
 
+if TYPE_CHECKING:
+    from mesh.sources.kubernetes import KubernetesSource
+
 log = logging.getLogger("meshd.agent")
 
 
 @dataclass(frozen=True)
 class AgentSettings:
     cluster_id: str
-    manifests: Path
+    manifests: Path | None  # None: the Kubernetes API (kubeconfig, else in-cluster)
     region: str = ""
     zone: str = ""
     dns_listen: str = "0.0.0.0:53"
@@ -58,6 +63,7 @@ class AgentSettings:
     peer_timeout_s: float = 2.0
     sync_timeout_s: float = 5.0
     max_addresses: int = 8
+    kubeconfig: Path | None = None  # with manifests None; None here too: in-cluster
     dns_workers: int = 0
 
 
@@ -91,7 +97,7 @@ class Agent:
             spec = WorkerSpec(dns_config, settings.dns_zone, settings.dns_ttl)
             self.workers = DnsWorkers(spec, settings.dns_workers, self._zone_snapshot)
         self._records: dict[ServiceKey, ServiceRecords] = {}
-        self.source = ManifestSource(settings.manifests, self._on_exports, self._on_problem)
+        self.source = make_source(settings, self._on_exports, self._on_problem)
         self.ring: Ring | None = None
         self.peers: PeerTable | None = None
         self._dirty = asyncio.Event()
@@ -171,7 +177,7 @@ class Agent:
 
     def _on_problem(self, problem: SourceProblem) -> None:
         self.stats.source_problems += 1
-        log.warning("manifests: %s", problem)
+        log.warning("source: %s", problem)
 
     async def _sync_gate(self) -> None:
         await self.source_synced.wait()
@@ -258,6 +264,19 @@ class Agent:
             return self.workers.totals()
         dns = self.dns
         return dns.udp_stats, dns.tcp_stats, dns.latency, len(dns.tcp_connections)
+
+
+def make_source(
+    settings: AgentSettings,
+    on_change: Callable[[LocalExports], None],
+    on_problem: Callable[[SourceProblem], None],
+) -> ManifestSource | KubernetesSource:
+    """The source of this cluster's exports: the manifests directory, else the API server."""
+    if settings.manifests is not None:
+        return ManifestSource(settings.manifests, on_change, on_problem)
+    from mesh.sources.kubernetes import KubeAccess, KubernetesSource
+
+    return KubernetesSource(KubeAccess(kubeconfig=settings.kubeconfig), on_change, on_problem)
 
 
 def _default_advertise(listen: str, port: int) -> str:

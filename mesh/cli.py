@@ -11,9 +11,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +35,7 @@ def settings_from(values: dict[str, Any]) -> Any:
         raise UsageError(
             "--cluster-id is required (or MESHD_CLUSTER_ID, or cluster_id in --config)"
         )
-    if values["kubeconfig"] is not None:
-        raise UsageError(
-            "--kubeconfig: the Kubernetes API source is not available yet; use --manifests DIR"
-        )
-    if values["manifests"] is None:
-        raise UsageError(
-            "--manifests DIR is required (the Kubernetes API source is not available yet)"
-        )
-    if not values["manifests"].is_dir():
-        raise UsageError(f"--manifests: {values['manifests']} is not a directory")
+    _check_source(values, os.environ)
     tls = [values[k] for k in ("tls_cert", "tls_key", "tls_ca")]
     if any(v is not None for v in tls):
         raise UsageError(
@@ -69,7 +61,24 @@ def settings_from(values: dict[str, Any]) -> Any:
         peer_timeout_s=values["peer_timeout"],
         sync_timeout_s=values["sync_timeout"],
         max_addresses=values["max_addresses"],
+        kubeconfig=values["kubeconfig"],
     )
+
+
+def _check_source(values: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """One source: --manifests DIR or --kubeconfig PATH; in a pod with neither, in-cluster."""
+    manifests, kubeconfig = values["manifests"], values["kubeconfig"]
+    if manifests is not None and kubeconfig is not None:
+        raise UsageError("--manifests and --kubeconfig are two sources; give one of them")
+    if manifests is not None and not manifests.is_dir():
+        raise UsageError(f"--manifests: {manifests} is not a directory")
+    if kubeconfig is not None and not kubeconfig.is_file():
+        raise UsageError(f"--kubeconfig: {kubeconfig} is not a file")
+    if manifests is None and kubeconfig is None and not environ.get("KUBERNETES_SERVICE_HOST"):
+        raise UsageError(
+            "a source is required: --manifests DIR or --kubeconfig PATH (the in-cluster "
+            "config is used only in a pod, where KUBERNETES_SERVICE_HOST is set)"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -140,8 +140,8 @@ OPTIONS: tuple[Option, ...] = (
         "kubeconfig",
         _path,
         None,
-        "read exports from the Kubernetes API with this kubeconfig (not available yet: "
-        "use --manifests)",
+        "read exports from the Kubernetes API (list and watch) with this kubeconfig; with "
+        "neither this nor --manifests, a pod uses its in-cluster service account",
         "PATH",
     ),
     Option(
