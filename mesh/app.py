@@ -38,6 +38,7 @@ from mesh.policy import Locality
 from mesh.ring import Ring
 from mesh.sources.manifests import ManifestSource, SourceProblem
 from mesh.state_dir import next_generation
+from mesh.tls import RingTls, TlsFiles
 
 if TYPE_CHECKING:
     from mesh.sources.kubernetes import KubernetesSource
@@ -64,6 +65,10 @@ class AgentSettings:
     sync_timeout_s: float = 5.0
     max_addresses: int = 8
     kubeconfig: Path | None = None  # with manifests None; None here too: in-cluster
+    # Mutual TLS between agents (all three, or none for plaintext; see mesh.tls).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
     dns_workers: int = 0
 
 
@@ -118,7 +123,7 @@ class Agent:
             list(self.settings.join),
             PeerTimings(self.settings.gossip_interval_s, self.settings.peer_timeout_s),
         )
-        self.ring = Ring(self.catalog, self.peers, self._on_change)
+        self.ring = Ring(self.catalog, self.peers, self._on_change, tls=self._ring_tls())
         port = await self.ring.start(self.settings.grpc_listen)
         if advertise is None:
             self.peers.self_address = _default_advertise(self.settings.grpc_listen, port)
@@ -153,6 +158,12 @@ class Agent:
         """The gossip address this agent gives its peers."""
         assert self.peers is not None
         return self.peers.self_address
+
+    def _ring_tls(self) -> RingTls | None:
+        s = self.settings
+        if s.tls_cert is None or s.tls_key is None or s.tls_ca is None:
+            return None
+        return RingTls(TlsFiles(s.tls_cert, s.tls_key, s.tls_ca), s.cluster_id)
 
     def join(self, address: str) -> None:
         """Add a seed peer at run time (as ``--join`` does at start)."""

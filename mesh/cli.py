@@ -1,4 +1,4 @@
-"""The ``meshd`` command: ``run`` (the daemon), ``demo`` and ``status``.
+"""The ``meshd`` command: ``run`` (the daemon), ``demo``, ``status`` and ``certs``.
 
 Exit status: 0 after a clean shutdown (SIGTERM, SIGINT or ``--duration``), 1 when the agent
 cannot start or dies (a port in use, a background task failing), 2 for a bad flag, variable
@@ -36,14 +36,7 @@ def settings_from(values: dict[str, Any]) -> Any:
             "--cluster-id is required (or MESHD_CLUSTER_ID, or cluster_id in --config)"
         )
     _check_source(values, os.environ)
-    tls = [values[k] for k in ("tls_cert", "tls_key", "tls_ca")]
-    if any(v is not None for v in tls):
-        raise UsageError(
-            "--tls-cert/--tls-key/--tls-ca: mutual TLS between agents is not "
-            "available yet; run with --insecure on a trusted network"
-        )
-    if not values["insecure"]:
-        raise UsageError("gossip without TLS must be asked for: pass --insecure")
+    _check_tls(values)
     return AgentSettings(
         cluster_id=values["cluster_id"],
         manifests=values["manifests"],
@@ -61,6 +54,9 @@ def settings_from(values: dict[str, Any]) -> Any:
         peer_timeout_s=values["peer_timeout"],
         sync_timeout_s=values["sync_timeout"],
         max_addresses=values["max_addresses"],
+        tls_cert=values["tls_cert"],
+        tls_key=values["tls_key"],
+        tls_ca=values["tls_ca"],
         kubeconfig=values["kubeconfig"],
     )
 
@@ -78,6 +74,31 @@ def _check_source(values: dict[str, Any], environ: Mapping[str, str]) -> None:
         raise UsageError(
             "a source is required: --manifests DIR or --kubeconfig PATH (the in-cluster "
             "config is used only in a pod, where KUBERNETES_SERVICE_HOST is set)"
+        )
+
+
+def _check_tls(values: dict[str, Any]) -> None:
+    """All three TLS files, usable and issued to this cluster; or none and --insecure."""
+    flags = {"tls_cert": "--tls-cert", "tls_key": "--tls-key", "tls_ca": "--tls-ca"}
+    missing = [flag for key, flag in flags.items() if values[key] is None]
+    if not missing:
+        if values["insecure"]:
+            raise UsageError("--insecure contradicts --tls-cert/--tls-key/--tls-ca: give one")
+        from mesh.tls import RingTls, TlsError, TlsFiles
+
+        files = TlsFiles(values["tls_cert"], values["tls_key"], values["tls_ca"])
+        try:
+            RingTls(files, values["cluster_id"])
+        except TlsError as exc:
+            raise UsageError(str(exc)) from None
+    elif len(missing) < len(flags):
+        raise UsageError(
+            f"--tls-cert, --tls-key and --tls-ca go together: {', '.join(missing)} missing"
+        )
+    elif not values["insecure"]:
+        raise UsageError(
+            "gossip without TLS must be asked for: pass --insecure, or --tls-cert, "
+            "--tls-key and --tls-ca (see `meshd certs`)"
         )
 
 
@@ -140,7 +161,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="the agent's --admin-listen address (default: 127.0.0.1:9090)",
     )
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    _add_certs_parser(sub)
     return parser
+
+
+def _add_certs_parser(sub: Any) -> None:
+    certs = sub.add_parser(
+        "certs",
+        help="create a clusterset CA and per-cluster certificates",
+        description="Certificates for mutual TLS between agents and for signed cluster states.",
+    )
+    actions = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+    init = actions.add_parser(
+        "init", help="create a clusterset CA", description="Create a clusterset CA (key + cert)."
+    )
+    init.add_argument("--clusterset", required=True, metavar="NAME", help="e.g. prod")
+    init.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="writes ca.crt, ca.key"
+    )
+    issue = actions.add_parser(
+        "issue",
+        help="issue a cluster's TLS and signing certificates",
+        description="Issue one cluster's TLS key and certificate and its Ed25519 signing key "
+        "and certificate, from the CA made by `meshd certs init`.",
+    )
+    issue.add_argument("--cluster-id", required=True, metavar="ID", help="the --cluster-id")
+    issue.add_argument("--ca", required=True, type=Path, metavar="DIR", help="the CA's directory")
+    issue.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="writes tls.crt, tls.key, signing.crt, signing.key, ca.crt",
+    )
+    issue.add_argument(
+        "--hosts", metavar="H1,H2", help="extra DNS names and IP addresses for the TLS certificate"
+    )
+    issue.add_argument("--days", type=int, default=365, metavar="N", help="validity (default: 365)")
+    for parser in (init, issue):
+        parser.add_argument("--force", action="store_true", help="replace existing files")
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -205,6 +264,10 @@ async def serve(settings: Any, stop: asyncio.Event) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "certs":
+        from mesh.certs import command
+
+        return command(args)
     if args.command == "status":
         from mesh.status import status
 

@@ -25,6 +25,22 @@ from dnsserver.wire import RCODE_NAMES, TYPE_NAMES
 
 if TYPE_CHECKING:
     from mesh.app import Agent
+    from mesh.tls import TlsStats
+
+
+def _tls(stats: TlsStats) -> Iterator[Metric]:
+    refused = CounterMetricFamily(
+        "meshd_tls_refused", "peers refused by mutual TLS, by reason", labels=["reason"]
+    )
+    for reason in ("handshake", "clusterset", "no_identity"):
+        refused.add_metric([reason], stats.refused.get(reason, 0))
+    yield refused
+    reloads = CounterMetricFamily(
+        "meshd_tls_reloads", "changed certificate files, by outcome", labels=["outcome"]
+    )
+    reloads.add_metric(["ok"], stats.reloads)
+    reloads.add_metric(["refused"], stats.reload_failures)
+    yield reloads
 
 
 def _qtype(code: int) -> str:
@@ -99,6 +115,8 @@ class _AgentCollector(Collector):
         for (direction, outcome), count in list(ring.stats.messages.items()):
             messages.add_metric([direction, outcome], count)
         yield messages
+        if ring.tls is not None:
+            yield from _tls(ring.tls.stats)
         sizes = CounterMetricFamily("meshd_gossip_bytes", "gossip bytes", labels=["direction"])
         for direction, count in list(ring.stats.bytes.items()):
             sizes.add_metric([direction], count)

@@ -84,7 +84,8 @@ class Ring(pb_grpc.GossipServicer):
 
     async def start(self, listen: str) -> int:
         """Bind the gossip server; returns the bound port (for port 0)."""
-        self._server = grpc.aio.server(options=self._options)
+        tls_options = self.tls.server_options() if self.tls is not None else []
+        self._server = grpc.aio.server(options=self._options + tls_options)
         pb_grpc.add_GossipServicer_to_server(self, self._server)  # type: ignore[no-untyped-call]
         if self.tls is not None:
             port = int(self._server.add_secure_port(listen, self.tls.server_credentials()))

@@ -26,6 +26,10 @@ Rules:
   hold together (a key that does not match its certificate, as seen half-way through
   replacing them, or a certificate not issued by the CA bundle) is refused, logged once and
   counted, and the previous credentials stay in use until a good set appears.
+  Established connections keep the session they were made with, so the server closes
+  every connection after ``max_connection_age_s`` (60 s) and clients redial: old
+  certificates stop working within that time. Callers on connections made before a
+  change of clusterset are refused by ``check_peer`` at once.
 """
 
 from __future__ import annotations
@@ -111,7 +115,11 @@ class RingTls:
     """The ring's TLS credentials, kept in step with the files on disk."""
 
     def __init__(
-        self, files: TlsFiles, cluster_id: str | None = None, check_interval_s: float = 0.5
+        self,
+        files: TlsFiles,
+        cluster_id: str | None = None,
+        check_interval_s: float = 0.5,
+        max_connection_age_s: float = 60.0,
     ) -> None:
         self.files = files
         self.material = load(files)
@@ -122,6 +130,7 @@ class RingTls:
             )
         self.cluster_id = cluster_id
         self.check_interval_s = check_interval_s
+        self.max_connection_age_s = max_connection_age_s
         self.stats = TlsStats()
         self.generation = 0
         self._lock = threading.Lock()  # gRPC calls the server fetcher from its own threads
@@ -162,6 +171,12 @@ class RingTls:
             return True
 
     # --- server ------------------------------------------------------------------------------
+
+    def server_options(self) -> list[tuple[str, int]]:
+        """Close connections after ``max_connection_age_s``: a handshake made with replaced
+        (or since revoked) certificates does not outlive the reload by long."""
+        age_ms = int(self.max_connection_age_s * 1000)
+        return [("grpc.max_connection_age_ms", age_ms), ("grpc.max_connection_age_grace_ms", 5000)]
 
     def server_credentials(self) -> grpc.ServerCredentials:
         self._server_generation = self.generation

@@ -85,11 +85,12 @@ class AgentProcess:
     def grpc(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def start(self, join: list[str], *extra: str) -> None:
+    def start(self, join: list[str], *extra: str, insecure: bool = True) -> None:
+        """Start the agent; ``insecure=False`` leaves out ``--insecure`` (pass TLS flags)."""
         args = [
             *MESHD,
             "run",
-            "--insecure",
+            *(["--insecure"] if insecure else []),
             "--cluster-id",
             self.cluster,
             "--region",
