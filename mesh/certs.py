@@ -240,6 +240,27 @@ def signer_key(cert_pem: bytes, key_pem: bytes) -> SignerKey:
         raise CertsError(f"signing key: {exc}") from None
 
 
+def load_signer(cert: Path, key: Path, cluster_id: str) -> signing.Signer:
+    """The signer of ``cluster_id`` from ``signing.crt`` and ``signing.key`` files."""
+    try:
+        found = signer_key(cert.read_bytes(), key.read_bytes())
+    except OSError as exc:
+        raise CertsError(f"{exc.filename}: {exc.strerror}") from None
+    if found.identity.cluster_id != cluster_id:
+        raise CertsError(f"{cert}: signs for cluster {found.identity.cluster_id}, not {cluster_id}")
+    return signing.Signer(found)
+
+
+def load_trust(ca: Path) -> signing.Trust:
+    """What verifies other clusters' signed states: the CA bundle of ``--tls-ca``."""
+    try:
+        return signing.Trust.from_pem(ca.read_bytes())
+    except OSError as exc:
+        raise CertsError(f"{ca}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise CertsError(f"{ca}: {exc}") from None
+
+
 # --- files and the command ---------------------------------------------------------------------
 
 

@@ -200,3 +200,18 @@ def test_identity_uris(uri: str, expected: identity.Identity | None) -> None:
     assert identity.parse_uri(uri) == expected
     if expected is not None:
         assert expected.uri == uri
+
+
+def test_issued_files_load_as_signer_and_trust(pki: Path) -> None:
+    east = pki / "east"
+    signer = certs.load_signer(east / "signing.crt", east / "signing.key", "east")
+    trust = certs.load_trust(east / "ca.crt")
+    envelope = signer.sign(signing.state_to_pb(signing.ClusterState("east", 1, 0)))
+    now = datetime.datetime.now(datetime.UTC).timestamp()
+    assert signing.verify(envelope, trust, now).cluster_id == "east"
+    with pytest.raises(certs.CertsError, match="signs for cluster east, not west"):
+        certs.load_signer(east / "signing.crt", east / "signing.key", "west")
+    with pytest.raises(certs.CertsError, match="not an Ed25519 private key"):
+        certs.load_signer(east / "signing.crt", pki / "ca/ca.key", "east")
+    with pytest.raises(certs.CertsError, match="No such file"):
+        certs.load_trust(east / "missing.crt")
