@@ -6,9 +6,9 @@ query's ID, one of those headers, the query's question bytes, the body and, for 
 OPT record: concatenation only.
 
 Rotation: an answer that should spread load (the address records of a ClusterSetIP
-service) carries ``variants``, rotations of the same records; the query path picks one
-per query from a running counter. Every answer's ``variants`` is at least itself, so the
-query path needs no branch.
+service) carries ``variants``, rotations of the same records, and its own ``turn`` counter;
+the query path sends the next variant per query. Each rotating answer counts for itself, so
+a client asking A then AAAA in turn still sees every A variant.
 
 Cutting: when a response does not fit (the client's UDP limit, or 65,535 octets over TCP),
 it is sent with TC=1 and only the records that fit. Answers that list endpoints carry
@@ -54,7 +54,7 @@ def _heads(rcode: int, an: int, ns: int, ar: int, tc: bool) -> tuple[bytes, ...]
 
 
 class Answer:
-    __slots__ = ("body", "edns_tail", "heads", "rcode", "units", "variants")
+    __slots__ = ("body", "edns_tail", "heads", "rcode", "turn", "units", "variants")
 
     def __init__(
         self,
@@ -70,6 +70,7 @@ class Answer:
         self.edns_tail = wire.opt_record(MAX_UDP_PAYLOAD, rcode >> 4)
         self.units = units
         self.variants: tuple[Answer, ...] = (self,)
+        self.turn = 0  # queries answered from ``variants`` so far (rotation state)
 
     @classmethod
     def of(

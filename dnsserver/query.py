@@ -41,18 +41,16 @@ _QUESTION_COUNTS = (b"\x00\x01\x00\x00\x00\x00\x00\x00", b"\x00\x01\x00\x00\x00\
 
 
 class QueryStats:
-    """Counters for one transport: answered queries by (qtype, rcode), rejections by reason.
+    """Counters for one transport: answered queries by (qtype, rcode), rejections by reason,
+    and answers the kernel would not take (``send_dropped``, socket buffer full)."""
 
-    ``turn`` counts answered queries too; rotating answers use it to pick their variant.
-    """
-
-    __slots__ = ("answered", "rejected", "truncated", "turn")
+    __slots__ = ("answered", "rejected", "send_dropped", "truncated")
 
     def __init__(self) -> None:
         self.answered: dict[tuple[int, int], int] = {}
         self.rejected: dict[str, int] = {}
         self.truncated = 0
-        self.turn = 0
+        self.send_dropped = 0
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
@@ -146,8 +144,8 @@ def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
     stats.answered[counter] = stats.answered.get(counter, 0) + 1
     variants = answer.variants
     if len(variants) > 1:
-        stats.turn += 1
-        answer = variants[stats.turn % len(variants)]
+        answer.turn += 1
+        answer = variants[answer.turn % len(variants)]
     rd = q[2] & 0x01
     if qend + len(answer.body) + OPT_RECORD_LEN * edns > limit:
         stats.truncated += 1

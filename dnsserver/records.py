@@ -30,7 +30,7 @@ from dnsserver.answer import Answer, Unit, rotating
 
 DNS_SCHEMA_VERSION = "1.0.0"
 DEFAULT_MAX_ADDRESSES = 8
-# Rotations kept per answer: enough for every endpoint of a large tier to lead in turn.
+# Rotations kept per answer; beyond this many candidates, rotations step by more than one.
 MAX_ROTATIONS = 64
 
 
@@ -110,8 +110,10 @@ def _cluster_set_ip(enc: _Encoder) -> None:
         if not packed:
             continue
         variants = []
-        for turn in range(min(len(packed), MAX_ROTATIONS)):
-            order = (packed[turn:] + packed[:turn])[: enc.svc.max_addresses]
+        # Step so that at most MAX_ROTATIONS variants still let every candidate lead.
+        step = -(-len(packed) // MAX_ROTATIONS)
+        for start in range(0, len(packed), step):
+            order = (packed[start:] + packed[:start])[: enc.svc.max_addresses]
             variants.append(Answer.of(wire.RCODE_NOERROR, [enc.record(rtype, p) for p in order]))
         enc.put(enc.service_name, rtype, rotating(variants))
     _srv(enc, [(enc.base, [])])
@@ -148,8 +150,11 @@ def _headless(enc: _Encoder) -> None:
         glue = []
         for rtype, packed in ((wire.TYPE_A, v4), (wire.TYPE_AAAA, v6)):
             if packed:
-                enc.put(name, rtype, Answer.of(wire.RCODE_NOERROR,
-                                               [enc.record(rtype, p) for p in packed]))  # fmt: skip
+                enc.put(
+                    name,
+                    rtype,
+                    Answer.of(wire.RCODE_NOERROR, [enc.record(rtype, p) for p in packed]),
+                )
                 glue += [enc.record(rtype, p, name) for p in packed]
         targets.append((labels, glue))
     _srv(enc, targets)
