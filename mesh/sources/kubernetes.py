@@ -305,6 +305,10 @@ class KubernetesSource:
                         self.timings.inactivity_timeout_s,
                     )
                     return True
+                except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+                    # A stream cut mid-way (a restart, a proxy): watch again; if the server
+                    # is gone, connecting fails and that is what gets reported.
+                    log.info("watch of %s broken (%s); watching again", resource.title, exc)
         return events > 0 or loop.time() - started >= 1.0
 
     def _expired(self, store: KindStore, why: str) -> bool:

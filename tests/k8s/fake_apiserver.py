@@ -25,10 +25,10 @@ protocol a client sees (Kubernetes API concepts, "Efficient detection of changes
 Test helpers (call them on the server's event loop; ``ThreadedApiServer`` does that for
 tests that block): ``put``, ``remove``, ``load_yaml``, ``compact``, ``send_bookmarks``,
 ``close_watches`` (the server ends every stream, as at ``timeoutSeconds``),
-``expire_watches`` (an ERROR 410 in every stream), ``stall_watches`` (open streams go
-silent, as a half-open connection does), ``stop``/``start`` (connections refused, then the
-same port again), ``kubeconfig(path)``; ``requests`` logs every request with its verb and
-answer, and ``watchers`` the open streams.
+``expire_watches`` (an ERROR 410 in every stream), ``inject`` (any event),
+``stall_watches`` (open streams go silent, as a half-open connection does),
+``stop``/``start`` (connections refused, then the same port again), ``kubeconfig(path)``;
+``requests`` logs every request with its verb and answer, ``watchers`` the open streams.
 """
 
 from __future__ import annotations
@@ -211,6 +211,12 @@ class FakeApiServer:
     def expire_watches(self) -> None:
         for watcher in self.watchers:
             watcher.queue.put_nowait(("expire", None))
+
+    def inject(self, plural: str, event: Obj) -> None:
+        """Send ``event`` (any JSON object) as the next line of every watch of ``plural``."""
+        for watcher in self.watchers:
+            if watcher.resource.plural == plural:
+                watcher.queue.put_nowait(("event", event))
 
     def stall_watches(self) -> None:
         for watcher in self.watchers:
@@ -421,6 +427,8 @@ class FakeApiServer:
                 kind, item = await asyncio.wait_for(watcher.queue.get(), min(0.2, deadline - now))
             except TimeoutError:
                 continue
+            if watcher.stalled:
+                continue  # stalled while waiting: a half-open connection delivers nothing
             if kind == "close" or (kind == "bookmark" and not watcher.bookmarks):
                 if kind == "close":
                     return
