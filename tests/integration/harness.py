@@ -71,7 +71,8 @@ def http_get(url: str) -> tuple[int, bytes]:
 class AgentProcess:
     """One ``meshd run`` child process with its own ports and manifests directory."""
 
-    def __init__(self, cluster: str, region: str, manifests: Path, log_dir: Path) -> None:
+    def __init__(self, cluster: str, region: str, manifests: Path | None, log_dir: Path) -> None:
+        """``manifests`` None: pass the source in ``start``'s extra flags (``--kubeconfig``)."""
         self.cluster = cluster
         self.region = region
         self.manifests = manifests
@@ -95,8 +96,7 @@ class AgentProcess:
             self.cluster,
             "--region",
             self.region,
-            "--manifests",
-            str(self.manifests),
+            *(["--manifests", str(self.manifests)] if self.manifests is not None else []),
             "--dns-listen",
             f"127.0.0.1:{self.dns_port}",
             "--grpc-listen",
