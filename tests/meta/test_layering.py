@@ -25,6 +25,12 @@ PURE = [
     "dnsserver/answer.py",
     "dnsserver/records.py",
     "mesh/planner.py",
+    "mesh/swim.py",
+    "mesh/swim_config.py",
+    "mesh/swim_messages.py",
+    "mesh/swim_table.py",
+    "mesh/suspicion.py",
+    "mesh/broadcasts.py",
 ]
 IO_MODULES = {
     "asyncio",

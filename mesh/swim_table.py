@@ -1,0 +1,292 @@
+"""The member table of the SWIM core: one record per member and the rules that change it.
+
+Each member's record is (incarnation, state). Only the member itself raises its
+incarnation, and it does so only to refute; every other agent orders what it hears about a
+member by incarnation, then by how grave the news is:
+
+- ``Alive(i)`` replaces a record whose incarnation is *below* i (whatever its state): the
+  member has spoken since. Equal incarnations never revive a suspect, dead or left member.
+- ``Suspect(i)`` applies to an *alive* record with incarnation <= i, and starts a suspicion
+  timer; on a record already suspect it counts as a confirmation from its source.
+- ``Dead(i)`` applies to an alive or suspect record with incarnation <= i.
+- ``Left(i)`` applies to any record with incarnation <= i that is not already left (only the
+  member itself sends it, so it is worth more than a dead verdict).
+- About ourselves: a suspect, dead or left verdict, or an alive record that is newer than
+  ours or carries another address, is refuted: our incarnation becomes
+  max(ours, theirs) + 1 and the new ``Alive`` is broadcast (unless we are leaving). Having
+  to refute raises our awareness score (Lifeguard: we were likely slow). An accusation
+  *older* than our incarnation means its sender missed our refutation (the epidemic skipped
+  it): we broadcast our current ``Alive`` again, and since a probe of a suspect carries the
+  suspicion, the prober gets it on the very ack. memberlist ignores such accusations and
+  leaves the accuser to time out on a live member unless a push-pull comes first.
+- Every update that changed the table is re-broadcast (the epidemic), once per new fact.
+- A push-pull table from a peer is merged record by record; a *dead* record there only makes
+  us suspect the member (memberlist's rule): our own timer decides, and the member gets a
+  chance to refute. Suspicions that come from merges count as our own (no confirmation).
+- Dead and left members stay known (so their last address can be retried) until
+  ``reap_after_s`` after their last state change.
+
+The probe order is a shuffled round-robin over the known members: each cycle probes every
+live member once; a new member is inserted at a random position; the list is reshuffled (and
+reaped) when a cycle ends.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import replace
+
+from mesh.broadcasts import BroadcastQueue
+from mesh.suspicion import Awareness, Suspicion
+from mesh.swim_config import Config, Rng, suspicion_confirmations, suspicion_timeout_s
+from mesh.swim_messages import (
+    Alive,
+    Dead,
+    Event,
+    Left,
+    Member,
+    MemberAlive,
+    MemberDied,
+    MemberJoined,
+    MemberLeft,
+    MemberState,
+    MemberSuspected,
+    MemberUpdated,
+    Suspect,
+    Update,
+)
+
+ALIVE, SUSPECT, DEAD, LEFT = (
+    MemberState.ALIVE,
+    MemberState.SUSPECT,
+    MemberState.DEAD,
+    MemberState.LEFT,
+)
+
+
+class MemberTable:
+    def __init__(
+        self,
+        config: Config,
+        self_member: Member,
+        rng: Rng,
+        awareness: Awareness,
+        broadcasts: BroadcastQueue,
+    ) -> None:
+        self.config = config
+        self.self_id = self_member.id
+        self.rng = rng
+        self.awareness = awareness
+        self.broadcasts = broadcasts
+        self.members: dict[str, Member] = {}
+        self.changed_at: dict[str, float] = {}
+        self.suspicions: dict[str, Suspicion] = {}
+        self.events: deque[Event] = deque()
+        self.leaving = False
+        self.refutes = 0
+        self.live_count = 0
+        self._set(replace(self_member, state=ALIVE), 0.0)
+        self._probe_order: list[str] = []
+        self._probe_index = 0
+        self._reconnect_tried: dict[str, float] = {}
+
+    @property
+    def me(self) -> Member:
+        return self.members[self.self_id]
+
+    def _set(self, member: Member, now: float) -> None:
+        old = self.members.get(member.id)
+        if old is None or old.state != member.state:
+            self.changed_at[member.id] = now
+            self.live_count += int(member.live) - int(old is not None and old.live)
+        self.members[member.id] = member
+
+    def apply(self, update: Update, now: float) -> None:
+        if isinstance(update, Alive):
+            self.on_alive(update, now)
+        elif isinstance(update, Suspect):
+            self.on_suspect(update, now)
+        elif isinstance(update, Dead):
+            self.on_dead(update, now)
+        else:
+            self.on_left(update, now)
+
+    def on_alive(self, alive: Alive, now: float) -> None:
+        if alive.member_id == self.self_id:
+            me = self.me
+            newer = alive.incarnation > me.incarnation
+            other = (alive.address, alive.cluster_id) != (me.address, me.cluster_id)
+            if not self.leaving and (newer or (alive.incarnation == me.incarnation and other)):
+                self.refute(alive.incarnation)
+            return
+        old = self.members.get(alive.member_id)
+        if old is not None and alive.incarnation <= old.incarnation:
+            return
+        new = Member(alive.member_id, alive.cluster_id, alive.address, alive.incarnation, ALIVE)
+        self.suspicions.pop(new.id, None)
+        self._set(new, now)
+        self.broadcasts.push(alive)
+        if old is None:
+            self._insert_probe_target(new.id)
+            self.events.append(MemberJoined(new))
+        elif old.state != ALIVE:
+            self.events.append(MemberAlive(new, old.state))
+        elif (old.address, old.cluster_id) != (new.address, new.cluster_id):
+            self.events.append(MemberUpdated(new, old))
+
+    def on_suspect(self, suspect: Suspect, now: float) -> None:
+        old = self.members.get(suspect.member_id)
+        if old is None or self._stale(suspect.member_id, suspect.incarnation, old):
+            return
+        suspicion = self.suspicions.get(suspect.member_id)
+        if suspicion is not None:
+            if suspicion.confirm(suspect.source_id):
+                self.broadcasts.push(suspect)
+            return
+        if old.state != ALIVE:
+            return
+        if old.id == self.self_id:
+            if not self.leaving:
+                self.refute(suspect.incarnation)
+            return
+        new = replace(old, incarnation=suspect.incarnation, state=SUSPECT)
+        self._set(new, now)
+        self.broadcasts.push(suspect)
+        n = self.live_count
+        k = suspicion_confirmations(self.config.suspicion_mult, n)
+        min_s = suspicion_timeout_s(self.config.suspicion_mult, n, self.config.probe_interval_s)
+        max_s = self.config.suspicion_max_timeout_mult * min_s
+        self.suspicions[new.id] = Suspicion(suspect.source_id, k, min_s, max_s, now)
+        self.events.append(MemberSuspected(new, suspect.source_id))
+
+    def on_dead(self, dead: Dead, now: float) -> None:
+        old = self.members.get(dead.member_id)
+        if old is None or self._stale(dead.member_id, dead.incarnation, old) or not old.live:
+            return
+        if old.id == self.self_id:
+            if not self.leaving:
+                self.refute(dead.incarnation)
+            return
+        new = replace(old, incarnation=dead.incarnation, state=DEAD)
+        self.suspicions.pop(new.id, None)
+        self._set(new, now)
+        self.broadcasts.push(dead)
+        self.events.append(MemberDied(new, dead.source_id))
+
+    def on_left(self, left: Left, now: float) -> None:
+        old = self.members.get(left.member_id)
+        if old is None or left.incarnation < old.incarnation or old.state == LEFT:
+            return
+        if old.id == self.self_id:
+            if not self.leaving:
+                self.refute(left.incarnation)
+            return
+        new = replace(old, incarnation=left.incarnation, state=LEFT)
+        self.suspicions.pop(new.id, None)
+        self._set(new, now)
+        self.broadcasts.push(left)
+        self.events.append(MemberLeft(new))
+
+    def _stale(self, member_id: str, incarnation: int, old: Member) -> bool:
+        """True when an accusation is older than our record. One about ourselves means its
+        sender missed our last refutation: announce our current incarnation again (without
+        raising it), so that it does not time the suspicion out on us."""
+        if incarnation >= old.incarnation:
+            return False
+        if member_id == self.self_id and not self.leaving and member_id not in self.broadcasts:
+            self.broadcasts.push(Alive(old.id, old.cluster_id, old.address, old.incarnation))
+        return True
+
+    def refute(self, accused_incarnation: int) -> None:
+        me = self.me
+        incarnation = max(me.incarnation, accused_incarnation) + 1
+        self.members[me.id] = replace(me, incarnation=incarnation)
+        self.broadcasts.push(Alive(me.id, me.cluster_id, me.address, incarnation))
+        self.awareness.apply(1)
+        self.refutes += 1
+
+    def leave(self, now: float) -> None:
+        self.leaving = True
+        me = replace(self.me, state=LEFT)
+        self._set(me, now)
+        self.broadcasts.push(Left(me.id, me.incarnation))
+
+    def merge(self, records: Iterable[Member], now: float) -> None:
+        for record in records:
+            if record.state == ALIVE:
+                alive = Alive(record.id, record.cluster_id, record.address, record.incarnation)
+                self.on_alive(alive, now)
+            elif record.state == LEFT:
+                self.on_left(Left(record.id, record.incarnation), now)
+            else:
+                self.on_suspect(Suspect(record.id, record.incarnation, self.self_id), now)
+
+    def expire_suspicions(self, now: float) -> None:
+        for member_id, suspicion in list(self.suspicions.items()):
+            if suspicion.deadline <= now:
+                incarnation = self.members[member_id].incarnation
+                self.on_dead(Dead(member_id, incarnation, self.self_id), now)
+
+    def next_suspicion_deadline(self) -> float | None:
+        if not self.suspicions:
+            return None
+        return min(s.deadline for s in self.suspicions.values())
+
+    # ------------------------------------------------------------------ choosing members
+
+    def _insert_probe_target(self, member_id: str) -> None:
+        position = int(self.rng.random() * (len(self._probe_order) + 1))
+        self._probe_order.insert(position, member_id)
+        if position < self._probe_index:
+            self._probe_index += 1
+
+    def _reset_probe_order(self, now: float) -> None:
+        for member_id in list(self._probe_order):
+            member = self.members.get(member_id)
+            expired = now - self.changed_at.get(member_id, now) > self.config.reap_after_s
+            if member is not None and not member.live and expired:
+                del self.members[member_id], self.changed_at[member_id]
+                self._reconnect_tried.pop(member_id, None)
+        self._probe_order = [m for m in self.members if m != self.self_id]
+        self.rng.shuffle(self._probe_order)
+        self._probe_index = 0
+
+    def next_probe_target(self, now: float) -> Member | None:
+        """The next live member in the shuffled round-robin, or None if there is none."""
+        for _ in range(2 * len(self._probe_order) + 2):
+            if self._probe_index >= len(self._probe_order):
+                self._reset_probe_order(now)
+                if not self._probe_order:
+                    return None
+            member = self.members.get(self._probe_order[self._probe_index])
+            self._probe_index += 1
+            if member is not None and member.live and member.id != self.self_id:
+                return member
+        return None
+
+    def random_alive(self, k: int, exclude: Iterable[str] = ()) -> list[Member]:
+        skip = {self.self_id, *exclude}
+        pool = [m for m in self.members.values() if m.state == ALIVE and m.id not in skip]
+        return self.rng.sample(pool, min(k, len(pool)))
+
+    def gossip_targets(self, k: int, now: float) -> list[Member]:
+        """Live members, and members dead for less than ``gossip_to_the_dead_s`` (so a member
+        wrongly declared dead hears it and refutes)."""
+        horizon = now - self.config.gossip_to_the_dead_s
+        pool = [
+            m
+            for m in self.members.values()
+            if m.id != self.self_id
+            and (m.live or (m.state == DEAD and self.changed_at[m.id] >= horizon))
+        ]
+        return self.rng.sample(pool, min(k, len(pool)))
+
+    def reconnect_candidate(self, now: float) -> Member | None:
+        """The dead or left member whose last address was tried least recently."""
+        down = [m for m in self.members.values() if not m.live and m.id != self.self_id]
+        if not down:
+            return None
+        member = min(down, key=lambda m: (self._reconnect_tried.get(m.id, -1.0), m.id))
+        self._reconnect_tried[member.id] = now
+        return member
