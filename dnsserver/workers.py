@@ -111,6 +111,7 @@ class _Worker:
     process: multiprocessing.process.BaseProcess
     conn: multiprocessing.connection.Connection
     stats: dict[str, Any] = field(default_factory=dict)
+    closed: bool = False
 
 
 class DnsWorkers:
@@ -124,6 +125,7 @@ class DnsWorkers:
         self.workers: list[_Worker] = []
         self.restarts = 0
         self._retired: list[dict[str, Any]] = []
+        self._processes: list[multiprocessing.process.BaseProcess] = []
         self._context = multiprocessing.get_context("spawn")
         self._watch: asyncio.Task[None] | None = None
 
@@ -139,6 +141,7 @@ class DnsWorkers:
             target=_worker_main, args=(self.spec, child), name="meshd-dns", daemon=True
         )
         process.start()
+        self._processes.append(process)  # so close() reaps it even if we are cancelled
         child.close()
         worker = _Worker(process, parent)
         try:
@@ -148,6 +151,8 @@ class DnsWorkers:
         if ready[0] != "ready":
             parent.close()
             process.kill()
+            process.join(5.0)
+            self._processes.remove(process)
             raise OSError(ready[1])
         updates, serial, synced = self.snapshot()
         self._send(worker, ("apply", updates, serial, synced))
@@ -158,7 +163,7 @@ class DnsWorkers:
         try:
             kind, payload = worker.conn.recv()
         except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(worker.conn.fileno())
+            self._close(worker)  # it died; the supervisor replaces it
             return
         if kind == "stats":
             worker.stats = payload
@@ -176,26 +181,30 @@ class DnsWorkers:
     async def _supervise(self) -> None:
         while True:
             await asyncio.sleep(RESTART_INTERVAL_S)
-            for index, worker in enumerate(self.workers):
-                if not worker.process.is_alive():
-                    log.warning(
-                        "DNS worker %d exited (%s); restarting it",
-                        worker.process.pid,
-                        worker.process.exitcode,
-                    )
-                    self._close(worker)
-                    if worker.stats:  # keep its counts: counters must not go backwards
-                        self._retired.append(worker.stats)
-                    try:
-                        self.workers[index] = await self._spawn()
-                    except OSError as exc:
-                        log.error("cannot restart a DNS worker: %s", exc)
-                        continue
-                    self.restarts += 1
+            for worker in [w for w in self.workers if not w.process.is_alive()]:
+                log.warning(
+                    "DNS worker %d exited (%s); restarting it",
+                    worker.process.pid,
+                    worker.process.exitcode,
+                )
+                self._close(worker)
+                self.workers.remove(worker)
+                self._processes.remove(worker.process)
+                if worker.stats:  # keep its counts: counters must not go backwards
+                    self._retired.append(worker.stats)
+            while len(self.workers) < self.count:
+                try:
+                    self.workers.append(await self._spawn())
+                except OSError as exc:
+                    log.error("cannot restart a DNS worker: %s", exc)
+                    break
+                self.restarts += 1
 
     def _close(self, worker: _Worker) -> None:
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(worker.conn.fileno())
+        if worker.closed:
+            return
+        worker.closed = True
+        asyncio.get_running_loop().remove_reader(worker.conn.fileno())
         worker.conn.close()
 
     async def close(self) -> None:
@@ -204,11 +213,11 @@ class DnsWorkers:
             await asyncio.gather(self._watch, return_exceptions=True)
         for worker in self.workers:
             self._close(worker)  # the worker sees EOF and stops serving
-        for worker in self.workers:
-            await asyncio.to_thread(worker.process.join, 5.0)
-            if worker.process.is_alive() and worker.process.pid is not None:
-                os.kill(worker.process.pid, signal.SIGKILL)
-                await asyncio.to_thread(worker.process.join, 5.0)
+        for process in self._processes:  # including one cancelled while starting
+            await asyncio.to_thread(process.join, 5.0)
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGKILL)
+                await asyncio.to_thread(process.join, 5.0)
 
     def totals(self) -> tuple[QueryStats, QueryStats, LatencyHistogram, int]:
         """Counters summed over workers (as of their last report)."""

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dnsserver.loop import new_event_loop
 from mesh.config import ConfigError, add_run_arguments, resolve
 
 log = logging.getLogger("meshd")
@@ -54,27 +55,12 @@ def settings_from(values: dict[str, Any]) -> Any:
         peer_timeout_s=values["peer_timeout"],
         sync_timeout_s=values["sync_timeout"],
         max_addresses=values["max_addresses"],
+        kubeconfig=values["kubeconfig"],
         tls_cert=values["tls_cert"],
         tls_key=values["tls_key"],
         tls_ca=values["tls_ca"],
-        kubeconfig=values["kubeconfig"],
+        dns_workers=values["dns_workers"],
     )
-
-
-def _check_source(values: dict[str, Any], environ: Mapping[str, str]) -> None:
-    """One source: --manifests DIR or --kubeconfig PATH; in a pod with neither, in-cluster."""
-    manifests, kubeconfig = values["manifests"], values["kubeconfig"]
-    if manifests is not None and kubeconfig is not None:
-        raise UsageError("--manifests and --kubeconfig are two sources; give one of them")
-    if manifests is not None and not manifests.is_dir():
-        raise UsageError(f"--manifests: {manifests} is not a directory")
-    if kubeconfig is not None and not kubeconfig.is_file():
-        raise UsageError(f"--kubeconfig: {kubeconfig} is not a file")
-    if manifests is None and kubeconfig is None and not environ.get("KUBERNETES_SERVICE_HOST"):
-        raise UsageError(
-            "a source is required: --manifests DIR or --kubeconfig PATH (the in-cluster "
-            "config is used only in a pod, where KUBERNETES_SERVICE_HOST is set)"
-        )
 
 
 def _check_tls(values: dict[str, Any]) -> None:
@@ -99,6 +85,22 @@ def _check_tls(values: dict[str, Any]) -> None:
         raise UsageError(
             "gossip without TLS must be asked for: pass --insecure, or --tls-cert, "
             "--tls-key and --tls-ca (see `meshd certs`)"
+        )
+
+
+def _check_source(values: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """One source: --manifests DIR or --kubeconfig PATH; in a pod with neither, in-cluster."""
+    manifests, kubeconfig = values["manifests"], values["kubeconfig"]
+    if manifests is not None and kubeconfig is not None:
+        raise UsageError("--manifests and --kubeconfig are two sources; give one of them")
+    if manifests is not None and not manifests.is_dir():
+        raise UsageError(f"--manifests: {manifests} is not a directory")
+    if kubeconfig is not None and not kubeconfig.is_file():
+        raise UsageError(f"--kubeconfig: {kubeconfig} is not a file")
+    if manifests is None and kubeconfig is None and not environ.get("KUBERNETES_SERVICE_HOST"):
+        raise UsageError(
+            "a source is required: --manifests DIR or --kubeconfig PATH (the in-cluster "
+            "config is used only in a pod, where KUBERNETES_SERVICE_HOST is set)"
         )
 
 
@@ -202,17 +204,9 @@ def _add_certs_parser(sub: Any) -> None:
         parser.add_argument("--force", action="store_true", help="replace existing files")
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency, but stay runnable
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 def run_async(main: Any) -> int:
     """Run ``main`` on uvloop until it returns or SIGINT/SIGTERM asks us to stop."""
-    loop = _new_loop()
+    loop = new_event_loop()
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -240,10 +234,11 @@ async def serve(settings: Any, stop: asyncio.Event) -> int:
         await agent.stop()
         return 1
     log.info(
-        "cluster %s: DNS on %s:%d, gossip advertised as %s",
+        "cluster %s: DNS on %s%s, gossip advertised as %s",
         settings.cluster_id,
-        *agent.dns.address,
-        agent.peers.self_address if agent.peers else "?",
+        settings.dns_listen,
+        f" in {settings.dns_workers} worker processes" if settings.dns_workers else "",
+        agent.advertised,
     )
     code = 0
     while not stop.is_set():
