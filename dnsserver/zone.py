@@ -56,8 +56,9 @@ class Zone:
         apex = self.origin_wire
         self.table[apex] = {}
         version = wire.encode_name(f"dns-version.{self.origin}")
-        record = wire.rr(wire.POINTER_TO_QNAME, wire.TYPE_TXT, self.ttl,
-                         wire.rdata_txt(DNS_SCHEMA_VERSION))  # fmt: skip
+        record = wire.rr(
+            wire.POINTER_TO_QNAME, wire.TYPE_TXT, self.ttl, wire.rdata_txt(DNS_SCHEMA_VERSION)
+        )
         self.table[version] = {wire.TYPE_TXT: Answer.of(wire.RCODE_NOERROR, [record])}
         ns_target = wire.encode_name(f"ns.dns.{self.origin}")
         ns = wire.rr(wire.POINTER_TO_QNAME, wire.TYPE_NS, self.ttl, ns_target)
@@ -67,8 +68,15 @@ class Zone:
     def set_serial(self, serial: int) -> None:
         """A new SOA serial (RFC 1982 arithmetic: callers only move it forward)."""
         self.serial = serial & 0xFFFFFFFF
-        rdata = wire.rdata_soa(f"ns.dns.{self.origin}", f"hostmaster.{self.origin}",
-                               self.serial, 7200, 1800, 86400, self.ttl)  # fmt: skip
+        rdata = wire.rdata_soa(
+            f"ns.dns.{self.origin}",
+            f"hostmaster.{self.origin}",
+            self.serial,
+            7200,
+            1800,
+            86400,
+            self.ttl,
+        )
         soa = wire.rr(self.origin_wire, wire.TYPE_SOA, self.ttl, rdata)
         self.nxdomain = Answer.of(wire.RCODE_NXDOMAIN, [], [soa])
         self.nodata = Answer.of(wire.RCODE_NOERROR, [], [soa])
