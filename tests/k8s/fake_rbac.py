@@ -9,7 +9,8 @@ overlay that repeats a base role by name counts once). The rules granted are the
 - a Role's rules apply in its namespace (``metadata.namespace``, else the ``namespace:`` of
   the kustomization beside it, else any namespace: kustomize sets it at build time).
 
-Bindings are not followed: the roles shipped in ``manifests/`` are the agent's own. When the
+Bindings are not followed: the roles shipped in ``manifests/`` are the agent's own; the
+user named in a 403 is the ``ServiceAccount`` found there. When the
 directory holds no role at all, ``Rbac.allow_all()`` is used and ``Rbac.present`` is False
 (the tests that check the manifests grant what the agent uses say so).
 
@@ -68,10 +69,15 @@ class Rbac:
     def from_manifests(cls, directory: Path) -> Rbac:
         rules: list[Rule] = []
         seen: set[tuple[str, str, str]] = set()
+        user = SERVICE_ACCOUNT_USER
         for path in sorted(directory.rglob("*.y*ml")) if directory.is_dir() else []:
             default_ns = _kustomize_namespace(path.parent)
             for doc in _documents(path):
                 kind = doc.get("kind")
+                if kind == "ServiceAccount":
+                    meta = doc.get("metadata") or {}
+                    account_ns = meta.get("namespace") or default_ns or "default"
+                    user = f"system:serviceaccount:{account_ns}:{meta.get('name')}"
                 if kind not in ("ClusterRole", "Role"):
                     continue
                 meta = doc.get("metadata") or {}
@@ -84,7 +90,7 @@ class Rbac:
                 rules.extend(_rules(doc.get("rules") or [], namespace, origin))
         if not seen:
             return cls.allow_all()
-        return cls(tuple(rules), present=True)
+        return cls(tuple(rules), present=True, user=user)
 
     def allows(self, verb: str, group: str, resource: str, namespace: str, name: str = "") -> bool:
         return any(r.allows(verb, group, resource, namespace, name) for r in self.rules)
