@@ -6,7 +6,12 @@ dnsperf is the DNS issue's benchmark):
 - build: routing policy + ``build_zone`` for N services of 3 endpoints in 3 clusters, i.e. the
   work an agent does when the catalog changes (today it rebuilds the whole zone);
 - respond: ``dnsserver.query.respond`` on a mix of queries (A, SRV, 5% NXDOMAIN, half with
-  EDNS), in queries per second of one core, without the kernel's send/receive cost.
+  EDNS), in queries per second of one core, without the kernel's send/receive cost;
+- one change: what the agent does when one service of one cluster changes, split in two:
+  the catalog taking the cluster's new state (``Catalog.merge``, which diffs the old and new
+  state: one comparison per service of that cluster), and the answers' rebuild (the planner
+  running the policy for the changed service and ``Zone.set_service``), which must not grow
+  with the number of services.
 
 Usage: ``python bench/zone_bench.py [--services 1000 10000] [--runs 5]``; prints a Markdown
 table with medians, the machine and the date.
@@ -21,12 +26,15 @@ import platform
 import random
 import statistics
 import time
+from dataclasses import replace
 
 import dns.message
 
 from dnsserver.query import QueryStats, respond
-from dnsserver.zone import build_zone
+from dnsserver.zone import Zone, build_zone
+from mesh.catalog import Catalog
 from mesh.model import ClusterState, Endpoint, ExportedService, ServiceKey, ServicePort, ServiceType
+from mesh.planner import AnswerPlanner
 from mesh.policy import Locality, decide
 
 CLUSTERS = (("east", "us"), ("west", "us"), ("south", "eu"))
@@ -88,6 +96,40 @@ def answer_rate(services: int, all_states: list[ClusterState], rng: random.Rando
     return len(batch) / (time.perf_counter() - started)
 
 
+def one_change(all_states: list[ClusterState], rounds: int = 200) -> tuple[float, float]:
+    """Median seconds of (catalog merge with diff, answers rebuild) for one changed service."""
+    local = all_states[0]
+    catalog = Catalog(local)
+    for state in all_states[1:]:
+        catalog.merge(state)
+    planner = AnswerPlanner(Locality("east", "us"))
+    planner.note_health({"east", "west", "south"}, catalog.states())
+    zone = Zone("clusterset.local", serial=1)
+    for key, records in planner.plan(catalog.states(), local.namespaces):
+        zone.set_service(key.namespace, key.name, records)
+    west = all_states[1]
+    key = next(iter(west.services))
+    merges, rebuilds = [], []
+    for n in range(rounds):
+        svc = west.services[key]
+        endpoint = Endpoint((f"10.200.{n // 250 % 250}.{n % 250 + 1}",))
+        changed = replace(svc, endpoints=(*svc.endpoints[:2], endpoint))
+        west = replace(west, version=west.version + 1, services={**west.services, key: changed})
+        started = time.perf_counter()
+        change = catalog.merge(west)
+        merged = time.perf_counter()
+        assert change is not None
+        assert change.services == {key}
+        planner.note(change)
+        for k, records in planner.plan(catalog.states(), local.namespaces):
+            zone.set_service(k.namespace, k.name, records)
+        zone.set_serial(n + 2)
+        done = time.perf_counter()
+        merges.append(merged - started)
+        rebuilds.append(done - merged)
+    return statistics.median(merges), statistics.median(rebuilds)
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
@@ -111,15 +153,21 @@ def main() -> None:
         f"Python {platform.python_version()}; date: {datetime.date.today()}; seed {args.seed}"
     )
     print()
-    print("| services | zone build, median ms | respond(), median queries/s (one core) |")
-    print("|---:|---:|---:|")
+    print(
+        "| services | full zone build, ms | respond(), queries/s (one core) | one change: "
+        "catalog merge + diff, ms | one change: answers rebuild, µs |"
+    )
+    print("|---:|---:|---:|---:|---:|")
     for services in args.services:
         all_states = states(services)
         builds = [build(all_states) for _ in range(args.runs)]
         rates = [answer_rate(services, all_states, rng) for _ in range(args.runs)]
+        changes = [one_change(all_states) for _ in range(args.runs)]
+        merge = statistics.median(c[0] for c in changes)
+        rebuild = statistics.median(c[1] for c in changes)
         print(
             f"| {services} | {statistics.median(builds) * 1000:.1f} | "
-            f"{statistics.median(rates):,.0f} |"
+            f"{statistics.median(rates):,.0f} | {merge * 1000:.2f} | {rebuild * 1e6:.0f} |"
         )
 
 
