@@ -11,7 +11,8 @@ Rules, in the order they are checked (RFC 1035, RFC 6891, RFC 8906):
 
 - shorter than a header, or a response (QR=1): dropped silently, since replying to
   responses invites loops and reflection;
-- opcode other than QUERY: NOTIMP; not exactly one question, records in the answer or
+- opcode other than QUERY: NOTIMP (echoing the question and EDNS when it has them); not
+  exactly one question, records in the answer or
   authority section, more than one additional record, a malformed question or OPT record:
   FORMERR;
 - EDNS version other than 0: BADVERS;
@@ -74,6 +75,23 @@ def _error(q: bytes, qend: int, rcode: int, edns: int, stats: QueryStats, qtype:
     return q[:2] + flags + _QUESTION_COUNTS[edns] + q[12:qend] + tail
 
 
+def _not_implemented(q: bytes, stats: QueryStats) -> bytes:
+    """NOTIMP for an opcode other than QUERY: with the question and an OPT record when the
+    message has the shape of a query (RFC 6891 section 7: EDNS queries get EDNS replies)."""
+    n = len(q)
+    # UPDATE's first section is a zone, not a question (RFC 2136): echo nothing for it.
+    is_update = (q[2] & 0x78) >> 3 == 5
+    if not is_update and q[4:11] == b"\x00\x01\x00\x00\x00\x00\x00" and q[11] <= 1:
+        i = 12
+        while i < n and 0 < q[i] <= 63:
+            i += q[i] + 1
+        qend = i + 5
+        if i < n and q[i] == 0 and i - 11 <= 255 and qend <= n:
+            edns = int(q[11] == 1 and qend + 11 <= n and q[qend : qend + 3] == b"\x00\x00\x29")
+            return _error(q, qend, wire.RCODE_NOTIMP, edns, stats, (q[i + 1] << 8) | q[i + 2])
+    return _error(q, 0, wire.RCODE_NOTIMP, 0, stats, 0)
+
+
 def _in_zone(key: bytes, origin: bytes) -> bool:
     """True when the wire name ``key`` is the origin or below it, on a label boundary."""
     cut = len(key) - len(origin)
@@ -96,7 +114,7 @@ def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
         return None
     if q[2] & 0x78:
         stats.reject("opcode")
-        return _error(q, 0, wire.RCODE_NOTIMP, 0, stats, 0)
+        return _not_implemented(q, stats)
     if q[4:11] != b"\x00\x01\x00\x00\x00\x00\x00" or q[11] > 1:
         stats.reject("counts")
         return _error(q, 0, wire.RCODE_FORMERR, 0, stats, 0)

@@ -186,6 +186,19 @@ def _srv(enc: _Encoder, targets: list[tuple[tuple[str, ...], list[bytes]]]) -> N
         enc.put(owner, wire.TYPE_SRV, Answer.of_units(units))
 
 
+# RFC 8482: an ANY query gets one RRset of the name, in this order of preference.
+ANY_PREFERENCE = (wire.TYPE_A, wire.TYPE_AAAA, wire.TYPE_SRV, wire.TYPE_TXT, wire.TYPE_SOA)
+
+
+def answer_any(types: dict[int, Answer]) -> None:
+    """Point ANY at the first RRset of ``ANY_PREFERENCE`` the name has (none: NODATA)."""
+    types.pop(wire.TYPE_ANY, None)
+    for rtype in ANY_PREFERENCE:
+        if rtype in types:
+            types[wire.TYPE_ANY] = types[rtype]
+            return
+
+
 def encode_service(svc: ServiceRecords, origin: str, ttl: int) -> Names:
     """Every name at or below ``<svc>.<ns>.svc.<origin>``, with its answers."""
     enc = _Encoder(svc, origin, ttl)
@@ -195,4 +208,6 @@ def encode_service(svc: ServiceRecords, origin: str, ttl: int) -> Names:
         _headless(enc)
     else:
         _cluster_set_ip(enc)
+    for types in enc.names.values():
+        answer_any(types)
     return enc.names

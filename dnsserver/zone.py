@@ -16,7 +16,8 @@ update is one synchronous call, so a query sees a service either before or after
 never half of it.
 
 Names follow the Multi-Cluster Services DNS specification (KEP-1645 ``specification.md``),
-with CoreDNS's conventions where it is silent: see ``records.py``. Negative answers carry the
+with CoreDNS's conventions where it is silent: see ``records.py``. ANY gets one RRset of the
+name (RFC 8482), never the whole node. Negative answers carry the
 SOA in the authority section, its MINIMUM being the TTL (RFC 2308).
 """
 
@@ -30,6 +31,7 @@ from dnsserver.records import (
     DNS_SCHEMA_VERSION,
     HeadlessEndpoint,
     ServiceRecords,
+    answer_any,
     encode_service,
 )
 
@@ -60,6 +62,7 @@ class Zone:
             wire.POINTER_TO_QNAME, wire.TYPE_TXT, self.ttl, wire.rdata_txt(DNS_SCHEMA_VERSION)
         )
         self.table[version] = {wire.TYPE_TXT: Answer.of(wire.RCODE_NOERROR, [record])}
+        answer_any(self.table[version])
         ns_target = wire.encode_name(f"ns.dns.{self.origin}")
         ns = wire.rr(wire.POINTER_TO_QNAME, wire.TYPE_NS, self.ttl, ns_target)
         self.table[apex][wire.TYPE_NS] = Answer.of(wire.RCODE_NOERROR, [ns])
@@ -83,6 +86,7 @@ class Zone:
         self.servfail = Answer.of(wire.RCODE_SERVFAIL, [])
         apex_soa = wire.rr(wire.POINTER_TO_QNAME, wire.TYPE_SOA, self.ttl, rdata)
         self.table[self.origin_wire][wire.TYPE_SOA] = Answer.of(wire.RCODE_NOERROR, [apex_soa])
+        answer_any(self.table[self.origin_wire])
 
     def set_service(self, namespace: str, name: str, records: ServiceRecords | None) -> None:
         """Replace what the zone says about one service (None: it no longer exists)."""

@@ -111,6 +111,10 @@ CASES: list[Case] = [
     ),
     Case(f"_http._tcp.{W}", "SRV", dns.rcode.NOERROR, (f"_http._tcp.{W} 5 IN SRV 0 100 80 {W}",)),
     nodata(f"_http._tcp.{W}", "A"),
+    # ANY (RFC 8482): one RRset of the name, A first; none at an empty non-terminal.
+    Case(W, "ANY", dns.rcode.NOERROR, (f"{W} 5 IN A 10.1.0.10", f"{W} 5 IN A 10.2.0.20")),
+    Case(f"_http._tcp.{W}", "ANY", dns.rcode.NOERROR, (f"_http._tcp.{W} 5 IN SRV 0 100 80 {W}",)),
+    nodata(f"_tcp.{W}", "ANY"),
     nodata(f"_tcp.{W}", "SRV"),  # empty non-terminal
     nxdomain(f"_9090._tcp.{W}", "SRV"),  # the unnamed port has no _<port> name
     nxdomain(f"_http._udp.{W}", "SRV"),

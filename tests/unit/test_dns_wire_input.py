@@ -186,8 +186,18 @@ def test_other_opcodes_are_notimp(opcode: int) -> None:
         assert msg.id == QID
         assert msg.flags & dns.flags.QR
         assert bool(msg.flags & dns.flags.RD) == bool(rd)
-        assert counts(reply) == (0, 0, 0, 0)
+        # The question is echoed, except for UPDATE, whose first section is a zone.
+        assert counts(reply) == ((0, 0, 0, 0) if opcode == 5 else (1, 0, 0, 0))
     assert stats.rejected == {"opcode": 2}
+
+
+def test_notimp_to_an_edns_query_carries_opt() -> None:
+    """RFC 6891 section 7: a responder includes an OPT record in replies to EDNS requests."""
+    q = dns.message.make_query("web.shop.svc.clusterset.local", "A", use_edns=0)
+    q.set_opcode(dns.opcode.NOTIFY)
+    msg = parse(answer(q.to_wire()))
+    assert msg.rcode() == dns.rcode.NOTIMP
+    assert msg.edns == 0
 
 
 @pytest.mark.parametrize(
