@@ -68,7 +68,16 @@ from kubernetes_asyncio.config.incluster_config import (
 
 from mesh.model import LocalExports
 from mesh.sources.translate import SourceProblem, translate
-from mesh.sources.watchstate import KindStore, Outcome, Resource, WatchState, backoff_delay
+from mesh.sources.watchstate import (
+    JsonLines,
+    KindStore,
+    Outcome,
+    Resource,
+    WatchState,
+    backoff_delay,
+    failure_text,
+    list_page,
+)
 
 __all__ = [
     "PERMISSIONS",
@@ -91,11 +100,6 @@ RESOURCES: tuple[Resource, ...] = (
 PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
     (r.group, r.plural, verb) for r in RESOURCES for verb in ("list", "watch")
 )
-_HINTS = {
-    401: "the API server does not accept this agent's credentials",
-    403: "RBAC does not grant it (see manifests/)",
-    404: "is the resource's CRD installed?",
-}
 
 
 class KubernetesConfigError(Exception):
@@ -197,7 +201,7 @@ class KubernetesSource:
                 InClusterConfigLoader(
                     token_filename=access.token_file,
                     cert_filename=access.ca_file,
-                    environ=dict(access.environ) if access.environ is not None else _environ(),
+                    environ=dict(os.environ if access.environ is None else access.environ),
                 ).load_and_set(configuration)
         except Exception as exc:  # the loaders raise anything from yaml to KeyError
             where = f"kubeconfig {access.kubeconfig}" if access.kubeconfig else "in-cluster config"
@@ -212,11 +216,12 @@ class KubernetesSource:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
+            fresh = store.resource_version is None
             try:
-                if store.resource_version is None:
+                if fresh:
                     await self._list(store)
                     self._dirty.set()
-                healthy = await self._watch(store)
+                healthy = await self._watch(store, fresh)
             except (_RetryError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
                 self._failed(store, _describe(exc))
                 healthy = False
@@ -247,8 +252,11 @@ class KubernetesSource:
                 items, token, restarts = [], "", restarts + 1
                 continue
             if status != 200:
-                raise _RetryError(self._status_reason("list", resource, status, body))
-            page = _list_page(body, resource)
+                raise _RetryError(failure_text("list", resource, status, body))
+            try:
+                page = list_page(body, resource)
+            except ValueError as exc:
+                raise _RetryError(str(exc)) from None
             items.extend(page[0])
             if not token:
                 version = page[1]
@@ -262,11 +270,16 @@ class KubernetesSource:
             len(store.objects),
             resource.title,
             version,
-            _change_text(change) if relist else "",
+            f" (+{len(change.added)} ~{len(change.modified)} -{len(change.deleted)})"
+            if relist
+            else "",
         )
 
-    async def _watch(self, store: KindStore) -> bool:
-        """One watch stream; True when it was healthy (events, or lasted a while)."""
+    async def _watch(self, store: KindStore, fresh: bool) -> bool:
+        """One watch stream; True when it was healthy (events, or lasted a while).
+
+        A 410 right after a fresh list is not healthy: listing again at once could loop.
+        """
         resource = store.resource
         timeout_s = self.timings.watch_timeout_s * (1.0 + self._rand())
         query = [
@@ -280,10 +293,11 @@ class KubernetesSource:
         response = await self._request(resource.path, query, streaming=True)
         async with response:
             if response.status == 410:
-                return self._expired(store, "410 Gone")
+                self._expired(store, "HTTP 410 Gone")
+                return not fresh
             if response.status != 200:
                 body = await _read_json(response)
-                raise _RetryError(self._status_reason("watch", resource, response.status, body))
+                raise _RetryError(failure_text("watch", resource, response.status, body))
             self._recovered(store)
             lines = _events(response, self.timings.inactivity_timeout_s)
             async with contextlib.aclosing(lines):
@@ -294,7 +308,8 @@ class KubernetesSource:
                         if outcome is Outcome.CHANGED:
                             self._dirty.set()
                         elif outcome is Outcome.EXPIRED:
-                            return self._expired(store, store.last_error)
+                            self._expired(store, store.last_error)
+                            return events > 1 or not fresh
                         elif outcome is Outcome.FAILED:
                             store.resource_version = None  # relist, after a backoff
                             raise _RetryError(f"watch of {resource.title}: {store.last_error}")
@@ -311,10 +326,9 @@ class KubernetesSource:
                     log.info("watch of %s broken (%s); watching again", resource.title, exc)
         return events > 0 or loop.time() - started >= 1.0
 
-    def _expired(self, store: KindStore, why: str) -> bool:
+    def _expired(self, store: KindStore, why: str) -> None:
         log.info("watch of %s expired (%s); listing again", store.resource.title, why)
         store.resource_version = None
-        return True
 
     # ------------------------------------------------------------------ HTTP
 
@@ -343,17 +357,6 @@ class KubernetesSource:
         response = await self._request(path, query)
         async with response:
             return response.status, await _read_json(response)
-
-    def _status_reason(self, verb: str, resource: Resource, status: int, body: Any) -> str:
-        message = body.get("message") if isinstance(body, Mapping) else None
-        reason = body.get("reason") if isinstance(body, Mapping) else None
-        text = f"cannot {verb} {resource.title}: HTTP {status}"
-        if reason:
-            text += f" {reason}"
-        if message:
-            text += f": {message}"
-        hint = _HINTS.get(status)
-        return f"{text} ({hint})" if hint else text
 
     # ------------------------------------------------------------------ publishing
 
@@ -408,10 +411,6 @@ def _log_problem(problem: SourceProblem) -> None:
     log.warning("%s", problem)
 
 
-def _environ() -> dict[str, str]:
-    return dict(os.environ)
-
-
 async def _read_json(response: aiohttp.ClientResponse) -> Any:
     raw = await response.read()
     try:
@@ -423,8 +422,8 @@ async def _read_json(response: aiohttp.ClientResponse) -> Any:
 async def _events(
     response: aiohttp.ClientResponse, inactivity_s: float
 ) -> AsyncGenerator[Any, None]:
-    """The JSON lines of a watch stream; _SilentStreamError after ``inactivity_s`` of quiet."""
-    buffer = b""
+    """The events of a watch stream; _SilentStreamError after ``inactivity_s`` of quiet."""
+    lines = JsonLines()
     while True:
         try:
             async with asyncio.timeout(inactivity_s):
@@ -433,35 +432,10 @@ async def _events(
             raise _SilentStreamError from None
         if not chunk:
             break
-        buffer += chunk
-        if b"\n" in buffer:
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    yield _decode(line)
-    if buffer.strip():
-        yield _decode(buffer)
-
-
-def _decode(line: bytes) -> Any:
-    try:
-        return json.loads(line)
-    except ValueError:
-        raise _RetryError(f"malformed watch event: {line[:200]!r}") from None
-
-
-def _list_page(body: Any, resource: Resource) -> tuple[list[Any], str, str]:
-    """(items, resourceVersion, continue token) of one list page, or _RetryError."""
-    if not isinstance(body, Mapping) or not isinstance(body.get("metadata"), Mapping):
-        raise _RetryError(f"list of {resource.title}: not a list: {body!r:.200}")
-    items = body.get("items")
-    if items is None:
-        items = []
-    metadata = body["metadata"]
-    version, token = metadata.get("resourceVersion"), metadata.get("continue") or ""
-    if not isinstance(items, list) or not isinstance(version, str) or not version:
-        raise _RetryError(f"list of {resource.title}: no items or no resourceVersion")
-    return items, version, str(token)
+        for event in lines.feed(chunk):
+            yield event
+    for event in lines.end():
+        yield event
 
 
 def _describe(exc: BaseException) -> str:
@@ -470,10 +444,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "cannot reach the API server: timed out"
     return f"cannot reach the API server: {exc or type(exc).__name__}"
-
-
-def _change_text(change: Any) -> str:
-    return (
-        f" (+{len(change.added)} ~{len(change.modified)} -{len(change.deleted)} since the "
-        "previous list)"
-    )

@@ -28,6 +28,8 @@ client-go's reflector and kopf's ``continuous_watch`` do.
 once, and ``objects()`` yields everything as ``(origin, object)`` pairs for
 ``mesh.sources.translate.translate``.
 
+``JsonLines`` splits a watch response body into events as bytes arrive, ``list_page`` reads
+one page of a list response, and ``failure_text`` makes one line of a failed call.
 ``backoff_delay`` gives the reconnect delay: exponential, capped, with full jitter from a
 random number the caller passes in (a core reads no random state).
 
@@ -37,17 +39,21 @@ Pure: no IO, no clock, no random state.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "Change",
+    "JsonLines",
     "KindStore",
     "Outcome",
     "Resource",
     "WatchState",
     "backoff_delay",
+    "failure_text",
+    "list_page",
     "status_text",
 ]
 
@@ -212,6 +218,69 @@ def status_text(status: Any) -> str:
     message = status.get("message")
     head = " ".join(parts) or "error"
     return f"{head}: {message}" if message else head
+
+
+class JsonLines:
+    """Splits a watch response body into its JSON values, one per line, as bytes arrive.
+
+    Chunks may cut a line anywhere; ``end`` gives the last line if the body did not end
+    with a newline. A line that is not JSON raises ValueError naming it.
+    """
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        self._pending += chunk
+        if b"\n" not in chunk:
+            return []
+        *lines, rest = bytes(self._pending).split(b"\n")
+        self._pending = bytearray(rest)
+        return [_json_line(line) for line in lines if line.strip()]
+
+    def end(self) -> list[Any]:
+        rest, self._pending = bytes(self._pending), bytearray()
+        return [_json_line(rest)] if rest.strip() else []
+
+
+def _json_line(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        raise ValueError(f"malformed watch event: {line[:200]!r}") from None
+
+
+def list_page(body: Any, resource: Resource) -> tuple[list[Any], str, str]:
+    """(items, resourceVersion, continue token) of one list page; ValueError if it is none."""
+    metadata = body.get("metadata") if isinstance(body, Mapping) else None
+    if not isinstance(metadata, Mapping):
+        raise ValueError(f"list of {resource.title}: not a list: {body!r:.200}")
+    items = body.get("items")
+    items = [] if items is None else items  # an empty list may come as null
+    version, token = metadata.get("resourceVersion"), metadata.get("continue") or ""
+    if not isinstance(items, list) or not isinstance(version, str) or not version:
+        raise ValueError(f"list of {resource.title}: no items or no resourceVersion")
+    return items, version, str(token)
+
+
+_HINTS = {
+    401: "the API server does not accept this agent's credentials",
+    403: "RBAC does not grant it (see manifests/)",
+    404: "is the resource's CRD installed?",
+}
+
+
+def failure_text(verb: str, resource: Resource, status: int, body: Any) -> str:
+    """One line for a failed call: ``cannot list services: HTTP 403 Forbidden: ... (hint)``."""
+    message = body.get("message") if isinstance(body, Mapping) else None
+    reason = body.get("reason") if isinstance(body, Mapping) else None
+    text = f"cannot {verb} {resource.title}: HTTP {status}"
+    if reason:
+        text += f" {reason}"
+    if message:
+        text += f": {message}"
+    hint = _HINTS.get(status)
+    return f"{text} ({hint})" if hint else text
 
 
 def backoff_delay(attempt: int, initial_s: float, max_s: float, rand: float) -> float:

@@ -10,11 +10,14 @@ from mesh.model import ServiceKey
 from mesh.sources.translate import translate
 from mesh.sources.watchstate import (
     Change,
+    JsonLines,
     KindStore,
     Outcome,
     Resource,
     WatchState,
     backoff_delay,
+    failure_text,
+    list_page,
     status_text,
 )
 
@@ -191,3 +194,53 @@ def test_backoff_doubles_to_a_cap_with_jitter_in_the_upper_half(
     attempt: int, rand: float, expected: float
 ) -> None:
     assert backoff_delay(attempt, 0.5, 30.0, rand) == pytest.approx(expected, rel=1e-5)
+
+
+STREAM = (
+    b'{"type":"ADDED","object":{"metadata":{"name":"a"}}}\n'
+    b'{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"9"}}}\n'
+    b'{"type":"DELETED","object":{"metadata":{"name":"a"}}}\n'
+)
+
+
+def split_events(chunks: list[bytes]) -> list[Any]:
+    lines = JsonLines()
+    events = [e for chunk in chunks for e in lines.feed(chunk)]
+    return events + lines.end()
+
+
+def test_json_lines_whole_split_byte_by_byte_and_without_a_final_newline() -> None:
+    whole = split_events([STREAM])
+    assert [e["type"] for e in whole] == ["ADDED", "BOOKMARK", "DELETED"]
+    assert split_events([STREAM[i : i + 1] for i in range(len(STREAM))]) == whole
+    assert split_events([STREAM.rstrip(b"\n")]) == whole
+    assert split_events([b"\n\n", STREAM, b"\n"]) == whole
+
+
+def test_json_lines_with_trailing_junk_fail_naming_the_line() -> None:
+    lines = JsonLines()
+    assert len(lines.feed(STREAM + b'{"type":"ADD')) == 3
+    with pytest.raises(ValueError, match="malformed watch event"):
+        lines.end()
+    with pytest.raises(ValueError, match="malformed watch event: b'junk'"):
+        JsonLines().feed(b"junk\n")
+
+
+def test_list_pages() -> None:
+    page = {"kind": "ServiceList", "metadata": {"resourceVersion": "7", "continue": "t"}}
+    assert list_page({**page, "items": [{"a": 1}]}, SERVICES) == ([{"a": 1}], "7", "t")
+    assert list_page({**page, "items": None}, SERVICES) == ([], "7", "t")
+    for bad in ({"items": []}, {"metadata": {}, "items": []}, "text", None):
+        with pytest.raises(ValueError, match="list of services"):
+            list_page(bad, SERVICES)
+
+
+def test_failure_text() -> None:
+    body = {"kind": "Status", "code": 403, "reason": "Forbidden", "message": "no"}
+    assert failure_text("list", EXPORTS, 403, body) == (
+        "cannot list serviceexports.multicluster.x-k8s.io: HTTP 403 Forbidden: no "
+        "(RBAC does not grant it (see manifests/))"
+    )
+    assert failure_text("watch", SERVICES, 502, {"message": "<html>"}) == (
+        "cannot watch services: HTTP 502: <html>"
+    )
