@@ -128,8 +128,11 @@ class Membership:
 
     @property
     def leave_done(self) -> bool:
-        """After ``leave``: our ``Left`` has been sent as often as the retransmit limit says."""
-        return self._table.leaving and self.me.id not in self._broadcasts
+        """After ``leave``: our ``Left`` has been sent as often as the retransmit limit says,
+        or there is nobody left to tell. The adapter should still bound its wait (a second
+        or two): with every message lost this never becomes true."""
+        table = self._table
+        return table.leaving and (self.me.id not in self._broadcasts or table.live_count == 0)
 
     def live_members(self) -> int:
         return self._table.live_count

@@ -137,6 +137,37 @@ def test_a_member_stalled_for_2_s_is_not_declared_dead(profile: str, n: int) -> 
     assert suspected >= len(SEEDS) // 2, suspected
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_member_that_hears_badly_gets_nobody_declared_dead(profile: str) -> None:
+    """Lifeguard's case: one member loses half of what is sent to it, so its probes of
+    healthy members fail and it accuses them. Each accusation must be refuted before any
+    timer runs out, including the deaf member's own (it hears the refutations badly too).
+    (In this simulation the refutations win even with Lifeguard's parts turned off: the
+    accused hears the accusation within milliseconds. The parts matter when the network is
+    slow as well as lossy; they are checked rule by rule in tests/unit/test_swim.py.)"""
+    config, n = PROFILES[profile], 10
+    accusations = 0
+    for seed in range(5):
+        net = SimNetwork(seed)
+        addresses = build_ring(net, n, config)
+        deaf = addresses[2]
+        deaf_id = member_ids(net)[deaf]
+        for address in addresses:
+            net.links[(address, deaf)] = Link(loss=0.5)
+        start = net.now
+        net.run_until(start + 300.0)
+        assert not deaths_since(net, start), f"seed {seed}: {deaths_since(net, start)}"
+        accusations += sum(
+            1
+            for t, observer, e in net.log
+            if t >= start
+            and observer == deaf_id
+            and isinstance(e, MemberSuspected)
+            and e.source_id == deaf_id
+        )
+    assert accusations > 0
+
+
 @pytest.mark.parametrize(("profile", "seed"), cases(range(10)))
 def test_after_an_asymmetric_partition_heals_every_view_agrees(profile: str, seed: int) -> None:
     config, n = PROFILES[profile], 12

@@ -548,6 +548,13 @@ def test_leave_broadcasts_left_stops_probing_and_ignores_accusations() -> None:
 # --------------------------------------------------------------------- local health
 
 
+def test_leaving_alone_is_done_at_once() -> None:
+    m = Membership(LAN, ME, FirstRng())
+    m.start(0.0)
+    m.leave(0.5)
+    assert m.leave_done
+
+
 def test_awareness_stretches_probe_timeout_and_interval() -> None:
     m = ring(5)
     m.awareness.apply(2)
