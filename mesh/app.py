@@ -30,12 +30,15 @@ from dnsserver.server import DnsServer, DnsServerConfig, LatencyHistogram
 from dnsserver.workers import DnsWorkers, WorkerSpec, ZoneUpdate
 from dnsserver.zone import Zone
 from mesh.catalog import Catalog, Change
+from mesh.certs import CertsError, load_signer, load_trust
 from mesh.metrics import AgentMetrics
 from mesh.model import ClusterState, LocalExports, ServiceKey
 from mesh.peers import PeerTable, PeerTimings, split_host_port
 from mesh.planner import AnswerPlanner, Update
 from mesh.policy import Locality
 from mesh.ring import Ring
+from mesh.seal import StateSeal
+from mesh.signing import Verifier
 from mesh.sources.manifests import ManifestSource, SourceProblem
 from mesh.state_dir import next_generation
 from mesh.tls import RingTls, TlsFiles
@@ -69,6 +72,8 @@ class AgentSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    signing_cert: Path | None = None
+    signing_key: Path | None = None
     dns_workers: int = 0
 
 
@@ -106,6 +111,7 @@ class Agent:
         self.ring: Ring | None = None
         self.peers: PeerTable | None = None
         self._dirty = asyncio.Event()
+        self._seal_stamp: tuple[tuple[int, int, int], ...] = ()
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle -------------------------------------------------------------------
@@ -123,7 +129,9 @@ class Agent:
             list(self.settings.join),
             PeerTimings(self.settings.gossip_interval_s, self.settings.peer_timeout_s),
         )
-        self.ring = Ring(self.catalog, self.peers, self._on_change, tls=self._ring_tls())
+        self.ring = Ring(
+            self.catalog, self.peers, self._on_change, tls=self._ring_tls(), seal=self._seal()
+        )
         port = await self.ring.start(self.settings.grpc_listen)
         if advertise is None:
             self.peers.self_address = _default_advertise(self.settings.grpc_listen, port)
@@ -133,6 +141,7 @@ class Agent:
             asyncio.create_task(self._rebuild_loop(), name="rebuild"),
             asyncio.create_task(self._health_loop(), name="health"),
             asyncio.create_task(self._sync_gate(), name="sync"),
+            asyncio.create_task(self._reload_seal(), name="seal-reload"),
         ]
 
     async def stop(self) -> None:
@@ -158,6 +167,40 @@ class Agent:
         """The gossip address this agent gives its peers."""
         assert self.peers is not None
         return self.peers.self_address
+
+    def _seal_files(self) -> tuple[Path, Path, Path] | None:
+        s = self.settings
+        if s.tls_ca is None or s.signing_cert is None or s.signing_key is None:
+            return None
+        return s.signing_cert, s.signing_key, s.tls_ca
+
+    def _seal(self) -> StateSeal | None:
+        """Signed states, whenever the ring runs with TLS (a signer needs the certificates)."""
+        files = self._seal_files()
+        if files is None:
+            return None
+        cert, key, ca = files
+        self._seal_stamp = _files_stamp(files)
+        return StateSeal(load_signer(cert, key, self.settings.cluster_id), Verifier(load_trust(ca)))
+
+    async def _reload_seal(self) -> None:
+        """Re-read the signing key and the CA when their files change (no restart needed)."""
+        files = self._seal_files()
+        while files is not None and self.ring is not None and self.ring.seal is not None:
+            await asyncio.sleep(SEAL_RELOAD_INTERVAL_S)
+            stamp = _files_stamp(files)
+            if stamp == self._seal_stamp:
+                continue
+            self._seal_stamp = stamp
+            cert, key, ca = files
+            try:
+                signer = load_signer(cert, key, self.settings.cluster_id)
+                verifier = Verifier(load_trust(ca))
+            except CertsError as exc:  # a half-written renewal: keep the keys we have
+                log.warning("signing files changed but do not load, keeping the old: %s", exc)
+                continue
+            self.ring.seal.replace(signer, verifier)
+            log.info("state-signing key and trust reloaded")
 
     def _ring_tls(self) -> RingTls | None:
         s = self.settings
@@ -303,3 +346,19 @@ def _local_address() -> str:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
         return "127.0.0.1"
+
+
+SEAL_RELOAD_INTERVAL_S = 0.5
+
+
+def _files_stamp(files: tuple[Path, ...]) -> tuple[tuple[int, int, int], ...]:
+    """What changes when a file is rewritten or replaced: (mtime, size, inode) of each."""
+    stamps = []
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            stamps.append((0, 0, 0))
+            continue
+        stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(stamps)

@@ -59,6 +59,8 @@ def settings_from(values: dict[str, Any]) -> Any:
         tls_cert=values["tls_cert"],
         tls_key=values["tls_key"],
         tls_ca=values["tls_ca"],
+        signing_cert=values["signing_cert"],
+        signing_key=values["signing_key"],
         dns_workers=values["dns_workers"],
     )
 
@@ -77,6 +79,7 @@ def _check_tls(values: dict[str, Any]) -> None:
             RingTls(files, values["cluster_id"])
         except TlsError as exc:
             raise UsageError(str(exc)) from None
+        _check_signing(values)
     elif len(missing) < len(flags):
         raise UsageError(
             f"--tls-cert, --tls-key and --tls-ca go together: {', '.join(missing)} missing"
@@ -86,6 +89,20 @@ def _check_tls(values: dict[str, Any]) -> None:
             "gossip without TLS must be asked for: pass --insecure, or --tls-cert, "
             "--tls-key and --tls-ca (see `meshd certs`)"
         )
+
+
+def _check_signing(values: dict[str, Any]) -> None:
+    """With TLS, states are signed: the signing files must load and name this cluster."""
+    from mesh.certs import CertsError, load_signer, load_trust
+
+    folder = values["tls_cert"].parent
+    values["signing_cert"] = values["signing_cert"] or folder / "signing.crt"
+    values["signing_key"] = values["signing_key"] or folder / "signing.key"
+    try:
+        load_signer(values["signing_cert"], values["signing_key"], values["cluster_id"])
+        load_trust(values["tls_ca"])
+    except CertsError as exc:
+        raise UsageError(f"state signing: {exc} (see --signing-cert, --signing-key)") from None
 
 
 def _check_source(values: dict[str, Any], environ: Mapping[str, str]) -> None:

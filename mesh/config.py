@@ -190,6 +190,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls_key", _path, None, "private key for --tls-cert", "PATH"),
     Option("tls_ca", _path, None, "CA bundle that peers' certificates must chain to", "PATH"),
     Option(
+        "signing_cert",
+        _path,
+        None,
+        "certificate of this cluster's state-signing key (default: signing.crt next to "
+        "--tls-cert, as `meshd certs issue` writes it)",
+        "PATH",
+    ),
+    Option(
+        "signing_key",
+        _path,
+        None,
+        "this cluster's Ed25519 state-signing key (default: signing.key next to --tls-cert)",
+        "PATH",
+    ),
+    Option(
         "insecure",
         _bool,
         False,

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 
 from mesh.catalog import Catalog, Change
 from mesh.codec import CodecError, digest_from_pb, digest_to_pb, state_from_pb, state_to_pb
-from mesh.model import is_dns_label
+from mesh.model import ClusterState, is_dns_label
 from mesh.peers import PeerTable, valid_host_port
+from mesh.seal import StateSeal
 from mesh.tls import RingTls
 from mesh.wire.v1 import gossip_pb2 as pb
 from mesh.wire.v1 import gossip_pb2_grpc as pb_grpc
@@ -44,6 +46,7 @@ class RingStats:
     bytes: dict[str, int] = field(default_factory=dict)  # direction
     rejected_states: int = 0
     rejected_members: int = 0
+    rejected_unsigned: int = 0
     last_merge: float | None = None  # loop time of the last state taken from a peer
 
     def count(self, direction: str, outcome: str, size: int) -> None:
@@ -62,6 +65,7 @@ class Ring(pb_grpc.GossipServicer):
         rpc_timeout_s: float = 1.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         tls: RingTls | None = None,
+        seal: StateSeal | None = None,
     ) -> None:
         self.catalog = catalog
         self.peers = peers
@@ -73,6 +77,7 @@ class Ring(pb_grpc.GossipServicer):
         self._server: grpc.aio.Server | None = None
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.tls = tls  # None: plaintext (--insecure)
+        self.seal = seal  # None: states travel unsigned (--insecure)
         self._tls_generation = 0
         self._retiring: set[asyncio.Task[None]] = set()
         self._options = [
@@ -110,16 +115,13 @@ class Ring(pb_grpc.GossipServicer):
         sender = request.sender
         if is_dns_label(sender.cluster_id) and valid_host_port(sender.address):
             self.peers.succeeded(sender.address, sender.cluster_id, now)
-        self._absorb(request.members, request.states, now)
+        self._absorb(request.members, request.states, request.signed_states, now)
         try:
             digests = [digest_from_pb(d) for d in request.digests]
         except CodecError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        reply = pb.PushPullResponse(
-            responder=self._me(),
-            members=self._members(now),
-            states=[state_to_pb(s) for s in self.catalog.newer_than(digests)],
-        )
+        reply = pb.PushPullResponse(responder=self._me(), members=self._members(now))
+        self._put_states(reply, self.catalog.newer_than(digests))
         self.stats.count("sent", "ok", reply.ByteSize())
         return reply
 
@@ -140,8 +142,8 @@ class Ring(pb_grpc.GossipServicer):
             sender=self._me(),
             members=self._members(loop.time()),
             digests=[digest_to_pb(d) for d in self.catalog.digests()],
-            states=[state_to_pb(s) for s in self.catalog.states()],
         )
+        self._put_states(request, self.catalog.states())
         stub = pb_grpc.GossipStub(self._channel(address))  # type: ignore[no-untyped-call]
         try:
             reply = await stub.PushPull(request, timeout=self.rpc_timeout_s)
@@ -161,7 +163,7 @@ class Ring(pb_grpc.GossipServicer):
             return
         if is_dns_label(reply.responder.cluster_id):
             self.peers.succeeded(address, reply.responder.cluster_id, now)
-        self._absorb(reply.members, reply.states, now)
+        self._absorb(reply.members, reply.states, reply.signed_states, now)
         self.exchanged_once.set()
 
     def _channel(self, address: str) -> grpc.aio.Channel:
@@ -196,26 +198,52 @@ class Ring(pb_grpc.GossipServicer):
     def _members(self, now: float) -> list[pb.Member]:
         return [pb.Member(cluster_id=c, address=a) for c, a in self.peers.members(now)]
 
+    def _put_states(
+        self, message: pb.PushPullRequest | pb.PushPullResponse, states: list[ClusterState]
+    ) -> None:
+        """The states, signed by their origins when the ring is secure, else in the clear."""
+        if self.seal is None:
+            message.states.extend(state_to_pb(s) for s in states)
+        else:
+            message.signed_states.extend(self.seal.envelopes(states, self.catalog.local_id))
+
     def _absorb(
-        self, members: Iterable[pb.Member], states: Iterable[pb.ClusterState], now: float
+        self,
+        members: Iterable[pb.Member],
+        states: Sequence[pb.ClusterState],
+        signed: Sequence[pb.SignedClusterState],
+        now: float,
     ) -> None:
         for m in members:
             if is_dns_label(m.cluster_id) and valid_host_port(m.address):
                 self.peers.learned(m.cluster_id, m.address, now)
             else:
                 self.stats.rejected_members += 1
-        for msg in states:
-            try:
-                state = state_from_pb(msg)
-            except CodecError as exc:
-                self.stats.rejected_states += 1
-                log.warning("dropped a cluster state from a peer: %s", exc)
-                continue
+        accepted: list[tuple[ClusterState, pb.SignedClusterState | None]]
+        if self.seal is not None:
+            if states:  # a peer without signatures cannot tell us anything
+                self.stats.rejected_unsigned += len(states)
+            accepted = list(self.seal.open(signed, time.time()))
+        else:
+            accepted = [(s, None) for s in self._decode(states)]
+        for state, envelope in accepted:
             change = self.catalog.merge(state)
             if change is not None:
+                if envelope is not None and self.seal is not None:
+                    self.seal.keep(envelope, state)
                 self.stats.last_merge = now
                 if change:
                     self.on_change(change)
+
+    def _decode(self, states: Sequence[pb.ClusterState]) -> list[ClusterState]:
+        decoded = []
+        for msg in states:
+            try:
+                decoded.append(state_from_pb(msg))
+            except CodecError as exc:
+                self.stats.rejected_states += 1
+                log.warning("dropped a cluster state from a peer: %s", exc)
+        return decoded
 
     async def close(self) -> None:
         if self._server is not None:
