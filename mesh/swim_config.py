@@ -121,8 +121,10 @@ class Config:
           5 * max(1, log10 N) * 0.5 s = 2.5 s at N <= 10, 3.7 s at 30, 5.8 s at 200. A member
           stalled for 2 s must refute before the first suspecter times out; that suspecter
           starts its timer about one probe interval after the stall starts, so it needs
-          timeout > 2 s + refutation spread - 0.5 s. With multiplier 4 the minimum at N <= 10
-          is 2.0 s, which leaves too little margin for the refutation to spread;
+          timeout > stall + refutation spread - 0.5 s. With multiplier 4 the minimum at
+          N <= 10 is 2.0 s: in the simulator (tests/sim) it survives 2.5 s stalls but not 3 s
+          ones at 3 and 10 members; with 5 it survives 3 s and fails at 3.5 s. The price is
+          0.5 s more to declare a killed member dead at N <= 10 (0.7 s at 30);
         - gossip every 100 ms (memberlist's local profile): twice as fast to spread, and costs
           nothing at steady state because nothing is pending;
         - push-pull every 15 s and reconnect every 10 s: a healed partition rejoins sooner; at
