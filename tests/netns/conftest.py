@@ -1,0 +1,87 @@
+"""Fixtures of the namespace tests: one lab of three clusters per module, reset per test.
+
+``lab`` builds the namespaces and starts the three agents once per module (starting three
+Python agents on two shared cores takes seconds); its finaliser removes every namespace,
+TUN device and process even when a test fails. ``healthy_lab`` puts the lab back to its
+baseline before each test: links healed, every agent running, the examples' manifests in
+place, and every agent answering the baseline (``EXPECTED``). A machine that cannot make
+namespaces fails these tests with the reason; they are never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.netns.harness import REPO, Answer, Lab, RingSettings, wait_until
+from tests.netns.nsutil import NetnsUnavailableError
+
+ZONE = "shop.svc.clusterset.local."
+DB, WEB, CART, CHECKOUT, MISSING = (
+    f"{s}.{ZONE}" for s in ("db", "web", "cart", "checkout", "nope")
+)
+DB_OF = {"east": "10.1.1.5", "west": "10.2.1.5", "south": "10.3.1.5"}
+ALL_DB = frozenset(DB_OF.values())
+
+
+def ok(*addresses: str) -> Answer:
+    return Answer("NOERROR", frozenset(addresses))
+
+
+# What each agent answers with every link up, from examples/: db is headless and exported
+# by all three; web prefers the local cluster; east's cart endpoint is not ready, so cart is
+# west's (same region for east; for south, the nearest tier that has one); checkout is south's.
+EXPECTED: dict[str, dict[str, Answer]] = {
+    "east": {WEB: ok("10.1.0.10", "10.1.0.11"), CART: ok("10.2.2.10")},
+    "west": {WEB: ok("10.2.0.10", "10.2.0.11"), CART: ok("10.2.2.10")},
+    "south": {WEB: ok("10.3.0.10"), CART: ok("10.2.2.10")},
+}
+for _answers in EXPECTED.values():
+    _answers.update({DB: Answer("NOERROR", ALL_DB), CHECKOUT: ok("10.3.4.10")})
+    _answers[MISSING] = Answer("NXDOMAIN", frozenset())
+
+
+def snapshot(lab: Lab) -> dict[str, dict[str, Answer | None]]:
+    """Every agent's answer to every name of ``EXPECTED``."""
+    return {c: {name: lab.answer(c, name) for name in EXPECTED[c]} for c in lab.agents}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    seed = int(os.environ.get("MESHD_NETNS_SEED", random.randrange(2**31)))
+    settings = RingSettings()
+    the_lab = Lab(tmp_path_factory.mktemp("netns"), settings, seed)
+    try:
+        try:
+            the_lab.up()
+        except (NetnsUnavailableError, RuntimeError, OSError) as exc:
+            pytest.fail(f"cannot build the network namespaces for tests/netns: {exc}")
+        the_lab.start_all()
+        yield the_lab
+    finally:
+        the_lab.close()
+
+
+@pytest.fixture
+def healthy_lab(lab: Lab) -> Lab:
+    lab.heal()
+    for cluster, agent in lab.agents.items():
+        source = REPO / "examples" / cluster / "shop.yaml"
+        target = agent.manifests / "shop.yaml"
+        if target.read_text() != source.read_text():
+            shutil.copyfile(source, target)
+    for cluster, agent in lab.agents.items():
+        if not agent.alive():
+            lab.start(cluster)
+            lab.wait_ready(cluster)
+    wait_until(
+        f"every agent to answer the baseline ({lab!r})",
+        lambda: snapshot(lab) == EXPECTED,
+        timeout_s=30,
+        every_s=0.1,
+    )
+    return lab
