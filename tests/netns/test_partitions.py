@@ -24,23 +24,23 @@ come from them (``RingSettings.drop_bound_s`` and ``return_bound_s``: 3.4 s and 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
 import pytest
 
-from tests.netns.conftest import (
+from tests.netns.harness import Answer, Lab
+from tests.netns.shop import (
     ALL_DB,
     CHECKOUT,
     DB,
     DB_OF,
     EXPECTED,
     WEB,
-    Answer,
     ok,
     snapshot,
 )
-from tests.netns.harness import Lab
 
 pytestmark = pytest.mark.integration
 SOUTH_DB = DB_OF["south"]
@@ -76,7 +76,7 @@ def test_cut_link_drops_south_fails_open_and_heals(healthy_lab: Lab) -> None:
         within(
             lab,
             f"{c} drops south",
-            lambda c=c: db_is(lab, c, "east", "west"),
+            functools.partial(db_is, lab, c, "east", "west"),
             cut_at,
             bounds.drop_bound_s,
         )
@@ -177,7 +177,7 @@ def test_killed_agent_leaves_answers_and_returns_after_restart(healthy_lab: Lab)
         within(
             lab,
             f"{c} drops killed south",
-            lambda c=c: db_is(lab, c, "east", "west"),
+            functools.partial(db_is, lab, c, "east", "west"),
             killed_at,
             lab.settings.drop_bound_s,
         )
