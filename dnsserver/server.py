@@ -16,6 +16,7 @@ one sendmmsg(2). TCP is in ``dnsserver.tcp``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 from dataclasses import dataclass
@@ -131,9 +132,26 @@ class DnsServer:
         return self._fast_fd is not None
 
     async def start(self) -> None:
+        """Bind UDP and TCP on one port. With port 0, the kernel picks the UDP port and TCP
+        takes the same number; if another program holds that number for TCP, try again."""
+        attempts = 20 if self.config.port == 0 else 1
+        for attempt in range(attempts):
+            self._bind_udp()
+            try:
+                await self._bind_tcp()
+                return
+            except OSError as exc:
+                self._close_udp()
+                if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                    raise OSError(
+                        exc.errno,
+                        f"cannot listen for DNS on TCP {self.config.host}:{self.config.port}: "
+                        f"{exc.strerror}",
+                    ) from None
+
+    def _bind_udp(self) -> None:
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = socket.socket(self._family, socket.SOCK_DGRAM)
         try:
             if self.config.reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -151,22 +169,25 @@ class DnsServer:
             sock.setblocking(False)
             self._fast_fd = sock.fileno()
             loop.add_reader(self._fast_fd, self._udp_readable)
-        else:
-            transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=sock)
+
+    async def _bind_tcp(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._fast_fd is None:
+            assert self._sock is not None
+            transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=self._sock)
             self._udp = transport
-        # With port 0, TCP must take the same port UDP was given.
-        try:
-            self._tcp = await loop.create_server(
-                lambda: TcpConnection(self),
-                self.config.host,
-                self.address[1],
-                family=family,
-                reuse_address=True,
-                reuse_port=self.config.reuse_port or None,
-            )
-        except OSError:
-            self._close_udp()
-            raise
+        self._tcp = await loop.create_server(
+            lambda: TcpConnection(self),
+            self.config.host,
+            self.address[1],
+            family=self._family,
+            reuse_address=True,
+            reuse_port=self.config.reuse_port or None,
+        )
+
+    @property
+    def _family(self) -> socket.AddressFamily:
+        return socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
 
     def _udp_readable(self) -> None:
         """Answer what is waiting on the UDP socket through the C fast path."""

@@ -48,11 +48,15 @@ def debug_state(agent: Agent) -> dict[str, Any]:
             "healthy": s.cluster_id in healthy,
             "services": len(s.services),
             "local": s.cluster_id == agent.catalog.local_id,
+            "replica": s.replica,
+            "replicas": sorted(
+                r.replica for r in agent.catalog.states() if r.cluster_id == s.cluster_id
+            ),
         }
-        for s in agent.catalog.states()
+        for s in agent.catalog.clusters()
     ]
     services: dict[str, dict[str, Any]] = {}
-    for s in agent.catalog.states():
+    for s in agent.catalog.clusters():
         for key, svc in sorted(s.services.items()):
             entry = services.setdefault(str(key), {"type": svc.type.value, "clusters": {}})
             entry["clusters"][s.cluster_id] = {

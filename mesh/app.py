@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -75,6 +77,7 @@ class AgentSettings:
     signing_cert: Path | None = None
     signing_key: Path | None = None
     dns_workers: int = 0
+    replica_id: str = ""
 
 
 @dataclass(slots=True)
@@ -89,7 +92,14 @@ class Agent:
         self.settings = settings
         generation = next_generation(settings.state_dir, time.time_ns())
         self.catalog = Catalog(
-            ClusterState(settings.cluster_id, generation, 0, settings.region, settings.zone)
+            ClusterState(
+                settings.cluster_id,
+                generation,
+                0,
+                settings.region,
+                settings.zone,
+                replica=settings.replica_id or default_replica_id(),
+            )
         )
         self.locality = Locality(settings.cluster_id, settings.region, settings.zone)
         self.stats = AgentStats()
@@ -250,12 +260,23 @@ class Agent:
 
     def _current_health(self) -> set[str]:
         assert self.peers is not None
-        clusters = [s.cluster_id for s in self.catalog.states()]
+        clusters = [s.cluster_id for s in self.catalog.clusters()]
         return self.peers.healthy(clusters, asyncio.get_running_loop().time())
+
+    def _choose_replicas(self) -> None:
+        """Answer each cluster from a replica this agent reaches (see mesh.catalog)."""
+        peers = self.peers
+        assert peers is not None
+        now = asyncio.get_running_loop().time()
+        for change in self.catalog.choose(
+            lambda s: peers.replica_reachable(s.cluster_id, s.replica, now)
+        ):
+            self._on_change(change)
 
     async def _health_loop(self) -> None:
         """Rebuild when a cluster becomes reachable or unreachable."""
         while True:
+            self._choose_replicas()
             if self.synced and self._current_health() != self.planner.healthy:
                 self._dirty.set()
             await asyncio.sleep(min(0.1, self.settings.gossip_interval_s))
@@ -272,7 +293,7 @@ class Agent:
     def rebuild(self) -> None:
         """Rebuild the answers of the services that changed since the last rebuild."""
         started = time.perf_counter()
-        states = self.catalog.states()
+        states = self.catalog.clusters()
         healthy = self._current_health()
         gone = self.planner.healthy - healthy
         if self.planner.note_health(healthy, states) and gone:
@@ -362,3 +383,10 @@ def _files_stamp(files: tuple[Path, ...]) -> tuple[tuple[int, int, int], ...]:
             continue
         stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))
     return tuple(stamps)
+
+
+def default_replica_id() -> str:
+    """This agent replica's id: the pod name in Kubernetes (the hostname), as a DNS label."""
+    name = os.environ.get("HOSTNAME") or socket.gethostname()
+    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
+    return label or "agent"

@@ -2,12 +2,17 @@
 
 Rules (a first, full-state form of Scuttlebutt-style anti-entropy):
 
-- every origin cluster is the only author of its state; a copy replaces the held one only
-  when its ``(generation, version)`` stamp is larger, so replays, duplicates and reordered
-  messages change nothing, and a restarted origin (new, larger generation) replaces its
-  old state wholesale, deletions included;
-- copies of this cluster's own state that come back from peers are ignored: the local
-  source is the truth for it;
+- an origin is one agent replica of one cluster, ``(cluster, replica)``; it is the only
+  author of its state; a copy replaces the held one only when its ``(generation,
+  version)`` stamp is larger, so replays, duplicates and reordered messages change nothing,
+  and a restarted origin (new, larger generation) replaces its old state wholesale,
+  deletions included;
+- replicas of one cluster read the same source and publish their own states; answers use
+  one of them per cluster, chosen deterministically: a replica this agent can reach before
+  one it cannot, then the newest generation. So when the replica in use dies, the answers
+  move to a live sibling's state at once, instead of freezing on the dead one's;
+- copies of this agent's own state that come back from peers are ignored, and this
+  cluster's answers always come from the local source;
 - a local change that exports nothing new (same content) does not bump the version, so
   an unchanged directory re-scan never ripples through the ring.
 
@@ -17,6 +22,7 @@ argument, and nothing here reads a clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from mesh.model import ClusterId, ClusterState, LocalExports, ServiceKey
@@ -60,26 +66,43 @@ class Digest:
     cluster_id: ClusterId
     generation: int
     version: int
+    replica: str = ""
+
+
+Origin = tuple[ClusterId, str]
+
+
+def _always(state: ClusterState) -> bool:
+    return True
 
 
 class Catalog:
     def __init__(self, local: ClusterState) -> None:
         self.local_id = local.cluster_id
-        self._states: dict[ClusterId, ClusterState] = {local.cluster_id: local}
+        self.local_origin: Origin = local.origin
+        self._states: dict[Origin, ClusterState] = {local.origin: local}
+        self._chosen: dict[ClusterId, Origin] = {local.cluster_id: local.origin}
+        self._prefer: Callable[[ClusterState], bool] = _always
 
     @property
     def local(self) -> ClusterState:
-        return self._states[self.local_id]
+        return self._states[self.local_origin]
 
     def states(self) -> list[ClusterState]:
-        """Every held state, ordered by cluster id."""
-        return [self._states[c] for c in sorted(self._states)]
+        """Every held state, of every origin (what gossip carries), in a stable order."""
+        return [self._states[o] for o in sorted(self._states)]
+
+    def clusters(self) -> list[ClusterState]:
+        """The state answers come from: one per cluster, ordered by cluster id."""
+        return [self._states[self._chosen[c]] for c in sorted(self._chosen)]
 
     def get(self, cluster_id: ClusterId) -> ClusterState | None:
-        return self._states.get(cluster_id)
+        """The state answers use for ``cluster_id`` (the chosen replica's)."""
+        origin = self._chosen.get(cluster_id)
+        return None if origin is None else self._states[origin]
 
     def digests(self) -> list[Digest]:
-        return [Digest(s.cluster_id, s.generation, s.version) for s in self.states()]
+        return [Digest(s.cluster_id, s.generation, s.version, s.replica) for s in self.states()]
 
     def set_local(self, exports: LocalExports) -> Change:
         """Publish a new local version when the exports changed; the change (falsy if none)."""
@@ -92,23 +115,45 @@ class Catalog:
         )
         change = diff(current, candidate)
         if change:
-            self._states[self.local_id] = candidate
+            self._states[self.local_origin] = candidate
         return change
 
     def merge(self, state: ClusterState) -> Change | None:
-        """Take a remote copy if it is newer than what we hold: the change it made, or None
-        when the copy was not taken (older, equal, or our own)."""
-        if state.cluster_id == self.local_id:
+        """Take a remote copy if it is newer than what we hold for its origin. Returns None
+        when the copy was not taken (older, equal, or our own), else the change it made to
+        the answers' view (falsy when that view did not change, e.g. another replica's)."""
+        if state.origin == self.local_origin:
             return None
-        held = self._states.get(state.cluster_id)
+        held = self._states.get(state.origin)
         if held is not None and held.stamp >= state.stamp:
             return None
-        self._states[state.cluster_id] = state
-        return diff(held, state)
+        before = self.get(state.cluster_id)
+        self._states[state.origin] = state
+        return self._rechoose(state.cluster_id, before) or Change(state.cluster_id)
+
+    def choose(self, prefer: Callable[[ClusterState], bool]) -> list[Change]:
+        """Re-pick each cluster's replica with ``prefer`` (e.g. "this agent reaches it"):
+        among a cluster's replicas, preferred ones first, then the larger (generation,
+        version). Returns the changes to the answers' view."""
+        self._prefer = prefer
+        changes = []
+        for cluster_id in sorted(self._chosen):
+            change = self._rechoose(cluster_id, self.get(cluster_id))
+            if change:
+                changes.append(change)
+        return changes
+
+    def _rechoose(self, cluster_id: ClusterId, before: ClusterState | None) -> Change | None:
+        if cluster_id == self.local_id:
+            return None  # this cluster's answers come from our own source, always
+        replicas = [s for o, s in self._states.items() if o[0] == cluster_id]
+        best = max(replicas, key=lambda s: (self._prefer(s), s.generation, s.version, s.replica))
+        self._chosen[cluster_id] = best.origin
+        if best is before:
+            return None
+        return diff(before, best)
 
     def newer_than(self, digests: list[Digest]) -> list[ClusterState]:
         """The states a peer with these digests lacks or holds an older copy of."""
-        theirs = {d.cluster_id: (d.generation, d.version) for d in digests}
-        return [
-            s for s in self.states() if s.cluster_id not in theirs or theirs[s.cluster_id] < s.stamp
-        ]
+        theirs = {(d.cluster_id, d.replica): (d.generation, d.version) for d in digests}
+        return [s for s in self.states() if s.origin not in theirs or theirs[s.origin] < s.stamp]

@@ -62,6 +62,7 @@ def settings_from(values: dict[str, Any]) -> Any:
         signing_cert=values["signing_cert"],
         signing_key=values["signing_key"],
         dns_workers=values["dns_workers"],
+        replica_id=values["replica_id"],
     )
 
 

@@ -9,6 +9,7 @@ everything else the message carried.
 from __future__ import annotations
 
 import ipaddress
+import math
 
 from mesh.catalog import Digest
 from mesh.model import (
@@ -39,6 +40,7 @@ def state_to_pb(state: ClusterState) -> pb.ClusterState:
         region=state.region,
         zone=state.zone,
         namespaces=sorted(state.namespaces),
+        replica=state.replica,
     )
     for key in sorted(state.services):
         svc = state.services[key]
@@ -57,6 +59,7 @@ def state_to_pb(state: ClusterState) -> pb.ClusterState:
                     )
                     for e in svc.endpoints
                 ],
+                exported_at=svc.exported_at,
             )
         )
     return msg
@@ -98,11 +101,14 @@ def _service(msg: pb.Service, cluster_id: str) -> ExportedService:
         if p.name:
             _label(p.name, f"{where}: port name")
         ports.append(ServicePort(p.name, p.protocol, p.port))
+    if not (math.isfinite(msg.exported_at) and msg.exported_at >= 0):
+        raise CodecError(f"{where}: bad exported_at {msg.exported_at!r}")
     return ExportedService(
         key=key,
         type=_TYPE_FROM_PB[msg.type],
         ports=tuple(ports),
         endpoints=tuple(_endpoint(e, where) for e in msg.endpoints),
+        exported_at=msg.exported_at,
     )
 
 
@@ -124,12 +130,22 @@ def state_from_pb(msg: pb.ClusterState) -> ClusterState:
         zone=msg.zone,
         namespaces=frozenset(_label(n, "namespace") for n in msg.namespaces),
         services=services,
+        replica=_replica(msg.replica),
     )
 
 
+def _replica(value: str) -> str:
+    if value and not is_dns_label(value):
+        raise CodecError(f"replica {value!r} is not an RFC 1123 label")
+    return value
+
+
 def digest_to_pb(d: Digest) -> pb.Digest:
-    return pb.Digest(cluster_id=d.cluster_id, generation=d.generation, version=d.version)
+    return pb.Digest(
+        cluster_id=d.cluster_id, generation=d.generation, version=d.version, replica=d.replica
+    )
 
 
 def digest_from_pb(msg: pb.Digest) -> Digest:
-    return Digest(_label(msg.cluster_id, "cluster id"), msg.generation, msg.version)
+    cluster_id = _label(msg.cluster_id, "cluster id")
+    return Digest(cluster_id, msg.generation, msg.version, _replica(msg.replica))

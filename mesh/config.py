@@ -145,6 +145,14 @@ OPTIONS: tuple[Option, ...] = (
         "PATH",
     ),
     Option(
+        "replica_id",
+        _optional_label,
+        "",
+        "this agent replica's id among the replicas of its cluster (default: the hostname, "
+        "which is the pod name in Kubernetes)",
+        "NAME",
+    ),
+    Option(
         "dns_listen", _host_port, "0.0.0.0:53", "UDP and TCP address of the DNS server", "HOST:PORT"
     ),
     Option("dns_zone", _zone, "clusterset.local", "the zone served", "NAME"),

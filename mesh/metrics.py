@@ -144,7 +144,7 @@ class _AgentCollector(Collector):
         )
 
     def _catalog(self) -> Iterator[Metric]:
-        states = self.agent.catalog.states()
+        states = self.agent.catalog.clusters()
         healthy = self.agent.healthy_clusters()
         clusters = GaugeMetricFamily("meshd_clusters", "clusters by health", labels=["health"])
         clusters.add_metric(["healthy"], sum(1 for s in states if s.cluster_id in healthy))

@@ -5,11 +5,13 @@ What a cluster exports, in the terms of the Multi-Cluster Services API (KEP-1645
 - a ``ServiceKey`` (namespace, name) names a service across the clusterset (namespace
   sameness: the same key in two clusters is the same service);
 - an ``ExportedService`` is one cluster's contribution to it: its type (ClusterSetIP or
-  Headless), its ports and its endpoints (from the EndpointSlices);
+  Headless), its ports, its endpoints (from the EndpointSlices) and when it was exported
+  (the ServiceExport's creation time, which orders conflicting exports);
 - a ``ClusterState`` is everything one cluster exports, with the namespaces it has, stamped
-  with ``(generation, version)``. The origin cluster is the only writer of its state: it bumps
-  ``version`` on every change, and starts a new, larger ``generation`` when it restarts, so a
-  receiver keeps whichever copy has the larger ``(generation, version)`` pair.
+  with ``(generation, version)``. Its origin, an agent replica of that cluster, is the only
+  writer of it: it bumps ``version`` on every change, and starts a new, larger ``generation``
+  when it restarts, so a receiver keeps whichever copy has the larger pair. Replicas of one
+  cluster each publish their own state (``replica`` tells them apart).
 
 Every value here is immutable (all but ``ClusterState`` hashable too), so states can be
 shared between the catalog, the routing policy and the DNS answer builder without copies or
@@ -77,6 +79,9 @@ class ExportedService:
     type: ServiceType
     ports: tuple[ServicePort, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()
+    # When the ServiceExport was created (its metadata.creationTimestamp, wall-clock epoch
+    # seconds; 0 = unknown, as from a manifest). The MCS conflict rule: the oldest export wins.
+    exported_at: float = 0.0
 
     def ready_endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(e for e in self.endpoints if e.ready)
@@ -101,10 +106,16 @@ class ClusterState:
     services: Mapping[ServiceKey, ExportedService] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    replica: str = ""  # the agent replica that publishes this copy ("" for a lone agent)
 
     def __post_init__(self) -> None:
         if not isinstance(self.services, MappingProxyType):
             object.__setattr__(self, "services", _frozen_services(self.services))
+
+    @property
+    def origin(self) -> tuple[ClusterId, str]:
+        """Who publishes this state: (cluster, replica). Each origin has its own stamps."""
+        return (self.cluster_id, self.replica)
 
     @property
     def stamp(self) -> tuple[int, int]:

@@ -50,6 +50,7 @@ def valid_host_port(value: str) -> bool:
 class Peer:
     address: str
     cluster_id: ClusterId = ""
+    replica: str = ""
     seed: bool = False
     last_ok: float | None = None
     last_reported: float = 0.0
@@ -89,9 +90,10 @@ class PeerTable:
         """Addresses to contact in this round."""
         return [p.address for p in self.peers.values() if p.next_attempt <= now]
 
-    def succeeded(self, address: str, cluster_id: ClusterId, now: float) -> None:
+    def succeeded(self, address: str, cluster_id: ClusterId, now: float, replica: str = "") -> None:
         peer = self.peers.setdefault(address, Peer(address))
         peer.cluster_id = cluster_id
+        peer.replica = replica or peer.replica
         peer.last_ok = now
         peer.last_reported = now
         peer.failures = 0
@@ -111,7 +113,7 @@ class PeerTable:
     def forget(self, address: str) -> None:
         self.peers.pop(address, None)
 
-    def learned(self, cluster_id: ClusterId, address: str, now: float) -> None:
+    def learned(self, cluster_id: ClusterId, address: str, now: float, replica: str = "") -> None:
         """A peer told us about a member; remember it (not ourselves)."""
         if address == self.self_address or not address:
             return
@@ -120,6 +122,8 @@ class PeerTable:
             peer = self.peers[address] = Peer(address, cluster_id=cluster_id, next_attempt=now)
         if not peer.cluster_id:
             peer.cluster_id = cluster_id
+        if not peer.replica:
+            peer.replica = replica
         peer.last_reported = now
 
     def reachable(self, address: str, now: float) -> bool:
@@ -130,12 +134,19 @@ class PeerTable:
             and now - peer.last_ok <= self.timings.peer_timeout_s
         )
 
-    def members(self, now: float) -> list[tuple[ClusterId, str]]:
-        """(cluster, address) of every member we can currently reach, for our peers' lists."""
+    def members(self, now: float) -> list[tuple[ClusterId, str, str]]:
+        """(cluster, address, replica) of every member we can reach, for our peers' lists."""
         return sorted(
-            (p.cluster_id, p.address)
+            (p.cluster_id, p.address, p.replica)
             for p in self.peers.values()
             if p.cluster_id and self.reachable(p.address, now)
+        )
+
+    def replica_reachable(self, cluster_id: ClusterId, replica: str, now: float) -> bool:
+        """True when a member that is this replica of this cluster answered us recently."""
+        return any(
+            p.cluster_id == cluster_id and p.replica == replica and self.reachable(p.address, now)
+            for p in self.peers.values()
         )
 
     def healthy(self, clusters: list[ClusterId], now: float) -> set[ClusterId]:

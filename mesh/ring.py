@@ -113,8 +113,8 @@ class Ring(pb_grpc.GossipServicer):
         now = asyncio.get_running_loop().time()
         self.stats.count("received", "ok", request.ByteSize())
         sender = request.sender
-        if is_dns_label(sender.cluster_id) and valid_host_port(sender.address):
-            self.peers.succeeded(sender.address, sender.cluster_id, now)
+        if _valid_member(sender):
+            self.peers.succeeded(sender.address, sender.cluster_id, now, sender.replica)
         self._absorb(request.members, request.states, request.signed_states, now)
         try:
             digests = [digest_from_pb(d) for d in request.digests]
@@ -161,8 +161,8 @@ class Ring(pb_grpc.GossipServicer):
         ):
             self.peers.forget(address)  # a seed list that names this agent itself
             return
-        if is_dns_label(reply.responder.cluster_id):
-            self.peers.succeeded(address, reply.responder.cluster_id, now)
+        if is_dns_label(reply.responder.cluster_id) and _valid_replica(reply.responder.replica):
+            self.peers.succeeded(address, reply.responder.cluster_id, now, reply.responder.replica)
         self._absorb(reply.members, reply.states, reply.signed_states, now)
         self.exchanged_once.set()
 
@@ -193,10 +193,16 @@ class Ring(pb_grpc.GossipServicer):
     # --- shared --------------------------------------------------------------------------
 
     def _me(self) -> pb.Member:
-        return pb.Member(cluster_id=self.catalog.local_id, address=self.peers.self_address)
+        return pb.Member(
+            cluster_id=self.catalog.local_id,
+            address=self.peers.self_address,
+            replica=self.catalog.local.replica,
+        )
 
     def _members(self, now: float) -> list[pb.Member]:
-        return [pb.Member(cluster_id=c, address=a) for c, a in self.peers.members(now)]
+        return [
+            pb.Member(cluster_id=c, address=a, replica=r) for c, a, r in self.peers.members(now)
+        ]
 
     def _put_states(
         self, message: pb.PushPullRequest | pb.PushPullResponse, states: list[ClusterState]
@@ -215,8 +221,8 @@ class Ring(pb_grpc.GossipServicer):
         now: float,
     ) -> None:
         for m in members:
-            if is_dns_label(m.cluster_id) and valid_host_port(m.address):
-                self.peers.learned(m.cluster_id, m.address, now)
+            if _valid_member(m):
+                self.peers.learned(m.cluster_id, m.address, now, m.replica)
             else:
                 self.stats.rejected_members += 1
         accepted: list[tuple[ClusterState, pb.SignedClusterState | None]]
@@ -251,3 +257,15 @@ class Ring(pb_grpc.GossipServicer):
         for channel in self._channels.values():
             await channel.close()
         await asyncio.gather(*self._retiring, return_exceptions=True)
+
+
+def _valid_replica(replica: str) -> bool:
+    return not replica or is_dns_label(replica)
+
+
+def _valid_member(member: pb.Member) -> bool:
+    return (
+        is_dns_label(member.cluster_id)
+        and valid_host_port(member.address)
+        and _valid_replica(member.replica)
+    )

@@ -81,6 +81,7 @@ class AgentProcess:
         self.admin_port = free_port()
         self.log_path = log_dir / f"{cluster}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._last_start: tuple[list[str], tuple[str, ...], bool] = ([], (), True)
 
     @property
     def grpc(self) -> str:
@@ -88,6 +89,7 @@ class AgentProcess:
 
     def start(self, join: list[str], *extra: str, insecure: bool = True) -> None:
         """Start the agent; ``insecure=False`` leaves out ``--insecure`` (pass TLS flags)."""
+        self._last_start = (join, extra, insecure)
         args = [
             *MESHD,
             "run",
@@ -128,12 +130,19 @@ class AgentProcess:
         return json.loads(body) if status == 200 else None
 
     def wait_ready(self, timeout_s: float = 20.0) -> None:
-        wait_until(
-            f"{self.cluster} /readyz",
-            lambda: self.admin("/readyz")[0] == 200 or self._died(),
-            timeout_s,
-        )
-        assert self.proc is not None
+        for _ in range(3):
+            wait_until(
+                f"{self.cluster} /readyz",
+                lambda: self.admin("/readyz")[0] == 200 or self._died(),
+                timeout_s,
+            )
+            assert self.proc is not None
+            if self.proc.poll() is None or "Address already in use" not in self.logs():
+                break
+            # Another program took one of the ports free_port() found: new ports, again.
+            self.dns_port, self.grpc_port, self.admin_port = free_port(), free_port(), free_port()
+            join, extra, insecure = self._last_start
+            self.start(join, *extra, insecure=insecure)
         assert self.proc.poll() is None, self.logs()
 
     def _died(self) -> bool:

@@ -143,3 +143,43 @@ def test_sigterm_exits_cleanly(agents: dict[str, AgentProcess]) -> None:
     for agent in agents.values():
         assert agent.stop() == 0, agent.logs()
         assert "Traceback" not in agent.logs(), agent.logs()
+
+
+def test_replicas_of_one_cluster_stand_in_for_each_other(tmp_path: Path) -> None:
+    """Two replicas of west read one source. When the replica whose state east answers from
+    dies, east moves to the other's state at once and keeps following west's edits."""
+    east_dir, west_dir = tmp_path / "east", tmp_path / "west"
+    shutil.copytree(REPO / "examples" / "east", east_dir)
+    shutil.copytree(REPO / "examples" / "west", west_dir)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    east = AgentProcess("east", "us", east_dir, tmp_path)
+    west_a = AgentProcess("west", "us", west_dir, tmp_path / "a")
+    west_b = AgentProcess("west", "us", west_dir, tmp_path / "b")
+    everyone = [east, west_a, west_b]
+    try:
+        west_a.start([east.grpc], "--replica-id", "west-a")
+        west_b.start([east.grpc], "--replica-id", "west-b")
+        east.start([west_a.grpc, west_b.grpc])
+        for agent in everyone:
+            agent.wait_ready()
+        converged({"east": east}, {"10.1.1.5", "10.2.1.5"})
+        state = wait_until(
+            "east to hold both west replicas",
+            lambda: (
+                (s := east.state()) is not None
+                and any(c["cluster"] == "west" and len(c["replicas"]) == 2 for c in s["clusters"])
+                and s
+            ),
+        )
+        chosen = next(c["replica"] for c in state["clusters"] if c["cluster"] == "west")
+        victim, survivor = (west_b, west_a) if chosen == "west-b" else (west_a, west_b)
+        victim.kill()
+        shop = west_dir / "shop.yaml"
+        shop.write_text(shop.read_text().replace('"10.2.1.5"', '"10.2.1.77"'))
+        converged({"east": east}, {"10.1.1.5", "10.2.1.77"})
+        assert survivor.proc is not None
+        assert survivor.proc.poll() is None
+    finally:
+        for agent in everyone:
+            agent.stop()

@@ -177,11 +177,20 @@ def test_reachable_window() -> None:
 def test_members_lists_reachable_members_with_cluster() -> None:
     peers = table([SEED, "10.0.0.9:7946"])
     peers.succeeded(SEED, "west", now=0.0)
-    peers.succeeded(LEARNED, "south", now=1.0)
+    peers.succeeded(LEARNED, "south", now=1.0, replica="south-0")
     peers.learned("north", "10.0.0.4:7946", now=1.0)  # never answered
-    assert peers.members(1.5) == [("south", LEARNED), ("west", SEED)]
-    assert peers.members(2.5) == [("south", LEARNED)]
+    assert peers.members(1.5) == [("south", LEARNED, "south-0"), ("west", SEED, "")]
+    assert peers.members(2.5) == [("south", LEARNED, "south-0")]
     assert peers.members(10.0) == []
+
+
+def test_replica_reachable_follows_the_replica_s_own_member() -> None:
+    peers = table([SEED, LEARNED])
+    peers.succeeded(SEED, "west", now=0.0, replica="west-a")
+    peers.succeeded(LEARNED, "west", now=5.0, replica="west-b")
+    assert peers.replica_reachable("west", "west-b", 5.5)
+    assert not peers.replica_reachable("west", "west-a", 5.5)  # silent since 0.0
+    assert not peers.replica_reachable("west", "west-c", 5.5)  # never seen
 
 
 # --------------------------------------------------------------------------------- health

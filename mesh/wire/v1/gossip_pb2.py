@@ -24,33 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mesh/wire/v1/gossip.proto\x12\x0fmeshd.gossip.v1\"4\n\x04Port\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\r\"L\n\x08\x45ndpoint\x12\x11\n\taddresses\x18\x01 \x03(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x0c\n\x04zone\x18\x04 \x01(\t\"\xaa\x01\n\x07Service\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.meshd.gossip.v1.ServiceType\x12$\n\x05ports\x18\x04 \x03(\x0b\x32\x15.meshd.gossip.v1.Port\x12,\n\tendpoints\x18\x05 \x03(\x0b\x32\x19.meshd.gossip.v1.Endpoint\"\xa5\x01\n\x0c\x43lusterState\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x0c\n\x04zone\x18\x05 \x01(\t\x12\x12\n\nnamespaces\x18\x06 \x03(\t\x12*\n\x08services\x18\x07 \x03(\x0b\x32\x18.meshd.gossip.v1.Service\"A\n\x06\x44igest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0f\n\x07version\x18\x03 \x01(\x04\"-\n\x06Member\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\x83\x01\n\x12SignedClusterState\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\x12\x12\n\nclusterset\x18\x06 \x01(\t\"\xf9\x01\n\x0fPushPullRequest\x12\'\n\x06sender\x18\x01 \x01(\x0b\x32\x17.meshd.gossip.v1.Member\x12(\n\x07members\x18\x02 \x03(\x0b\x32\x17.meshd.gossip.v1.Member\x12(\n\x07\x64igests\x18\x03 \x03(\x0b\x32\x17.meshd.gossip.v1.Digest\x12-\n\x06states\x18\x04 \x03(\x0b\x32\x1d.meshd.gossip.v1.ClusterState\x12:\n\rsigned_states\x18\x05 \x03(\x0b\x32#.meshd.gossip.v1.SignedClusterState\"\xd3\x01\n\x10PushPullResponse\x12*\n\tresponder\x18\x01 \x01(\x0b\x32\x17.meshd.gossip.v1.Member\x12(\n\x07members\x18\x02 \x03(\x0b\x32\x17.meshd.gossip.v1.Member\x12-\n\x06states\x18\x03 \x03(\x0b\x32\x1d.meshd.gossip.v1.ClusterState\x12:\n\rsigned_states\x18\x04 \x03(\x0b\x32#.meshd.gossip.v1.SignedClusterState*M\n\x0bServiceType\x12\x1c\n\x18SERVICE_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43LUSTER_SET_IP\x10\x01\x12\x0c\n\x08HEADLESS\x10\x02\x32Y\n\x06Gossip\x12O\n\x08PushPull\x12 .meshd.gossip.v1.PushPullRequest\x1a!.meshd.gossip.v1.PushPullResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mesh/wire/v1/gossip.proto\x12\x0fmeshd.gossip.v1\"4\n\x04Port\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\r\"L\n\x08\x45ndpoint\x12\x11\n\taddresses\x18\x01 \x03(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x0c\n\x04zone\x18\x04 \x01(\t\"\xbf\x01\n\x07Service\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.meshd.gossip.v1.ServiceType\x12$\n\x05ports\x18\x04 \x03(\x0b\x32\x15.meshd.gossip.v1.Port\x12,\n\tendpoints\x18\x05 \x03(\x0b\x32\x19.meshd.gossip.v1.Endpoint\x12\x13\n\x0b\x65xported_at\x18\x06 \x01(\x01\"\xb6\x01\n\x0c\x43lusterState\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x0c\n\x04zone\x18\x05 \x01(\t\x12\x12\n\nnamespaces\x18\x06 \x03(\t\x12*\n\x08services\x18\x07 \x03(\x0b\x32\x18.meshd.gossip.v1.Service\x12\x0f\n\x07replica\x18\x08 \x01(\t\"R\n\x06\x44igest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x0f\n\x07replica\x18\x04 \x01(\t\">\n\x06Member\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07replica\x18\x03 \x01(\t\"\x83\x01\n\x12SignedClusterState\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\x12\x12\n\nclusterset\x18\x06 \x01(\t\"\xf9\x01\n\x0fPushPullRequest\x12\'\n\x06sender\x18\x01 \x01(\x0b\x32\x17.meshd.gossip.v1.Member\x12(\n\x07members\x18\x02 \x03(\x0b\x32\x17.meshd.gossip.v1.Member\x12(\n\x07\x64igests\x18\x03 \x03(\x0b\x32\x17.meshd.gossip.v1.Digest\x12-\n\x06states\x18\x04 \x03(\x0b\x32\x1d.meshd.gossip.v1.ClusterState\x12:\n\rsigned_states\x18\x05 \x03(\x0b\x32#.meshd.gossip.v1.SignedClusterState\"\xd3\x01\n\x10PushPullResponse\x12*\n\tresponder\x18\x01 \x01(\x0b\x32\x17.meshd.gossip.v1.Member\x12(\n\x07members\x18\x02 \x03(\x0b\x32\x17.meshd.gossip.v1.Member\x12-\n\x06states\x18\x03 \x03(\x0b\x32\x1d.meshd.gossip.v1.ClusterState\x12:\n\rsigned_states\x18\x04 \x03(\x0b\x32#.meshd.gossip.v1.SignedClusterState*M\n\x0bServiceType\x12\x1c\n\x18SERVICE_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43LUSTER_SET_IP\x10\x01\x12\x0c\n\x08HEADLESS\x10\x02\x32Y\n\x06Gossip\x12O\n\x08PushPull\x12 .meshd.gossip.v1.PushPullRequest\x1a!.meshd.gossip.v1.PushPullResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.wire.v1.gossip_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SERVICETYPE']._serialized_start=1233
-  _globals['_SERVICETYPE']._serialized_end=1310
+  _globals['_SERVICETYPE']._serialized_start=1305
+  _globals['_SERVICETYPE']._serialized_end=1382
   _globals['_PORT']._serialized_start=46
   _globals['_PORT']._serialized_end=98
   _globals['_ENDPOINT']._serialized_start=100
   _globals['_ENDPOINT']._serialized_end=176
   _globals['_SERVICE']._serialized_start=179
-  _globals['_SERVICE']._serialized_end=349
-  _globals['_CLUSTERSTATE']._serialized_start=352
-  _globals['_CLUSTERSTATE']._serialized_end=517
-  _globals['_DIGEST']._serialized_start=519
-  _globals['_DIGEST']._serialized_end=584
-  _globals['_MEMBER']._serialized_start=586
-  _globals['_MEMBER']._serialized_end=631
-  _globals['_SIGNEDCLUSTERSTATE']._serialized_start=634
-  _globals['_SIGNEDCLUSTERSTATE']._serialized_end=765
-  _globals['_PUSHPULLREQUEST']._serialized_start=768
-  _globals['_PUSHPULLREQUEST']._serialized_end=1017
-  _globals['_PUSHPULLRESPONSE']._serialized_start=1020
-  _globals['_PUSHPULLRESPONSE']._serialized_end=1231
-  _globals['_GOSSIP']._serialized_start=1312
-  _globals['_GOSSIP']._serialized_end=1401
+  _globals['_SERVICE']._serialized_end=370
+  _globals['_CLUSTERSTATE']._serialized_start=373
+  _globals['_CLUSTERSTATE']._serialized_end=555
+  _globals['_DIGEST']._serialized_start=557
+  _globals['_DIGEST']._serialized_end=639
+  _globals['_MEMBER']._serialized_start=641
+  _globals['_MEMBER']._serialized_end=703
+  _globals['_SIGNEDCLUSTERSTATE']._serialized_start=706
+  _globals['_SIGNEDCLUSTERSTATE']._serialized_end=837
+  _globals['_PUSHPULLREQUEST']._serialized_start=840
+  _globals['_PUSHPULLREQUEST']._serialized_end=1089
+  _globals['_PUSHPULLRESPONSE']._serialized_start=1092
+  _globals['_PUSHPULLRESPONSE']._serialized_end=1303
+  _globals['_GOSSIP']._serialized_start=1384
+  _globals['_GOSSIP']._serialized_end=1473
 # @@protoc_insertion_point(module_scope)

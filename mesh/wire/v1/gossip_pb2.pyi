@@ -39,21 +39,23 @@ class Endpoint(_message.Message):
     def __init__(self, addresses: _Optional[_Iterable[str]] = ..., ready: _Optional[bool] = ..., hostname: _Optional[str] = ..., zone: _Optional[str] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("namespace", "name", "type", "ports", "endpoints")
+    __slots__ = ("namespace", "name", "type", "ports", "endpoints", "exported_at")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    EXPORTED_AT_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     type: ServiceType
     ports: _containers.RepeatedCompositeFieldContainer[Port]
     endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ServiceType, str]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ...) -> None: ...
+    exported_at: float
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ServiceType, str]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., exported_at: _Optional[float] = ...) -> None: ...
 
 class ClusterState(_message.Message):
-    __slots__ = ("cluster_id", "generation", "version", "region", "zone", "namespaces", "services")
+    __slots__ = ("cluster_id", "generation", "version", "region", "zone", "namespaces", "services", "replica")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +63,7 @@ class ClusterState(_message.Message):
     ZONE_FIELD_NUMBER: _ClassVar[int]
     NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     generation: int
     version: int
@@ -68,25 +71,30 @@ class ClusterState(_message.Message):
     zone: str
     namespaces: _containers.RepeatedScalarFieldContainer[str]
     services: _containers.RepeatedCompositeFieldContainer[Service]
-    def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ..., services: _Optional[_Iterable[_Union[Service, _Mapping]]] = ...) -> None: ...
+    replica: str
+    def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ..., services: _Optional[_Iterable[_Union[Service, _Mapping]]] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class Digest(_message.Message):
-    __slots__ = ("cluster_id", "generation", "version")
+    __slots__ = ("cluster_id", "generation", "version", "replica")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     generation: int
     version: int
-    def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    replica: str
+    def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class Member(_message.Message):
-    __slots__ = ("cluster_id", "address")
+    __slots__ = ("cluster_id", "address", "replica")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     address: str
-    def __init__(self, cluster_id: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+    replica: str
+    def __init__(self, cluster_id: _Optional[str] = ..., address: _Optional[str] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class SignedClusterState(_message.Message):
     __slots__ = ("cluster_id", "state", "key_id", "signature", "certificate", "clusterset")
