@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-# Debian packages the test suite drives: dig, kdig, and Unbound as a forwarding resolver.
-DEBIAN_PACKAGES := dnsutils knot-dnsutils unbound
+# Debian packages the test suite drives: dig, kdig, Unbound as a forwarding resolver, and
+# iproute2 (`ip netns`, `ip link`) for the network-namespace tests of tests/netns.
+DEBIAN_PACKAGES := dnsutils knot-dnsutils unbound iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-deps demo test test-unit lint proto bench clean
