@@ -6,16 +6,18 @@ this; any other source that has Kubernetes objects as dicts can call ``translate
 
 Two steps:
 
-1. ``parse_documents`` turns the text of one file into Kubernetes objects. A YAML (or, for a
-   ``*.json`` origin, JSON) syntax error makes the whole file one problem, with its line. A
-   ``kind: List`` expands into its items. A document that is not an object (a mapping with
-   ``apiVersion``, ``kind`` and ``metadata.name``) is a problem; the file's other documents
-   are kept.
+1. ``parse_documents`` (in ``mesh.sources.documents``, re-exported here) turns the text of
+   one file into Kubernetes objects, with a problem per bad document.
 2. ``translate`` reads the objects of every file together, as the API server would hold them:
    ``Namespace`` (v1), ``Service`` (v1), ``ServiceExport`` (multicluster.x-k8s.io/v1alpha1)
    and ``EndpointSlice`` (discovery.k8s.io/v1). Other kinds are ignored. A Service is
    exported when a ServiceExport of the same namespace and name exists; its endpoints come
-   from the EndpointSlices labelled ``kubernetes.io/service-name: <service>``.
+   from the EndpointSlices labelled ``kubernetes.io/service-name: <service>``, and its
+   ``exported_at`` from the ServiceExport's ``metadata.creationTimestamp`` (0 when absent).
+   ``translate_exports`` also gives each ServiceExport its verdict (``ExportVerdict``): valid,
+   or why not, with the reasons of the MCS API's ``Valid`` condition (``NoService``,
+   ``InvalidServiceType`` for ExternalName, ``InvalidService`` for a Service the API server
+   would reject).
 
 Invalid input never raises. Whatever the API server would reject is reported as a
 ``SourceProblem`` (one line naming the file and the object) and skipped at the smallest
@@ -29,14 +31,12 @@ depend on the order of the input.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
-
-import yaml
+from typing import Any, NamedTuple
 
 from mesh.model import (
     Endpoint,
@@ -47,21 +47,27 @@ from mesh.model import (
     ServiceType,
     is_dns_label,
 )
-
-try:
-    from yaml import CSafeLoader as _Loader
-except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+from mesh.sources.documents import (
+    ManifestSyntaxError,
+    SourceProblem,
+    check_documents,
+    describe,
+    load_stream,
+    parse_documents,
+)
 
 __all__ = [
     "API_VERSIONS",
     "SERVICE_NAME_LABEL",
+    "ExportVerdict",
     "ManifestSyntaxError",
     "SourceProblem",
+    "Translation",
     "check_documents",
     "load_stream",
     "parse_documents",
     "translate",
+    "translate_exports",
 ]
 
 API_VERSIONS: Mapping[str, str] = MappingProxyType(
@@ -80,136 +86,26 @@ _LABEL_RULE = "an RFC 1123 label (lower-case letters, digits and '-', at most 63
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
-@dataclass(frozen=True, order=True)
-class SourceProblem:
-    """Something wrong in the input: where (a file path) and what, in one line."""
+@dataclass(frozen=True)
+class ExportVerdict:
+    """Whether a ServiceExport exports its Service: ``reason`` as the MCS ``Valid`` condition
+    gives it (``Valid``, ``NoService``, ``InvalidServiceType``, ``InvalidService``)."""
 
-    origin: str
+    valid: bool
     reason: str
-
-    def __str__(self) -> str:
-        return f"{self.origin}: {self.reason}"
+    message: str
 
 
-class ManifestSyntaxError(ValueError):
-    """The text is not YAML (or JSON) at all; the message names the line."""
+class Translation(NamedTuple):
+    """What ``translate_exports`` returns."""
+
+    exports: LocalExports
+    problems: list[SourceProblem]
+    verdicts: dict[ServiceKey, ExportVerdict]  # every ServiceExport with a valid identity
 
 
 class _InvalidError(ValueError):
     """A field of an object is invalid; the message names the field."""
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def parse_documents(text: str, origin: str) -> tuple[list[dict[str, Any]], list[SourceProblem]]:
-    """The Kubernetes objects in the text of one file, and the problems found on the way."""
-    try:
-        raw = load_stream(text, origin)
-    except ManifestSyntaxError as exc:
-        return [], [SourceProblem(origin, str(exc))]
-    return check_documents(raw, origin)
-
-
-def load_stream(text: str, origin: str) -> list[tuple[int, Any]]:
-    """Every document of the text as ``(first line, data)``; raises ``ManifestSyntaxError``.
-
-    An origin ending in ``.json`` is read as one JSON value, anything else as a YAML stream.
-    """
-    if origin.lower().endswith(".json"):
-        try:
-            return [(1, json.loads(text))]
-        except json.JSONDecodeError as exc:
-            msg = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-            raise ManifestSyntaxError(msg) from None
-    loader = _Loader(text)
-    documents: list[tuple[int, Any]] = []
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:  # pragma: no cover - check_node() said there is one
-                break
-            documents.append((node.start_mark.line + 1, loader.construct_document(node)))
-    except yaml.YAMLError as exc:
-        raise ManifestSyntaxError(_yaml_error_text(exc)) from None
-    finally:
-        loader.dispose()
-    return documents
-
-
-def _yaml_error_text(exc: yaml.YAMLError) -> str:
-    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-    mark = getattr(exc, "problem_mark", None)
-    if mark is None:
-        return f"invalid YAML: {problem}"
-    return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
-
-
-def check_documents(
-    documents: Iterable[tuple[int, Any]], origin: str
-) -> tuple[list[dict[str, Any]], list[SourceProblem]]:
-    """Keep the documents that are Kubernetes objects, expanding ``kind: List``."""
-    objects: list[dict[str, Any]] = []
-    problems: list[SourceProblem] = []
-    for index, (line, data) in enumerate(documents, 1):
-        if data is None:
-            continue
-        where = f"document {index} (line {line})"
-        if isinstance(data, dict) and data.get("kind") == "List":
-            reason = _expand_list(data, where, objects)
-        else:
-            reason = _object_error(data)
-            if reason is None:
-                objects.append(data)
-        if reason is not None:
-            problems.append(SourceProblem(origin, f"{where}: {reason}"))
-    return objects, problems
-
-
-def _expand_list(data: dict[str, Any], where: str, objects: list[dict[str, Any]]) -> str | None:
-    """Append the items of a v1 List; the first problem found, or None."""
-    if data.get("apiVersion") != "v1":
-        return f"kind List must have apiVersion v1, got {data.get('apiVersion')!r}"
-    items = data.get("items")
-    if items is None:
-        return None
-    if not isinstance(items, list):
-        return f"items must be a list, got {_describe(items)}"
-    errors = []
-    for position, item in enumerate(items):
-        reason = _object_error(item)
-        if reason is None and item.get("kind") == "List":
-            reason = "a List inside a List is not allowed"
-        if reason is None:
-            objects.append(item)
-        else:
-            errors.append(f"items[{position}]: {reason}")
-    return "; ".join(errors) or None
-
-
-def _object_error(data: Any) -> str | None:
-    """Why ``data`` is not a Kubernetes object, or None when it is one."""
-    if not isinstance(data, dict):
-        return f"expected a Kubernetes object (a mapping), got {_describe(data)}"
-    for field in ("apiVersion", "kind"):
-        value = data.get(field)
-        if not isinstance(value, str) or not value:
-            return f"missing {field}" if value is None else f"{field} must be a string"
-    metadata = data.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, dict) else None
-    if not isinstance(name, str) or not name:
-        return f"{data['kind']}: missing metadata.name"
-    return None
-
-
-def _describe(value: Any) -> str:
-    """A short name for the type of a YAML value, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"{value!r}".lower()
-    names = {dict: "a mapping", list: "a list", str: "a string", int: "a number"}
-    return names.get(type(value), f"a {type(value).__name__} ({value!r})")
 
 
 # --------------------------------------------------------------------------- translation
@@ -236,6 +132,12 @@ def translate(
     objects: Iterable[tuple[str, Mapping[str, Any]]],
 ) -> tuple[LocalExports, list[SourceProblem]]:
     """What the objects export, given as ``(origin, object)``; deterministic in any order."""
+    exports, problems, _ = translate_exports(objects)
+    return exports, problems
+
+
+def translate_exports(objects: Iterable[tuple[str, Mapping[str, Any]]]) -> Translation:
+    """``translate``, plus the verdict on every ServiceExport, by its key."""
     problems: list[SourceProblem] = []
     namespaces = {"default"}
     index: dict[tuple[str, str, str], _Object] = {}
@@ -248,9 +150,10 @@ def translate(
             problems.append(obj.problem(f"also defined in {kept.origin}; this copy is ignored"))
         elif obj.kind == "Namespace":
             namespaces.add(obj.name)
-    services = _export(list(index.values()), problems)
+    verdicts: dict[ServiceKey, ExportVerdict] = {}
+    services = _export(list(index.values()), problems, verdicts)
     exports = LocalExports(namespaces=frozenset(namespaces), services=MappingProxyType(services))
-    return exports, sorted(problems)
+    return Translation(exports, sorted(problems), verdicts)
 
 
 def _identify(
@@ -258,7 +161,7 @@ def _identify(
 ) -> _Object | None:
     """The object of a recognised kind with a valid identity, else None (maybe a problem)."""
     if not isinstance(body, Mapping):
-        problems.append(SourceProblem(origin, f"expected an object, got {_describe(body)}"))
+        problems.append(SourceProblem(origin, f"expected an object, got {describe(body)}"))
         return None
     metadata = body.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
@@ -306,7 +209,9 @@ def _identity_error(obj: _Object, api_version: Any, namespace: Any, name: Any) -
 
 
 def _export(
-    objects: Sequence[_Object], problems: list[SourceProblem]
+    objects: Sequence[_Object],
+    problems: list[SourceProblem],
+    verdicts: dict[ServiceKey, ExportVerdict],
 ) -> dict[ServiceKey, ExportedService]:
     """The exported services, in key order."""
     services = {(o.namespace, o.name): o for o in objects if o.kind == "Service"}
@@ -319,16 +224,38 @@ def _export(
                 slices.setdefault((obj.namespace, owner), []).append(obj)
     result: dict[ServiceKey, ExportedService] = {}
     for key in sorted(exports):
-        service = services.get(key)
+        service, export = services.get(key), exports[key]
         if service is None:
-            problems.append(
-                SourceProblem(exports[key].origin, f"{exports[key].ref} has no Service")
-            )
+            problems.append(SourceProblem(export.origin, f"{export.ref} has no Service"))
+            message = f"there is no Service {key[0]}/{key[1]} in this cluster"
+            verdicts[ServiceKey(*key)] = ExportVerdict(False, "NoService", message)
             continue
-        exported = _service(service, slices.get(key, []), problems)
-        if exported is not None:
-            result[exported.key] = exported
+        exported = _service(service, slices.get(key, []), problems, _created(export))
+        if exported is None:
+            external = isinstance(service.body.get("spec"), Mapping) and (
+                service.body["spec"].get("type") == "ExternalName"
+            )
+            reason = "InvalidServiceType" if external else "InvalidService"
+            verdicts[ServiceKey(*key)] = ExportVerdict(False, reason, problems[-1].reason)
+            continue
+        result[exported.key] = exported
+        verdicts[exported.key] = ExportVerdict(True, "Valid", "the Service is exported")
     return result
+
+
+def _created(obj: _Object) -> float:
+    """The object's metadata.creationTimestamp in epoch seconds; 0 when absent or bad."""
+    metadata = obj.body.get("metadata")
+    text = metadata.get("creationTimestamp") if isinstance(metadata, Mapping) else None
+    try:
+        stamp = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return 0.0
+    if stamp is None:
+        return 0.0
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return max(0.0, stamp.timestamp())
 
 
 def _slice_owner(obj: _Object, problems: list[SourceProblem]) -> str | None:
@@ -342,7 +269,7 @@ def _slice_owner(obj: _Object, problems: list[SourceProblem]) -> str | None:
 
 
 def _service(
-    obj: _Object, slices: list[_Object], problems: list[SourceProblem]
+    obj: _Object, slices: list[_Object], problems: list[SourceProblem], exported_at: float
 ) -> ExportedService | None:
     """The exported form of a Service with its slices, or None (and a problem)."""
     spec = obj.body.get("spec")
@@ -350,7 +277,7 @@ def _service(
         if spec is None:
             spec = {}
         elif not isinstance(spec, Mapping):
-            raise _InvalidError(f"spec must be a mapping, got {_describe(spec)}")
+            raise _InvalidError(f"spec must be a mapping, got {describe(spec)}")
         service_type = _service_type(spec)
         ports = _ports(spec.get("ports"))
         publish = spec.get("publishNotReadyAddresses")
@@ -365,7 +292,7 @@ def _service(
     for endpoint_slice in sorted(slices, key=lambda s: s.name):
         endpoints.extend(_slice_endpoints(endpoint_slice, bool(publish), problems))
     key = ServiceKey(obj.namespace, obj.name)
-    return ExportedService(key, service_type, ports, tuple(endpoints))
+    return ExportedService(key, service_type, ports, tuple(endpoints), exported_at)
 
 
 def _service_type(spec: Mapping[str, Any]) -> ServiceType:
@@ -386,13 +313,13 @@ def _ports(raw: Any) -> tuple[ServicePort, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise _InvalidError(f"spec.ports must be a list, got {_describe(raw)}")
+        raise _InvalidError(f"spec.ports must be a list, got {describe(raw)}")
     return tuple(_port(f"spec.ports[{i}]", item) for i, item in enumerate(raw))
 
 
 def _port(where: str, item: Any) -> ServicePort:
     if not isinstance(item, Mapping):
-        raise _InvalidError(f"{where} must be a mapping, got {_describe(item)}")
+        raise _InvalidError(f"{where} must be a mapping, got {describe(item)}")
     name = item.get("name")
     if name is None:
         name = ""
@@ -425,7 +352,7 @@ def _slice_endpoints(
     if raw is None:
         return []
     if not isinstance(raw, list):
-        problems.append(obj.problem(f"endpoints must be a list, got {_describe(raw)}"))
+        problems.append(obj.problem(f"endpoints must be a list, got {describe(raw)}"))
         return []
     version = 4 if address_type == "IPv4" else 6
     endpoints = []
@@ -439,13 +366,13 @@ def _slice_endpoints(
 
 def _endpoint(where: str, item: Any, version: int, publish_not_ready: bool) -> Endpoint:
     if not isinstance(item, Mapping):
-        raise _InvalidError(f"{where} must be a mapping, got {_describe(item)}")
+        raise _InvalidError(f"{where} must be a mapping, got {describe(item)}")
     addresses = _addresses(where, item.get("addresses"), version)
     conditions = item.get("conditions")
     if conditions is None:
         conditions = {}
     if not isinstance(conditions, Mapping):
-        raise _InvalidError(f"{where}.conditions must be a mapping, got {_describe(conditions)}")
+        raise _InvalidError(f"{where}.conditions must be a mapping, got {describe(conditions)}")
     ready = conditions.get("ready")
     if ready is not None and not isinstance(ready, bool):
         raise _InvalidError(f"{where}.conditions.ready must be true, false or null, got {ready!r}")
