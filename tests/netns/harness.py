@@ -88,23 +88,27 @@ class RingSettings:
     one drop bound.
     """
 
-    gossip_interval_s: float = 0.2
-    peer_timeout_s: float = 1.5
+    gossip_interval_s: float | None = 0.2  # None: not passed, the agent's default
+    peer_timeout_s: float | None = 1.5
     slack_s: float = 1.5
     reconnect_cap_s: float = 4.0
     extra_flags: tuple[str, ...] = ()
 
     def flags(self) -> list[str]:
-        return [
-            "--gossip-interval",
-            str(self.gossip_interval_s),
-            "--peer-timeout",
-            str(self.peer_timeout_s),
-            *self.extra_flags,
-        ]
+        flags = list(self.extra_flags)
+        if self.gossip_interval_s is not None:
+            flags += ["--gossip-interval", str(self.gossip_interval_s)]
+        if self.peer_timeout_s is not None:
+            flags += ["--peer-timeout", str(self.peer_timeout_s)]
+        return flags
+
+    def describe(self) -> str:
+        return " ".join(self.flags()) or "(the agent's defaults)"
 
     @property
     def drop_bound_s(self) -> float:
+        if self.gossip_interval_s is None or self.peer_timeout_s is None:
+            raise ValueError("bounds need both --gossip-interval and --peer-timeout")
         return self.peer_timeout_s + 2 * self.gossip_interval_s + self.slack_s
 
     @property
@@ -146,8 +150,9 @@ class Answer:
 class Agent:
     """One cluster: its namespace, address, manifests copy and ``meshd run`` process."""
 
-    def __init__(self, cluster: str, ns: str, workdir: Path) -> None:
+    def __init__(self, cluster: str, ns: str, workdir: Path, code_root: Path = REPO) -> None:
         self.cluster = cluster
+        self.code_root = code_root  # the tree whose mesh/ and dnsserver/ the agent runs
         self.region, self.address = CLUSTERS[cluster]
         self.ns = ns
         self.manifests = workdir / cluster
@@ -172,9 +177,14 @@ class Agent:
         with open(self.log_path, "ab") as log:
             log.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(args)}\n".encode())
             log.flush()
-            env = {**os.environ, "PYTHONPATH": str(REPO)}
+            env = {**os.environ, "PYTHONPATH": str(self.code_root)}
             self.proc = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+                cwd=self.manifests.parent,
             )
 
     def alive(self) -> bool:
@@ -211,8 +221,12 @@ class Agent:
 class Lab:
     """The three clusters, their links and agents; ``close`` undoes everything ``up`` did."""
 
-    def __init__(self, workdir: Path, settings: RingSettings, seed: int) -> None:
+    def __init__(
+        self, workdir: Path, settings: RingSettings, seed: int, code_root: Path = REPO
+    ) -> None:
+        """``code_root``: the source tree the agents run (PYTHONPATH), the checkout by default."""
         self.workdir = workdir
+        self.code_root = code_root
         self.settings = settings
         self.seed = seed
         self.token = secrets.token_hex(3)
@@ -233,7 +247,7 @@ class Lab:
             ns = f"{PREFIX}-{os.getpid()}-{self.token}-{cluster}"
             run("ip", "netns", "add", ns)
             self.namespaces.append(ns)
-            agent = Agent(cluster, ns, self.workdir)
+            agent = Agent(cluster, ns, self.workdir, self.code_root)
             device = f"md{self.token}{index}"
             self.emulator.add_port(cluster, device, agent.address)
             run("ip", "link", "set", device, "netns", ns)
