@@ -2,8 +2,9 @@
 
 The decision core (``Switch``) with literal times and draws; then the real thing, UDP
 between two namespaces of a lab without agents: the round trip takes twice the one-way
-delay, a cut link carries nothing, a one-way cut only stops its direction, and about the
-configured share of packets is lost.
+delay, a cut link carries nothing, a one-way cut only stops its direction, a TUN device
+taken down carries nothing until it is up again, and about the configured share of
+packets is lost.
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ def test_real_link_delays_cuts_one_way_and_loses(bare_lab: Lab) -> None:
         assert not pair.send(pair.east, pair.west)
         assert pair.send(pair.west, pair.east), "a one-way cut stopped the other way"
         bare_lab.heal()
+        bare_lab.link_down("west")
+        assert not pair.send(pair.east, pair.west), "a link that is down carried a packet"
+        bare_lab.link_up("west")
+        assert pair.send(pair.east, pair.west), "the link did not come back up"
         bare_lab.degrade(loss=0.5, delay_s=0.0)
         for i in range(200):
             pair.east.sendto(b"%d" % i, pair.west.getsockname())
