@@ -127,6 +127,11 @@ class Config:
           0.5 s more to declare a killed member dead at N <= 10 (0.7 s at 30);
         - gossip every 100 ms (memberlist's local profile): twice as fast to spread, and costs
           nothing at steady state because nothing is pending;
+        - retransmit multiplier 6 instead of 4: a member that no informed member happens to
+          pick waits for a push-pull (seconds); the chance of that is about
+          exp(-limit) per member and update, 3e-4 with limit 8 (mult 4, 10-99 members), 6e-6
+          with limit 12. Updates are rare in meshd's ring (agents come and go), so 1.5x the
+          messages per update buys the tail; steady-state traffic is unchanged;
         - push-pull every 15 s and reconnect every 10 s: a healed partition rejoins sooner; at
           200 members push-pull is scaled to 60 s, a few KB per minute;
         - lateness tolerance 125 ms, a quarter of the probe interval.
@@ -138,6 +143,7 @@ class Config:
             probe_timeout_s=0.25,
             nack_timeout_s=0.2,
             suspicion_mult=5,
+            retransmit_mult=6,
             gossip_interval_s=0.1,
             push_pull_interval_s=15.0,
             reconnect_interval_s=10.0,
