@@ -71,7 +71,24 @@ def debug_state(agent: Agent) -> dict[str, Any]:
         "clusters": clusters,
         "services": services,
         "failed_open": [str(k) for k in agent.stats.failed_open],
+        "swim": _swim_members(agent),
     }
+
+
+def _swim_members(agent: Agent) -> list[dict[str, Any]]:
+    """The SWIM membership view: every agent replica known, with its state."""
+    if agent.swim is None:
+        return []
+    return [
+        {
+            "id": m.id,
+            "cluster": m.cluster_id,
+            "address": m.address,
+            "state": m.state.value,
+            "incarnation": m.incarnation,
+        }
+        for m in sorted(agent.swim.membership.members.values(), key=lambda m: m.id)
+    ]
 
 
 def make_app(agent: Agent) -> web.Application:

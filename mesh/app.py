@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import re
 import socket
 import time
@@ -33,6 +34,7 @@ from dnsserver.workers import DnsWorkers, WorkerSpec, ZoneUpdate
 from dnsserver.zone import Zone
 from mesh.catalog import Catalog, Change
 from mesh.certs import CertsError, load_signer, load_trust
+from mesh.membership import SwimPump
 from mesh.metrics import AgentMetrics
 from mesh.model import ClusterState, LocalExports, ServiceKey
 from mesh.peers import PeerTable, PeerTimings, split_host_port
@@ -43,6 +45,10 @@ from mesh.seal import StateSeal
 from mesh.signing import Verifier
 from mesh.sources.manifests import ManifestSource, SourceProblem
 from mesh.state_dir import next_generation
+from mesh.swim import Membership
+from mesh.swim_codec import member_id
+from mesh.swim_config import Config as SwimConfig
+from mesh.swim_messages import Event, Member, cluster_liveness
 from mesh.tls import RingTls, TlsFiles
 
 if TYPE_CHECKING:
@@ -121,6 +127,7 @@ class Agent:
         self.ring: Ring | None = None
         self.peers: PeerTable | None = None
         self._dirty = asyncio.Event()
+        self.swim: SwimPump | None = None
         self._seal_stamp: tuple[tuple[int, int, int], ...] = ()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -152,12 +159,15 @@ class Agent:
             asyncio.create_task(self._health_loop(), name="health"),
             asyncio.create_task(self._sync_gate(), name="sync"),
             asyncio.create_task(self._reload_seal(), name="seal-reload"),
+            asyncio.create_task(self._run_membership(), name="swim"),
         ]
 
     async def stop(self) -> None:
         await self.dns.close()
         if self.workers is not None:
             await self.workers.close()
+        if self.swim is not None:
+            await self.swim.leave()  # peers drop us now, instead of suspecting us first
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -222,6 +232,8 @@ class Agent:
         """Add a seed peer at run time (as ``--join`` does at start)."""
         assert self.peers is not None
         self.peers.add_seed(address)
+        if self.swim is not None:
+            self.swim.join([address])
 
     def healthy_clusters(self) -> set[str]:
         return set(self.planner.healthy)
@@ -259,9 +271,38 @@ class Agent:
         self._dirty.set()
 
     def _current_health(self) -> set[str]:
+        """Clusters to answer with: reachable by this agent's own exchanges, and not down in
+        the SWIM view (every member dead, left or suspect; see ``cluster_liveness``)."""
         assert self.peers is not None
         clusters = [s.cluster_id for s in self.catalog.clusters()]
-        return self.peers.healthy(clusters, asyncio.get_running_loop().time())
+        healthy = self.peers.healthy(clusters, asyncio.get_running_loop().time())
+        if self.swim is not None:
+            up = cluster_liveness(self.swim.membership.members.values(), suspect_is_down=True)
+            healthy = {c for c in healthy if c == self.catalog.local_id or up.get(c, True)}
+        return healthy
+
+    async def _run_membership(self) -> None:
+        """SWIM over the ring's gRPC transport: who is in the ring, who died or left."""
+        assert self.ring is not None
+        local = self.catalog.local
+        me = Member(member_id(local.cluster_id, local.replica), local.cluster_id, self.advertised)
+        membership = Membership(SwimConfig.fast(), me, random.Random())
+        self.swim = SwimPump(membership, self.ring.send_swim, self._on_member_event)
+        self.ring.swim = self.swim
+        self.swim.start(list(self.settings.join))
+        await self.swim.run()
+
+    def _on_member_event(self, event: Event) -> None:
+        member = event.member
+        if (
+            self.peers is not None
+            and member.live
+            and member.id != member_id(self.catalog.local_id, self.catalog.local.replica)
+        ):
+            replica = member.id.partition("/")[2]
+            now = asyncio.get_running_loop().time()
+            self.peers.learned(member.cluster_id, member.address, now, replica)
+        self._dirty.set()  # a death or a return can change which clusters we answer with
 
     def _choose_replicas(self) -> None:
         """Answer each cluster from a replica this agent reaches (see mesh.catalog)."""
@@ -273,10 +314,22 @@ class Agent:
         ):
             self._on_change(change)
 
+    def _introduce_peers(self) -> None:
+        """Tell SWIM about agents the ring reaches but the membership does not know yet
+        (each can find the other first; this way either path completes the view)."""
+        if self.swim is None or self.peers is None:
+            return
+        known = {m.address for m in self.swim.membership.members.values()}
+        now = asyncio.get_running_loop().time()
+        fresh = [a for a in self.peers.peers if a not in known and self.peers.reachable(a, now)]
+        if fresh:
+            self.swim.join(fresh)
+
     async def _health_loop(self) -> None:
         """Rebuild when a cluster becomes reachable or unreachable."""
         while True:
             self._choose_replicas()
+            self._introduce_peers()
             if self.synced and self._current_health() != self.planner.healthy:
                 self._dirty.set()
             await asyncio.sleep(min(0.1, self.settings.gossip_interval_s))

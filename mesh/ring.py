@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -29,6 +30,9 @@ from mesh.codec import CodecError, digest_from_pb, digest_to_pb, state_from_pb, 
 from mesh.model import ClusterState, is_dns_label
 from mesh.peers import PeerTable, valid_host_port
 from mesh.seal import StateSeal
+
+if TYPE_CHECKING:
+    from mesh.membership import SwimPump
 from mesh.tls import RingTls
 from mesh.wire.v1 import gossip_pb2 as pb
 from mesh.wire.v1 import gossip_pb2_grpc as pb_grpc
@@ -78,11 +82,18 @@ class Ring(pb_grpc.GossipServicer):
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.tls = tls  # None: plaintext (--insecure)
         self.seal = seal  # None: states travel unsigned (--insecure)
+        self.swim: SwimPump | None = None  # set by the agent once membership runs
+        self.swim_timeout_s = 0.5
         self._tls_generation = 0
         self._retiring: set[asyncio.Task[None]] = set()
         self._options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            # gRPC's own reconnect backoff grows to 120 s; a peer that was down must be found
+            # again within our own (capped) retry schedule, not minutes later.
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2000),
         ]
 
     # --- server side -------------------------------------------------------------------
@@ -124,6 +135,31 @@ class Ring(pb_grpc.GossipServicer):
         self._put_states(reply, self.catalog.newer_than(digests))
         self.stats.count("sent", "ok", reply.ByteSize())
         return reply
+
+    async def Swim(  # noqa: N802 (the generated servicer's name)
+        self,
+        request: pb.SwimDatagram,
+        context: grpc.aio.ServicerContext[pb.SwimDatagram, pb.SwimReceipt],
+    ) -> pb.SwimReceipt:
+        if self.tls is not None:
+            refused = self.tls.check_peer(context)
+            if refused is not None:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+        self.stats.count("received", "swim", request.ByteSize())
+        if self.swim is not None:
+            self.swim.receive(request, context.peer())
+        return pb.SwimReceipt()
+
+    async def send_swim(self, address: str, datagram: pb.SwimDatagram) -> bool:
+        """One SWIM datagram; False when it could not be delivered (a lost datagram)."""
+        stub = pb_grpc.GossipStub(self._channel(address))  # type: ignore[no-untyped-call]
+        try:
+            await stub.Swim(datagram, timeout=self.swim_timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            self.stats.count("sent", f"swim_{exc.code().name.lower()}", datagram.ByteSize())
+            return False
+        self.stats.count("sent", "swim", datagram.ByteSize())
+        return True
 
     # --- client side -------------------------------------------------------------------
 

@@ -183,3 +183,43 @@ def test_replicas_of_one_cluster_stand_in_for_each_other(tmp_path: Path) -> None
     finally:
         for agent in everyone:
             agent.stop()
+
+
+def test_swim_drops_left_and_killed_clusters_without_waiting_for_peer_timeout(
+    agents: dict[str, AgentProcess],
+) -> None:
+    """With --peer-timeout 60, only the SWIM membership can take a cluster out of answers
+    quickly: a graceful stop says Left at once, a killed agent is suspected within seconds."""
+    for agent in agents.values():
+        agent.start([a.grpc for a in agents.values() if a is not agent], "--peer-timeout", "60")
+    for agent in agents.values():
+        agent.wait_ready()
+    converged(agents, set(DB_ADDRESSES.values()))
+    east = agents["east"]
+    for agent in agents.values():
+        wait_until(
+            f"{agent.cluster}'s SWIM view to hold all three",
+            lambda a=agent: (
+                (s := a.state()) is not None
+                and {m["cluster"] for m in s["swim"] if m["state"] == "alive"} == set(REGIONS)
+            ),
+        )
+    assert agents["south"].stop() == 0
+    wait_until(
+        "east to drop south after its Left",
+        lambda: east.addresses(DB) == {DB_ADDRESSES["east"], DB_ADDRESSES["west"]},
+        timeout_s=5,
+    )
+    agents["west"].kill()
+    wait_until(
+        "east to drop killed west",
+        lambda: east.addresses(DB) == {DB_ADDRESSES["east"]},
+        timeout_s=10,
+    )
+    state = east.state()
+    assert state is not None
+    assert {c["cluster"]: c["healthy"] for c in state["clusters"]} == {
+        "east": True,
+        "west": False,
+        "south": False,
+    }

@@ -12,9 +12,22 @@ class ServiceType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SERVICE_TYPE_UNSPECIFIED: _ClassVar[ServiceType]
     CLUSTER_SET_IP: _ClassVar[ServiceType]
     HEADLESS: _ClassVar[ServiceType]
+
+class SwimState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SWIM_STATE_UNSPECIFIED: _ClassVar[SwimState]
+    SWIM_ALIVE: _ClassVar[SwimState]
+    SWIM_SUSPECT: _ClassVar[SwimState]
+    SWIM_DEAD: _ClassVar[SwimState]
+    SWIM_LEFT: _ClassVar[SwimState]
 SERVICE_TYPE_UNSPECIFIED: ServiceType
 CLUSTER_SET_IP: ServiceType
 HEADLESS: ServiceType
+SWIM_STATE_UNSPECIFIED: SwimState
+SWIM_ALIVE: SwimState
+SWIM_SUSPECT: SwimState
+SWIM_DEAD: SwimState
+SWIM_LEFT: SwimState
 
 class Port(_message.Message):
     __slots__ = ("name", "protocol", "port")
@@ -137,3 +150,147 @@ class PushPullResponse(_message.Message):
     states: _containers.RepeatedCompositeFieldContainer[ClusterState]
     signed_states: _containers.RepeatedCompositeFieldContainer[SignedClusterState]
     def __init__(self, responder: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ...) -> None: ...
+
+class SwimMember(_message.Message):
+    __slots__ = ("id", "cluster_id", "address", "incarnation", "state")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    cluster_id: str
+    address: str
+    incarnation: int
+    state: SwimState
+    def __init__(self, id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., address: _Optional[str] = ..., incarnation: _Optional[int] = ..., state: _Optional[_Union[SwimState, str]] = ...) -> None: ...
+
+class SwimAlive(_message.Message):
+    __slots__ = ("member_id", "cluster_id", "address", "incarnation")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    cluster_id: str
+    address: str
+    incarnation: int
+    def __init__(self, member_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., address: _Optional[str] = ..., incarnation: _Optional[int] = ...) -> None: ...
+
+class SwimAccusation(_message.Message):
+    __slots__ = ("member_id", "incarnation", "source_id")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    incarnation: int
+    source_id: str
+    def __init__(self, member_id: _Optional[str] = ..., incarnation: _Optional[int] = ..., source_id: _Optional[str] = ...) -> None: ...
+
+class SwimLeft(_message.Message):
+    __slots__ = ("member_id", "incarnation")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    incarnation: int
+    def __init__(self, member_id: _Optional[str] = ..., incarnation: _Optional[int] = ...) -> None: ...
+
+class SwimUpdate(_message.Message):
+    __slots__ = ("alive", "suspect", "dead", "left")
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    SUSPECT_FIELD_NUMBER: _ClassVar[int]
+    DEAD_FIELD_NUMBER: _ClassVar[int]
+    LEFT_FIELD_NUMBER: _ClassVar[int]
+    alive: SwimAlive
+    suspect: SwimAccusation
+    dead: SwimAccusation
+    left: SwimLeft
+    def __init__(self, alive: _Optional[_Union[SwimAlive, _Mapping]] = ..., suspect: _Optional[_Union[SwimAccusation, _Mapping]] = ..., dead: _Optional[_Union[SwimAccusation, _Mapping]] = ..., left: _Optional[_Union[SwimLeft, _Mapping]] = ...) -> None: ...
+
+class SwimPing(_message.Message):
+    __slots__ = ("seq", "target_id", "source_id", "source_address", "updates")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    target_id: str
+    source_id: str
+    source_address: str
+    updates: _containers.RepeatedCompositeFieldContainer[SwimUpdate]
+    def __init__(self, seq: _Optional[int] = ..., target_id: _Optional[str] = ..., source_id: _Optional[str] = ..., source_address: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[SwimUpdate, _Mapping]]] = ...) -> None: ...
+
+class SwimAck(_message.Message):
+    __slots__ = ("seq", "source_id", "updates")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    source_id: str
+    updates: _containers.RepeatedCompositeFieldContainer[SwimUpdate]
+    def __init__(self, seq: _Optional[int] = ..., source_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[SwimUpdate, _Mapping]]] = ...) -> None: ...
+
+class SwimNack(_message.Message):
+    __slots__ = ("seq", "source_id")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    source_id: str
+    def __init__(self, seq: _Optional[int] = ..., source_id: _Optional[str] = ...) -> None: ...
+
+class SwimPingReq(_message.Message):
+    __slots__ = ("seq", "target_id", "target_address", "source_id", "source_address", "updates")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    target_id: str
+    target_address: str
+    source_id: str
+    source_address: str
+    updates: _containers.RepeatedCompositeFieldContainer[SwimUpdate]
+    def __init__(self, seq: _Optional[int] = ..., target_id: _Optional[str] = ..., target_address: _Optional[str] = ..., source_id: _Optional[str] = ..., source_address: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[SwimUpdate, _Mapping]]] = ...) -> None: ...
+
+class SwimGossip(_message.Message):
+    __slots__ = ("source_id", "updates")
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    source_id: str
+    updates: _containers.RepeatedCompositeFieldContainer[SwimUpdate]
+    def __init__(self, source_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[SwimUpdate, _Mapping]]] = ...) -> None: ...
+
+class SwimPushPull(_message.Message):
+    __slots__ = ("source_id", "source_address", "members", "reply")
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    source_id: str
+    source_address: str
+    members: _containers.RepeatedCompositeFieldContainer[SwimMember]
+    reply: bool
+    def __init__(self, source_id: _Optional[str] = ..., source_address: _Optional[str] = ..., members: _Optional[_Iterable[_Union[SwimMember, _Mapping]]] = ..., reply: _Optional[bool] = ...) -> None: ...
+
+class SwimDatagram(_message.Message):
+    __slots__ = ("ping", "ack", "nack", "ping_req", "gossip", "push_pull")
+    PING_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    NACK_FIELD_NUMBER: _ClassVar[int]
+    PING_REQ_FIELD_NUMBER: _ClassVar[int]
+    GOSSIP_FIELD_NUMBER: _ClassVar[int]
+    PUSH_PULL_FIELD_NUMBER: _ClassVar[int]
+    ping: SwimPing
+    ack: SwimAck
+    nack: SwimNack
+    ping_req: SwimPingReq
+    gossip: SwimGossip
+    push_pull: SwimPushPull
+    def __init__(self, ping: _Optional[_Union[SwimPing, _Mapping]] = ..., ack: _Optional[_Union[SwimAck, _Mapping]] = ..., nack: _Optional[_Union[SwimNack, _Mapping]] = ..., ping_req: _Optional[_Union[SwimPingReq, _Mapping]] = ..., gossip: _Optional[_Union[SwimGossip, _Mapping]] = ..., push_pull: _Optional[_Union[SwimPushPull, _Mapping]] = ...) -> None: ...
+
+class SwimReceipt(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

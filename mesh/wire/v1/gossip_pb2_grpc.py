@@ -39,6 +39,11 @@ class GossipStub:
                 request_serializer=mesh_dot_wire_dot_v1_dot_gossip__pb2.PushPullRequest.SerializeToString,
                 response_deserializer=mesh_dot_wire_dot_v1_dot_gossip__pb2.PushPullResponse.FromString,
                 _registered_method=True)
+        self.Swim = channel.unary_unary(
+                '/meshd.gossip.v1.Gossip/Swim',
+                request_serializer=mesh_dot_wire_dot_v1_dot_gossip__pb2.SwimDatagram.SerializeToString,
+                response_deserializer=mesh_dot_wire_dot_v1_dot_gossip__pb2.SwimReceipt.FromString,
+                _registered_method=True)
 
 
 class GossipServicer:
@@ -50,6 +55,14 @@ class GossipServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Swim(self, request, context):
+        """A SWIM message, one way: the reply is only gRPC's status; answers (an Ack to a Ping)
+        travel as datagrams of their own, so the core keeps datagram semantics.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GossipServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +70,11 @@ def add_GossipServicer_to_server(servicer, server):
                     servicer.PushPull,
                     request_deserializer=mesh_dot_wire_dot_v1_dot_gossip__pb2.PushPullRequest.FromString,
                     response_serializer=mesh_dot_wire_dot_v1_dot_gossip__pb2.PushPullResponse.SerializeToString,
+            ),
+            'Swim': grpc.unary_unary_rpc_method_handler(
+                    servicer.Swim,
+                    request_deserializer=mesh_dot_wire_dot_v1_dot_gossip__pb2.SwimDatagram.FromString,
+                    response_serializer=mesh_dot_wire_dot_v1_dot_gossip__pb2.SwimReceipt.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +104,33 @@ class Gossip:
             '/meshd.gossip.v1.Gossip/PushPull',
             mesh_dot_wire_dot_v1_dot_gossip__pb2.PushPullRequest.SerializeToString,
             mesh_dot_wire_dot_v1_dot_gossip__pb2.PushPullResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Swim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshd.gossip.v1.Gossip/Swim',
+            mesh_dot_wire_dot_v1_dot_gossip__pb2.SwimDatagram.SerializeToString,
+            mesh_dot_wire_dot_v1_dot_gossip__pb2.SwimReceipt.FromString,
             options,
             channel_credentials,
             insecure,

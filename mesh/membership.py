@@ -1,0 +1,102 @@
+"""The asyncio pump of the SWIM core: timers, datagrams in and out, events to the agent.
+
+``SwimPump`` owns one ``Membership`` (``mesh.swim``) and does only IO around it, as aioquic's
+protocol does around its connection: feed ``receive``, send what ``messages_to_send``
+returns, sleep until ``get_timer()`` (or until a datagram arrives), call ``handle_timer``,
+and hand every event to ``on_event``. Sending is fire and forget: each datagram is one
+``Swim`` RPC with a short deadline, and a failed one is simply a lost datagram, which SWIM
+is built to tolerate. At shutdown, ``leave`` broadcasts our ``Left`` and pumps until the
+core says it has been told (bounded), so peers drop us at once instead of suspecting us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+
+from mesh.codec import CodecError
+from mesh.swim import Membership
+from mesh.swim_codec import from_pb, to_pb
+from mesh.swim_messages import Event
+from mesh.wire.v1 import gossip_pb2 as pb
+
+log = logging.getLogger("meshd.swim")
+
+Sender = Callable[[str, pb.SwimDatagram], Awaitable[bool]]
+LEAVE_BUDGET_S = 2.0
+
+
+class SwimPump:
+    def __init__(
+        self, membership: Membership, send: Sender, on_event: Callable[[Event], None]
+    ) -> None:
+        self.membership = membership
+        self.send = send
+        self.on_event = on_event
+        self.rejected = 0
+        self.send_failures = 0
+        self._wake = asyncio.Event()
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def start(self, seeds: list[str]) -> None:
+        self.membership.start(self._now(), seeds)
+        self._flush()
+
+    def join(self, seeds: list[str]) -> None:
+        self.membership.join(seeds, self._now())
+        self._flush()
+        self._wake.set()
+
+    def receive(self, datagram: pb.SwimDatagram, source: str) -> None:
+        try:
+            message = from_pb(datagram)
+        except CodecError as exc:
+            self.rejected += 1
+            log.debug("dropped a SWIM datagram from %s: %s", source, exc)
+            return
+        self.membership.receive(message, source, self._now())
+        self._flush()
+        self._wake.set()  # the next timer may be earlier now
+
+    async def run(self) -> None:
+        while True:
+            due = self.membership.get_timer()
+            delay = math.inf if due is None else max(0.0, due - self._now())
+            self._wake.clear()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), None if delay == math.inf else delay)
+                    continue  # a datagram arrived: recompute the timer
+                except TimeoutError:
+                    pass
+            self.membership.handle_timer(self._now())
+            self._flush()
+
+    def _flush(self) -> None:
+        for address, message in self.membership.messages_to_send(self._now()):
+            task = asyncio.get_running_loop().create_task(self._send(address, to_pb(message)))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        while (event := self.membership.next_event()) is not None:
+            self.on_event(event)
+
+    async def _send(self, address: str, datagram: pb.SwimDatagram) -> None:
+        if not await self.send(address, datagram):
+            self.send_failures += 1
+
+    async def leave(self) -> None:
+        """Tell the ring we are going (bounded by ``LEAVE_BUDGET_S``)."""
+        self.membership.leave(self._now())
+        self._flush()
+        deadline = self._now() + LEAVE_BUDGET_S
+        while not self.membership.leave_done and self._now() < deadline:
+            due = self.membership.get_timer()
+            await asyncio.sleep(min(0.05, max(0.0, (due or self._now()) - self._now())))
+            self.membership.handle_timer(self._now())
+            self._flush()
+        await asyncio.gather(*self._sending, return_exceptions=True)
