@@ -245,6 +245,8 @@ class Agent:
         if change:
             log.info("local exports changed: %d services", len(exports.services))
             self._on_change(change)
+            if self.ring is not None:
+                self.ring.nudge()
         self.source_synced.set()
 
     def _on_change(self, change: Change) -> None:

@@ -1,10 +1,14 @@
-"""The first ring: full-state push-pull between agents over gRPC (the IO adapter).
+"""The ring's state exchange: push-pull of cluster states between agents over gRPC.
 
 Every ``interval_s`` the agent calls ``PushPull`` on each peer that is due (see
-``mesh.peers``), pushing its members, digests and states; the callee merges what is newer
-and answers with the states newer than the caller's digests. Each side merges through
-``Catalog.merge``, so duplicates and reordering are harmless. A state that fails
-validation is dropped and counted; the rest of the message is still used.
+``mesh.peers``), pushing its members, its digests and the states that peer lacked at their
+last exchange (all of them the first time); the callee merges what is newer and answers
+with the states newer than the caller's digests, and its own digests. A local change
+``nudge``s the loop, so it reaches every reachable peer in one round trip. Each side merges
+through ``Catalog.merge``, so duplicates and reordering are harmless. A state that fails
+validation (or, with TLS, its origin's signature) is dropped and counted; the rest of the
+message is still used. The ``Swim`` RPC carries the membership protocol's datagrams
+(``mesh.membership``).
 
 Messages are bounded by ``max_message_bytes`` on both ends (gRPC's own limit is 4 MiB);
 chunked catch-up and SWIM membership replace this exchange in the ring issue.
@@ -17,6 +21,7 @@ files change; without it the ring is plaintext (``--insecure``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from mesh.catalog import Catalog, Change
+from mesh.catalog import Catalog, Change, Digest
 from mesh.codec import CodecError, digest_from_pb, digest_to_pb, state_from_pb, state_to_pb
 from mesh.model import ClusterState, is_dns_label
 from mesh.peers import PeerTable, valid_host_port
@@ -83,6 +88,8 @@ class Ring(pb_grpc.GossipServicer):
         self.tls = tls  # None: plaintext (--insecure)
         self.seal = seal  # None: states travel unsigned (--insecure)
         self.swim: SwimPump | None = None  # set by the agent once membership runs
+        self._their_digests: dict[str, list[Digest]] = {}  # peer address -> what it held
+        self._nudged = asyncio.Event()
         self.swim_timeout_s = 0.5
         self._tls_generation = 0
         self._retiring: set[asyncio.Task[None]] = set()
@@ -131,7 +138,11 @@ class Ring(pb_grpc.GossipServicer):
             digests = [digest_from_pb(d) for d in request.digests]
         except CodecError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        reply = pb.PushPullResponse(responder=self._me(), members=self._members(now))
+        reply = pb.PushPullResponse(
+            responder=self._me(),
+            members=self._members(now),
+            digests=[digest_to_pb(d) for d in self.catalog.digests()],
+        )
         self._put_states(reply, self.catalog.newer_than(digests))
         self.stats.count("sent", "ok", reply.ByteSize())
         return reply
@@ -164,13 +175,23 @@ class Ring(pb_grpc.GossipServicer):
     # --- client side -------------------------------------------------------------------
 
     async def run(self, interval_s: float) -> None:
-        """Exchange with every due peer, forever."""
+        """Exchange with every due peer, forever; at once with every reachable peer when
+        ``nudge`` says this agent's own state changed (a change spreads in one round trip)."""
         loop = asyncio.get_running_loop()
         while True:
-            due = self.peers.due(loop.time())
-            if due:
-                await asyncio.gather(*(self._exchange(a) for a in due))
-            await asyncio.sleep(interval_s)
+            now = loop.time()
+            targets = set(self.peers.due(now))
+            if self._nudged.is_set():
+                self._nudged.clear()
+                targets.update(a for a in self.peers.peers if self.peers.reachable(a, now))
+            if targets:
+                await asyncio.gather(*(self._exchange(a) for a in sorted(targets)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), interval_s)
+
+    def nudge(self) -> None:
+        """Our own state changed: push it now rather than at the next round."""
+        self._nudged.set()
 
     async def _exchange(self, address: str) -> None:
         loop = asyncio.get_running_loop()
@@ -179,7 +200,11 @@ class Ring(pb_grpc.GossipServicer):
             members=self._members(loop.time()),
             digests=[digest_to_pb(d) for d in self.catalog.digests()],
         )
-        self._put_states(request, self.catalog.states())
+        # Push what the peer lacked at our last exchange (everything, the first time).
+        theirs = self._their_digests.get(address)
+        self._put_states(
+            request, self.catalog.states() if theirs is None else self.catalog.newer_than(theirs)
+        )
         stub = pb_grpc.GossipStub(self._channel(address))  # type: ignore[no-untyped-call]
         try:
             reply = await stub.PushPull(request, timeout=self.rpc_timeout_s)
@@ -200,6 +225,10 @@ class Ring(pb_grpc.GossipServicer):
         if is_dns_label(reply.responder.cluster_id) and _valid_replica(reply.responder.replica):
             self.peers.succeeded(address, reply.responder.cluster_id, now, reply.responder.replica)
         self._absorb(reply.members, reply.states, reply.signed_states, now)
+        try:
+            self._their_digests[address] = [digest_from_pb(d) for d in reply.digests]
+        except CodecError:
+            self._their_digests.pop(address, None)  # next time, push everything again
         self.exchanged_once.set()
 
     def _channel(self, address: str) -> grpc.aio.Channel:

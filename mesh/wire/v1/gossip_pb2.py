@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mesh/wire/v1/gossip.proto\x12\x0fmeshd.gossip.v1\"4\n\x04Port\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\r\"L\n\x08\x45ndpoint\x12\x11\n\taddresses\x18\x01 \x03(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x0c\n\x04zone\x18\x04 \x01(\t\"\xbf\x01\n\x07Service\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.meshd.gossip.v1.ServiceType\x12$\n\x05ports\x18\x04 \x03(\x0b\x32\x15.meshd.gossip.v1.Port\x12,\n\tendpoints\x18\x05 \x03(\x0b\x32\x19.meshd.gossip.v1.Endpoint\x12\x13\n\x0b\x65xported_at\x18\x06 \x01(\x01\"\xb6\x01\n\x0c\x43lusterState\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x0c\n\x04zone\x18\x05 \x01(\t\x12\x12\n\nnamespaces\x18\x06 \x03(\t\x12*\n\x08services\x18\x07 \x03(\x0b\x32\x18.meshd.gossip.v1.Service\x12\x0f\n\x07replica\x18\x08 \x01(\t\"R\n\x06\x44igest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x0f\n\x07replica\x18\x04 \x01(\t\">\n\x06Member\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07replica\x18\x03 \x01(\t\"\x83\x01\n\x12SignedClusterState\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\x12\x12\n\nclusterset\x18\x06 \x01(\t\"\xf9\x01\n\x0fPushPullRequest\x12\'\n\x06sender\x18\x01 \x01(\x0b\x32\x17.meshd.gossip.v1.Member\x12(\n\x07members\x18\x02 \x03(\x0b\x32\x17.meshd.gossip.v1.Member\x12(\n\x07\x64igests\x18\x03 \x03(\x0b\x32\x17.meshd.gossip.v1.Digest\x12-\n\x06states\x18\x04 \x03(\x0b\x32\x1d.meshd.gossip.v1.ClusterState\x12:\n\rsigned_states\x18\x05 \x03(\x0b\x32#.meshd.gossip.v1.SignedClusterState\"\xd3\x01\n\x10PushPullResponse\x12*\n\tresponder\x18\x01 \x01(\x0b\x32\x17.meshd.gossip.v1.Member\x12(\n\x07members\x18\x02 \x03(\x0b\x32\x17.meshd.gossip.v1.Member\x12-\n\x06states\x18\x03 \x03(\x0b\x32\x1d.meshd.gossip.v1.ClusterState\x12:\n\rsigned_states\x18\x04 \x03(\x0b\x32#.meshd.gossip.v1.SignedClusterState\"}\n\nSwimMember\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12)\n\x05state\x18\x05 \x01(\x0e\x32\x1a.meshd.gossip.v1.SwimState\"X\n\tSwimAlive\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\"K\n\x0eSwimAccusation\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x11\n\tsource_id\x18\x03 \x01(\t\"2\n\x08SwimLeft\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"\xd1\x01\n\nSwimUpdate\x12+\n\x05\x61live\x18\x01 \x01(\x0b\x32\x1a.meshd.gossip.v1.SwimAliveH\x00\x12\x32\n\x07suspect\x18\x02 \x01(\x0b\x32\x1f.meshd.gossip.v1.SwimAccusationH\x00\x12/\n\x04\x64\x65\x61\x64\x18\x03 \x01(\x0b\x32\x1f.meshd.gossip.v1.SwimAccusationH\x00\x12)\n\x04left\x18\x04 \x01(\x0b\x32\x19.meshd.gossip.v1.SwimLeftH\x00\x42\x06\n\x04kind\"\x83\x01\n\x08SwimPing\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\ttarget_id\x18\x02 \x01(\t\x12\x11\n\tsource_id\x18\x03 \x01(\t\x12\x16\n\x0esource_address\x18\x04 \x01(\t\x12,\n\x07updates\x18\x05 \x03(\x0b\x32\x1b.meshd.gossip.v1.SwimUpdate\"W\n\x07SwimAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tsource_id\x18\x02 \x01(\t\x12,\n\x07updates\x18\x03 \x03(\x0b\x32\x1b.meshd.gossip.v1.SwimUpdate\"*\n\x08SwimNack\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tsource_id\x18\x02 \x01(\t\"\x9e\x01\n\x0bSwimPingReq\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\ttarget_id\x18\x02 \x01(\t\x12\x16\n\x0etarget_address\x18\x03 \x01(\t\x12\x11\n\tsource_id\x18\x04 \x01(\t\x12\x16\n\x0esource_address\x18\x05 \x01(\t\x12,\n\x07updates\x18\x06 \x03(\x0b\x32\x1b.meshd.gossip.v1.SwimUpdate\"M\n\nSwimGossip\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12,\n\x07updates\x18\x02 \x03(\x0b\x32\x1b.meshd.gossip.v1.SwimUpdate\"v\n\x0cSwimPushPull\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x16\n\x0esource_address\x18\x02 \x01(\t\x12,\n\x07members\x18\x03 \x03(\x0b\x32\x1b.meshd.gossip.v1.SwimMember\x12\r\n\x05reply\x18\x04 \x01(\x08\"\xaa\x02\n\x0cSwimDatagram\x12)\n\x04ping\x18\x01 \x01(\x0b\x32\x19.meshd.gossip.v1.SwimPingH\x00\x12\'\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x18.meshd.gossip.v1.SwimAckH\x00\x12)\n\x04nack\x18\x03 \x01(\x0b\x32\x19.meshd.gossip.v1.SwimNackH\x00\x12\x30\n\x08ping_req\x18\x04 \x01(\x0b\x32\x1c.meshd.gossip.v1.SwimPingReqH\x00\x12-\n\x06gossip\x18\x05 \x01(\x0b\x32\x1b.meshd.gossip.v1.SwimGossipH\x00\x12\x32\n\tpush_pull\x18\x06 \x01(\x0b\x32\x1d.meshd.gossip.v1.SwimPushPullH\x00\x42\x06\n\x04kind\"\r\n\x0bSwimReceipt*M\n\x0bServiceType\x12\x1c\n\x18SERVICE_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43LUSTER_SET_IP\x10\x01\x12\x0c\n\x08HEADLESS\x10\x02*g\n\tSwimState\x12\x1a\n\x16SWIM_STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nSWIM_ALIVE\x10\x01\x12\x10\n\x0cSWIM_SUSPECT\x10\x02\x12\r\n\tSWIM_DEAD\x10\x03\x12\r\n\tSWIM_LEFT\x10\x04\x32\x9e\x01\n\x06Gossip\x12O\n\x08PushPull\x12 .meshd.gossip.v1.PushPullRequest\x1a!.meshd.gossip.v1.PushPullResponse\x12\x43\n\x04Swim\x12\x1d.meshd.gossip.v1.SwimDatagram\x1a\x1c.meshd.gossip.v1.SwimReceiptb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mesh/wire/v1/gossip.proto\x12\x0fmeshd.gossip.v1\"4\n\x04Port\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\r\"L\n\x08\x45ndpoint\x12\x11\n\taddresses\x18\x01 \x03(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x0c\n\x04zone\x18\x04 \x01(\t\"\xbf\x01\n\x07Service\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.meshd.gossip.v1.ServiceType\x12$\n\x05ports\x18\x04 \x03(\x0b\x32\x15.meshd.gossip.v1.Port\x12,\n\tendpoints\x18\x05 \x03(\x0b\x32\x19.meshd.gossip.v1.Endpoint\x12\x13\n\x0b\x65xported_at\x18\x06 \x01(\x01\"\xb6\x01\n\x0c\x43lusterState\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x0c\n\x04zone\x18\x05 \x01(\t\x12\x12\n\nnamespaces\x18\x06 \x03(\t\x12*\n\x08services\x18\x07 \x03(\x0b\x32\x18.meshd.gossip.v1.Service\x12\x0f\n\x07replica\x18\x08 \x01(\t\"R\n\x06\x44igest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x0f\n\x07replica\x18\x04 \x01(\t\">\n\x06Member\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07replica\x18\x03 \x01(\t\"\x83\x01\n\x12SignedClusterState\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\x12\x12\n\nclusterset\x18\x06 \x01(\t\"\xf9\x01\n\x0fPushPullRequest\x12\'\n\x06sender\x18\x01 \x01(\x0b\x32\x17.meshd.gossip.v1.Member\x12(\n\x07members\x18\x02 \x03(\x0b\x32\x17.meshd.gossip.v1.Member\x12(\n\x07\x64igests\x18\x03 \x03(\x0b\x32\x17.meshd.gossip.v1.Digest\x12-\n\x06states\x18\x04 \x03(\x0b\x32\x1d.meshd.gossip.v1.ClusterState\x12:\n\rsigned_states\x18\x05 \x03(\x0b\x32#.meshd.gossip.v1.SignedClusterState\"\xfd\x01\n\x10PushPullResponse\x12*\n\tresponder\x18\x01 \x01(\x0b\x32\x17.meshd.gossip.v1.Member\x12(\n\x07members\x18\x02 \x03(\x0b\x32\x17.meshd.gossip.v1.Member\x12-\n\x06states\x18\x03 \x03(\x0b\x32\x1d.meshd.gossip.v1.ClusterState\x12:\n\rsigned_states\x18\x04 \x03(\x0b\x32#.meshd.gossip.v1.SignedClusterState\x12(\n\x07\x64igests\x18\x05 \x03(\x0b\x32\x17.meshd.gossip.v1.Digest\"}\n\nSwimMember\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12)\n\x05state\x18\x05 \x01(\x0e\x32\x1a.meshd.gossip.v1.SwimState\"X\n\tSwimAlive\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\"K\n\x0eSwimAccusation\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12\x11\n\tsource_id\x18\x03 \x01(\t\"2\n\x08SwimLeft\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"\xd1\x01\n\nSwimUpdate\x12+\n\x05\x61live\x18\x01 \x01(\x0b\x32\x1a.meshd.gossip.v1.SwimAliveH\x00\x12\x32\n\x07suspect\x18\x02 \x01(\x0b\x32\x1f.meshd.gossip.v1.SwimAccusationH\x00\x12/\n\x04\x64\x65\x61\x64\x18\x03 \x01(\x0b\x32\x1f.meshd.gossip.v1.SwimAccusationH\x00\x12)\n\x04left\x18\x04 \x01(\x0b\x32\x19.meshd.gossip.v1.SwimLeftH\x00\x42\x06\n\x04kind\"\x83\x01\n\x08SwimPing\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\ttarget_id\x18\x02 \x01(\t\x12\x11\n\tsource_id\x18\x03 \x01(\t\x12\x16\n\x0esource_address\x18\x04 \x01(\t\x12,\n\x07updates\x18\x05 \x03(\x0b\x32\x1b.meshd.gossip.v1.SwimUpdate\"W\n\x07SwimAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tsource_id\x18\x02 \x01(\t\x12,\n\x07updates\x18\x03 \x03(\x0b\x32\x1b.meshd.gossip.v1.SwimUpdate\"*\n\x08SwimNack\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\tsource_id\x18\x02 \x01(\t\"\x9e\x01\n\x0bSwimPingReq\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x11\n\ttarget_id\x18\x02 \x01(\t\x12\x16\n\x0etarget_address\x18\x03 \x01(\t\x12\x11\n\tsource_id\x18\x04 \x01(\t\x12\x16\n\x0esource_address\x18\x05 \x01(\t\x12,\n\x07updates\x18\x06 \x03(\x0b\x32\x1b.meshd.gossip.v1.SwimUpdate\"M\n\nSwimGossip\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12,\n\x07updates\x18\x02 \x03(\x0b\x32\x1b.meshd.gossip.v1.SwimUpdate\"v\n\x0cSwimPushPull\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x16\n\x0esource_address\x18\x02 \x01(\t\x12,\n\x07members\x18\x03 \x03(\x0b\x32\x1b.meshd.gossip.v1.SwimMember\x12\r\n\x05reply\x18\x04 \x01(\x08\"\xaa\x02\n\x0cSwimDatagram\x12)\n\x04ping\x18\x01 \x01(\x0b\x32\x19.meshd.gossip.v1.SwimPingH\x00\x12\'\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x18.meshd.gossip.v1.SwimAckH\x00\x12)\n\x04nack\x18\x03 \x01(\x0b\x32\x19.meshd.gossip.v1.SwimNackH\x00\x12\x30\n\x08ping_req\x18\x04 \x01(\x0b\x32\x1c.meshd.gossip.v1.SwimPingReqH\x00\x12-\n\x06gossip\x18\x05 \x01(\x0b\x32\x1b.meshd.gossip.v1.SwimGossipH\x00\x12\x32\n\tpush_pull\x18\x06 \x01(\x0b\x32\x1d.meshd.gossip.v1.SwimPushPullH\x00\x42\x06\n\x04kind\"\r\n\x0bSwimReceipt*M\n\x0bServiceType\x12\x1c\n\x18SERVICE_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43LUSTER_SET_IP\x10\x01\x12\x0c\n\x08HEADLESS\x10\x02*g\n\tSwimState\x12\x1a\n\x16SWIM_STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nSWIM_ALIVE\x10\x01\x12\x10\n\x0cSWIM_SUSPECT\x10\x02\x12\r\n\tSWIM_DEAD\x10\x03\x12\r\n\tSWIM_LEFT\x10\x04\x32\x9e\x01\n\x06Gossip\x12O\n\x08PushPull\x12 .meshd.gossip.v1.PushPullRequest\x1a!.meshd.gossip.v1.PushPullResponse\x12\x43\n\x04Swim\x12\x1d.meshd.gossip.v1.SwimDatagram\x1a\x1c.meshd.gossip.v1.SwimReceiptb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.wire.v1.gossip_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SERVICETYPE']._serialized_start=2806
-  _globals['_SERVICETYPE']._serialized_end=2883
-  _globals['_SWIMSTATE']._serialized_start=2885
-  _globals['_SWIMSTATE']._serialized_end=2988
+  _globals['_SERVICETYPE']._serialized_start=2848
+  _globals['_SERVICETYPE']._serialized_end=2925
+  _globals['_SWIMSTATE']._serialized_start=2927
+  _globals['_SWIMSTATE']._serialized_end=3030
   _globals['_PORT']._serialized_start=46
   _globals['_PORT']._serialized_end=98
   _globals['_ENDPOINT']._serialized_start=100
@@ -52,33 +52,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUSHPULLREQUEST']._serialized_start=840
   _globals['_PUSHPULLREQUEST']._serialized_end=1089
   _globals['_PUSHPULLRESPONSE']._serialized_start=1092
-  _globals['_PUSHPULLRESPONSE']._serialized_end=1303
-  _globals['_SWIMMEMBER']._serialized_start=1305
-  _globals['_SWIMMEMBER']._serialized_end=1430
-  _globals['_SWIMALIVE']._serialized_start=1432
-  _globals['_SWIMALIVE']._serialized_end=1520
-  _globals['_SWIMACCUSATION']._serialized_start=1522
-  _globals['_SWIMACCUSATION']._serialized_end=1597
-  _globals['_SWIMLEFT']._serialized_start=1599
-  _globals['_SWIMLEFT']._serialized_end=1649
-  _globals['_SWIMUPDATE']._serialized_start=1652
-  _globals['_SWIMUPDATE']._serialized_end=1861
-  _globals['_SWIMPING']._serialized_start=1864
-  _globals['_SWIMPING']._serialized_end=1995
-  _globals['_SWIMACK']._serialized_start=1997
-  _globals['_SWIMACK']._serialized_end=2084
-  _globals['_SWIMNACK']._serialized_start=2086
-  _globals['_SWIMNACK']._serialized_end=2128
-  _globals['_SWIMPINGREQ']._serialized_start=2131
-  _globals['_SWIMPINGREQ']._serialized_end=2289
-  _globals['_SWIMGOSSIP']._serialized_start=2291
-  _globals['_SWIMGOSSIP']._serialized_end=2368
-  _globals['_SWIMPUSHPULL']._serialized_start=2370
-  _globals['_SWIMPUSHPULL']._serialized_end=2488
-  _globals['_SWIMDATAGRAM']._serialized_start=2491
-  _globals['_SWIMDATAGRAM']._serialized_end=2789
-  _globals['_SWIMRECEIPT']._serialized_start=2791
-  _globals['_SWIMRECEIPT']._serialized_end=2804
-  _globals['_GOSSIP']._serialized_start=2991
-  _globals['_GOSSIP']._serialized_end=3149
+  _globals['_PUSHPULLRESPONSE']._serialized_end=1345
+  _globals['_SWIMMEMBER']._serialized_start=1347
+  _globals['_SWIMMEMBER']._serialized_end=1472
+  _globals['_SWIMALIVE']._serialized_start=1474
+  _globals['_SWIMALIVE']._serialized_end=1562
+  _globals['_SWIMACCUSATION']._serialized_start=1564
+  _globals['_SWIMACCUSATION']._serialized_end=1639
+  _globals['_SWIMLEFT']._serialized_start=1641
+  _globals['_SWIMLEFT']._serialized_end=1691
+  _globals['_SWIMUPDATE']._serialized_start=1694
+  _globals['_SWIMUPDATE']._serialized_end=1903
+  _globals['_SWIMPING']._serialized_start=1906
+  _globals['_SWIMPING']._serialized_end=2037
+  _globals['_SWIMACK']._serialized_start=2039
+  _globals['_SWIMACK']._serialized_end=2126
+  _globals['_SWIMNACK']._serialized_start=2128
+  _globals['_SWIMNACK']._serialized_end=2170
+  _globals['_SWIMPINGREQ']._serialized_start=2173
+  _globals['_SWIMPINGREQ']._serialized_end=2331
+  _globals['_SWIMGOSSIP']._serialized_start=2333
+  _globals['_SWIMGOSSIP']._serialized_end=2410
+  _globals['_SWIMPUSHPULL']._serialized_start=2412
+  _globals['_SWIMPUSHPULL']._serialized_end=2530
+  _globals['_SWIMDATAGRAM']._serialized_start=2533
+  _globals['_SWIMDATAGRAM']._serialized_end=2831
+  _globals['_SWIMRECEIPT']._serialized_start=2833
+  _globals['_SWIMRECEIPT']._serialized_end=2846
+  _globals['_GOSSIP']._serialized_start=3033
+  _globals['_GOSSIP']._serialized_end=3191
 # @@protoc_insertion_point(module_scope)

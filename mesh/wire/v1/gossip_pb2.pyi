@@ -140,16 +140,18 @@ class PushPullRequest(_message.Message):
     def __init__(self, sender: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ...) -> None: ...
 
 class PushPullResponse(_message.Message):
-    __slots__ = ("responder", "members", "states", "signed_states")
+    __slots__ = ("responder", "members", "states", "signed_states", "digests")
     RESPONDER_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
     SIGNED_STATES_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
     responder: Member
     members: _containers.RepeatedCompositeFieldContainer[Member]
     states: _containers.RepeatedCompositeFieldContainer[ClusterState]
     signed_states: _containers.RepeatedCompositeFieldContainer[SignedClusterState]
-    def __init__(self, responder: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ...) -> None: ...
+    digests: _containers.RepeatedCompositeFieldContainer[Digest]
+    def __init__(self, responder: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ...) -> None: ...
 
 class SwimMember(_message.Message):
     __slots__ = ("id", "cluster_id", "address", "incarnation", "state")
