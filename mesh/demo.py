@@ -12,16 +12,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from mesh import certs
 from mesh.admin import AdminServer
 from mesh.app import Agent, AgentSettings
 from mesh.cli import run_async
 
 CLUSTERS = (("east", "us", "us-1a"), ("west", "us", "us-2a"), ("south", "eu", "eu-1a"))
+
+
+def make_certificates(workdir: Path) -> None:
+    """A clusterset CA and each cluster's TLS and signing certificates, as `meshd certs`
+    makes them: the demo's ring runs with mutual TLS and origin-signed states."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca = workdir / "certs" / "ca"
+    certs.init_ca("demo", ca, force=False, now=now)
+    for cluster, _, _ in CLUSTERS:
+        certs.issue(
+            cluster, ca, workdir / "certs" / cluster, ["127.0.0.1"], force=False, days=1, now=now
+        )
 
 
 def default_examples() -> Path:
@@ -84,6 +98,7 @@ def demo(
     try:
         for cluster, _, _ in CLUSTERS:
             shutil.copytree(source / cluster, workdir / cluster)
+        make_certificates(workdir)
         return run_async(lambda stop: _run(workdir, dns_port_base, admin_port_base, duration, stop))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -108,6 +123,11 @@ async def _run(
                 region=region,
                 zone=zone,
                 manifests=workdir / cluster,
+                tls_cert=workdir / "certs" / cluster / "tls.crt",
+                tls_key=workdir / "certs" / cluster / "tls.key",
+                tls_ca=workdir / "certs" / cluster / "ca.crt",
+                signing_cert=workdir / "certs" / cluster / "signing.crt",
+                signing_key=workdir / "certs" / cluster / "signing.key",
                 dns_listen=f"127.0.0.1:{dns_ports[cluster]}",
                 grpc_listen="127.0.0.1:0",
                 admin_listen=f"127.0.0.1:{admin_port_base + i}",
@@ -162,7 +182,7 @@ async def _stop(agents: list[Agent], admins: list[AdminServer]) -> None:
 
 
 def _print_banner(workdir: Path, dns_ports: dict[str, int], admin_ports: dict[str, int]) -> None:
-    lines = ["meshd demo: three clusters on loopback", ""]
+    lines = ["meshd demo: three clusters on loopback (mutual TLS, signed states)", ""]
     for cluster, region, _ in CLUSTERS:
         lines.append(
             f"  {cluster:<6} region {region}  DNS 127.0.0.1:{dns_ports[cluster]}  "
