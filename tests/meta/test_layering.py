@@ -23,6 +23,7 @@ PURE = [
     "mesh/mcs_merge.py",
     "mesh/mcs_status.py",
     "mesh/lease.py",
+    "mesh/sources/overlay.py",
     "dnsserver/wire.py",
     "dnsserver/zone.py",
     "dnsserver/query.py",
@@ -62,9 +63,9 @@ ADAPTERS = {
     "google": {"mesh/signing.py"},  # DecodeError, for envelopes decoded from bytes
     "prometheus_client": {"mesh/metrics.py"},
     # kubernetes_asyncio answers with aiohttp responses; the source reads them raw.
-    "aiohttp": {"mesh/admin.py", "mesh/sources/kubernetes.py"},
+    "aiohttp": {"mesh/admin.py", "mesh/sources/kubernetes.py", "mesh/sources/kubecalls.py"},
     "uvloop": {"dnsserver/loop.py"},
-    "kubernetes_asyncio": {"mesh/sources/kubernetes.py"},
+    "kubernetes_asyncio": {"mesh/sources/kubernetes.py", "mesh/sources/kubecalls.py"},
     "yaml": {"mesh/config.py", "mesh/sources/documents.py"},
     "dnslib": set(),
     "cryptography": {"mesh/signing.py", "mesh/certs.py"},
