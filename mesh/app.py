@@ -53,6 +53,7 @@ from mesh.tls import RingTls, TlsFiles
 
 if TYPE_CHECKING:
     from mesh.sources.kubernetes import KubernetesSource
+    from mesh.sources.kubewriter import KubeWriter
 
 log = logging.getLogger("meshd.agent")
 
@@ -84,6 +85,7 @@ class AgentSettings:
     signing_key: Path | None = None
     dns_workers: int = 0
     replica_id: str = ""
+    lease_namespace: str = ""  # the write-back Lease's; "": the pod's, else meshd-system
 
 
 @dataclass(slots=True)
@@ -130,6 +132,7 @@ class Agent:
         self.swim: SwimPump | None = None
         self._seal_stamp: tuple[tuple[int, int, int], ...] = ()
         self._tasks: list[asyncio.Task[None]] = []
+        self.kube_writer: KubeWriter | None = None
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -161,6 +164,20 @@ class Agent:
             asyncio.create_task(self._reload_seal(), name="seal-reload"),
             asyncio.create_task(self._run_membership(), name="swim"),
         ]
+        self._tasks.extend(self._kube_writer_tasks())
+
+    def _kube_writer_tasks(self) -> list[asyncio.Task[None]]:
+        """With the Kubernetes API source, write back what the MCS API expects: status
+        conditions and ServiceImports, from the replica holding the Lease (kubewriter)."""
+        if isinstance(self.source, ManifestSource):
+            return []
+        from mesh.sources.kubewriter import KubeWriter, WriterSettings
+
+        settings = WriterSettings(lease_namespace=self.settings.lease_namespace)
+        self.kube_writer = KubeWriter(
+            self.settings.cluster_id, self.source, self.catalog.clusters, settings
+        )
+        return [asyncio.create_task(self.kube_writer.run(), name="kube-writer")]
 
     async def stop(self) -> None:
         await self.dns.close()

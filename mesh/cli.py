@@ -63,6 +63,7 @@ def settings_from(values: dict[str, Any]) -> Any:
         signing_key=values["signing_key"],
         dns_workers=values["dns_workers"],
         replica_id=values["replica_id"],
+        lease_namespace=values["lease_namespace"],
     )
 
 

@@ -153,6 +153,15 @@ OPTIONS: tuple[Option, ...] = (
         "NAME",
     ),
     Option(
+        "lease_namespace",
+        _optional_label,
+        "",
+        "with the Kubernetes API source: namespace of the Lease that elects the one replica "
+        "writing ServiceImports and ServiceExport status (default: the pod's own namespace, "
+        "else meshd-system)",
+        "NAME",
+    ),
+    Option(
         "dns_listen", _host_port, "0.0.0.0:53", "UDP and TCP address of the DNS server", "HOST:PORT"
     ),
     Option("dns_zone", _zone, "clusterset.local", "the zone served", "NAME"),

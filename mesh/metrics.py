@@ -55,6 +55,7 @@ class _AgentCollector(Collector):
         yield from self._dns()
         yield from self._ring()
         yield from self._catalog()
+        yield from self._kube()
 
     def _dns(self) -> Iterator[Metric]:
         udp, tcp, latency, connections = self.agent.dns_totals()
@@ -167,6 +168,25 @@ class _AgentCollector(Collector):
             "meshd_source_problems",
             "bad manifests and objects reported by the source",
             value=self.agent.stats.source_problems,
+        )
+
+    def _kube(self) -> Iterator[Metric]:
+        writer = self.agent.kube_writer
+        if writer is None:
+            return
+        writes = CounterMetricFamily(
+            "meshd_kube_writes",
+            "writes to the Kubernetes API (ServiceExport status, ServiceImports, the leader "
+            "Lease), by outcome: ok, conflict, forbidden, invalid, not_found, error, unreachable",
+            labels=["verb", "resource", "outcome"],
+        )
+        for (verb, resource, outcome), count in list(writer.stats.writes.items()):
+            writes.add_metric([verb, resource, outcome], count)
+        yield writes
+        yield GaugeMetricFamily(
+            "meshd_kube_leader",
+            "1 while this replica holds its cluster's Lease and writes back to the API",
+            value=1 if writer.is_leader() else 0,
         )
 
 
