@@ -194,7 +194,11 @@ def export_tree(ref: str, dest: Path) -> str:
     if same_c.returncode == 0:
         for built in (ROOT / "dnsserver").glob("_fastpath*.so"):
             shutil.copy(built, dest / "dnsserver" / built.name)
-    return f"`{git('log', '-1', '--format=%h', ref)}` (`git archive {ref}`)"
+    last = git("log", "-1", "--format=%h", ref, "--", *CODE)
+    return (
+        f"`{git('log', '-1', '--format=%h', ref)}` (`git archive {ref}`; last change to "
+        f"{', '.join(c + '/' for c in CODE)}: `{last}`)"
+    )
 
 
 def machine() -> str:
@@ -218,7 +222,8 @@ def timing_defaults(code_root: Path) -> str:
         [meshd, "run", "--help"], capture_output=True, text=True, env=env, cwd="/", check=True
     ).stdout
     flags = re.findall(r"(--[a-z-]+) SECONDS\s+[^(]*\(default: ([0-9.]+)\)", text)
-    return ", ".join(f"{flag} {value}" for flag, value in flags if flag != "--sync-timeout")
+    skip = {"--sync-timeout", "--dns-ttl"}
+    return ", ".join(f"{flag} {value}" for flag, value in flags if flag not in skip)
 
 
 def report(args: argparse.Namespace, run: Run) -> str:
@@ -236,10 +241,10 @@ def report(args: argparse.Namespace, run: Run) -> str:
         "with south's endpoint (and back). p99 is nearest-rank: with "
         f"{args.trials} trials, the maximum. Each trial starts at a random phase.",
         "",
-        f"machine: {machine()}; date: {today}; seed {args.seed}",
-        f"command: `{command}`",
-        f"ring version: {run.version}",
-        f"agent settings: `{run.settings.describe()}` (defaults of this version: "
+        f"- machine: {machine()}; date: {today}; seed {args.seed}",
+        f"- command: `{command}`",
+        f"- ring version: {run.version}",
+        f"- agent settings: `{run.settings.describe()}` (defaults of this version: "
         f"{run.defaults}; `--insecure`, manifests source)",
         "",
         "| event | trials | p50 s | p99 s | min s | timeouts |",
