@@ -187,6 +187,13 @@ class LeaderElection:
         """True while we hold the lease and renewed it within the renew deadline."""
         return self.leading and now - self.renewed_at < self.timings.renew_deadline_s
 
+    def time_left(self, now: float) -> float:
+        """How long we may still write without a renewal (0 when not leading): the longest
+        a write may take, so none lands after the deadline."""
+        if not self.is_leader(now):
+            return 0.0
+        return self.renewed_at + self.timings.renew_deadline_s - now
+
     def expired(self, now: float) -> bool:
         """The record read has not changed for its lease duration (on our clock)."""
         record = self.record

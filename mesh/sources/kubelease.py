@@ -92,6 +92,10 @@ class LeaseKeeper:
             self._changed(False)
         return leading
 
+    def time_left(self) -> float:
+        """Seconds of leadership left without a renewal (0 when not leading)."""
+        return self.election.time_left(asyncio.get_running_loop().time())
+
     async def run(self, calls: KubeCalls) -> None:
         """The election loop; cancel to stop (then call ``release``)."""
         self._calls = calls

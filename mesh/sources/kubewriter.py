@@ -266,8 +266,10 @@ class KubeWriter:
         elif write.verb == "delete":
             body = {"apiVersion": "v1", "kind": "DeleteOptions", **write.body}
         method = _METHODS[write.verb]
+        # A write must not land after our leadership could have ended.
+        limit = max(0.1, min(self.settings.watch.request_timeout_s, self.keeper.time_left()))
         status, answer = await calls.write(
-            _RBAC_VERB[write.verb], _title(write), method, path, body, content_type
+            _RBAC_VERB[write.verb], _title(write), method, path, body, content_type, limit
         )
         now = asyncio.get_running_loop().time()
         entry = (write.resource, write.key)

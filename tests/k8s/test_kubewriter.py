@@ -111,11 +111,12 @@ async def test_conflict_between_two_clusters_the_oldest_wins(
     assert "1/2 clusters disagree (east)" in conflict["message"]
     assert conditions(api, "shop/web")["Valid"]["status"] == "True"
     imported = await until(
-        "the import takes west's type",
+        "the import takes west's type and lists both clusters",
         lambda: (
-            objects(api, "ServiceImport").get("shop/web", {}).get("spec", {}).get("type")
-            == "Headless"
-            and objects(api, "ServiceImport")["shop/web"]
+            (found := objects(api, "ServiceImport").get("shop/web", {}))
+            and found["spec"]["type"] == "Headless"
+            and len(found.get("status", {}).get("clusters", [])) == 2
+            and found
         ),
         east,
     )
@@ -172,7 +173,13 @@ async def test_imports_come_and_go_with_exports_and_nothing_is_left(
     }
     api.put(foreign)
     east = start()
-    web = await until("the web import", lambda: objects(api, "ServiceImport").get("shop/web"), east)
+    web = await until(
+        "the web import, with its status",
+        lambda: (
+            (found := objects(api, "ServiceImport").get("shop/web")) and "status" in found and found
+        ),
+        east,
+    )
     assert web["metadata"]["labels"] == MANAGED
     assert web["spec"] == {
         "type": "ClusterSetIP",
@@ -290,9 +297,9 @@ async def test_a_replica_whose_renewals_fail_stops_writing_and_the_other_takes_o
     loop = asyncio.get_running_loop()
     cut_at = loop.time()
     await until("a stops leading", lambda: not a.writer.is_leader(), a, b)
-    assert loop.time() - cut_at < 0.6 + 0.3  # the renew deadline, and a little
+    assert loop.time() - cut_at < 0.6 + 0.4  # the renew deadline, and a little
     await leading(b)
-    assert loop.time() - cut_at < 1.0 + 1.0  # a lease duration after the last renewal
+    assert loop.time() - cut_at < 1.0 + 1.5  # a lease duration after the last renewal
 
     seed(api, exported_service("shop", "cart", [("10.1.0.2", True)]))
     await until("b wrote cart's import and conditions", lambda: len(api.mcs_writes("b")) == 3, b)

@@ -88,7 +88,9 @@ def test_leader_stops_at_the_renew_deadline_when_renewals_fail() -> None:
         machine.failed(now, conflict=False)  # the API server is away
         assert machine.is_leader(now)
     assert machine.is_leader(9.999)
+    assert machine.time_left(9.0) == pytest.approx(1.0)  # no write may take longer
     assert not machine.is_leader(10.0)  # the write gate closes on time, loop or no loop
+    assert machine.time_left(10.0) == 0.0
     machine.failed(10.0, conflict=False)
     assert not machine.leading
 
