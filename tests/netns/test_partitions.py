@@ -47,18 +47,20 @@ METRIC_LAG_S = 2.0  # a gauge may be set just after the answers it describes
 
 
 def within(lab: Lab, what: str, probe: Callable[[], bool], since: float, bound_s: float) -> float:
-    """Poll every 20 ms until ``probe`` holds; fail unless it held by ``since + bound_s``.
+    """Poll every 20 ms until ``probe`` holds; fail unless a poll begun by ``since + bound_s``
+    saw it hold (a slow poll that starts late does not count).
 
-    Returns the seconds from ``since`` to the first poll where it held.
+    Returns the seconds from ``since`` to the start of the first poll where it held.
     """
     deadline = since + bound_s
     while True:
-        if probe():
-            return time.monotonic() - since
-        if time.monotonic() > deadline:
+        started = time.monotonic()
+        if started > deadline:
             raise AssertionError(
                 f"{what}: not within {bound_s:.1f}s\n{snapshot(lab)}\n{lab.diagnostics()}"
             )
+        if probe():
+            return started - since
         time.sleep(0.02)
 
 
