@@ -352,6 +352,31 @@ async def test_a_leader_that_finds_another_holder_stops_at_once(
     await until("a imports cart", lambda: "shop/cart" in objects(api, "ServiceImport"), a)
 
 
+@pytest.mark.asyncio
+async def test_api_server_down_and_back(api: RecordingApiServer, start: Start) -> None:
+    seed(api, exported_service("shop", "web", [("10.1.0.1", True)]))
+    a = start("a")
+    await leading(a)
+    await until("a wrote", lambda: len(api.mcs_writes("a")) == 3, a)
+
+    await api.stop()
+    await until("a stops leading", lambda: not a.writer.is_leader(), a, timeout_s=3.0)
+    seed(api, exported_service("shop", "cart", [("10.1.0.2", True)]))  # while it is away
+    api.remove("ServiceExport", "shop", "web")
+    await api.start()
+
+    await leading(a)  # its own record: it renews at once
+    await until(
+        "cart in, web out",
+        lambda: set(objects(api, "ServiceImport")) == {"shop/cart"},
+        a,
+        timeout_s=10.0,
+    )
+    await until("cart's conditions", lambda: len(conditions(api, "shop/cart")) == 2, a)
+    creates = [r for r in api.writes(kind="serviceimports") if r.method == "POST"]
+    assert len(creates) == 2  # web once, cart once: nothing written twice
+
+
 # ---------------------------------------------------------------------- denials
 
 
