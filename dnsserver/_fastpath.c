@@ -91,13 +91,12 @@ static int context_init(Context *c, PyObject *zone, PyObject *stats, PyObject *s
     return 0;
 }
 
-/* stats.answered[(qtype, rcode)] += 1 */
-static int count_answer(Context *c, long qtype, PyObject *rcode) {
-    PyObject *qt = PyLong_FromLong(qtype);
-    if (!qt)
+/* stats.answered[qtype << 8 | rcode] += by (an int key: nothing for the GC to track) */
+static int count_answer_by(Context *c, long qtype, PyObject *rcode, long by) {
+    long rc = PyLong_AsLong(rcode);
+    if (rc == -1 && PyErr_Occurred())
         return -1;
-    PyObject *key = PyTuple_Pack(2, qt, rcode);
-    Py_DECREF(qt);
+    PyObject *key = PyLong_FromLong(qtype << 8 | rc);
     if (!key)
         return -1;
     PyObject *old = PyDict_GetItemWithError(c->answered, key);
@@ -108,11 +107,15 @@ static int count_answer(Context *c, long qtype, PyObject *rcode) {
         Py_DECREF(key);
         return -1;
     }
-    PyObject *value = PyLong_FromLong(n + 1);
-    int rc = value ? PyDict_SetItem(c->answered, key, value) : -1;
+    PyObject *value = PyLong_FromLong(n + by);
+    int result = value ? PyDict_SetItem(c->answered, key, value) : -1;
     Py_XDECREF(value);
     Py_DECREF(key);
-    return rc;
+    return result;
+}
+
+static int count_answer(Context *c, long qtype, PyObject *rcode) {
+    return count_answer_by(c, qtype, rcode, 1);
 }
 
 /* Pick the variant of a rotating answer, advancing its turn as respond() does. */
@@ -242,21 +245,10 @@ static Py_ssize_t fast_answer(Context *c, const unsigned char *q, Py_ssize_t n,
     written = total;
     goto done;
 undo: {
-        PyObject *qt = PyLong_FromLong(qtype);
         PyObject *rc = PyObject_GetAttr(found, s_rcode);
-        PyObject *k = (qt && rc) ? PyTuple_Pack(2, qt, rc) : NULL;
-        PyObject *old = k ? PyDict_GetItemWithError(c->answered, k) : NULL;
-        if (old) {
-            PyObject *v = PyLong_FromLong(PyLong_AsLong(old) - 1);
-            if (!v || PyDict_SetItem(c->answered, k, v) < 0)
-                written = -1;
-            Py_XDECREF(v);
-        }
-        Py_XDECREF(k);
-        Py_XDECREF(rc);
-        Py_XDECREF(qt);
-        if (PyErr_Occurred())
+        if (!rc || count_answer_by(c, qtype, rc, -1) < 0)
             written = -1;
+        Py_XDECREF(rc);
     }
 done:
     Py_XDECREF(body);

@@ -41,6 +41,15 @@ PLAIN_UDP_LIMIT = 512
 _QUESTION_COUNTS = (b"\x00\x01\x00\x00\x00\x00\x00\x00", b"\x00\x01\x00\x00\x00\x00\x00\x01")
 
 
+def answer_key(qtype: int, rcode: int) -> int:
+    """The key of ``QueryStats.answered`` for a (qtype, rcode) pair."""
+    return qtype << 8 | rcode
+
+
+def split_answer_key(key: int) -> tuple[int, int]:
+    return key >> 8, key & 0xFF
+
+
 class QueryStats:
     """Counters for one transport: answered queries by (qtype, rcode), rejections by reason,
     and answers the kernel would not take (``send_dropped``, socket buffer full)."""
@@ -48,7 +57,9 @@ class QueryStats:
     __slots__ = ("answered", "rejected", "send_dropped", "truncated")
 
     def __init__(self) -> None:
-        self.answered: dict[tuple[int, int], int] = {}
+        # Keyed by ``answer_key(qtype, rcode)``: a plain int, so counting allocates nothing
+        # the garbage collector tracks (a tuple per query would wake it every few hundred).
+        self.answered: dict[int, int] = {}
         self.rejected: dict[str, int] = {}
         self.truncated = 0
         self.send_dropped = 0
@@ -59,7 +70,7 @@ class QueryStats:
 
 def _error(q: bytes, qend: int, rcode: int, edns: int, stats: QueryStats, qtype: int) -> bytes:
     """A reply carrying only the question (when it parsed) and, for EDNS, an OPT record."""
-    key = (qtype, rcode)
+    key = qtype << 8 | rcode
     stats.answered[key] = stats.answered.get(key, 0) + 1
     rd = q[2] & 0x01
     flags = struct.pack("!BB", 0x80 | (q[2] & 0x78) | rd, rcode & 0x0F)
@@ -158,7 +169,7 @@ def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
         return _error(q, qend, wire.RCODE_REFUSED, edns, stats, qtype)
     else:
         answer = zone.nxdomain if zone.synced else zone.servfail
-    counter = (qtype, answer.rcode)
+    counter = qtype << 8 | answer.rcode
     stats.answered[counter] = stats.answered.get(counter, 0) + 1
     variants = answer.variants
     if len(variants) > 1:

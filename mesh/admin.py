@@ -65,7 +65,7 @@ def debug_state(agent: Agent) -> dict[str, Any]:
             }
     return {
         "cluster": agent.catalog.local_id,
-        "ready": agent.synced,
+        "ready": agent.ready,
         "self": agent.peers.self_address if agent.peers else None,
         "members": members,
         "clusters": clusters,
@@ -99,7 +99,7 @@ def make_app(agent: Agent) -> web.Application:
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        if agent.synced:
+        if agent.ready:
             return web.Response(text="ready\n")
         return web.Response(status=503, text="waiting for the first sync\n")
 

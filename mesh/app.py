@@ -200,6 +200,11 @@ class Agent:
         ]
 
     @property
+    def ready(self) -> bool:
+        """The first sync is done and the zone answers from it (``/readyz``)."""
+        return self.synced and self.zone.synced
+
+    @property
     def advertised(self) -> str:
         """The gossip address this agent gives its peers."""
         assert self.peers is not None

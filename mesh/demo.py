@@ -164,7 +164,7 @@ async def _converged(agents: list[Agent], timeout_s: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while loop.time() < deadline:
-        if all(len(a.catalog.clusters()) == len(agents) and a.synced for a in agents):
+        if all(len(a.catalog.clusters()) == len(agents) and a.ready for a in agents):
             return
         await asyncio.sleep(0.05)
     print(

@@ -20,6 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from dnsserver.query import split_answer_key
 from dnsserver.server import LATENCY_BUCKETS_NS, LATENCY_SAMPLE_EVERY
 from dnsserver.wire import RCODE_NAMES, TYPE_NAMES
 
@@ -69,7 +70,8 @@ class _AgentCollector(Collector):
             "meshd_dns_truncated", "UDP answers sent with TC=1", labels=["transport"]
         )
         for transport, stats in (("udp", udp), ("tcp", tcp)):
-            for (qtype, rcode), count in list(stats.answered.items()):
+            for key, count in list(stats.answered.items()):
+                qtype, rcode = split_answer_key(key)
                 rname = RCODE_NAMES.get(rcode, str(rcode))
                 queries.add_metric([_qtype(qtype), rname, transport], count)
             for reason, count in list(stats.rejected.items()):
@@ -101,7 +103,7 @@ class _AgentCollector(Collector):
             "meshd_zone_rebuilds", "zone snapshots built", value=self.agent.stats.zone_rebuilds
         )
         yield GaugeMetricFamily(
-            "meshd_ready", "1 once the first sync is done", value=1 if self.agent.synced else 0
+            "meshd_ready", "1 once the first sync is done", value=1 if self.agent.ready else 0
         )
 
     def _ring(self) -> Iterator[Metric]:
