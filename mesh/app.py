@@ -1,9 +1,14 @@
-"""The agent: wires the source, the ring, the policy and the DNS server together.
+"""The agent: wires the source, the ring, the membership, the policy and the DNS server.
 
 Data flows one way: the source publishes this cluster's exports into the catalog, the ring
 merges the other clusters' states into it, and every change (or change of cluster health)
-marks the zone dirty; a single rebuild task then runs the routing policy and swaps in a
-new zone snapshot. Rebuilds are coalesced: a burst of changes costs one rebuild.
+marks the services it touches dirty (``mesh.planner``); a single rebuild task then runs the
+routing policy for those services only and updates their answers in the zone (and in the
+DNS worker processes, if any). Rebuilds are coalesced: a burst of changes costs one rebuild.
+
+Health: a cluster is answered while this agent reaches one of its agents (``mesh.peers``)
+and the SWIM membership (``mesh.membership``) does not hold every agent of it dead, left or
+suspect; among a cluster's replicas, answers use one this agent reaches (``mesh.catalog``).
 
 Readiness: the zone answers SERVFAIL (never a cacheable NXDOMAIN) until the source has
 delivered its first full view and either one exchange with a peer has completed, there
@@ -33,7 +38,6 @@ from dnsserver.server import DnsServer, DnsServerConfig, LatencyHistogram
 from dnsserver.workers import DnsWorkers, WorkerSpec, ZoneUpdate
 from dnsserver.zone import Zone
 from mesh.catalog import Catalog, Change
-from mesh.certs import CertsError, load_signer, load_trust
 from mesh.membership import SwimPump
 from mesh.metrics import AgentMetrics
 from mesh.model import ClusterState, LocalExports, ServiceKey
@@ -41,15 +45,13 @@ from mesh.peers import PeerTable, PeerTimings, split_host_port
 from mesh.planner import AnswerPlanner, Update
 from mesh.policy import Locality
 from mesh.ring import Ring
-from mesh.seal import StateSeal
-from mesh.signing import Verifier
+from mesh.ring_security import reload_seal, ring_tls, state_seal
 from mesh.sources.manifests import ManifestSource, SourceProblem
 from mesh.state_dir import next_generation
 from mesh.swim import Membership
 from mesh.swim_codec import member_id
 from mesh.swim_config import Config as SwimConfig
 from mesh.swim_messages import Event, Member, cluster_liveness
-from mesh.tls import RingTls, TlsFiles
 
 if TYPE_CHECKING:
     from mesh.sources.kubernetes import KubernetesSource
@@ -130,7 +132,6 @@ class Agent:
         self.peers: PeerTable | None = None
         self._dirty = asyncio.Event()
         self.swim: SwimPump | None = None
-        self._seal_stamp: tuple[tuple[int, int, int], ...] = ()
         self._tasks: list[asyncio.Task[None]] = []
         self.kube_writer: KubeWriter | None = None
 
@@ -150,7 +151,11 @@ class Agent:
             PeerTimings(self.settings.gossip_interval_s, self.settings.peer_timeout_s),
         )
         self.ring = Ring(
-            self.catalog, self.peers, self._on_change, tls=self._ring_tls(), seal=self._seal()
+            self.catalog,
+            self.peers,
+            self._on_change,
+            tls=ring_tls(self.settings),
+            seal=state_seal(self.settings),
         )
         port = await self.ring.start(self.settings.grpc_listen)
         if advertise is None:
@@ -161,7 +166,7 @@ class Agent:
             asyncio.create_task(self._rebuild_loop(), name="rebuild"),
             asyncio.create_task(self._health_loop(), name="health"),
             asyncio.create_task(self._sync_gate(), name="sync"),
-            asyncio.create_task(self._reload_seal(), name="seal-reload"),
+            *self._seal_tasks(),
             asyncio.create_task(self._run_membership(), name="swim"),
         ]
         self._tasks.extend(self._kube_writer_tasks())
@@ -210,45 +215,11 @@ class Agent:
         assert self.peers is not None
         return self.peers.self_address
 
-    def _seal_files(self) -> tuple[Path, Path, Path] | None:
-        s = self.settings
-        if s.tls_ca is None or s.signing_cert is None or s.signing_key is None:
-            return None
-        return s.signing_cert, s.signing_key, s.tls_ca
-
-    def _seal(self) -> StateSeal | None:
-        """Signed states, whenever the ring runs with TLS (a signer needs the certificates)."""
-        files = self._seal_files()
-        if files is None:
-            return None
-        cert, key, ca = files
-        self._seal_stamp = _files_stamp(files)
-        return StateSeal(load_signer(cert, key, self.settings.cluster_id), Verifier(load_trust(ca)))
-
-    async def _reload_seal(self) -> None:
-        """Re-read the signing key and the CA when their files change (no restart needed)."""
-        files = self._seal_files()
-        while files is not None and self.ring is not None and self.ring.seal is not None:
-            await asyncio.sleep(SEAL_RELOAD_INTERVAL_S)
-            stamp = _files_stamp(files)
-            if stamp == self._seal_stamp:
-                continue
-            self._seal_stamp = stamp
-            cert, key, ca = files
-            try:
-                signer = load_signer(cert, key, self.settings.cluster_id)
-                verifier = Verifier(load_trust(ca))
-            except CertsError as exc:  # a half-written renewal: keep the keys we have
-                log.warning("signing files changed but do not load, keeping the old: %s", exc)
-                continue
-            self.ring.seal.replace(signer, verifier)
-            log.info("state-signing key and trust reloaded")
-
-    def _ring_tls(self) -> RingTls | None:
-        s = self.settings
-        if s.tls_cert is None or s.tls_key is None or s.tls_ca is None:
-            return None
-        return RingTls(TlsFiles(s.tls_cert, s.tls_key, s.tls_ca), s.cluster_id)
+    def _seal_tasks(self) -> list[asyncio.Task[None]]:
+        if self.ring is None or self.ring.seal is None:
+            return []
+        reload = reload_seal(self.settings, self.ring.seal)
+        return [asyncio.create_task(reload, name="seal-reload")]
 
     def join(self, address: str) -> None:
         """Add a seed peer at run time (as ``--join`` does at start)."""
@@ -444,22 +415,6 @@ def _local_address() -> str:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
         return "127.0.0.1"
-
-
-SEAL_RELOAD_INTERVAL_S = 0.5
-
-
-def _files_stamp(files: tuple[Path, ...]) -> tuple[tuple[int, int, int], ...]:
-    """What changes when a file is rewritten or replaced: (mtime, size, inode) of each."""
-    stamps = []
-    for path in files:
-        try:
-            st = path.stat()
-        except OSError:
-            stamps.append((0, 0, 0))
-            continue
-        stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(stamps)
 
 
 def default_replica_id() -> str:
