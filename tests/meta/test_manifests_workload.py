@@ -120,7 +120,13 @@ def test_config_agrees_with_the_deployment(builds: dict[str, Objects], build: st
     assert args[args.index("--config") + 1] == "/etc/meshd/meshd.yaml"
     config_map = one(objects, "ConfigMap", "meshd-config")["metadata"]["name"]
     assert projected["/etc/meshd/meshd.yaml"] == ("configMap", config_map, "meshd.yaml")
-    for key, secret_key in (("tls_cert", "tls.crt"), ("tls_key", "tls.key"), ("tls_ca", "ca.crt")):
+    for key, secret_key in (
+        ("tls_cert", "tls.crt"),
+        ("tls_key", "tls.key"),
+        ("tls_ca", "ca.crt"),
+        ("signing_cert", "signing.crt"),
+        ("signing_key", "signing.key"),
+    ):
         assert projected[values[key]] == ("secret", "meshd-tls", secret_key), key
     assert mounts["state"] == values["state_dir"]
     assert "emptyDir" in volumes["state"]
