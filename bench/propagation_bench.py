@@ -19,7 +19,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,22 +28,10 @@ from pathlib import Path
 
 import dns.message
 import dns.query
+from common import free_port  # bench/common.py (run from the repo root)
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "db.shop.svc.clusterset.local"
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
 
 
 def manifests(directory: Path, index: int, db_address: str) -> None:

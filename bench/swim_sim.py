@@ -33,6 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import cpu_model  # bench/common.py (run from the repo root)
+
 from mesh.swim import Config
 from mesh.swim_messages import (
     MemberDied,
@@ -126,17 +128,6 @@ def cell(values: list[float], unit: str = "s", digits: int = 2) -> str:
     if not values:
         return "-"
     return f"{pct(values, 50):.{digits}f} / {pct(values, 99):.{digits}f}{unit}"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ import time
 from dataclasses import replace
 
 import dns.message
+from common import cpu_model  # bench/common.py (run from the repo root)
 
 from dnsserver.query import QueryStats, respond
 from dnsserver.zone import Zone, build_zone
@@ -128,17 +129,6 @@ def one_change(all_states: list[ClusterState], rounds: int = 200) -> tuple[float
         merges.append(merged - started)
         rebuilds.append(done - merged)
     return statistics.median(merges), statistics.median(rebuilds)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
