@@ -20,6 +20,7 @@ endpoints in both (KEP-1645 asks that A and AAAA cut the same endpoints).
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -43,14 +44,23 @@ class Unit:
     cost: int
 
 
+@functools.cache
 def _heads(rcode: int, an: int, ns: int, ar: int, tc: bool) -> tuple[bytes, ...]:
-    """Flags and counts for (RD, EDNS) = (0,0), (1,0), (0,1), (1,1): index rd | edns << 1."""
+    """Flags and counts for (RD, EDNS) = (0,0), (1,0), (0,1), (1,1): index rd | edns << 1.
+
+    Cached: answers with the same rcode and counts share one tuple (most answers of a zone
+    have one of a few shapes), which keeps a large zone's memory to its records."""
     heads = []
     for index in range(4):
         rd, edns = index & 1, index >> 1
         flags = struct.pack("!BB", 0x84 | (0x02 if tc else 0) | rd, rcode & 0x0F)
         heads.append(flags + struct.pack("!HHHH", 1, an, ns, ar + edns))
     return tuple(heads)
+
+
+@functools.cache
+def _edns_tail(rcode: int) -> bytes:
+    return wire.opt_record(MAX_UDP_PAYLOAD, rcode >> 4)
 
 
 class Answer:
@@ -67,7 +77,7 @@ class Answer:
         self.rcode = rcode
         self.body = b"".join(sections)
         self.heads = _heads(rcode, *counts, tc=False)
-        self.edns_tail = wire.opt_record(MAX_UDP_PAYLOAD, rcode >> 4)
+        self.edns_tail = _edns_tail(rcode)
         self.units = units
         self.variants: tuple[Answer, ...] = (self,)
         self.turn = 0  # queries answered from ``variants`` so far (rotation state)
@@ -92,6 +102,11 @@ class Answer:
         sections = (b"".join(u.answer for u in units), b"", b"".join(u.additional for u in units))
         counts = (sum(u.answer_count for u in units), 0, sum(u.additional_count for u in units))
         return cls(wire.RCODE_NOERROR, sections, counts, tuple(units))
+
+    def uncut(self) -> Answer:
+        """This answer without cut points (whole or nothing when it does not fit)."""
+        self.units = ()
+        return self
 
     def cut(self, room: int, rd: int, edns: int) -> bytes:
         """Header and sections (no ID, no question) of this answer cut to ``room`` octets

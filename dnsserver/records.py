@@ -183,7 +183,9 @@ def _srv(enc: _Encoder, targets: list[tuple[tuple[str, ...], list[bytes]]]) -> N
             cost = len(answer) + len(additional)
             units.append(Unit(answer, len(records), additional, len(glue), cost))
         enc.touch(owner)
-        enc.put(owner, wire.TYPE_SRV, Answer.of_units(units))
+        # One target (a ClusterSetIP service) needs no cut points: cutting it leaves nothing.
+        answer = Answer.of_units(units) if len(units) > 1 else Answer.of_units(units).uncut()
+        enc.put(owner, wire.TYPE_SRV, answer)
 
 
 # RFC 8482: an ANY query gets one RRset of the name, in this order of preference.
