@@ -184,8 +184,8 @@ def _srv(enc: _Encoder, targets: list[tuple[tuple[str, ...], list[bytes]]]) -> N
             units.append(Unit(answer, len(records), additional, len(glue), cost))
         enc.touch(owner)
         # One target (a ClusterSetIP service) needs no cut points: cutting it leaves nothing.
-        answer = Answer.of_units(units) if len(units) > 1 else Answer.of_units(units).uncut()
-        enc.put(owner, wire.TYPE_SRV, answer)
+        srv = Answer.of_units(units) if len(units) > 1 else Answer.of_units(units).uncut()
+        enc.put(owner, wire.TYPE_SRV, srv)
 
 
 # RFC 8482: an ANY query gets one RRset of the name, in this order of preference.
