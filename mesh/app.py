@@ -180,7 +180,11 @@ class Agent:
 
         settings = WriterSettings(lease_namespace=self.settings.lease_namespace)
         self.kube_writer = KubeWriter(
-            self.settings.cluster_id, self.source, self.catalog.clusters, settings
+            self.settings.cluster_id,
+            self.source,
+            self.catalog.clusters,
+            settings,
+            ring_synced=lambda: self.synced,
         )
         return [asyncio.create_task(self.kube_writer.run(), name="kube-writer")]
 

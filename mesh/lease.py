@@ -147,7 +147,8 @@ class LeaderElection:
         self.observed_at = -math.inf  # when `record` last changed, on our clock
         self.fresh = False  # `record` is what the API holds, as far as we know
         self.leading = False
-        self.renewed_at = -math.inf  # our last successful write as leader
+        self.renewed_at = -math.inf  # when our last successful renewal was sent
+        self.attempted_at = -math.inf  # when our last attempt (of any outcome) ended
 
     # ------------------------------------------------------------------ inputs
 
@@ -160,7 +161,10 @@ class LeaderElection:
             self.leading = False  # someone else holds it, or it was deleted: stop at once
 
     def written(self, record: LeaseRecord, now: float) -> None:
-        """Our create or update succeeded; ``record`` is what the API answered."""
+        """Our create or update succeeded; ``record`` is what the API answered. ``now`` is
+        when the request was *sent*: the server may have committed it any time after, so
+        leadership is counted from then (an answer that is slow to arrive must not extend
+        it past what a follower, watching the record, will allow)."""
         self.record, self.observed_at, self.fresh = record, now, True
         if record.holder == self.identity:
             self.leading, self.renewed_at = True, now
@@ -227,9 +231,10 @@ class LeaderElection:
             return Action.UPDATE, mine
         return Action.WAIT, None
 
-    def attempted(self) -> None:
+    def attempted(self, now: float) -> None:
         """An attempt is over: a follower reads again before the next one (the holder
         renews behind its back); the leader renews from the record it wrote."""
+        self.attempted_at = now
         if not self.leading:
             self.fresh = False
 
@@ -242,7 +247,9 @@ class LeaderElection:
         return replace(record, holder="", duration_s=1, acquire_time=stamp, renew_time=stamp)
 
     def next_attempt(self, now: float) -> float:
-        """When to try again: a retry period after the last renewal, or after now."""
+        """When to try again: a retry period after the last attempt (a failed renewal is
+        retried at that pace too, never in a tight loop), or after now for a follower."""
         if self.leading:
-            return max(now, self.renewed_at + self.timings.retry_period_s)
+            last = max(self.renewed_at, self.attempted_at)
+            return max(now, last + self.timings.retry_period_s)
         return now + self.timings.retry_period_s

@@ -114,13 +114,13 @@ class LeaseKeeper:
         action, record = self.election.next_action(loop.time(), self._wall())
         if action is Action.READ:
             if not await self._read(calls):
-                self.election.attempted()
+                self.election.attempted(loop.time())
                 self._note_leading()
                 return
             action, record = self.election.next_action(loop.time(), self._wall())
         if action in (Action.CREATE, Action.UPDATE) and record is not None:
             await self._write(calls, action, record)
-        self.election.attempted()
+        self.election.attempted(loop.time())
         self._note_leading()
 
     async def release(self) -> None:
@@ -167,6 +167,7 @@ class LeaseKeeper:
         left = self.election.renewed_at + timings.renew_deadline_s - loop.time()
         timeout = max(0.1, min(left, timings.renew_deadline_s)) if self.election.leading else None
         body = lease_object(self.name, self.namespace, record)
+        sent = loop.time()
         if action is Action.CREATE:
             status, answer = await calls.write("create", "leases", "POST", self.path, body)
         else:
@@ -176,7 +177,7 @@ class LeaseKeeper:
             )
         now = loop.time()
         if status in (200, 201) and isinstance(answer, dict):
-            self.election.written(LeaseRecord.from_object(answer), now)
+            self.election.written(LeaseRecord.from_object(answer), sent)
             self._failing = ""
             return
         conflict = status == 409

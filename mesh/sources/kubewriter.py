@@ -101,8 +101,12 @@ class KubeWriter:
         identity: str | None = None,
         wall: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        ring_synced: Callable[[], bool] = lambda: True,
     ) -> None:
         self.cluster_id = cluster_id
+        # The catalog holds the other clusters' exports only once the ring has synced: a
+        # pass before that would delete the ServiceImports of every remote-only service.
+        self.ring_synced = ring_synced
         self.source = source
         self.states = states
         self.settings = settings or WriterSettings()
@@ -188,8 +192,13 @@ class KubeWriter:
 
     @property
     def ready(self) -> bool:
-        """Everything a pass plans from has been listed once."""
-        return self.source.state.synced and self.imports.listed and self._calls is not None
+        """Everything a pass plans from has been listed once, and the ring has synced."""
+        return (
+            self.source.state.synced
+            and self.imports.listed
+            and self._calls is not None
+            and self.ring_synced()
+        )
 
     def _fingerprint(self) -> object:
         stores = self.source.state.stores

@@ -342,6 +342,10 @@ async def test_a_leader_that_finds_another_holder_stops_at_once(
     try:
         await until("a stops leading", lambda: not a.writer.is_leader(), a, timeout_s=1.0)
         seed(api, exported_service("shop", "cart", [("10.1.0.2", True)]))
+        exports = a.writer.source.state.stores["ServiceExport"]
+        await until(
+            "a's source sees the cart export", lambda: ("shop", "cart") in exports.objects, a
+        )
         await asyncio.sleep(1.5)  # longer than a lease: the intruder keeps it
         assert "shop/cart" not in objects(api, "ServiceImport")
         assert len(api.mcs_writes("a")) == 3
@@ -440,3 +444,31 @@ async def test_denied_and_invalid_writes_are_logged_counted_and_survived(
     )
     await until("cart's conditions", lambda: len(conditions(api, "shop/cart")) == 2, east)
     assert stats.writes[("create", "serviceimports", "ok")] == 2
+
+
+@pytest.mark.asyncio
+async def test_a_new_leader_waits_for_the_ring_before_deleting_remote_imports(
+    api: RecordingApiServer, start: Start
+) -> None:
+    """A restarted replica knows only its own cluster until the ring syncs: if it wrote then,
+    it would delete every import that only other clusters export, and recreate it later."""
+    seed(api, namespace("billing"))
+    a = start("a")
+    await leading(a)
+    api_svc = ExportedService(ServiceKey("billing", "api"), ServiceType.HEADLESS, exported_at=1.0)
+    a.merge(remote("west", 1, api_svc, namespaces=frozenset({"billing"})))
+    await until("billing/api imported", lambda: "billing/api" in objects(api, "ServiceImport"), a)
+    uid = objects(api, "ServiceImport")["billing/api"]["metadata"]["uid"]
+    await a.stop()
+    b = start("b")
+    b.ring_synced = False
+    await until("b leads", b.writer.is_leader, b, timeout_s=5.0)
+    await until("b's source listed", lambda: b.source.state.synced, b)
+    await asyncio.sleep(0.5)  # many writer periods: b must still not plan from half a view
+    assert "billing/api" in objects(api, "ServiceImport")
+    assert [r for r in api.writes("b", "serviceimports") if r.method == "DELETE"] == []
+    b.merge(remote("west", 1, api_svc, namespaces=frozenset({"billing"})))
+    b.ring_synced = True
+    await until("b ran a pass", lambda: b.writer.passes > 0, b)
+    assert objects(api, "ServiceImport")["billing/api"]["metadata"]["uid"] == uid
+    assert [r for r in api.writes("b", "serviceimports") if r.method == "DELETE"] == []

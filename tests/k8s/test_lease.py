@@ -76,7 +76,7 @@ def test_leader_renews_from_its_own_record_without_reading() -> None:
     assert record.resource_version == "1"
     assert (record.acquire_time, record.renew_time) == (created.acquire_time, micro_time(WALL + 2))
     machine.written(written_by_api(record, "2"), 2.0)
-    machine.attempted()
+    machine.attempted(2.0)
     assert machine.next_action(4.0, WALL + 4.0)[0] is Action.UPDATE
 
 
@@ -112,7 +112,7 @@ def test_follower_waits_a_lease_duration_after_the_last_change_it_saw() -> None:
     held = LeaseRecord("a", 15, "t0", "t0", 0, "1")
     machine.observe(held, 0.0)
     assert machine.next_action(0.0, WALL)[0] is Action.WAIT
-    machine.attempted()
+    machine.attempted(0.0)
     assert machine.next_action(2.0, WALL + 2)[0] is Action.READ
     renewed = dataclasses.replace(held, renew_time="t10", resource_version="2")
     machine.observe(renewed, 10.0)  # the holder renewed: the clock starts again
@@ -196,3 +196,30 @@ def test_record_from_an_api_object() -> None:
         "pod-1_abc", 15, "2023-11-14T22:13:20.000000Z", "2023-11-14T22:13:22.000000Z", 2, "12"
     )
     assert LeaseRecord.from_object({"spec": None}) == LeaseRecord()
+
+
+def test_failed_renewals_are_retried_at_the_retry_pace_not_in_a_tight_loop() -> None:
+    """A leader whose renewals fail must not hammer an API server that is already failing."""
+    machine = LeaderElection("a")
+    lead(machine, 0.0)
+    retry = machine.timings.retry_period_s
+    now, attempts = 2.0, 0
+    while machine.is_leader(now):
+        assert machine.next_action(now, WALL + now)[0] is Action.UPDATE
+        machine.failed(now, conflict=False)
+        machine.attempted(now)
+        attempts += 1
+        now = machine.next_attempt(now)
+    deadline = machine.timings.renew_deadline_s
+    assert attempts <= deadline / retry + 2
+
+
+def test_leadership_counts_from_when_the_renewal_was_sent() -> None:
+    machine = LeaderElection("a")
+    created = lead(machine, 0.0)
+    _, record = machine.next_action(2.0, WALL + 2.0)
+    assert record is not None
+    # Sent at 2.0, answered (slowly) at 7.0: the deadline runs from 2.0.
+    machine.written(written_by_api(record, "2"), 2.0)
+    assert machine.time_left(7.0) == pytest.approx(machine.timings.renew_deadline_s - 5.0)
+    assert created.holder == "a"

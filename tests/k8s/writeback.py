@@ -82,6 +82,7 @@ class Replica:
         settings: WriterSettings = FAST_WRITER,
     ) -> None:
         self.catalog = Catalog(ClusterState(cluster, 1, 0, namespaces=frozenset()))
+        self.ring_synced = True  # as the agent's ``synced``: the ring brought the others' states
         access = KubeAccess(kubeconfig=api.kubeconfig(tmp_path / f"kubeconfig-{identity}"))
         self.source = KubernetesSource(
             access, self._on_exports, lambda problem: None, FAST, rand=lambda: 0.0
@@ -93,6 +94,7 @@ class Replica:
             settings,
             identity=identity,
             rand=lambda: 0.0,
+            ring_synced=lambda: self.ring_synced,
         )
         self.identity = identity
         self.source_task = asyncio.create_task(self.source.run())
