@@ -7,8 +7,8 @@ routing policy for those services only and updates their answers in the zone (an
 DNS worker processes, if any). Rebuilds are coalesced: a burst of changes costs one rebuild.
 
 Health: a cluster is answered while this agent reaches one of its agents (``mesh.peers``)
-and the SWIM membership (``mesh.membership``) does not hold every agent of it dead, left or
-suspect; among a cluster's replicas, answers use one this agent reaches (``mesh.catalog``).
+and the SWIM membership (``mesh.membership``) does not hold every agent of it dead or left;
+among a cluster's replicas, answers use one this agent reaches (``mesh.catalog``).
 
 Readiness: the zone answers SERVFAIL (never a cacheable NXDOMAIN) until the source has
 delivered its first full view and either one exchange with a peer has completed, there
@@ -276,7 +276,9 @@ class Agent:
         clusters = [s.cluster_id for s in self.catalog.clusters()]
         healthy = self.peers.healthy(clusters, asyncio.get_running_loop().time())
         if self.swim is not None:
-            up = cluster_liveness(self.swim.membership.members.values(), suspect_is_down=True)
+            # Only dead or left: a suspicion alone (often a lost probe) must not drop a cluster this
+            # agent still reaches; unreachability is the peers table's call.
+            up = cluster_liveness(self.swim.membership.members.values())
             healthy = {c for c in healthy if c == self.catalog.local_id or up.get(c, True)}
         return healthy
 

@@ -214,7 +214,7 @@ def test_swim_drops_left_and_killed_clusters_without_waiting_for_peer_timeout(
     wait_until(
         "east to drop killed west",
         lambda: east.addresses(DB) == {DB_ADDRESSES["east"]},
-        timeout_s=10,
+        timeout_s=20,
     )
     state = east.state()
     assert state is not None
