@@ -44,6 +44,8 @@ from mesh.model import ClusterState, LocalExports, ServiceKey
 from mesh.peers import PeerTable, PeerTimings, split_host_port
 from mesh.planner import AnswerPlanner, Update
 from mesh.policy import Locality
+from mesh.record_codec import Publisher
+from mesh.records import DEFAULT_TOMBSTONE_TTL_S, OriginLog, RecordStore
 from mesh.ring import Ring
 from mesh.ring_security import reload_seal, ring_tls, state_seal
 from mesh.sources.manifests import ManifestSource, SourceProblem
@@ -76,6 +78,7 @@ class AgentSettings:
     state_dir: Path | None = None
     gossip_interval_s: float = 0.5
     peer_timeout_s: float = 2.0
+    tombstone_ttl_s: float = DEFAULT_TOMBSTONE_TTL_S
     sync_timeout_s: float = 5.0
     max_addresses: int = 8
     kubeconfig: Path | None = None  # with manifests None; None here too: in-cluster
@@ -111,6 +114,12 @@ class Agent:
                 replica=settings.replica_id or default_replica_id(),
             )
         )
+        local = self.catalog.local
+        self.records = RecordStore(
+            OriginLog(local.cluster_id, local.replica, local.generation),
+            tombstone_ttl=settings.tombstone_ttl_s,
+        )
+        self.publisher: Publisher | None = None
         self.locality = Locality(settings.cluster_id, settings.region, settings.zone)
         self.stats = AgentStats()
         self.metrics = AgentMetrics(self)
@@ -150,12 +159,19 @@ class Agent:
             list(self.settings.join),
             PeerTimings(self.settings.gossip_interval_s, self.settings.peer_timeout_s),
         )
+        seal = state_seal(self.settings)
+        self.publisher = Publisher(self.records.local, None if seal is None else seal.signer)
+        local = self.catalog.local
+        everything = Change(local.cluster_id, frozenset(local.services), cluster=True)
+        self.publisher.publish(local, everything, asyncio.get_running_loop().time())
         self.ring = Ring(
             self.catalog,
             self.peers,
             self._on_change,
+            self.records,
+            self.publisher,
             tls=ring_tls(self.settings),
-            seal=state_seal(self.settings),
+            seal=seal,
         )
         port = await self.ring.start(self.settings.grpc_listen)
         if advertise is None:
@@ -241,6 +257,9 @@ class Agent:
         change = self.catalog.set_local(exports)
         if change:
             log.info("local exports changed: %d services", len(exports.services))
+            if self.publisher is not None:
+                now = asyncio.get_running_loop().time()
+                self.publisher.publish(self.catalog.local, change, now)
             self._on_change(change)
             if self.ring is not None:
                 self.ring.nudge()

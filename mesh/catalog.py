@@ -67,6 +67,7 @@ class Digest:
     generation: int
     version: int
     replica: str = ""
+    partial: bool = False  # a copy being built aside (mesh/records.py), held up to version
 
 
 Origin = tuple[ClusterId, str]
@@ -130,6 +131,26 @@ class Catalog:
         before = self.get(state.cluster_id)
         self._states[state.origin] = state
         return self._rechoose(state.cluster_id, before) or Change(state.cluster_id)
+
+    def put(
+        self, state: ClusterState, services: frozenset[ServiceKey] | None, cluster: bool
+    ) -> Change:
+        """Hold ``state`` as its origin's copy: the record store (``mesh.records``) already
+        decided it is newer. ``services`` and ``cluster`` say what changed since the held
+        copy (``services`` None: unknown, compare). Returns the change to the answers' view."""
+        if state.origin == self.local_origin:
+            return Change(state.cluster_id)
+        previous = self._states.get(state.origin)
+        before = self.get(state.cluster_id)
+        self._states[state.origin] = state
+        replicas = [s for o, s in self._states.items() if o[0] == state.cluster_id]
+        best = max(replicas, key=lambda s: (self._prefer(s), s.generation, s.version, s.replica))
+        self._chosen[state.cluster_id] = best.origin
+        if best is not state:
+            return Change(state.cluster_id) if best is before else diff(before, best)
+        if before is not None and before is previous and services is not None:
+            return Change(state.cluster_id, services, cluster)  # the same replica, moved on
+        return diff(before, best)
 
     def choose(self, prefer: Callable[[ClusterState], bool]) -> list[Change]:
         """Re-pick each cluster's replica with ``prefer`` (e.g. "this agent reaches it"):

@@ -53,6 +53,7 @@ def settings_from(values: dict[str, Any]) -> Any:
         state_dir=values["state_dir"],
         gossip_interval_s=values["gossip_interval"],
         peer_timeout_s=values["peer_timeout"],
+        tombstone_ttl_s=values["tombstone_ttl"],
         sync_timeout_s=values["sync_timeout"],
         max_addresses=values["max_addresses"],
         kubeconfig=values["kubeconfig"],

@@ -42,27 +42,27 @@ def state_to_pb(state: ClusterState) -> pb.ClusterState:
         namespaces=sorted(state.namespaces),
         replica=state.replica,
     )
-    for key in sorted(state.services):
-        svc = state.services[key]
-        msg.services.append(
-            pb.Service(
-                namespace=key.namespace,
-                name=key.name,
-                type=_TYPE_TO_PB[svc.type],
-                ports=[pb.Port(name=p.name, protocol=p.protocol, port=p.port) for p in svc.ports],
-                endpoints=[
-                    pb.Endpoint(
-                        addresses=list(e.addresses),
-                        ready=e.ready,
-                        hostname=e.hostname or "",
-                        zone=e.zone or "",
-                    )
-                    for e in svc.endpoints
-                ],
-                exported_at=svc.exported_at,
-            )
-        )
+    msg.services.extend(service_to_pb(state.services[key]) for key in sorted(state.services))
     return msg
+
+
+def service_to_pb(svc: ExportedService) -> pb.Service:
+    return pb.Service(
+        namespace=svc.key.namespace,
+        name=svc.key.name,
+        type=_TYPE_TO_PB[svc.type],
+        ports=[pb.Port(name=p.name, protocol=p.protocol, port=p.port) for p in svc.ports],
+        endpoints=[
+            pb.Endpoint(
+                addresses=list(e.addresses),
+                ready=e.ready,
+                hostname=e.hostname or "",
+                zone=e.zone or "",
+            )
+            for e in svc.endpoints
+        ],
+        exported_at=svc.exported_at,
+    )
 
 
 def _label(value: str, what: str) -> str:
@@ -89,7 +89,7 @@ def _endpoint(msg: pb.Endpoint, where: str) -> Endpoint:
     )
 
 
-def _service(msg: pb.Service, cluster_id: str) -> ExportedService:
+def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
     key = ServiceKey(_label(msg.namespace, "namespace"), _label(msg.name, "service name"))
     where = f"cluster {cluster_id} service {key}"
     if msg.type not in _TYPE_FROM_PB:
@@ -118,7 +118,7 @@ def state_from_pb(msg: pb.ClusterState) -> ClusterState:
         raise CodecError(f"cluster {cluster_id}: generation 0")
     services = {}
     for s in msg.services:
-        svc = _service(s, cluster_id)
+        svc = service_from_pb(s, cluster_id)
         if svc.key in services:
             raise CodecError(f"cluster {cluster_id}: service {svc.key} listed twice")
         services[svc.key] = svc
@@ -134,6 +134,16 @@ def state_from_pb(msg: pb.ClusterState) -> ClusterState:
     )
 
 
+def label(value: str, what: str) -> str:
+    """``value`` when it is an RFC 1123 label, else ``CodecError``."""
+    return _label(value, what)
+
+
+def replica_of(value: str) -> str:
+    """A replica id: empty or an RFC 1123 label, else ``CodecError``."""
+    return _replica(value)
+
+
 def _replica(value: str) -> str:
     if value and not is_dns_label(value):
         raise CodecError(f"replica {value!r} is not an RFC 1123 label")
@@ -142,10 +152,14 @@ def _replica(value: str) -> str:
 
 def digest_to_pb(d: Digest) -> pb.Digest:
     return pb.Digest(
-        cluster_id=d.cluster_id, generation=d.generation, version=d.version, replica=d.replica
+        cluster_id=d.cluster_id,
+        generation=d.generation,
+        version=d.version,
+        replica=d.replica,
+        partial=d.partial,
     )
 
 
 def digest_from_pb(msg: pb.Digest) -> Digest:
     cluster_id = _label(msg.cluster_id, "cluster id")
-    return Digest(cluster_id, msg.generation, msg.version, _replica(msg.replica))
+    return Digest(cluster_id, msg.generation, msg.version, _replica(msg.replica), msg.partial)

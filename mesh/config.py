@@ -244,6 +244,13 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
     Option(
+        "tombstone_ttl",
+        _seconds(1, 30 * 86400),
+        3600.0,
+        "how long a deleted service's tombstone is kept; a peer away longer gets a full reset",
+        "SECONDS",
+    ),
+    Option(
         "sync_timeout",
         _seconds(0, 600),
         5.0,

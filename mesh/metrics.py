@@ -127,12 +127,8 @@ class _AgentCollector(Collector):
         dropped = CounterMetricFamily(
             "meshd_gossip_rejected", "invalid items from peers, dropped", labels=["kind"]
         )
-        dropped.add_metric(["state"], ring.stats.rejected_states)
-        dropped.add_metric(["member"], ring.stats.rejected_members)
-        dropped.add_metric(["unsigned"], ring.stats.rejected_unsigned)
-        if ring.seal is not None:
-            for reason, count in ring.seal.dropped.items():
-                dropped.add_metric([f"signature:{reason}"], count)
+        for kind, count in list(ring.stats.rejected.items()):
+            dropped.add_metric([kind], count)
         yield dropped
         members = GaugeMetricFamily("meshd_members", "known peers by state", labels=["state"])
         reachable = sum(1 for a in peers.peers if peers.reachable(a, now))

@@ -1,21 +1,23 @@
-"""The ring's state exchange: push-pull of cluster states between agents over gRPC.
+"""The ring's state exchange: push-pull of per-service records between agents over gRPC.
 
 Every ``interval_s`` the agent calls ``PushPull`` on each peer that is due (see
-``mesh.peers``), pushing its members, its digests and the states that peer lacked at their
-last exchange (all of them the first time); the callee merges what is newer and answers
-with the states newer than the caller's digests, and its own digests. A local change
-``nudge``s the loop, so it reaches every reachable peer in one round trip. Each side merges
-through ``Catalog.merge``, so duplicates and reordering are harmless. A state that fails
-validation (or, with TLS, its origin's signature) is dropped and counted; the rest of the
-message is still used. The ``Swim`` RPC carries the membership protocol's datagrams
-(``mesh.membership``).
+``mesh.peers``): it pushes its members, its digests (one per origin: generation, version)
+and the records that peer lacked at their last exchange; the callee takes what continues
+its copies and answers with the records above the caller's digests, and its own digests.
+The rules of what is sent and taken live in ``mesh.records`` (Scuttlebutt with tombstones,
+resets built aside, heads checked); bytes on the wire in ``mesh.record_codec``. Each
+message carries at most ``chunk_bytes`` of records; when either side had more, the caller
+exchanges again at once (at most ``MAX_ROUNDS`` in a row), so a large catch-up streams in
+bounded messages and never meets gRPC's message limit. A local change ``nudge``s the loop,
+so it reaches every reachable peer in one round trip. The ``Swim`` RPC carries the
+membership protocol's datagrams (``mesh.membership``).
 
-Messages are bounded by ``max_message_bytes`` on both ends (gRPC's own limit is 4 MiB);
-chunked catch-up and SWIM membership replace this exchange in the ring issue.
-
-With ``tls`` (``mesh.tls.RingTls``) the server demands client certificates and refuses
-callers of another clusterset, and channels are mutual TLS, redialled when the certificate
-files change; without it the ring is plaintext (``--insecure``).
+Peers are untrusted: a chunk that fails validation or, with TLS, its origin's signatures is
+dropped whole and counted by reason; each caller is rate limited (``mesh.limits``); with
+TLS the server demands client certificates, refuses callers of another clusterset, and
+refuses a caller whose messages claim another cluster than its certificate's (a member
+cannot speak for another cluster's agents). Channels are mutual TLS, redialled when the
+certificate files change; without TLS the ring is plaintext (``--insecure``).
 """
 
 from __future__ import annotations
@@ -24,16 +26,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import grpc
 
 from mesh.catalog import Catalog, Change, Digest
-from mesh.codec import CodecError, digest_from_pb, digest_to_pb, state_from_pb, state_to_pb
-from mesh.model import ClusterState, is_dns_label
+from mesh.codec import CodecError, digest_from_pb, digest_to_pb
+from mesh.limits import PUSH_PULL_RATE, SWIM_RATE, TokenBuckets
+from mesh.model import ServiceKey, is_dns_label
 from mesh.peers import PeerTable, valid_host_port
+from mesh.record_codec import ChunkError, ChunkOpener, Publisher, chunk_to_pb
+from mesh.records import DEFAULT_CHUNK_BYTES, OriginLog, OutChunk, RecordStore
 from mesh.seal import StateSeal
 
 if TYPE_CHECKING:
@@ -45,6 +50,8 @@ from mesh.wire.v1 import gossip_pb2_grpc as pb_grpc
 log = logging.getLogger("meshd.ring")
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_ROUNDS = 64  # exchanges in a row with one peer while either side has more
+EXPIRY_CHECK_S = 30.0  # how often tombstones are looked at for expiry
 
 
 @dataclass(slots=True)
@@ -53,15 +60,16 @@ class RingStats:
 
     messages: dict[tuple[str, str], int] = field(default_factory=dict)  # (direction, outcome)
     bytes: dict[str, int] = field(default_factory=dict)  # direction
-    rejected_states: int = 0
-    rejected_members: int = 0
-    rejected_unsigned: int = 0
-    last_merge: float | None = None  # loop time of the last state taken from a peer
+    rejected: dict[str, int] = field(default_factory=dict)  # kind -> items dropped
+    last_merge: float | None = None  # loop time of the last record taken from a peer
 
     def count(self, direction: str, outcome: str, size: int) -> None:
         key = (direction, outcome)
         self.messages[key] = self.messages.get(key, 0) + 1
         self.bytes[direction] = self.bytes.get(direction, 0) + size
+
+    def reject(self, kind: str, count: int = 1) -> None:
+        self.rejected[kind] = self.rejected.get(kind, 0) + count
 
 
 class Ring(pb_grpc.GossipServicer):
@@ -70,27 +78,42 @@ class Ring(pb_grpc.GossipServicer):
         catalog: Catalog,
         peers: PeerTable,
         on_change: Callable[[Change], None],
+        store: RecordStore | None = None,
+        publisher: Publisher | None = None,
         *,
         rpc_timeout_s: float = 1.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         tls: RingTls | None = None,
         seal: StateSeal | None = None,
     ) -> None:
         self.catalog = catalog
         self.peers = peers
         self.on_change = on_change
+        if store is None or publisher is None:  # a ring of its own (tests, tools)
+            local = catalog.local
+            store = RecordStore(OriginLog(local.cluster_id, local.replica, local.generation))
+            publisher = Publisher(store.local, None if seal is None else seal.signer)
+            everything = Change(local.cluster_id, frozenset(local.services), cluster=True)
+            publisher.publish(local, everything, 0.0)
+        self.store = store
+        self.publisher = publisher
         self.rpc_timeout_s = rpc_timeout_s
         self.max_message_bytes = max_message_bytes
+        self.chunk_bytes = min(chunk_bytes, max_message_bytes // 2)
         self.stats = RingStats()
         self.exchanged_once = asyncio.Event()
         self._server: grpc.aio.Server | None = None
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.tls = tls  # None: plaintext (--insecure)
-        self.seal = seal  # None: states travel unsigned (--insecure)
+        self.seal = seal  # None: records travel unsigned (--insecure)
+        self.opener = ChunkOpener(None if seal is None else seal.verifier.trust)
         self.swim: SwimPump | None = None  # set by the agent once membership runs
         self._their_digests: dict[str, list[Digest]] = {}  # peer address -> what it held
         self._nudged = asyncio.Event()
         self.swim_timeout_s = 0.5
+        self.push_pull_limit = TokenBuckets(PUSH_PULL_RATE)
+        self.swim_limit = TokenBuckets(SWIM_RATE)
         self._tls_generation = 0
         self._retiring: set[asyncio.Task[None]] = set()
         self._options = [
@@ -119,31 +142,51 @@ class Ring(pb_grpc.GossipServicer):
         await self._server.start()
         return port
 
+    async def _admit(
+        self, context: grpc.aio.ServicerContext[object, object], limit: TokenBuckets, now: float
+    ) -> str:
+        """The caller's cluster id (TLS; "" without), after the TLS and rate checks."""
+        caller, key = "", context.peer().rsplit(":", 1)[0]
+        if self.tls is not None:
+            refused, caller = self.tls.admit(context)
+            if refused is not None:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+            key = caller
+        if not limit.allow(key, now):
+            self.stats.reject("rate_limited")
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many messages")
+        return caller
+
     async def PushPull(  # noqa: N802 (the generated servicer's name)
         self,
         request: pb.PushPullRequest,
         context: grpc.aio.ServicerContext[pb.PushPullRequest, pb.PushPullResponse],
     ) -> pb.PushPullResponse:
-        if self.tls is not None:
-            refused = self.tls.check_peer(context)
-            if refused is not None:
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
         now = asyncio.get_running_loop().time()
+        caller = await self._admit(context, self.push_pull_limit, now)
         self.stats.count("received", "ok", request.ByteSize())
         sender = request.sender
+        if caller and sender.cluster_id != caller:
+            self.stats.reject("identity")
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the certificate is cluster {caller}'s, the message says {sender.cluster_id!r}",
+            )
         if _valid_member(sender):
             self.peers.succeeded(sender.address, sender.cluster_id, now, sender.replica)
-        self._absorb(request.members, request.states, request.signed_states, now)
+        self._absorb(request.members, request, now)
         try:
             digests = [digest_from_pb(d) for d in request.digests]
         except CodecError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        chunks, more = self.store.select(digests, self.chunk_bytes)
         reply = pb.PushPullResponse(
             responder=self._me(),
             members=self._members(now),
-            digests=[digest_to_pb(d) for d in self.catalog.digests()],
+            digests=[digest_to_pb(d) for d in self.store.digests()],
+            chunks=[chunk_to_pb(c, self._clusterset) for c in chunks],
+            more=more,
         )
-        self._put_states(reply, self.catalog.newer_than(digests))
         self.stats.count("sent", "ok", reply.ByteSize())
         return reply
 
@@ -152,11 +195,12 @@ class Ring(pb_grpc.GossipServicer):
         request: pb.SwimDatagram,
         context: grpc.aio.ServicerContext[pb.SwimDatagram, pb.SwimReceipt],
     ) -> pb.SwimReceipt:
-        if self.tls is not None:
-            refused = self.tls.check_peer(context)
-            if refused is not None:
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+        now = asyncio.get_running_loop().time()
+        caller = await self._admit(context, self.swim_limit, now)
         self.stats.count("received", "swim", request.ByteSize())
+        if caller and _swim_source_cluster(request) != caller:
+            self.stats.reject("identity")  # a datagram signed off as another cluster's member
+            return pb.SwimReceipt()
         if self.swim is not None:
             self.swim.receive(request, context.peer())
         return pb.SwimReceipt()
@@ -178,8 +222,13 @@ class Ring(pb_grpc.GossipServicer):
         """Exchange with every due peer, forever; at once with every reachable peer when
         ``nudge`` says this agent's own state changed (a change spreads in one round trip)."""
         loop = asyncio.get_running_loop()
+        next_expiry = loop.time() + EXPIRY_CHECK_S
         while True:
             now = loop.time()
+            self._follow_keys()
+            if now >= next_expiry:
+                self.store.expire(now)
+                next_expiry = now + EXPIRY_CHECK_S
             targets = set(self.peers.due(now))
             if self._nudged.is_set():
                 self._nudged.clear()
@@ -193,27 +242,54 @@ class Ring(pb_grpc.GossipServicer):
         """Our own state changed: push it now rather than at the next round."""
         self._nudged.set()
 
+    def _follow_keys(self) -> None:
+        """New signing keys (files renewed): verify with the new trust, and start a new
+        generation of our records sealed with the new key, which every peer takes as a
+        reset (so no record signed by a retired key outlives it anywhere)."""
+        if self.seal is None:
+            return
+        self.opener.trust = self.seal.verifier.trust
+        signer = self.publisher.signer
+        if signer is not None and signer.key.key_id == self.seal.signer.key.key_id:
+            self.publisher.signer = self.seal.signer  # the same key, re-read: nothing to redo
+        elif signer is not self.seal.signer:
+            generation = max(self.store.local.generation + 1, time.time_ns())
+            self.publisher.republish(self.catalog.local, generation, self.seal.signer)
+            self.nudge()
+
     async def _exchange(self, address: str) -> None:
+        """Push-pull with one peer, again at once while either side had more to send."""
+        for _ in range(MAX_ROUNDS):
+            if not await self._round(address):
+                return
+
+    async def _round(self, address: str) -> bool:
         loop = asyncio.get_running_loop()
+        theirs = self._their_digests.get(address)
+        chunks: list[OutChunk]
+        if theirs is None:  # first contact: learn what it holds before pushing anything
+            chunks, more = [], True
+        else:
+            chunks, more = self.store.select(theirs, self.chunk_bytes)
         request = pb.PushPullRequest(
             sender=self._me(),
             members=self._members(loop.time()),
-            digests=[digest_to_pb(d) for d in self.catalog.digests()],
-        )
-        # Push what the peer lacked at our last exchange (everything, the first time).
-        theirs = self._their_digests.get(address)
-        self._put_states(
-            request, self.catalog.states() if theirs is None else self.catalog.newer_than(theirs)
+            digests=[digest_to_pb(d) for d in self.store.digests()],
+            chunks=[chunk_to_pb(c, self._clusterset) for c in chunks],
+            more=more,
         )
         stub = pb_grpc.GossipStub(self._channel(address))  # type: ignore[no-untyped-call]
         try:
             reply = await stub.PushPull(request, timeout=self.rpc_timeout_s)
         except grpc.aio.AioRpcError as exc:
             self.stats.count("sent", exc.code().name.lower(), request.ByteSize())
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                return False  # it is alive, and asks us to slow down
             if self.tls is not None:
                 self.tls.observe_failure(exc.details())
             self.peers.failed(address, loop.time())
-            return
+            self._their_digests.pop(address, None)  # it may come back with nothing
+            return False
         now = loop.time()
         self.stats.count("sent", "ok", request.ByteSize())
         self.stats.count("received", "ok", reply.ByteSize())
@@ -221,15 +297,19 @@ class Ring(pb_grpc.GossipServicer):
             reply.responder.address == self.peers.self_address
         ):
             self.peers.forget(address)  # a seed list that names this agent itself
-            return
+            return False
         if is_dns_label(reply.responder.cluster_id) and _valid_replica(reply.responder.replica):
             self.peers.succeeded(address, reply.responder.cluster_id, now, reply.responder.replica)
-        self._absorb(reply.members, reply.states, reply.signed_states, now)
+        self._absorb(reply.members, reply, now)
         try:
-            self._their_digests[address] = [digest_from_pb(d) for d in reply.digests]
+            digests = [digest_from_pb(d) for d in reply.digests]
         except CodecError:
-            self._their_digests.pop(address, None)  # next time, push everything again
+            self._their_digests.pop(address, None)
+            return False
+        self._their_digests[address] = digests
         self.exchanged_once.set()
+        moved = digests != theirs
+        return (reply.more and len(reply.chunks) > 0) or (more and moved)
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if self.tls is not None:
@@ -269,52 +349,43 @@ class Ring(pb_grpc.GossipServicer):
             pb.Member(cluster_id=c, address=a, replica=r) for c, a, r in self.peers.members(now)
         ]
 
-    def _put_states(
-        self, message: pb.PushPullRequest | pb.PushPullResponse, states: list[ClusterState]
-    ) -> None:
-        """The states, signed by their origins when the ring is secure, else in the clear."""
-        if self.seal is None:
-            message.states.extend(state_to_pb(s) for s in states)
-        else:
-            message.signed_states.extend(self.seal.envelopes(states, self.catalog.local_id))
+    @property
+    def _clusterset(self) -> str:
+        return "" if self.seal is None else self.seal.verifier.trust.clusterset
 
     def _absorb(
         self,
         members: Iterable[pb.Member],
-        states: Sequence[pb.ClusterState],
-        signed: Sequence[pb.SignedClusterState],
+        message: pb.PushPullRequest | pb.PushPullResponse,
         now: float,
     ) -> None:
         for m in members:
             if _valid_member(m):
                 self.peers.learned(m.cluster_id, m.address, now, m.replica)
             else:
-                self.stats.rejected_members += 1
-        accepted: list[tuple[ClusterState, pb.SignedClusterState | None]]
-        if self.seal is not None:
-            if states:  # a peer without signatures cannot tell us anything
-                self.stats.rejected_unsigned += len(states)
-            accepted = list(self.seal.open(signed, time.time()))
-        else:
-            accepted = [(s, None) for s in self._decode(states)]
-        for state, envelope in accepted:
-            change = self.catalog.merge(state)
-            if change is not None:
-                if envelope is not None and self.seal is not None:
-                    self.seal.keep(envelope, state)
+                self.stats.reject("member")
+        legacy = len(message.states) + len(message.signed_states)
+        if legacy:  # a meshd from before per-service records: its states cannot be used
+            self.stats.reject("legacy_state", legacy)
+        wall = time.time()
+        for msg in message.chunks:
+            try:
+                chunk = self.opener.open(msg, wall)
+            except ChunkError as exc:
+                self.stats.reject(f"chunk:{exc.reason}")
+                log.debug("dropped records of %r from a peer: %s", msg.cluster_id, exc)
+                continue
+            applied = self.store.apply(chunk, now)
+            if applied.dropped:
+                self.stats.reject(f"chunk:{applied.dropped}")
+            if applied.taken:
                 self.stats.last_merge = now
+            if applied.state is not None:
+                services = None if applied.everything else _services(applied.slots)
+                cluster = applied.everything or None in applied.slots
+                change = self.catalog.put(applied.state, services, cluster)
                 if change:
                     self.on_change(change)
-
-    def _decode(self, states: Sequence[pb.ClusterState]) -> list[ClusterState]:
-        decoded = []
-        for msg in states:
-            try:
-                decoded.append(state_from_pb(msg))
-            except CodecError as exc:
-                self.stats.rejected_states += 1
-                log.warning("dropped a cluster state from a peer: %s", exc)
-        return decoded
 
     async def close(self) -> None:
         if self._server is not None:
@@ -322,6 +393,19 @@ class Ring(pb_grpc.GossipServicer):
         for channel in self._channels.values():
             await channel.close()
         await asyncio.gather(*self._retiring, return_exceptions=True)
+
+
+def _services(slots: frozenset[ServiceKey | None]) -> frozenset[ServiceKey]:
+    return frozenset(s for s in slots if s is not None)
+
+
+def _swim_source_cluster(datagram: pb.SwimDatagram) -> str:
+    """The cluster of the member a SWIM datagram says it comes from ("" if none)."""
+    kind = datagram.WhichOneof("kind")
+    if kind is None:
+        return ""
+    source: str = getattr(datagram, kind).source_id
+    return source.split("/", 1)[0]
 
 
 def _valid_replica(replica: str) -> bool:

@@ -52,7 +52,9 @@ from mesh.codec import CodecError, state_from_pb, state_to_pb
 from mesh.model import ClusterState, is_dns_label
 from mesh.wire.v1 import gossip_pb2 as pb
 
-DOMAIN = b"meshd.state.v1\0"
+DOMAIN = b"meshd.state.v1\0"  # whole states (the deprecated exchange; kept for tools)
+RECORD_DOMAIN = b"meshd.record.v1\0"  # a per-service Record (mesh/records.py)
+HEAD_DOMAIN = b"meshd.head.v1\0"  # an origin's Head
 # meshd's state-signing extended key usage: an OID under 2.25 (ITU-T X.667, from a UUID),
 # so no TLS stack accepts a signing certificate for a TLS connection.
 SIGNER_EKU = x509.ObjectIdentifier("2.25.101540474574883551379535145418373059269")
@@ -87,9 +89,9 @@ def key_id_of(public: ed25519.Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).digest()[:KEY_ID_BYTES].hex()
 
 
-def signed_message(clusterset: str, cluster_id: str, state: bytes) -> bytes:
+def signed_message(clusterset: str, cluster_id: str, state: bytes, domain: bytes = DOMAIN) -> bytes:
     """The bytes the Ed25519 signature covers."""
-    parts = [DOMAIN]
+    parts = [domain]
     for name in (clusterset, cluster_id):
         encoded = name.encode()
         parts += [struct.pack(">H", len(encoded)), encoded]
@@ -164,6 +166,13 @@ class Signer:
         if msg.cluster_id != self.cluster_id:
             raise ValueError(f"cannot sign cluster {msg.cluster_id}'s state as {self.cluster_id}")
         return self.sign_bytes(msg.SerializeToString(deterministic=True))
+
+    def seal(self, domain: bytes, body: bytes) -> pb.Sealed:
+        """A Record or Head body sealed by this cluster (``RECORD_DOMAIN``/``HEAD_DOMAIN``)."""
+        message = signed_message(self.key.identity.clusterset, self.cluster_id, body, domain)
+        return pb.Sealed(
+            body=body, signature=self.key.private.sign(message), key_id=self.key.key_id
+        )
 
     def sign_bytes(self, state: bytes) -> SignedState:
         clusterset = self.key.identity.clusterset
@@ -251,17 +260,22 @@ class Trust:
         return key
 
     def key_for(self, envelope: SignedState, now: float) -> TrustedKey:
-        key = self._keys.get(envelope.key_id)
-        if key is None and envelope.certificate:
-            key = self.add_certificate(envelope.certificate, now)
-            if key.key_id != envelope.key_id:
+        return self.key_of(envelope.cluster_id, envelope.key_id, envelope.certificate, now)
+
+    def key_of(self, cluster_id: str, key_id: str, certificate: bytes, now: float) -> TrustedKey:
+        """The trusted key ``key_id`` of ``cluster_id``, learning it from ``certificate``
+        (which may be empty) the first time."""
+        key = self._keys.get(key_id)
+        if key is None and certificate:
+            key = self.add_certificate(certificate, now)
+            if key.key_id != key_id:
                 raise SignedStateError("malformed", "the certificate is not for the key id")
         if key is None:
-            raise SignedStateError("unknown_key", f"no certificate for key {envelope.key_id}")
-        if key.cluster_id != envelope.cluster_id:
+            raise SignedStateError("unknown_key", f"no certificate for key {key_id}")
+        if key.cluster_id != cluster_id:
             raise SignedStateError(
                 "unknown_key",
-                f"key {key.key_id} is cluster {key.cluster_id}'s, not {envelope.cluster_id}'s",
+                f"key {key.key_id} is cluster {key.cluster_id}'s, not {cluster_id}'s",
             )
         if not key.not_before <= now <= key.not_after:
             del self._keys[key.key_id]
@@ -303,6 +317,25 @@ def verify(envelope: SignedState, trust: Trust, now: float) -> ClusterState:
         return state_from_pb(msg)
     except CodecError as exc:
         raise SignedStateError("invalid_state", str(exc)) from None
+
+
+def verify_sealed(
+    domain: bytes,
+    cluster_id: str,
+    sealed: pb.Sealed,
+    certificate: bytes,
+    trust: Trust,
+    now: float,
+) -> None:
+    """Raise ``SignedStateError`` unless ``sealed`` is signed by ``cluster_id``'s key."""
+    if len(sealed.key_id) != 2 * KEY_ID_BYTES or len(sealed.signature) != 64:
+        raise SignedStateError("malformed", "bad key id or signature length")
+    key = trust.key_of(cluster_id, sealed.key_id, certificate, now)
+    message = signed_message(trust.clusterset, cluster_id, sealed.body, domain)
+    try:
+        key.public.verify(sealed.signature, message)
+    except InvalidSignature:
+        raise SignedStateError("bad_signature", f"cluster {cluster_id}") from None
 
 
 def decode_envelope(data: bytes) -> SignedState:

@@ -206,15 +206,19 @@ class RingTls:
 
     def check_peer(self, context: grpc.aio.ServicerContext[object, object]) -> str | None:
         """Why a caller is refused (counted), or None when it is an agent of this clusterset."""
+        return self.admit(context)[0]
+
+    def admit(self, context: grpc.aio.ServicerContext[object, object]) -> tuple[str | None, str]:
+        """(why the caller is refused, counted, or None; the caller's cluster id or "")."""
         uris = [v.decode(errors="replace") for v in context.auth_context().get("peer_uri", [])]
         peer = ident.find_identity(uris, ident.Role.TLS)
         if peer is None:
             self.stats.refuse("no_identity")
-            return "the client certificate has no spiffe://<clusterset>/cluster/<id> URI SAN"
+            return "the client certificate has no spiffe://<clusterset>/cluster/<id> URI SAN", ""
         if peer.clusterset != self.clusterset:
             self.stats.refuse("clusterset")
-            return f"the client is in clusterset {peer.clusterset}, not {self.clusterset}"
-        return None
+            return f"the client is in clusterset {peer.clusterset}, not {self.clusterset}", ""
+        return None, peer.cluster_id
 
     # --- client ------------------------------------------------------------------------------
 

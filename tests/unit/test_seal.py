@@ -1,19 +1,13 @@
-"""The ring's use of signatures: forged, altered and unsigned states never reach the catalog,
-and relays forward the origin's envelope byte for byte."""
+"""Origin-signed records on a secure ring: a relay forwards the origin's sealed bytes, and
+forged, altered, re-attributed or unsigned records never reach the catalog."""
 
 from __future__ import annotations
 
 import pytest
 
-from mesh.catalog import Catalog, Change
-from mesh.codec import state_to_pb
-from mesh.model import ClusterState
-from mesh.peers import PeerTable
-from mesh.ring import Ring
-from mesh.seal import StateSeal
-from mesh.signing import Verifier
 from mesh.wire.v1 import gossip_pb2 as pb
-from tests.unit.test_signing import NOW, Clusterset, make_clusterset, state
+from tests.unit.records_kit import KEYS, Node, service, sync, wire
+from tests.unit.test_signing import NOW, Clusterset, make_clusterset
 
 
 @pytest.fixture(scope="module")
@@ -21,78 +15,93 @@ def prod() -> Clusterset:
     return make_clusterset("prod", ("east", "west", "south"))
 
 
-def ring_of(cluster: str, cs: Clusterset) -> tuple[Ring, list[Change]]:
-    changes: list[Change] = []
-    catalog = Catalog(ClusterState(cluster, 1, 1))
-    seal = StateSeal(cs.signers[cluster], Verifier(cs.trust()))
-    ring = Ring(catalog, PeerTable(cluster, f"{cluster}:1", []), changes.append, seal=seal)
-    return ring, changes
+@pytest.fixture(scope="module")
+def other() -> Clusterset:
+    return make_clusterset("prod", ("east",))  # same name, another CA
 
 
-def absorb(
-    ring: Ring, *, plain: list[pb.ClusterState] = (), signed: list[pb.SignedClusterState] = ()
-) -> None:
-    ring._absorb([], list(plain), list(signed), 0.0)
+def node(cluster: str, cs: Clusterset, signer_of: str | None = None) -> Node:
+    return Node(
+        cluster,
+        signer=cs.signers[signer_of or cluster],
+        trust=cs.trust(),
+        clusterset=cs.name,
+    )
 
 
-def test_a_state_signed_by_its_origin_is_taken_and_forwarded_byte_for_byte(
-    prod: Clusterset, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("mesh.ring.time.time", lambda: NOW)
-    relay, changes = ring_of("west", prod)
-    envelope = prod.signers["east"].sign(state("east"))
-    absorb(relay, signed=[envelope])
-    assert relay.catalog.get("east") == state("east")
-    assert [c.cluster_id for c in changes] == ["east"]
-    forwarded = relay.seal.envelopes(relay.catalog.states(), "west")  # type: ignore[union-attr]
-    east = [e for e in forwarded if e.cluster_id == "east"]
-    assert [e.SerializeToString() for e in east] == [envelope.SerializeToString()]
+def take_all(src: Node, dst: Node) -> None:
+    for message in wire(src, dst)[0]:
+        dst.take(message, 0.0, wall=NOW)
 
 
-@pytest.mark.parametrize("how", ["other_key_same_claim", "other_key_own_claim", "altered"])
-def test_forged_or_altered_states_are_dropped_and_counted(
-    prod: Clusterset, monkeypatch: pytest.MonkeyPatch, how: str
-) -> None:
-    """A member with a valid certificate (west) cannot make south believe east's services."""
-    monkeypatch.setattr("mesh.ring.time.time", lambda: NOW)
-    south, changes = ring_of("south", prod)
-    forged_state = state("east")
-    if how == "other_key_same_claim":  # west's key, envelope claiming east
-        envelope = prod.signers["west"].sign_bytes(
-            state_to_pb(forged_state).SerializeToString(deterministic=True)
-        )
-        envelope.cluster_id = "east"
-    elif how == "other_key_own_claim":  # west signs a state whose body says east
-        envelope = prod.signers["west"].sign_bytes(
-            state_to_pb(forged_state).SerializeToString(deterministic=True)
-        )
-    else:  # east's genuine envelope, with the state bytes changed by a relay
-        envelope = prod.signers["east"].sign(forged_state)
-        altered = state_to_pb(state("east", version=99)).SerializeToString(deterministic=True)
-        envelope.state = altered
-    absorb(south, signed=[envelope])
-    assert south.catalog.get("east") is None
-    assert changes == []
-    assert sum(south.seal.dropped.values()) == 1  # type: ignore[union-attr]
+def test_signed_records_are_taken_and_relayed_byte_for_byte(prod: Clusterset) -> None:
+    east, west, south = node("east", prod), node("west", prod), node("south", prod)
+    east.export({KEYS[0]: service(KEYS[0], "10.1.0.1")})
+    take_all(east, west)
+    assert west.dropped == [] and KEYS[0] in west.view()["east"]
+    from_origin = [m for m in wire(east, south)[0] if m.cluster_id == "east"]
+    relayed = [m for m in wire(west, south)[0] if m.cluster_id == "east"]
+    assert list(relayed[0].records) == list(from_origin[0].records)
+    assert relayed[0].head == from_origin[0].head
+    take_all(west, south)
+    assert south.dropped == [] and south.view()["east"] == east.exports()
 
 
-def test_unsigned_states_are_ignored_on_a_secure_ring(
-    prod: Clusterset, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("mesh.ring.time.time", lambda: NOW)
-    south, changes = ring_of("south", prod)
-    absorb(south, plain=[state_to_pb(state("east"))])
-    assert south.catalog.get("east") is None
-    assert south.stats.rejected_unsigned == 1
-    assert changes == []
+def test_a_member_cannot_sign_another_clusters_records(prod: Clusterset) -> None:
+    """west holds a valid signing certificate, and publishes records claiming east."""
+    forger = node("east", prod, signer_of="west")
+    forger.export({KEYS[0]: service(KEYS[0], "10.6.6.6")})
+    south = node("south", prod)
+    take_all(forger, south)
+    assert "east" not in south.view()
+    assert south.dropped and set(south.dropped) == {"unknown_key"}
 
 
-def test_own_state_is_signed_once_per_version(prod: Clusterset) -> None:
-    east, _ = ring_of("east", prod)
-    seal = east.seal
-    assert seal is not None
-    first = seal.envelopes([state("east", 3)], "east")
-    again = seal.envelopes([state("east", 3)], "east")
-    assert first[0] is again[0]
-    newer = seal.envelopes([state("east", 4)], "east")
-    assert newer[0] is not first[0]
+@pytest.mark.parametrize("part", ["record", "head"])
+def test_an_altered_record_or_head_is_dropped(prod: Clusterset, part: str) -> None:
+    east, south = node("east", prod), node("south", prod)
+    east.export({KEYS[0]: service(KEYS[0], "10.1.0.1")})
+    message = next(m for m in wire(east, south)[0] if m.cluster_id == "east")
+    if part == "record":
+        sealed = pb.Sealed.FromString(message.records[-1])
+        sealed.body = sealed.body.replace(b"10.1.0.1", b"10.6.6.6")
+        message.records[-1] = sealed.SerializeToString()
+    else:
+        sealed = pb.Sealed.FromString(message.head)
+        head = pb.Head.FromString(sealed.body)
+        head.live += 1
+        sealed.body = head.SerializeToString()
+        message.head = sealed.SerializeToString()
+    south.take(message, 0.0, wall=NOW)
+    assert south.dropped == ["bad_signature"]
+    assert "east" not in south.view()
+
+
+def test_unsigned_records_are_refused_on_a_secure_ring(prod: Clusterset) -> None:
+    plain = Node("east")  # an --insecure agent
+    plain.export({KEYS[0]: service(KEYS[0], "10.1.0.1")})
+    south = node("south", prod)
+    for message in wire(plain, south)[0]:
+        message.clusterset = prod.name
+        south.take(message, 0.0, wall=NOW)
+    assert south.dropped == ["unsigned"]
+    assert "east" not in south.view()
+
+
+def test_records_of_another_clusterset_are_refused(prod: Clusterset, other: Clusterset) -> None:
+    stranger = node("east", other)
+    stranger.export({KEYS[0]: service(KEYS[0], "10.1.0.1")})
+    south = node("south", prod)
+    take_all(stranger, south)
+    assert south.dropped == ["untrusted_certificate"]
+    assert "east" not in south.view()
+
+
+def test_own_records_are_signed_once_when_made(prod: Clusterset) -> None:
+    east, south = node("east", prod), node("south", prod)
+    east.export({KEYS[0]: service(KEYS[0], "10.1.0.1")})
+    first = wire(east, south)[0]
+    again = wire(east, south)[0]
+    assert [list(m.records) for m in first] == [list(m.records) for m in again]
+    sync(east, south, 0.0)  # without the wall clock the certificate looks expired
+    assert set(south.dropped) == {"untrusted_certificate"}

@@ -88,16 +88,18 @@ class ClusterState(_message.Message):
     def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ..., services: _Optional[_Iterable[_Union[Service, _Mapping]]] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class Digest(_message.Message):
-    __slots__ = ("cluster_id", "generation", "version", "replica")
+    __slots__ = ("cluster_id", "generation", "version", "replica", "partial")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     generation: int
     version: int
     replica: str
-    def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., replica: _Optional[str] = ...) -> None: ...
+    partial: bool
+    def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., replica: _Optional[str] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class Member(_message.Message):
     __slots__ = ("cluster_id", "address", "replica")
@@ -125,33 +127,125 @@ class SignedClusterState(_message.Message):
     clusterset: str
     def __init__(self, cluster_id: _Optional[str] = ..., state: _Optional[bytes] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., clusterset: _Optional[str] = ...) -> None: ...
 
+class ServiceRef(_message.Message):
+    __slots__ = ("namespace", "name")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ClusterInfo(_message.Message):
+    __slots__ = ("region", "zone", "namespaces")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    zone: str
+    namespaces: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, region: _Optional[str] = ..., zone: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Record(_message.Message):
+    __slots__ = ("cluster_id", "replica", "generation", "version", "service", "deleted", "info")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    replica: str
+    generation: int
+    version: int
+    service: Service
+    deleted: ServiceRef
+    info: ClusterInfo
+    def __init__(self, cluster_id: _Optional[str] = ..., replica: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., service: _Optional[_Union[Service, _Mapping]] = ..., deleted: _Optional[_Union[ServiceRef, _Mapping]] = ..., info: _Optional[_Union[ClusterInfo, _Mapping]] = ...) -> None: ...
+
+class Head(_message.Message):
+    __slots__ = ("cluster_id", "replica", "generation", "version", "live", "set_hash")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    SET_HASH_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    replica: str
+    generation: int
+    version: int
+    live: int
+    set_hash: bytes
+    def __init__(self, cluster_id: _Optional[str] = ..., replica: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., live: _Optional[int] = ..., set_hash: _Optional[bytes] = ...) -> None: ...
+
+class Sealed(_message.Message):
+    __slots__ = ("body", "signature", "key_id")
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    body: bytes
+    signature: bytes
+    key_id: str
+    def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class OriginChunk(_message.Message):
+    __slots__ = ("cluster_id", "replica", "generation", "from_version", "reset", "records", "head", "certificate", "clusterset")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERSET_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    replica: str
+    generation: int
+    from_version: int
+    reset: bool
+    records: _containers.RepeatedScalarFieldContainer[bytes]
+    head: bytes
+    certificate: bytes
+    clusterset: str
+    def __init__(self, cluster_id: _Optional[str] = ..., replica: _Optional[str] = ..., generation: _Optional[int] = ..., from_version: _Optional[int] = ..., reset: _Optional[bool] = ..., records: _Optional[_Iterable[bytes]] = ..., head: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., clusterset: _Optional[str] = ...) -> None: ...
+
 class PushPullRequest(_message.Message):
-    __slots__ = ("sender", "members", "digests", "states", "signed_states")
+    __slots__ = ("sender", "members", "digests", "states", "signed_states", "chunks", "more")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
     SIGNED_STATES_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     sender: Member
     members: _containers.RepeatedCompositeFieldContainer[Member]
     digests: _containers.RepeatedCompositeFieldContainer[Digest]
     states: _containers.RepeatedCompositeFieldContainer[ClusterState]
     signed_states: _containers.RepeatedCompositeFieldContainer[SignedClusterState]
-    def __init__(self, sender: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ...) -> None: ...
+    chunks: _containers.RepeatedCompositeFieldContainer[OriginChunk]
+    more: bool
+    def __init__(self, sender: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[OriginChunk, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class PushPullResponse(_message.Message):
-    __slots__ = ("responder", "members", "states", "signed_states", "digests")
+    __slots__ = ("responder", "members", "states", "signed_states", "digests", "chunks", "more")
     RESPONDER_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
     SIGNED_STATES_FIELD_NUMBER: _ClassVar[int]
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     responder: Member
     members: _containers.RepeatedCompositeFieldContainer[Member]
     states: _containers.RepeatedCompositeFieldContainer[ClusterState]
     signed_states: _containers.RepeatedCompositeFieldContainer[SignedClusterState]
     digests: _containers.RepeatedCompositeFieldContainer[Digest]
-    def __init__(self, responder: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ...) -> None: ...
+    chunks: _containers.RepeatedCompositeFieldContainer[OriginChunk]
+    more: bool
+    def __init__(self, responder: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[OriginChunk, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class SwimMember(_message.Message):
     __slots__ = ("id", "cluster_id", "address", "incarnation", "state")

@@ -1,0 +1,249 @@
+"""Records on the wire: this origin's records made and sealed, peers' chunks opened.
+
+``Publisher`` turns each local change into records of the local ``OriginLog``: one per
+changed service (a tombstone for a removed one) and one for the cluster when its locality
+or namespaces changed, each with the next version, serialized once, sealed once (signed
+with the cluster's key when the ring is secure) and kept as those bytes, which is what
+every relay forwards. After each change it seals a new ``Head`` (count and set hash).
+
+``ChunkOpener`` checks everything a peer's ``OriginChunk`` carries before the store sees
+it: names, generation, strictly ascending versions above ``from_version``, every record's
+and the head's origin signature (with TLS: against the clusterset CA, the key bound to the
+chunk's cluster; a record of cluster X is only accepted signed by X's key), the record
+bodies by the codec's rules, and that every record belongs to the chunk's origin and
+generation. Any failure rejects the whole chunk with a ``ChunkError`` whose ``reason`` is a
+counter label; the stream simply continues from the receiver's progress next exchange.
+
+Pure: bytes and keys in, decoded records out; ``now`` (wall-clock, for certificate
+validity) is passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+
+from mesh.catalog import Change
+from mesh.codec import CodecError, label, replica_of, service_from_pb, service_to_pb
+from mesh.model import ClusterState, ServiceKey
+from mesh.records import Chunk, ClusterInfo, Head, OriginLog, OutChunk, Record, Slot
+from mesh.signing import (
+    HEAD_DOMAIN,
+    RECORD_DOMAIN,
+    SignedStateError,
+    Signer,
+    Trust,
+    verify_sealed,
+)
+from mesh.wire.v1 import gossip_pb2 as pb
+
+MAX_RECORDS_PER_CHUNK = 200_000
+
+
+class ChunkError(ValueError):
+    """A chunk that must be dropped whole; ``reason`` is a counter label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def weight_of(body: bytes) -> int:
+    return int.from_bytes(hashlib.sha256(body).digest(), "big")
+
+
+def _seal(signer: Signer | None, domain: bytes, body: bytes) -> bytes:
+    sealed = pb.Sealed(body=body) if signer is None else signer.seal(domain, body)
+    return bytes(sealed.SerializeToString())
+
+
+class Publisher:
+    """Makes the local origin's records from its changes (see the module docstring)."""
+
+    def __init__(self, log: OriginLog, signer: Signer | None) -> None:
+        self.log = log
+        self.signer = signer
+        if signer is not None:
+            log.certificate = signer.key.certificate_der
+
+    def publish(self, state: ClusterState, change: Change, now: float) -> None:
+        """Records for what ``change`` changed in ``state`` (this origin's new state)."""
+        slots: list[Slot] = [*sorted(change.services)]
+        if change.cluster or None not in self.log.records:
+            slots.insert(0, None)
+        self._write(state, slots, now)
+
+    def republish(self, state: ClusterState, generation: int, signer: Signer | None) -> None:
+        """Start ``generation`` afresh (new signing key): every record sealed anew."""
+        self.log.restart(generation)
+        self.signer = signer
+        if signer is not None:
+            self.log.certificate = signer.key.certificate_der
+        self._write(state, [None, *sorted(state.services)], 0.0)
+
+    def _write(self, state: ClusterState, slots: Iterable[Slot], now: float) -> None:
+        log = self.log
+        for slot in slots:
+            version = log.progress + 1
+            msg = pb.Record(
+                cluster_id=log.cluster_id,
+                replica=log.replica,
+                generation=log.generation,
+                version=version,
+            )
+            service = None if slot is None else state.services.get(slot)
+            info = None
+            if slot is None:
+                info = ClusterInfo(state.region, state.zone, state.namespaces)
+                msg.info.CopyFrom(
+                    pb.ClusterInfo(
+                        region=state.region, zone=state.zone, namespaces=sorted(state.namespaces)
+                    )
+                )
+            elif service is not None:
+                msg.service.CopyFrom(service_to_pb(service))
+            else:
+                msg.deleted.CopyFrom(pb.ServiceRef(namespace=slot.namespace, name=slot.name))
+            body = msg.SerializeToString(deterministic=True)
+            sealed = _seal(self.signer, RECORD_DOMAIN, body)
+            record = Record(version, slot, service, info, sealed, weight_of(body), since=now)
+            log.put(record)
+            log.progress = version
+        head = pb.Head(
+            cluster_id=log.cluster_id,
+            replica=log.replica,
+            generation=log.generation,
+            version=log.progress,
+            live=log.live,
+            set_hash=log.set_hash.to_bytes(32, "big"),
+        )
+        sealed_head = _seal(self.signer, HEAD_DOMAIN, head.SerializeToString(deterministic=True))
+        log.head = Head(log.progress, log.live, log.set_hash, sealed_head)
+
+
+def chunk_to_pb(chunk: OutChunk, clusterset: str) -> pb.OriginChunk:
+    return pb.OriginChunk(
+        cluster_id=chunk.cluster_id,
+        replica=chunk.replica,
+        generation=chunk.generation,
+        from_version=chunk.from_version,
+        reset=chunk.reset,
+        records=chunk.records,
+        head=chunk.head,
+        certificate=chunk.certificate,
+        clusterset=clusterset,
+    )
+
+
+class ChunkOpener:
+    """Opens peers' chunks; ``trust`` None: the ring is insecure and nothing is verified."""
+
+    def __init__(self, trust: Trust | None) -> None:
+        self.trust = trust
+
+    def open(self, msg: pb.OriginChunk, now_wall: float) -> Chunk:
+        try:
+            cluster_id = label(msg.cluster_id, "cluster id")
+            replica = replica_of(msg.replica)
+        except CodecError as exc:
+            raise ChunkError("malformed", str(exc)) from None
+        if msg.generation == 0:
+            raise ChunkError("malformed", f"cluster {cluster_id}: generation 0")
+        if len(msg.records) > MAX_RECORDS_PER_CHUNK:
+            raise ChunkError("too_large", f"cluster {cluster_id}: {len(msg.records)} records")
+        if self.trust is not None and msg.clusterset != self.trust.clusterset:
+            raise ChunkError("clusterset_mismatch", f"clusterset {msg.clusterset!r}")
+        records = []
+        last = msg.from_version
+        for data in msg.records:
+            body = self._body(data, RECORD_DOMAIN, cluster_id, msg.certificate, now_wall)
+            record = self._record(body, msg, cluster_id, replica, data)
+            if record.version <= last:
+                raise ChunkError("malformed", f"cluster {cluster_id}: versions not ascending")
+            last = record.version
+            records.append(record)
+        head = None
+        if msg.head:
+            body = self._body(msg.head, HEAD_DOMAIN, cluster_id, msg.certificate, now_wall)
+            head = self._head(body, msg, cluster_id, replica, last)
+        return Chunk(
+            cluster_id,
+            replica,
+            msg.generation,
+            msg.from_version,
+            msg.reset,
+            tuple(records),
+            head,
+            msg.certificate if self.trust is not None else b"",
+        )
+
+    def _body(
+        self, data: bytes, domain: bytes, cluster_id: str, certificate: bytes, now_wall: float
+    ) -> bytes:
+        sealed = pb.Sealed()
+        try:
+            sealed.ParseFromString(data)
+        except DecodeError:
+            raise ChunkError("malformed", f"cluster {cluster_id}: undecodable seal") from None
+        if self.trust is not None:
+            if not sealed.signature:
+                raise ChunkError("unsigned", f"cluster {cluster_id}: unsigned record")
+            try:
+                verify_sealed(domain, cluster_id, sealed, certificate, self.trust, now_wall)
+            except SignedStateError as exc:
+                raise ChunkError(exc.reason, str(exc)) from None
+        return bytes(sealed.body)
+
+    def _record(
+        self, body: bytes, chunk: pb.OriginChunk, cluster_id: str, replica: str, sealed: bytes
+    ) -> Record:
+        msg = pb.Record()
+        try:
+            msg.ParseFromString(body)
+        except DecodeError:
+            raise ChunkError("malformed", f"cluster {cluster_id}: undecodable record") from None
+        _same_origin(msg, chunk, cluster_id, replica)
+        weight = weight_of(body)
+        kind = msg.WhichOneof("body")
+        try:
+            if kind == "service":
+                service = service_from_pb(msg.service, cluster_id)
+                return Record(msg.version, service.key, service, None, sealed, weight)
+            if kind == "info":
+                namespaces = frozenset(label(n, "namespace") for n in msg.info.namespaces)
+                info = ClusterInfo(msg.info.region, msg.info.zone, namespaces)
+                return Record(msg.version, None, None, info, sealed, weight)
+            if kind == "deleted":
+                key = ServiceKey(
+                    label(msg.deleted.namespace, "namespace"), label(msg.deleted.name, "name")
+                )
+                return Record(msg.version, key, None, None, sealed, weight)
+        except CodecError as exc:
+            raise ChunkError("invalid_record", str(exc)) from None
+        raise ChunkError("invalid_record", f"cluster {cluster_id}: record without a body")
+
+    def _head(
+        self, body: bytes, chunk: pb.OriginChunk, cluster_id: str, replica: str, last: int
+    ) -> Head:
+        msg = pb.Head()
+        try:
+            msg.ParseFromString(body)
+        except DecodeError:
+            raise ChunkError("malformed", f"cluster {cluster_id}: undecodable head") from None
+        _same_origin(msg, chunk, cluster_id, replica)
+        if msg.version < last or len(msg.set_hash) != 32:
+            raise ChunkError("malformed", f"cluster {cluster_id}: head below its records")
+        return Head(msg.version, msg.live, int.from_bytes(msg.set_hash, "big"), chunk.head)
+
+
+def _same_origin(
+    msg: pb.Record | pb.Head, chunk: pb.OriginChunk, cluster_id: str, replica: str
+) -> None:
+    if (msg.cluster_id, msg.replica, msg.generation) != (cluster_id, replica, chunk.generation):
+        raise ChunkError(
+            "cluster_mismatch",
+            f"chunk of {cluster_id}/{replica} gen {chunk.generation} carries "
+            f"{msg.cluster_id!r}/{msg.replica!r} gen {msg.generation}",
+        )

@@ -1,0 +1,424 @@
+"""Per-service records and their anti-entropy (Scuttlebutt, with tombstones and resets).
+
+Theory of operation. Every origin (one agent replica of one cluster) owns a set of
+records: one per service it exports and one for the cluster itself (its region, zone and
+namespaces). Only the origin writes them. Each new record gets the next ``version`` of the
+origin's current ``generation`` (a restart starts a larger generation), so within a
+generation versions are unique and totally ordered. A deletion is a record too, a
+tombstone, kept by every holder for ``tombstone_ttl`` and then purged; purging a tombstone
+raises the holder's ``floor``.
+
+A holder's copy of an origin is an ``OriginLog``; its ``progress`` says "I hold every
+record of this generation up to this version (or its replacement)". That invariant is kept
+by sending records in ascending version only, and taking a chunk only when it continues
+what the holder has (``from_version <= progress``). Hence the digest of one origin is one
+number, and the delta for a peer is "every record above its progress", cut anywhere into
+chunks bounded in bytes: the next exchange continues from where the last one stopped.
+
+Three kinds of stream, chosen by the sender from the receiver's digest:
+
+- delta: the receiver holds this generation at ``p >= floor``: every record above ``p``,
+  tombstones included, applied in place. Records at or below the receiver's progress are
+  ignored, which is what keeps an expired tombstone's service from coming back through a
+  stale sender;
+- reset: the receiver holds an older generation, nothing, or a version below the sender's
+  floor (it missed tombstones the sender has purged): every *live* record, from 0. The
+  receiver builds this copy aside (``partial`` in its digest, so any sender can continue
+  it) and swaps it in whole once complete; until then answers use the old copy, so a
+  restarted or long-partitioned origin never blinks out of DNS while its state streams in;
+- nothing: the receiver is as far as the sender or further.
+
+Each copy is checked when it reaches the origin's ``Head``: the origin's count of live
+records and their set hash (sum modulo 2^256 of SHA-256 of each live record's bytes). A
+relay that withholds or replays (correctly signed) records thus produces a copy that fails
+the check; a failed in-place copy asks for a reset (digest version 0), a failed copy built
+aside is discarded.
+
+Pure: records come in decoded and already verified (``mesh.record_codec``); time is
+passed in; nothing here does IO.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from mesh.catalog import Digest
+from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
+
+HASH_MODULUS = 1 << 256
+Slot = ServiceKey | None  # None: the cluster's own record
+Origin = tuple[ClusterId, str]
+DEFAULT_TOMBSTONE_TTL_S = 3600.0  # a peer away longer than this gets a reset, not a delta
+DEFAULT_CHUNK_BYTES = 1024 * 1024  # well under gRPC's 4 MiB default message limit
+CHUNK_OVERHEAD = 16  # bytes a record adds to a chunk beyond its own (tag, length)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    region: str
+    zone: str
+    namespaces: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record as held: decoded, with the sealed bytes it arrived in (forwarded as is)."""
+
+    version: int
+    slot: Slot
+    service: ExportedService | None = None  # a live service record
+    info: ClusterInfo | None = None  # the cluster record
+    sealed: bytes = b""  # a serialized ``Sealed`` (mesh/wire/v1)
+    weight: int = 0  # SHA-256 of the record's body as an integer: its set-hash term
+    since: float = 0.0  # a tombstone: when this holder took it (its expiry clock)
+
+    @property
+    def live(self) -> bool:
+        return self.service is not None or self.info is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    version: int
+    live: int
+    set_hash: int
+    sealed: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A decoded, verified ``OriginChunk``: records of one origin following ``from_version``."""
+
+    cluster_id: ClusterId
+    replica: str
+    generation: int
+    from_version: int
+    reset: bool
+    records: tuple[Record, ...]
+    head: Head | None = None
+    certificate: bytes = b""
+
+    @property
+    def origin(self) -> Origin:
+        return (self.cluster_id, self.replica)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying a chunk did. ``state`` is set when the copy answers use changed: the
+    new state of that origin, with ``slots`` the records that changed (``None`` in it for
+    the cluster record; ``everything`` when a copy was swapped in whole)."""
+
+    taken: int = 0
+    state: ClusterState | None = None
+    slots: frozenset[Slot] = frozenset()
+    everything: bool = False
+    dropped: str = ""  # why the chunk was not used ("" when it was): a counter label
+
+
+class OriginLog:
+    """One holder's copy of one origin's records (see the module docstring)."""
+
+    def __init__(self, cluster_id: ClusterId, replica: str, generation: int) -> None:
+        self.cluster_id = cluster_id
+        self.replica = replica
+        self.restart(generation)
+
+    def restart(self, generation: int) -> None:
+        """Empty, at ``generation`` (an origin that starts over, e.g. with a new key)."""
+        self.generation = generation
+        self.records: dict[Slot, Record] = {}
+        self._versions: list[int] = []  # versions of held records, ascending
+        self._slot_at: dict[int, Slot] = {}
+        self.progress = 0
+        self.floor = 0
+        self.head: Head | None = None
+        self.live = 0
+        self.set_hash = 0
+        self.broken = False  # failed its head check: ask for a reset
+        self.certificate = b""
+        self._state: ClusterState | None = None
+
+    @property
+    def origin(self) -> Origin:
+        return (self.cluster_id, self.replica)
+
+    @property
+    def complete(self) -> bool:
+        return self.head is not None and self.progress >= self.head.version and not self.broken
+
+    def put(self, record: Record) -> bool:
+        """Hold ``record`` unless a newer one of its slot is held. True when taken."""
+        held = self.records.get(record.slot)
+        if held is not None:
+            if held.version >= record.version:
+                return False
+            self._drop(held)
+        self.records[record.slot] = record
+        bisect.insort(self._versions, record.version)
+        self._slot_at[record.version] = record.slot
+        if record.live:
+            self.live += 1
+            self.set_hash = (self.set_hash + record.weight) % HASH_MODULUS
+        self._state = None
+        return True
+
+    def _drop(self, record: Record) -> None:
+        index = bisect.bisect_left(self._versions, record.version)
+        del self._versions[index]
+        del self._slot_at[record.version]
+        if record.live:
+            self.live -= 1
+            self.set_hash = (self.set_hash - record.weight) % HASH_MODULUS
+
+    def since(self, version: int, *, live_only: bool = False) -> Iterator[Record]:
+        """Held records above ``version``, ascending."""
+        for v in self._versions[bisect.bisect_right(self._versions, version) :]:
+            record = self.records[self._slot_at[v]]
+            if record.live or not live_only:
+                yield record
+
+    def expire(self, now: float, ttl: float) -> int:
+        """Purge tombstones taken ``ttl`` ago or earlier; raises the floor. Returns how many."""
+        old = [r for r in self.records.values() if not r.live and r.since + ttl <= now]
+        for record in old:
+            self._drop(record)
+            del self.records[record.slot]
+            self.floor = max(self.floor, record.version)
+        return len(old)
+
+    def checks_out(self) -> bool:
+        """True when the records held match the origin's head (count and set hash)."""
+        head = self.head
+        return head is not None and head.live == self.live and head.set_hash == self.set_hash
+
+    def state(self) -> ClusterState:
+        """The records as the model's ``ClusterState`` (cached until the next change)."""
+        if self._state is None:
+            info = self.records.get(None)
+            region, zone, namespaces = ("", "", frozenset[str]())
+            if info is not None and info.info is not None:
+                region, zone, namespaces = info.info.region, info.info.zone, info.info.namespaces
+            services = {
+                slot: r.service
+                for slot, r in self.records.items()
+                if slot is not None and r.service is not None
+            }
+            self._state = ClusterState(
+                self.cluster_id,
+                self.generation,
+                self.progress,
+                region,
+                zone,
+                namespaces,
+                services,
+                self.replica,
+            )
+        return self._state
+
+
+@dataclass(frozen=True, slots=True)
+class OutChunk:
+    """What to send for one origin: sealed records ascending, and its head when reached."""
+
+    cluster_id: ClusterId
+    replica: str
+    generation: int
+    from_version: int
+    reset: bool
+    records: tuple[bytes, ...]
+    head: bytes = b""
+    certificate: bytes = b""
+
+    def size(self) -> int:
+        return sum(len(r) + CHUNK_OVERHEAD for r in self.records) + len(self.head) + 64
+
+
+@dataclass(slots=True)
+class StoreStats:
+    taken: int = 0  # records taken
+    swapped: int = 0  # copies built aside and swapped in (resets, new generations)
+    expired: int = 0  # tombstones purged
+    dropped: dict[str, int] = field(default_factory=dict)  # chunks not used, by reason
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+class RecordStore:
+    """Every origin's copy held by this agent (its own among them), and the exchange rules."""
+
+    def __init__(self, local: OriginLog, *, tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL_S):
+        self.local = local
+        self.tombstone_ttl = tombstone_ttl
+        self.logs: dict[Origin, OriginLog] = {local.origin: local}
+        self.pending: dict[Origin, OriginLog] = {}  # copies built aside
+        self.stats = StoreStats()
+
+    # --- what we hold ------------------------------------------------------------------
+
+    def digests(self) -> list[Digest]:
+        out = []
+        for origin in sorted(self.logs.keys() | self.pending.keys()):
+            building = self.pending.get(origin)
+            if building is not None:
+                out.append(
+                    Digest(origin[0], building.generation, building.progress, origin[1], True)
+                )
+                continue
+            log = self.logs[origin]
+            # The last version this copy was checked at: records taken past it from a relay
+            # that had not reached the head yet are sent again with the head, and checked.
+            checked = 0 if log.broken or log.head is None else log.head.version
+            out.append(Digest(origin[0], log.generation, checked, origin[1]))
+        return out
+
+    def expire(self, now: float) -> int:
+        purged = sum(log.expire(now, self.tombstone_ttl) for log in self.logs.values())
+        self.stats.expired += purged
+        return purged
+
+    # --- receiving ---------------------------------------------------------------------
+
+    def apply(self, chunk: Chunk, now: float) -> Applied:
+        """Take what ``chunk`` adds (see the module docstring for the rules)."""
+        origin = chunk.origin
+        if origin == self.local.origin:
+            return self._dropped("own")
+        held = self.logs.get(origin)
+        building = self.pending.get(origin)
+        if building is not None and building.generation < chunk.generation:
+            del self.pending[origin]  # a newer generation supersedes the copy being built
+            building = None
+        if held is not None and chunk.generation < held.generation:
+            return self._dropped("stale")
+        if building is not None and building.generation == chunk.generation:
+            if chunk.reset and building.progress > 0:
+                # A reset carries no tombstones: it cannot continue a copy that another
+                # sender's stream already filled. Continuations follow our partial digest.
+                return self._dropped("overlap")
+            target = building
+        elif chunk.reset or held is None or chunk.generation > held.generation:
+            if not chunk.reset or chunk.from_version != 0:
+                return self._dropped("gap")
+            target = self.pending[origin] = OriginLog(
+                chunk.cluster_id, chunk.replica, chunk.generation
+            )
+        else:
+            target = held
+        if chunk.from_version > target.progress:
+            return self._dropped("gap")
+        return self._take(target, chunk, now)
+
+    def _take(self, target: OriginLog, chunk: Chunk, now: float) -> Applied:
+        taken: set[Slot] = set()
+        for record in chunk.records:
+            if record.version <= target.progress:
+                continue  # held, or superseded (perhaps by a tombstone purged since)
+            if not record.live:
+                record = Record(record.version, record.slot, sealed=record.sealed, since=now)
+            if target.put(record):
+                taken.add(record.slot)
+        if chunk.records:
+            target.progress = max(target.progress, chunk.records[-1].version)
+        if chunk.certificate:
+            target.certificate = chunk.certificate
+        self.stats.taken += len(taken)
+        head = chunk.head
+        if head is not None and head.version >= target.progress:
+            target.head = head
+            target.progress = head.version
+            if not target.checks_out():
+                return self._inconsistent(target)
+            target.broken = False
+        if target is self.logs.get(target.origin):
+            if not taken:
+                return Applied()
+            target_state = target.state()
+            return Applied(len(taken), target_state, frozenset(taken))
+        if not target.complete:
+            return Applied(len(taken))
+        del self.pending[target.origin]  # built aside and complete: swap it in whole
+        self.logs[target.origin] = target
+        self.stats.swapped += 1
+        return Applied(len(taken), target.state(), frozenset(taken), everything=True)
+
+    def _inconsistent(self, target: OriginLog) -> Applied:
+        if self.pending.get(target.origin) is target:
+            del self.pending[target.origin]
+        else:
+            target.broken = True  # its digest now says 0: peers answer with a reset
+        return self._dropped("inconsistent")
+
+    def _dropped(self, reason: str) -> Applied:
+        self.stats.drop(reason)
+        return Applied(dropped=reason)
+
+    # --- sending -----------------------------------------------------------------------
+
+    def select(self, theirs: list[Digest] | None, budget: int) -> tuple[list[OutChunk], bool]:
+        """What a peer holding ``theirs`` (None: unknown, so nothing) lacks, in chunks whose
+        sizes add up to about ``budget`` bytes (always at least one record). True when more
+        remained than the budget allowed."""
+        known = {} if theirs is None else {(d.cluster_id, d.replica): d for d in theirs}
+        out: list[OutChunk] = []
+        left = budget
+        for origin in self._send_order():
+            log = self.logs[origin]
+            if log.broken or log.head is None:
+                continue
+            plan = _plan(log, known.get(origin))
+            if plan is None:
+                continue
+            start, reset = plan
+            records: list[bytes] = []
+            more = False
+            for record in log.since(start, live_only=reset and start == 0):
+                cost = len(record.sealed) + CHUNK_OVERHEAD
+                if left < cost and (records or out):
+                    more = True
+                    break
+                records.append(record.sealed)
+                left -= cost
+            reached = not more and log.progress == log.head.version
+            if records or reached:
+                out.append(
+                    OutChunk(
+                        log.cluster_id,
+                        log.replica,
+                        log.generation,
+                        start,
+                        reset,
+                        tuple(records),
+                        log.head.sealed if reached else b"",
+                        log.certificate,
+                    )
+                )
+            if more:
+                return out, True
+        return out, False
+
+    def _send_order(self) -> list[Origin]:
+        """Our own origin first (it has the freshest news), then the rest in a stable order."""
+        rest = sorted(o for o in self.logs if o != self.local.origin)
+        return [self.local.origin, *rest]
+
+
+def _plan(log: OriginLog, digest: Digest | None) -> tuple[int, bool] | None:
+    """Where to start for a peer at ``digest``, and whether it is a reset; None: nothing."""
+    assert log.head is not None
+    if digest is None or digest.generation < log.generation:
+        return (0, True)
+    if digest.generation > log.generation:
+        return None
+    if digest.partial:  # it builds a copy of this generation aside: continue that
+        ahead = digest.version < log.progress
+        head_only = digest.version == log.progress == log.head.version
+        return (digest.version, False) if ahead or head_only else None
+    if digest.version == 0 or digest.version < log.floor:
+        return (0, True)
+    if digest.version >= log.progress:
+        return None
+    return (digest.version, False)
