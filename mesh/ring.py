@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -61,12 +62,14 @@ class RingStats:
     messages: dict[tuple[str, str], int] = field(default_factory=dict)  # (direction, outcome)
     bytes: dict[str, int] = field(default_factory=dict)  # direction
     rejected: dict[str, int] = field(default_factory=dict)  # kind -> items dropped
+    largest: dict[str, int] = field(default_factory=dict)  # direction -> largest message
     last_merge: float | None = None  # loop time of the last record taken from a peer
 
     def count(self, direction: str, outcome: str, size: int) -> None:
         key = (direction, outcome)
         self.messages[key] = self.messages.get(key, 0) + 1
         self.bytes[direction] = self.bytes.get(direction, 0) + size
+        self.largest[direction] = max(self.largest.get(direction, 0), size)
 
     def reject(self, kind: str, count: int = 1) -> None:
         self.rejected[kind] = self.rejected.get(kind, 0) + count
@@ -110,6 +113,7 @@ class Ring(pb_grpc.GossipServicer):
         self.opener = ChunkOpener(None if seal is None else seal.verifier.trust)
         self.swim: SwimPump | None = None  # set by the agent once membership runs
         self._their_digests: dict[str, list[Digest]] = {}  # peer address -> what it held
+        self._their_hashes: dict[str, tuple[bytes, bytes]] = {}  # its (digests, members) hashes
         self._nudged = asyncio.Event()
         self.swim_timeout_s = 0.5
         self.push_pull_limit = TokenBuckets(PUSH_PULL_RATE)
@@ -175,18 +179,25 @@ class Ring(pb_grpc.GossipServicer):
         if _valid_member(sender):
             self.peers.succeeded(sender.address, sender.cluster_id, now, sender.replica)
         self._absorb(request.members, request, now)
-        try:
-            digests = [digest_from_pb(d) for d in request.digests]
-        except CodecError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        chunks, more = self.store.select(digests, self.chunk_bytes)
+        mine = Lists.of(self.store.digests(), self._members(now))
+        digests: list[Digest] | None = None
+        if request.digests:
+            try:
+                digests = [digest_from_pb(d) for d in request.digests]
+            except CodecError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        elif request.digests_hash == mine.digests_hash:
+            digests = mine.digests  # it holds what we hold: nothing to send
+        # Otherwise we cannot tell what it lacks: our digests go back, and it asks again.
+        chunks, more = (
+            ([], True) if digests is None else self.store.select(digests, self.chunk_bytes)
+        )
         reply = pb.PushPullResponse(
             responder=self._me(),
-            members=self._members(now),
-            digests=[digest_to_pb(d) for d in self.store.digests()],
             chunks=[chunk_to_pb(c, self._clusterset) for c in chunks],
             more=more,
         )
+        mine.put(reply, request.digests_hash, request.members_hash)
         self.stats.count("sent", "ok", reply.ByteSize())
         return reply
 
@@ -273,11 +284,11 @@ class Ring(pb_grpc.GossipServicer):
             chunks, more = self.store.select(theirs, self.chunk_bytes)
         request = pb.PushPullRequest(
             sender=self._me(),
-            members=self._members(loop.time()),
-            digests=[digest_to_pb(d) for d in self.store.digests()],
             chunks=[chunk_to_pb(c, self._clusterset) for c in chunks],
             more=more,
         )
+        mine = Lists.of(self.store.digests(), self._members(loop.time()))
+        mine.put(request, *self._their_hashes.get(address, (b"", b"")))
         stub = pb_grpc.GossipStub(self._channel(address))  # type: ignore[no-untyped-call]
         try:
             reply = await stub.PushPull(request, timeout=self.rpc_timeout_s)
@@ -288,7 +299,7 @@ class Ring(pb_grpc.GossipServicer):
             if self.tls is not None:
                 self.tls.observe_failure(exc.details())
             self.peers.failed(address, loop.time())
-            self._their_digests.pop(address, None)  # it may come back with nothing
+            self._forget_lists(address)  # it may come back with nothing
             return False
         now = loop.time()
         self.stats.count("sent", "ok", request.ByteSize())
@@ -301,15 +312,28 @@ class Ring(pb_grpc.GossipServicer):
         if is_dns_label(reply.responder.cluster_id) and _valid_replica(reply.responder.replica):
             self.peers.succeeded(address, reply.responder.cluster_id, now, reply.responder.replica)
         self._absorb(reply.members, reply, now)
+        digests: list[Digest] | None
         try:
             digests = [digest_from_pb(d) for d in reply.digests]
         except CodecError:
-            self._their_digests.pop(address, None)
+            digests = None
+        if not reply.digests and reply.digests_hash == mine.digests_hash:
+            digests = mine.digests  # it held what we held when we asked
+        elif not reply.digests:
+            digests = None
+        if digests is None:
+            self._forget_lists(address)
             return False
         self._their_digests[address] = digests
+        self._their_hashes[address] = (reply.digests_hash, reply.members_hash)
         self.exchanged_once.set()
         moved = digests != theirs
-        return (reply.more and len(reply.chunks) > 0) or (more and moved)
+        pushed_or_pulled = len(request.chunks) > 0 or len(reply.chunks) > 0
+        return (more or reply.more) and (pushed_or_pulled or moved)
+
+    def _forget_lists(self, address: str) -> None:
+        self._their_digests.pop(address, None)
+        self._their_hashes.pop(address, None)
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if self.tls is not None:
@@ -345,9 +369,10 @@ class Ring(pb_grpc.GossipServicer):
         )
 
     def _members(self, now: float) -> list[pb.Member]:
-        return [
-            pb.Member(cluster_id=c, address=a, replica=r) for c, a, r in self.peers.members(now)
-        ]
+        """Every member we reach, and ourselves: converged agents send identical lists."""
+        listed = {(c, a, r) for c, a, r in self.peers.members(now)}
+        listed.add((self.catalog.local_id, self.peers.self_address, self.catalog.local.replica))
+        return [pb.Member(cluster_id=c, address=a, replica=r) for c, a, r in sorted(listed)]
 
     @property
     def _clusterset(self) -> str:
@@ -393,6 +418,45 @@ class Ring(pb_grpc.GossipServicer):
         for channel in self._channels.values():
             await channel.close()
         await asyncio.gather(*self._retiring, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Lists:
+    """This agent's digests and members for one message, with their hashes."""
+
+    digests: list[Digest]
+    digests_pb: list[pb.Digest]
+    digests_hash: bytes
+    members: list[pb.Member]
+    members_hash: bytes
+
+    @classmethod
+    def of(cls, digests: list[Digest], members: list[pb.Member]) -> Lists:
+        digests_pb = [digest_to_pb(d) for d in digests]
+        return cls(digests, digests_pb, _hash(digests_pb), members, _hash(members))
+
+    def put(
+        self,
+        message: pb.PushPullRequest | pb.PushPullResponse,
+        their_digests: bytes,
+        their_members: bytes,
+    ) -> None:
+        """Our hashes, and each list the other side's hash says it does not have already."""
+        message.digests_hash = self.digests_hash
+        message.members_hash = self.members_hash
+        if their_digests != self.digests_hash:
+            message.digests.extend(self.digests_pb)
+        if their_members != self.members_hash:
+            message.members.extend(self.members)
+
+
+def _hash(items: Iterable[pb.Digest] | Iterable[pb.Member]) -> bytes:
+    h = hashlib.sha256()
+    for item in items:
+        data = item.SerializeToString(deterministic=True)
+        h.update(len(data).to_bytes(4, "big"))
+        h.update(data)
+    return h.digest()[:16]
 
 
 def _services(slots: frozenset[ServiceKey | None]) -> frozenset[ServiceKey]:

@@ -161,12 +161,22 @@ async def test_servicer_refuses_a_certificate_of_another_clusterset(tmp_path: Pa
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "clusterset other" in (refused.value.details() or "")
         assert tls.stats.refused == {"clusterset": 1}
-        # The cluster's own certificate from `meshd certs` is accepted.
+        # The cluster's own certificate from `meshd certs` is accepted, speaking for itself.
         own = files.cert.read_bytes()
         creds = grpc.ssl_channel_credentials(ca_pem, files.key.read_bytes(), own)
+        me = pb.Member(cluster_id="east", address="127.0.0.1:1", replica="b")
         async with grpc.aio.secure_channel(f"127.0.0.1:{port}", creds, options=options) as ch:
-            reply = await pb_grpc.GossipStub(ch).PushPull(pb.PushPullRequest(), timeout=5)
-        assert reply.responder.cluster_id == "east"
+            stub = pb_grpc.GossipStub(ch)
+            reply = await stub.PushPull(pb.PushPullRequest(sender=me), timeout=5)
+            assert reply.responder.cluster_id == "east"
+            # ... but not for another cluster: a valid certificate of east cannot speak as west.
+            west = pb.Member(cluster_id="west", address="127.0.0.1:2")
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.PushPull(pb.PushPullRequest(sender=west), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            ping = pb.SwimDatagram(ping=pb.SwimPing(seq=1, target_id="east/a", source_id="west/a"))
+            await stub.Swim(ping, timeout=5)
+        assert server.stats.rejected == {"identity": 2}
     finally:
         await server.close()
 

@@ -71,9 +71,7 @@ class Node:
             self.dropped.append(applied.dropped)
         if applied.state is not None:
             services = (
-                None
-                if applied.everything
-                else frozenset(s for s in applied.slots if s is not None)
+                None if applied.everything else frozenset(s for s in applied.slots if s is not None)
             )
             cluster = applied.everything or None in applied.slots
             change = self.catalog.put(applied.state, services, cluster)

@@ -84,7 +84,8 @@ def test_an_expired_tombstone_does_not_let_a_stale_sender_resurrect_the_service(
     # ago) for everything after version 1, it sends that record: west keeps it deleted.
     every, _ = stale.store.select([Digest("east", 1, 1)], 1 << 20)
     chunks = [c for c in every if c.cluster_id == "east"]
-    assert chunks and chunks[0].from_version == 1
+    assert chunks
+    assert chunks[0].from_version == 1
     assert any(KEYS[1].name.encode() in r for r in chunks[0].records)
     west.take(chunk_to_pb(chunks[0], ""), 100.0)
     assert KEYS[1] not in west.view()["east"]
@@ -102,7 +103,8 @@ def test_a_peer_behind_the_tombstone_floor_gets_a_reset_built_aside() -> None:
     east.store.expire(100.0)  # east forgot the tombstone west never saw
     swapped = west.store.stats.swapped  # one already: a first copy is built aside too
     messages, _ = wire(east, west, budget=300)
-    assert messages[0].reset and messages[0].from_version == 0
+    assert messages[0].reset
+    assert messages[0].from_version == 0
     before = west.view()["east"]
     west.take(messages[0], 100.0)
     assert west.view()["east"] == before  # answers keep the old copy while the new one streams
@@ -170,7 +172,8 @@ def test_a_record_of_another_origin_in_a_chunk_is_refused(field: str) -> None:
         message.generation = 7
     west.take(message, 0.0)
     assert west.dropped == ["cluster_mismatch"]
-    assert "south" not in west.view() and "east" not in west.view()
+    assert "south" not in west.view()
+    assert "east" not in west.view()
 
 
 @pytest.mark.parametrize(

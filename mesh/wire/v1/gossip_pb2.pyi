@@ -212,7 +212,7 @@ class OriginChunk(_message.Message):
     def __init__(self, cluster_id: _Optional[str] = ..., replica: _Optional[str] = ..., generation: _Optional[int] = ..., from_version: _Optional[int] = ..., reset: _Optional[bool] = ..., records: _Optional[_Iterable[bytes]] = ..., head: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., clusterset: _Optional[str] = ...) -> None: ...
 
 class PushPullRequest(_message.Message):
-    __slots__ = ("sender", "members", "digests", "states", "signed_states", "chunks", "more")
+    __slots__ = ("sender", "members", "digests", "states", "signed_states", "chunks", "more", "digests_hash", "members_hash")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +220,8 @@ class PushPullRequest(_message.Message):
     SIGNED_STATES_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_HASH_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_HASH_FIELD_NUMBER: _ClassVar[int]
     sender: Member
     members: _containers.RepeatedCompositeFieldContainer[Member]
     digests: _containers.RepeatedCompositeFieldContainer[Digest]
@@ -227,10 +229,12 @@ class PushPullRequest(_message.Message):
     signed_states: _containers.RepeatedCompositeFieldContainer[SignedClusterState]
     chunks: _containers.RepeatedCompositeFieldContainer[OriginChunk]
     more: bool
-    def __init__(self, sender: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[OriginChunk, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+    digests_hash: bytes
+    members_hash: bytes
+    def __init__(self, sender: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[OriginChunk, _Mapping]]] = ..., more: _Optional[bool] = ..., digests_hash: _Optional[bytes] = ..., members_hash: _Optional[bytes] = ...) -> None: ...
 
 class PushPullResponse(_message.Message):
-    __slots__ = ("responder", "members", "states", "signed_states", "digests", "chunks", "more")
+    __slots__ = ("responder", "members", "states", "signed_states", "digests", "chunks", "more", "digests_hash", "members_hash")
     RESPONDER_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +242,8 @@ class PushPullResponse(_message.Message):
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_HASH_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_HASH_FIELD_NUMBER: _ClassVar[int]
     responder: Member
     members: _containers.RepeatedCompositeFieldContainer[Member]
     states: _containers.RepeatedCompositeFieldContainer[ClusterState]
@@ -245,7 +251,9 @@ class PushPullResponse(_message.Message):
     digests: _containers.RepeatedCompositeFieldContainer[Digest]
     chunks: _containers.RepeatedCompositeFieldContainer[OriginChunk]
     more: bool
-    def __init__(self, responder: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[OriginChunk, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+    digests_hash: bytes
+    members_hash: bytes
+    def __init__(self, responder: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[OriginChunk, _Mapping]]] = ..., more: _Optional[bool] = ..., digests_hash: _Optional[bytes] = ..., members_hash: _Optional[bytes] = ...) -> None: ...
 
 class SwimMember(_message.Message):
     __slots__ = ("id", "cluster_id", "address", "incarnation", "state")
