@@ -130,6 +130,29 @@ class _AgentCollector(Collector):
         for kind, count in list(ring.stats.rejected.items()):
             dropped.add_metric([kind], count)
         yield dropped
+        store = ring.store
+        yield CounterMetricFamily(
+            "meshd_gossip_records_taken", "records taken from peers", value=store.stats.taken
+        )
+        yield CounterMetricFamily(
+            "meshd_gossip_copies_swapped",
+            "copies of an origin built aside and swapped in whole (first sync, reset, restart)",
+            value=store.stats.swapped,
+        )
+        yield CounterMetricFamily(
+            "meshd_gossip_tombstones_expired", "tombstones purged", value=store.stats.expired
+        )
+        held = GaugeMetricFamily("meshd_gossip_records", "records held", labels=["kind"])
+        logs = list(store.logs.values())
+        live = sum(log.live for log in logs)
+        held.add_metric(["live"], live)
+        held.add_metric(["tombstone"], sum(len(log.records) for log in logs) - live)
+        yield held
+        yield GaugeMetricFamily(
+            "meshd_gossip_copies_building",
+            "copies of an origin being built aside (resets, new generations)",
+            value=len(store.pending),
+        )
         members = GaugeMetricFamily("meshd_members", "known peers by state", labels=["state"])
         reachable = sum(1 for a in peers.peers if peers.reachable(a, now))
         members.add_metric(["reachable"], reachable)
