@@ -339,11 +339,15 @@ class Agent:
         (each can find the other first; this way either path completes the view)."""
         if self.swim is None or self.peers is None:
             return
-        known = {m.address for m in self.swim.membership.members.values()}
+        known = {m.address: m for m in self.swim.membership.members.values()}
         now = asyncio.get_running_loop().time()
-        fresh = [a for a in self.peers.peers if a not in known and self.peers.reachable(a, now)]
+        reached = [a for a in self.peers.peers if self.peers.reachable(a, now)]
+        fresh = [a for a in reached if a not in known]
         if fresh:
             self.swim.join(fresh)
+        for address in reached:  # declared dead, yet our own exchange just worked: healed
+            if address in known and not known[address].live:
+                self.swim.reached(address)
 
     async def _health_loop(self) -> None:
         """Rebuild when a cluster becomes reachable or unreachable."""

@@ -52,6 +52,11 @@ class SwimPump:
         self._flush()
         self._wake.set()
 
+    def reached(self, address: str) -> None:
+        """The ring just exchanged with ``address``: a dead member there rejoins now."""
+        self.membership.reached(address, self._now())
+        self._flush()
+
     def receive(self, datagram: pb.SwimDatagram, source: str) -> None:
         try:
             message = from_pb(datagram)

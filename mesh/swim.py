@@ -158,6 +158,19 @@ class Membership:
                 self._send(seed, self._push_pull_message(reply=False))
         self._next_join_at = now + self.config.join_retry_interval_s
 
+    def reached(self, address: str, now: float) -> None:
+        """The transport just exchanged with ``address`` (a ring push-pull answered). A dead
+        member there is evidently back: push-pull with it now, rather than at the slow
+        reconnect pace, so a healed link rejoins within a round trip. It learns it was
+        declared dead and refutes. At most once per probe interval per member."""
+        for member in self._table.members.values():
+            if member.address != address or member.state is not MemberState.DEAD:
+                continue
+            if member.id == self._table.self_id:
+                continue
+            if self._table.try_reconnect(member.id, now, self.config.probe_interval_s):
+                self._send(address, self._push_pull_message(reply=False))
+
     def leave(self, now: float) -> None:
         """Graceful shutdown: broadcast ``Left`` now; stop probing and pulling."""
         self._table.leave(now)

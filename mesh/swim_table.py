@@ -282,6 +282,15 @@ class MemberTable:
         ]
         return self.rng.sample(pool, min(k, len(pool)))
 
+    def try_reconnect(self, member_id: str, now: float, min_interval_s: float) -> bool:
+        """Note an attempt to reach ``member_id`` now, unless one was made in the last
+        ``min_interval_s``; True when this attempt should go out."""
+        last = self._reconnect_tried.get(member_id)
+        if last is not None and now - last < min_interval_s:
+            return False
+        self._reconnect_tried[member_id] = now
+        return True
+
     def reconnect_candidate(self, now: float) -> Member | None:
         """The dead or left member whose last address was tried least recently."""
         down = [m for m in self.members.values() if not m.live and m.id != self.self_id]

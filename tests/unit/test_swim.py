@@ -229,6 +229,24 @@ def test_a_new_member_joins_the_current_cycle_and_dead_ones_are_skipped() -> Non
     assert [t for t, _d, _m in of_type(sent, Ping)] == [0.0, 1.0, 2.0]
 
 
+def test_a_dead_member_the_transport_reaches_again_is_pulled_at_once_not_at_reconnect_pace() -> (
+    None
+):
+    m = ring(3)
+    m.receive(Gossip("x", (Dead(peer(2).id, 0, "x"),)), "x", 0.0)
+    m.messages_to_send(0.0)
+    m.reached(peer(2).address, 0.5)
+    m.reached(peer(2).address, 0.6)  # at most once per probe interval
+    m.reached(peer(1).address, 0.6)  # alive: nothing to do
+    sent = m.messages_to_send(0.6)
+    pulls = [dest for dest, msg in sent if isinstance(msg, PushPull)]
+    assert pulls == [peer(2).address]
+    m.reached(peer(2).address, 0.5 + LAN.probe_interval_s)
+    assert [d for d, msg in m.messages_to_send(2.0) if isinstance(msg, PushPull)] == [
+        peer(2).address
+    ]
+
+
 def test_a_missed_ack_asks_k_members_for_indirect_probes_then_suspects() -> None:
     m = ring(5)
     sent = drive(m, 0.0, acks=False)
