@@ -79,6 +79,7 @@ class AgentSettings:
     gossip_interval_s: float = 0.5
     peer_timeout_s: float = 2.0
     tombstone_ttl_s: float = DEFAULT_TOMBSTONE_TTL_S
+    max_exchange_rate: float = 40.0  # PeerTimings.max_exchanges_per_s
     sync_timeout_s: float = 5.0
     max_addresses: int = 8
     kubeconfig: Path | None = None  # with manifests None; None here too: in-cluster
@@ -157,7 +158,11 @@ class Agent:
             # Without --advertise, the address is known once the gossip port is bound.
             advertise or self.settings.grpc_listen,
             list(self.settings.join),
-            PeerTimings(self.settings.gossip_interval_s, self.settings.peer_timeout_s),
+            PeerTimings(
+                self.settings.gossip_interval_s,
+                self.settings.peer_timeout_s,
+                max_exchanges_per_s=self.settings.max_exchange_rate,
+            ),
         )
         seal = state_seal(self.settings)
         self.publisher = Publisher(self.records.local, None if seal is None else seal.signer)

@@ -54,6 +54,7 @@ def settings_from(values: dict[str, Any]) -> Any:
         gossip_interval_s=values["gossip_interval"],
         peer_timeout_s=values["peer_timeout"],
         tombstone_ttl_s=values["tombstone_ttl"],
+        max_exchange_rate=values["max_exchange_rate"],
         sync_timeout_s=values["sync_timeout"],
         max_addresses=values["max_addresses"],
         kubeconfig=values["kubeconfig"],

@@ -68,13 +68,17 @@ def _int_range(low: int, high: int) -> Callable[[str], int]:
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
+    return _float_range(low, high, "of seconds ")
+
+
+def _float_range(low: float, high: float, unit: str = "") -> Callable[[str], float]:
     def parse(value: str) -> float:
         try:
             number = float(str(value))
         except ValueError:
-            raise ValueError(f"must be a number of seconds {low}-{high}") from None
+            raise ValueError(f"must be a number {unit}{low}-{high}") from None
         if not low <= number <= high:
-            raise ValueError(f"must be a number of seconds {low}-{high}")
+            raise ValueError(f"must be a number {unit}{low}-{high}")
         return number
 
     return parse
@@ -242,6 +246,14 @@ OPTIONS: tuple[Option, ...] = (
         2.0,
         "a cluster none of whose agents answered for this long leaves DNS answers",
         "SECONDS",
+    ),
+    Option(
+        "max_exchange_rate",
+        _float_range(1, 10000),
+        40.0,
+        "most push-pull exchanges this agent starts a second; a larger ring contacts each "
+        "peer less often (and waits longer before calling it unreachable)",
+        "PER_SECOND",
     ),
     Option(
         "tombstone_ttl",

@@ -8,8 +8,10 @@ Rules:
   nobody has reported and that we could not reach for ``forget_after_s`` is dropped;
 - a peer that fails is retried with a capped exponential backoff, so a dead address costs
   little but a returning agent is found within ``max_backoff_s``;
+- each peer is contacted every ``round_s()``: the interval, or longer on a ring too large
+  for that (at most ``max_exchanges_per_s`` exchanges a second in all);
 - a cluster is *healthy* when one of its members answered this agent directly within
-  ``peer_timeout_s``; a cluster none of whose members we have tried yet is assumed healthy
+  ``timeout_s()`` (``peer_timeout_s``, or two and a half rounds on a large ring); a cluster none of whose members we have tried yet is assumed healthy
   (we have no evidence against it); this cluster is always healthy.
 
 Pure: every method takes ``now`` (monotonic seconds) from the caller.
@@ -64,6 +66,13 @@ class PeerTimings:
     peer_timeout_s: float = 2.0
     max_backoff_s: float = 4.0
     forget_after_s: float = 300.0
+    # Exchanges this agent starts per second, at most. A full mesh every interval costs
+    # 2 x N exchanges a second per agent, which no agent affords at a few hundred members;
+    # past interval_s x max_exchanges_per_s peers each one is contacted less often, so the
+    # cost stays flat as the ring grows, and the silence that counts as unreachable grows
+    # with the round (see ``round_s`` and ``timeout_s``). A change still reaches every
+    # peer at once: the ring pushes it to each reachable peer when it happens.
+    max_exchanges_per_s: float = 40.0
 
 
 class PeerTable:
@@ -86,6 +95,16 @@ class PeerTable:
             peer = self.peers.setdefault(address, Peer(address))
             peer.seed = True
 
+    def round_s(self) -> float:
+        """Seconds between two exchanges with one peer: the interval, stretched on a ring
+        too large to contact every peer that often."""
+        return max(self.timings.interval_s, len(self.peers) / self.timings.max_exchanges_per_s)
+
+    def timeout_s(self) -> float:
+        """Silence after which a peer is unreachable: ``peer_timeout_s``, or two and a half
+        rounds on a ring large enough that rounds are longer than the interval."""
+        return max(self.timings.peer_timeout_s, 2.5 * self.round_s())
+
     def due(self, now: float) -> list[str]:
         """Addresses to contact in this round."""
         return [p.address for p in self.peers.values() if p.next_attempt <= now]
@@ -97,7 +116,7 @@ class PeerTable:
         peer.last_ok = now
         peer.last_reported = now
         peer.failures = 0
-        peer.next_attempt = now + self.timings.interval_s
+        peer.next_attempt = now + self.round_s()
 
     def failed(self, address: str, now: float) -> None:
         peer = self.peers.get(address)
@@ -131,7 +150,7 @@ class PeerTable:
         return (
             peer is not None
             and peer.last_ok is not None
-            and now - peer.last_ok <= self.timings.peer_timeout_s
+            and now - peer.last_ok <= self.timeout_s()
         )
 
     def members(self, now: float) -> list[tuple[ClusterId, str, str]]:

@@ -292,3 +292,21 @@ def test_valid_host_port_accepts(value: str) -> None:
 )
 def test_valid_host_port_rejects(value: str) -> None:
     assert valid_host_port(value) is False
+
+
+def test_a_large_ring_stretches_the_round_and_the_timeout_so_the_cost_stays_flat() -> None:
+    timings = PeerTimings(interval_s=0.5, peer_timeout_s=2.0, max_exchanges_per_s=40.0)
+    small = PeerTable("east", "10.0.0.1:7946", [f"10.0.1.{i}:7946" for i in range(10)], timings)
+    assert small.round_s() == 0.5
+    assert small.timeout_s() == 2.0
+    large = PeerTable(
+        "east", "10.0.0.1:7946", [f"10.1.{i // 100}.{i % 100}:7946" for i in range(200)], timings
+    )
+    assert large.round_s() == 5.0  # 200 peers at 40 exchanges a second
+    assert large.timeout_s() == 12.5
+    address = "10.1.0.5:7946"
+    large.succeeded(address, "west", 0.0)
+    assert large.peers[address].next_attempt == 5.0
+    assert address not in large.due(4.9)
+    assert large.reachable(address, 12.0)  # silent for less than two and a half rounds
+    assert not large.reachable(address, 13.0)
