@@ -68,6 +68,8 @@ class Digest:
     version: int
     replica: str = ""
     partial: bool = False  # a copy being built aside (mesh/records.py), held up to version
+    checked: int = 0  # a copy in use: the version of the last head it was checked against
+    target: int = 0  # a copy built aside: the version of the snapshot it is built from
 
 
 Origin = tuple[ClusterId, str]

@@ -157,9 +157,14 @@ def digest_to_pb(d: Digest) -> pb.Digest:
         version=d.version,
         replica=d.replica,
         partial=d.partial,
+        checked=d.checked,
+        target=d.target,
     )
 
 
 def digest_from_pb(msg: pb.Digest) -> Digest:
     cluster_id = _label(msg.cluster_id, "cluster id")
-    return Digest(cluster_id, msg.generation, msg.version, _replica(msg.replica), msg.partial)
+    replica = _replica(msg.replica)
+    return Digest(
+        cluster_id, msg.generation, msg.version, replica, msg.partial, msg.checked, msg.target
+    )

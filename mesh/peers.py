@@ -11,8 +11,9 @@ Rules:
 - each peer is contacted every ``round_s()``: the interval, or longer on a ring too large
   for that (at most ``max_exchanges_per_s`` exchanges a second in all);
 - a cluster is *healthy* when one of its members answered this agent directly within
-  ``timeout_s()`` (``peer_timeout_s``, or two and a half rounds on a large ring); a cluster none of whose members we have tried yet is assumed healthy
-  (we have no evidence against it); this cluster is always healthy.
+  ``timeout_s()`` (``peer_timeout_s``, or two and a half rounds on a large ring); a cluster
+  none of whose members we have tried yet is assumed healthy (we have no evidence against
+  it); this cluster is always healthy.
 
 Pure: every method takes ``now`` (monotonic seconds) from the caller.
 """
@@ -148,9 +149,7 @@ class PeerTable:
     def reachable(self, address: str, now: float) -> bool:
         peer = self.peers.get(address)
         return (
-            peer is not None
-            and peer.last_ok is not None
-            and now - peer.last_ok <= self.timeout_s()
+            peer is not None and peer.last_ok is not None and now - peer.last_ok <= self.timeout_s()
         )
 
     def members(self, now: float) -> list[tuple[ClusterId, str, str]]:

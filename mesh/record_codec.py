@@ -21,14 +21,24 @@ validity) is passed in.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
 from mesh.catalog import Change
 from mesh.codec import CodecError, label, replica_of, service_from_pb, service_to_pb
 from mesh.model import ClusterState, ServiceKey
-from mesh.records import Chunk, ClusterInfo, Head, OriginLog, OutChunk, Record, Slot
+from mesh.records import (
+    MAX_RECORDS_PER_MESSAGE,
+    Chunk,
+    ClusterInfo,
+    Head,
+    OriginLog,
+    OutChunk,
+    Record,
+    Slot,
+)
 from mesh.signing import (
     HEAD_DOMAIN,
     RECORD_DOMAIN,
@@ -38,8 +48,6 @@ from mesh.signing import (
     verify_sealed,
 )
 from mesh.wire.v1 import gossip_pb2 as pb
-
-MAX_RECORDS_PER_CHUNK = 200_000
 
 
 class ChunkError(ValueError):
@@ -134,6 +142,7 @@ def chunk_to_pb(chunk: OutChunk, clusterset: str) -> pb.OriginChunk:
         head=chunk.head,
         certificate=chunk.certificate,
         clusterset=clusterset,
+        target=chunk.target,
     )
 
 
@@ -143,7 +152,15 @@ class ChunkOpener:
     def __init__(self, trust: Trust | None) -> None:
         self.trust = trust
 
-    def open(self, msg: pb.OriginChunk, now_wall: float) -> Chunk:
+    def open(
+        self,
+        msg: pb.OriginChunk,
+        now_wall: float,
+        skip_through: Callable[[Chunk], int] | None = None,
+    ) -> Chunk:
+        """The chunk, checked. ``skip_through`` (given the chunk without its records) says
+        up to which version the receiver already holds this copy: records at or below it
+        would be ignored, so they are left out without checking their signatures."""
         try:
             cluster_id = label(msg.cluster_id, "cluster id")
             replica = replica_of(msg.replica)
@@ -151,50 +168,60 @@ class ChunkOpener:
             raise ChunkError("malformed", str(exc)) from None
         if msg.generation == 0:
             raise ChunkError("malformed", f"cluster {cluster_id}: generation 0")
-        if len(msg.records) > MAX_RECORDS_PER_CHUNK:
+        if len(msg.records) > MAX_RECORDS_PER_MESSAGE:
             raise ChunkError("too_large", f"cluster {cluster_id}: {len(msg.records)} records")
         if self.trust is not None and msg.clusterset != self.trust.clusterset:
             raise ChunkError("clusterset_mismatch", f"clusterset {msg.clusterset!r}")
-        records = []
-        last = msg.from_version
-        for data in msg.records:
-            body = self._body(data, RECORD_DOMAIN, cluster_id, msg.certificate, now_wall)
-            record = self._record(body, msg, cluster_id, replica, data)
-            if record.version <= last:
-                raise ChunkError("malformed", f"cluster {cluster_id}: versions not ascending")
-            last = record.version
-            records.append(record)
-        head = None
-        if msg.head:
-            body = self._body(msg.head, HEAD_DOMAIN, cluster_id, msg.certificate, now_wall)
-            head = self._head(body, msg, cluster_id, replica, last)
-        return Chunk(
+        shape = Chunk(
             cluster_id,
             replica,
             msg.generation,
             msg.from_version,
             msg.reset,
-            tuple(records),
-            head,
+            (),
+            None,
             msg.certificate if self.trust is not None else b"",
+            msg.target,
         )
+        skip = 0 if skip_through is None else skip_through(shape)
+        records = []
+        last = msg.from_version
+        for data in msg.records:
+            sealed = self._sealed(data, cluster_id)
+            version = _version_of(sealed.body, cluster_id)
+            if version <= last:
+                raise ChunkError("malformed", f"cluster {cluster_id}: versions not ascending")
+            last = version
+            if version <= skip:
+                continue
+            self._verify(sealed, RECORD_DOMAIN, cluster_id, msg.certificate, now_wall)
+            records.append(self._record(sealed.body, msg, cluster_id, replica, data))
+        head = None
+        if msg.head:
+            sealed = self._sealed(msg.head, cluster_id)
+            self._verify(sealed, HEAD_DOMAIN, cluster_id, msg.certificate, now_wall)
+            head = self._head(sealed.body, msg, cluster_id, replica, last)
+        return replace(shape, records=tuple(records), head=head)
 
-    def _body(
-        self, data: bytes, domain: bytes, cluster_id: str, certificate: bytes, now_wall: float
-    ) -> bytes:
+    def _sealed(self, data: bytes, cluster_id: str) -> pb.Sealed:
         sealed = pb.Sealed()
         try:
             sealed.ParseFromString(data)
         except DecodeError:
             raise ChunkError("malformed", f"cluster {cluster_id}: undecodable seal") from None
-        if self.trust is not None:
-            if not sealed.signature:
-                raise ChunkError("unsigned", f"cluster {cluster_id}: unsigned record")
-            try:
-                verify_sealed(domain, cluster_id, sealed, certificate, self.trust, now_wall)
-            except SignedStateError as exc:
-                raise ChunkError(exc.reason, str(exc)) from None
-        return bytes(sealed.body)
+        return sealed
+
+    def _verify(
+        self, sealed: pb.Sealed, domain: bytes, cluster_id: str, certificate: bytes, now: float
+    ) -> None:
+        if self.trust is None:
+            return
+        if not sealed.signature:
+            raise ChunkError("unsigned", f"cluster {cluster_id}: unsigned record")
+        try:
+            verify_sealed(domain, cluster_id, sealed, certificate, self.trust, now)
+        except SignedStateError as exc:
+            raise ChunkError(exc.reason, str(exc)) from None
 
     def _record(
         self, body: bytes, chunk: pb.OriginChunk, cluster_id: str, replica: str, sealed: bytes
@@ -236,6 +263,15 @@ class ChunkOpener:
         if msg.version < last or len(msg.set_hash) != 32:
             raise ChunkError("malformed", f"cluster {cluster_id}: head below its records")
         return Head(msg.version, msg.live, int.from_bytes(msg.set_hash, "big"), chunk.head)
+
+
+def _version_of(body: bytes, cluster_id: str) -> int:
+    msg = pb.Record()
+    try:
+        msg.ParseFromString(body)
+    except DecodeError:
+        raise ChunkError("malformed", f"cluster {cluster_id}: undecodable record") from None
+    return int(msg.version)
 
 
 def _same_origin(

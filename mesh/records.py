@@ -52,6 +52,9 @@ Slot = ServiceKey | None  # None: the cluster's own record
 Origin = tuple[ClusterId, str]
 DEFAULT_TOMBSTONE_TTL_S = 3600.0  # a peer away longer than this gets a reset, not a delta
 DEFAULT_CHUNK_BYTES = 1024 * 1024  # well under gRPC's 4 MiB default message limit
+# Records in one message, at most: bounds the signatures one message makes a receiver check
+# (about 60 us each). A signed record is over 140 bytes, so a 1 MiB chunk holds ~7,000.
+MAX_RECORDS_PER_MESSAGE = 20_000
 CHUNK_OVERHEAD = 16  # bytes a record adds to a chunk beyond its own (tag, length)
 
 
@@ -99,6 +102,7 @@ class Chunk:
     records: tuple[Record, ...]
     head: Head | None = None
     certificate: bytes = b""
+    target: int = 0  # a reset: the version of the sender's copy it is a snapshot of
 
     @property
     def origin(self) -> Origin:
@@ -138,6 +142,7 @@ class OriginLog:
         self.live = 0
         self.set_hash = 0
         self.broken = False  # failed its head check: ask for a reset
+        self.target = 0  # a copy built aside: the version of the snapshot it is built from
         self.certificate = b""
         self._state: ClusterState | None = None
 
@@ -231,6 +236,7 @@ class OutChunk:
     records: tuple[bytes, ...]
     head: bytes = b""
     certificate: bytes = b""
+    target: int = 0
 
     def size(self) -> int:
         return sum(len(r) + CHUNK_OVERHEAD for r in self.records) + len(self.head) + 64
@@ -255,6 +261,7 @@ class RecordStore:
         self.tombstone_ttl = tombstone_ttl
         self.logs: dict[Origin, OriginLog] = {local.origin: local}
         self.pending: dict[Origin, OriginLog] = {}  # copies built aside
+        self._turn = 0
         self.stats = StoreStats()
 
     # --- what we hold ------------------------------------------------------------------
@@ -265,14 +272,20 @@ class RecordStore:
             building = self.pending.get(origin)
             if building is not None:
                 out.append(
-                    Digest(origin[0], building.generation, building.progress, origin[1], True)
+                    Digest(
+                        origin[0],
+                        building.generation,
+                        building.progress,
+                        origin[1],
+                        partial=True,
+                        target=building.target,
+                    )
                 )
                 continue
             log = self.logs[origin]
-            # The last version this copy was checked at: records taken past it from a relay
-            # that had not reached the head yet are sent again with the head, and checked.
-            checked = 0 if log.broken or log.head is None else log.head.version
-            out.append(Digest(origin[0], log.generation, checked, origin[1]))
+            checked = 0 if log.head is None else log.head.version
+            version = 0 if log.broken else log.progress
+            out.append(Digest(origin[0], log.generation, version, origin[1], checked=checked))
         return out
 
     def expire(self, now: float) -> int:
@@ -284,33 +297,61 @@ class RecordStore:
 
     def apply(self, chunk: Chunk, now: float) -> Applied:
         """Take what ``chunk`` adds (see the module docstring for the rules)."""
+        target, reason = self._route(chunk)
+        if target is None:
+            return self._dropped(reason)
+        if (
+            target is not self.logs.get(chunk.origin)
+            and self.pending.get(chunk.origin) is not target
+        ):
+            self.pending[chunk.origin] = target  # a new copy to build aside
+        return self._take(target, chunk, now)
+
+    def skip_through(self, chunk: Chunk) -> int:
+        """Records of ``chunk`` at or below this version would be ignored (the copy it goes
+        to holds them already), so they need not even be verified."""
+        target, _ = self._route(chunk)
+        return 0 if target is None else target.progress
+
+    def _route(self, chunk: Chunk) -> tuple[OriginLog | None, str]:
+        """The copy ``chunk`` continues (a new one for a reset that starts one), or why none."""
         origin = chunk.origin
         if origin == self.local.origin:
-            return self._dropped("own")
+            return None, "own"
         held = self.logs.get(origin)
         building = self.pending.get(origin)
-        if building is not None and building.generation < chunk.generation:
-            del self.pending[origin]  # a newer generation supersedes the copy being built
-            building = None
+        if building is not None and chunk.generation < building.generation:
+            return None, "stale"
         if held is not None and chunk.generation < held.generation:
-            return self._dropped("stale")
-        if building is not None and building.generation == chunk.generation:
-            if chunk.reset and building.progress > 0:
-                # A reset carries no tombstones: it cannot continue a copy that another
-                # sender's stream already filled. Continuations follow our partial digest.
-                return self._dropped("overlap")
-            target = building
-        elif chunk.reset or held is None or chunk.generation > held.generation:
-            if not chunk.reset or chunk.from_version != 0:
-                return self._dropped("gap")
-            target = self.pending[origin] = OriginLog(
-                chunk.cluster_id, chunk.replica, chunk.generation
-            )
+            return None, "stale"
+        if building is not None and building.generation < chunk.generation:
+            building = None  # a newer generation supersedes the copy being built
+        if chunk.reset:
+            if chunk.from_version != 0:  # the rest of a snapshot being built
+                if building is None or building.target != chunk.target:
+                    return None, "gap"
+                if chunk.from_version > building.progress:
+                    return None, "gap"
+                return building, ""
+            same = held is not None and held.generation == chunk.generation
+            if same and held is not None and not held.broken and held.progress >= chunk.target:
+                return None, "stale"  # an older snapshot than the copy in use: no rollback
+            if building is not None and chunk.target < building.target:
+                return None, "stale"
+            if building is not None and chunk.target == building.target:
+                return building, ""  # the same snapshot: continue it
+            fresh = OriginLog(chunk.cluster_id, chunk.replica, chunk.generation)
+            fresh.target = chunk.target
+            return fresh, ""
+        if building is not None:
+            copy = building
+        elif held is not None and held.generation == chunk.generation:
+            copy = held
         else:
-            target = held
-        if chunk.from_version > target.progress:
-            return self._dropped("gap")
-        return self._take(target, chunk, now)
+            return None, "gap"
+        if chunk.from_version > copy.progress:
+            return None, "gap"
+        return copy, ""
 
     def _take(self, target: OriginLog, chunk: Chunk, now: float) -> Applied:
         taken: set[Slot] = set()
@@ -326,31 +367,45 @@ class RecordStore:
         if chunk.certificate:
             target.certificate = chunk.certificate
         self.stats.taken += len(taken)
+        in_use = target is self.logs.get(target.origin)
         head = chunk.head
+        checked = True
         if head is not None and head.version >= target.progress:
             target.head = head
             target.progress = head.version
-            if not target.checks_out():
-                return self._inconsistent(target)
-            target.broken = False
-        if target is self.logs.get(target.origin):
-            if not taken:
-                return Applied()
-            target_state = target.state()
-            return Applied(len(taken), target_state, frozenset(taken))
+            checked = target.checks_out()
+            target.broken = not checked
+        if in_use:
+            # Taken records change the copy answers use, even when the head check fails
+            # (which asks peers for a reset): report them, or the answers would go stale.
+            state = target.state() if taken else None
+            dropped = "" if checked else self._count("inconsistent")
+            return Applied(len(taken), state, frozenset(taken), dropped=dropped)
+        if not checked:
+            del self.pending[target.origin]
+            return self._dropped("inconsistent")
         if not target.complete:
             return Applied(len(taken))
-        del self.pending[target.origin]  # built aside and complete: swap it in whole
-        self.logs[target.origin] = target
+        del self.pending[target.origin]
+        held = self.logs.get(target.origin)
+        assert target.head is not None
+        if (
+            held is not None
+            and held.generation == target.generation
+            and not held.broken
+            and held.progress >= target.head.version
+        ):
+            return self._dropped("stale")  # the copy in use moved past it meanwhile
+        # Built aside from a snapshot without tombstones: it cannot serve a delta to a peer
+        # below that snapshot (it would lack deletions), so those get a reset from it.
+        target.floor = max(target.floor, target.target)
+        self.logs[target.origin] = target  # complete: swap it in whole
         self.stats.swapped += 1
         return Applied(len(taken), target.state(), frozenset(taken), everything=True)
 
-    def _inconsistent(self, target: OriginLog) -> Applied:
-        if self.pending.get(target.origin) is target:
-            del self.pending[target.origin]
-        else:
-            target.broken = True  # its digest now says 0: peers answer with a reset
-        return self._dropped("inconsistent")
+    def _count(self, reason: str) -> str:
+        self.stats.drop(reason)
+        return reason
 
     def _dropped(self, reason: str) -> Applied:
         self.stats.drop(reason)
@@ -359,12 +414,13 @@ class RecordStore:
     # --- sending -----------------------------------------------------------------------
 
     def select(self, theirs: list[Digest] | None, budget: int) -> tuple[list[OutChunk], bool]:
-        """What a peer holding ``theirs`` (None: unknown, so nothing) lacks, in chunks whose
-        sizes add up to about ``budget`` bytes (always at least one record). True when more
-        remained than the budget allowed."""
+        """What a peer holding ``theirs`` (None: nothing) lacks, in chunks whose sizes add up
+        to about ``budget`` bytes and ``MAX_RECORDS_PER_MESSAGE`` records (always at least
+        one record). True when more remained than the budget allowed."""
         known = {} if theirs is None else {(d.cluster_id, d.replica): d for d in theirs}
         out: list[OutChunk] = []
         left = budget
+        room = MAX_RECORDS_PER_MESSAGE
         for origin in self._send_order():
             log = self.logs[origin]
             if log.broken or log.head is None:
@@ -375,15 +431,18 @@ class RecordStore:
             start, reset = plan
             records: list[bytes] = []
             more = False
-            for record in log.since(start, live_only=reset and start == 0):
+            for record in log.since(start, live_only=reset):
                 cost = len(record.sealed) + CHUNK_OVERHEAD
-                if left < cost and (records or out):
+                if (left < cost or room == 0) and (records or out):
                     more = True
                     break
                 records.append(record.sealed)
                 left -= cost
+                room -= 1
             reached = not more and log.progress == log.head.version
             if records or reached:
+                head = log.head.sealed if reached else b""
+                target = log.progress if reset else 0
                 out.append(
                     OutChunk(
                         log.cluster_id,
@@ -392,8 +451,9 @@ class RecordStore:
                         start,
                         reset,
                         tuple(records),
-                        log.head.sealed if reached else b"",
+                        head,
                         log.certificate,
+                        target,
                     )
                 )
             if more:
@@ -401,8 +461,12 @@ class RecordStore:
         return out, False
 
     def _send_order(self) -> list[Origin]:
-        """Our own origin first (it has the freshest news), then the rest in a stable order."""
+        """Our own origin first (it has the freshest news), then the others, starting one
+        further each call so that one large catch-up cannot starve everyone else's news."""
         rest = sorted(o for o in self.logs if o != self.local.origin)
+        if rest:
+            self._turn = (self._turn + 1) % len(rest)
+            rest = rest[self._turn :] + rest[: self._turn]
         return [self.local.origin, *rest]
 
 
@@ -413,12 +477,20 @@ def _plan(log: OriginLog, digest: Digest | None) -> tuple[int, bool] | None:
         return (0, True)
     if digest.generation > log.generation:
         return None
-    if digest.partial:  # it builds a copy of this generation aside: continue that
+    if digest.partial:  # it builds a copy of this generation aside, from a snapshot
         ahead = digest.version < log.progress
         head_only = digest.version == log.progress == log.head.version
-        return (digest.version, False) if ahead or head_only else None
+        if log.progress == digest.target:  # that very snapshot: the rest of its live records
+            return (digest.version, True) if ahead or head_only else None
+        if log.progress < digest.target:
+            return None  # behind the snapshot: leave it to those that are not
+        # A newer copy continues it with every record above its progress, tombstones
+        # included, if it still holds them; else it starts a newer snapshot.
+        return (digest.version, False) if log.floor <= digest.version else (0, True)
     if digest.version == 0 or digest.version < log.floor:
         return (0, True)
-    if digest.version >= log.progress:
-        return None
-    return (digest.version, False)
+    if digest.version < log.progress:
+        return (digest.version, False)
+    if digest.version == log.progress == log.head.version > digest.checked:
+        return (digest.version, False)  # it has every record but not the head: check it
+    return None

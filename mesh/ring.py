@@ -39,7 +39,13 @@ from mesh.limits import PUSH_PULL_RATE, SWIM_RATE, TokenBuckets
 from mesh.model import ServiceKey, is_dns_label
 from mesh.peers import PeerTable, valid_host_port
 from mesh.record_codec import ChunkError, ChunkOpener, Publisher, chunk_to_pb
-from mesh.records import DEFAULT_CHUNK_BYTES, OriginLog, OutChunk, RecordStore
+from mesh.records import (
+    DEFAULT_CHUNK_BYTES,
+    MAX_RECORDS_PER_MESSAGE,
+    OriginLog,
+    OutChunk,
+    RecordStore,
+)
 from mesh.seal import StateSeal
 
 if TYPE_CHECKING:
@@ -262,7 +268,10 @@ class Ring(pb_grpc.GossipServicer):
         self.opener.trust = self.seal.verifier.trust
         signer = self.publisher.signer
         if signer is not None and signer.key.key_id == self.seal.signer.key.key_id:
-            self.publisher.signer = self.seal.signer  # the same key, re-read: nothing to redo
+            # The same key (a renewed certificate): records stay valid; peers get the new
+            # certificate with the next chunk, before the old one expires.
+            self.publisher.signer = self.seal.signer
+            self.store.local.certificate = self.seal.signer.key.certificate_der
         elif signer is not self.seal.signer:
             generation = max(self.store.local.generation + 1, time.time_ns())
             self.publisher.republish(self.catalog.local, generation, self.seal.signer)
@@ -392,25 +401,35 @@ class Ring(pb_grpc.GossipServicer):
         legacy = len(message.states) + len(message.signed_states)
         if legacy:  # a meshd from before per-service records: its states cannot be used
             self.stats.reject("legacy_state", legacy)
+        if sum(len(msg.records) for msg in message.chunks) > MAX_RECORDS_PER_MESSAGE:
+            self.stats.reject("chunk:too_large", len(message.chunks))
+            return
         wall = time.time()
         for msg in message.chunks:
             try:
-                chunk = self.opener.open(msg, wall)
-            except ChunkError as exc:
-                self.stats.reject(f"chunk:{exc.reason}")
-                log.debug("dropped records of %r from a peer: %s", msg.cluster_id, exc)
-                continue
-            applied = self.store.apply(chunk, now)
-            if applied.dropped:
-                self.stats.reject(f"chunk:{applied.dropped}")
-            if applied.taken:
-                self.stats.last_merge = now
-            if applied.state is not None:
-                services = None if applied.everything else _services(applied.slots)
-                cluster = applied.everything or None in applied.slots
-                change = self.catalog.put(applied.state, services, cluster)
-                if change:
-                    self.on_change(change)
+                self._take_chunk(msg, now, wall)
+            except Exception:  # a peer's bytes must never stop the ring: count, go on
+                self.stats.reject("chunk:error")
+                log.exception("records of %r from a peer could not be used", msg.cluster_id)
+
+    def _take_chunk(self, msg: pb.OriginChunk, now: float, wall: float) -> None:
+        try:
+            chunk = self.opener.open(msg, wall, self.store.skip_through)
+        except ChunkError as exc:
+            self.stats.reject(f"chunk:{exc.reason}")
+            log.debug("dropped records of %r from a peer: %s", msg.cluster_id, exc)
+            return
+        applied = self.store.apply(chunk, now)
+        if applied.dropped:
+            self.stats.reject(f"chunk:{applied.dropped}")
+        if applied.taken:
+            self.stats.last_merge = now
+        if applied.state is not None:
+            services = None if applied.everything else _services(applied.slots)
+            cluster = applied.everything or None in applied.slots
+            change = self.catalog.put(applied.state, services, cluster)
+            if change:
+                self.on_change(change)
 
     async def close(self) -> None:
         if self._server is not None:

@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
@@ -116,7 +116,7 @@ def issued_by(leaf: x509.Certificate, cas: Sequence[x509.Certificate]) -> bool:
     for ca in cas:
         try:
             leaf.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, InvalidSignature):
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             continue
         return True
     return False
@@ -230,7 +230,7 @@ class Trust:
             public = cert.public_key()
             usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
             constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        except (ValueError, x509.ExtensionNotFound) as exc:
+        except (ValueError, x509.ExtensionNotFound, UnsupportedAlgorithm) as exc:
             raise SignedStateError(
                 "untrusted_certificate", f"unusable certificate: {exc}"
             ) from None
@@ -264,8 +264,15 @@ class Trust:
 
     def key_of(self, cluster_id: str, key_id: str, certificate: bytes, now: float) -> TrustedKey:
         """The trusted key ``key_id`` of ``cluster_id``, learning it from ``certificate``
-        (which may be empty) the first time."""
+        (which may be empty) the first time, or again when the one it holds has expired (a
+        renewed certificate for the same key)."""
         key = self._keys.get(key_id)
+        expired = key is not None and not key.not_before <= now <= key.not_after
+        if expired:
+            del self._keys[key_id]
+            key = None
+        if expired and not certificate:
+            raise SignedStateError("untrusted_certificate", f"key {key_id} has expired")
         if key is None and certificate:
             key = self.add_certificate(certificate, now)
             if key.key_id != key_id:
@@ -277,9 +284,6 @@ class Trust:
                 "unknown_key",
                 f"key {key.key_id} is cluster {key.cluster_id}'s, not {cluster_id}'s",
             )
-        if not key.not_before <= now <= key.not_after:
-            del self._keys[key.key_id]
-            raise SignedStateError("untrusted_certificate", f"key {key.key_id} has expired")
         return key
 
 

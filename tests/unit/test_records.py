@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from mesh.catalog import Digest
 from mesh.model import ServiceKey
 from mesh.record_codec import chunk_to_pb
 from mesh.wire.v1 import gossip_pb2 as pb
@@ -74,20 +73,30 @@ def test_an_expired_tombstone_does_not_let_a_stale_sender_resurrect_the_service(
     sync(east, west)
     stale = Node("stale")  # a relay that saw the service and then was cut off
     sync(east, stale)
+    changed = east.exports()
+    changed[KEYS[1]] = service(KEYS[1], "10.1.1.1")
+    east.export(changed)
+    old_delta = wire(east, west)[0]  # carries KEYS[1] live; arrives again much later
+    for message in old_delta:
+        west.take(message, 0.0)
     fewer = east.exports()
     del fewer[KEYS[1]]
     east.export(fewer, now=1.0)
     sync(east, west, now=1.0)
     assert west.store.expire(100.0) == 1  # the tombstone is gone from west
-    assert west.store.logs[("east", "")].floor > 0
-    # The stale relay still holds the service live. Asked (by a digest it holds from long
-    # ago) for everything after version 1, it sends that record: west keeps it deleted.
-    every, _ = stale.store.select([Digest("east", 1, 1)], 1 << 20)
-    chunks = [c for c in every if c.cluster_id == "east"]
-    assert chunks
-    assert chunks[0].from_version == 1
-    assert any(KEYS[1].name.encode() in r for r in chunks[0].records)
-    west.take(chunk_to_pb(chunks[0], ""), 100.0)
+    # West's digest tells the stale relay it has nothing newer to send; even a reset from
+    # it (as it would send a newcomer) is an older snapshot, refused: no rollback.
+    assert [m for m in wire(stale, west)[0] if m.cluster_id == "east"] == []
+    everything, _ = stale.store.select([], 1 << 20)
+    stale_reset = [c for c in everything if c.cluster_id == "east"]
+    assert stale_reset
+    assert stale_reset[0].reset
+    west.take(chunk_to_pb(stale_reset[0], ""), 100.0)
+    assert west.dropped[-1] == "stale"
+    # A replayed old delta: its records are at or below west's progress, so ignored.
+    for message in old_delta:
+        assert message.from_version <= west.store.logs[("east", "")].progress
+        west.take(message, 100.0)
     assert KEYS[1] not in west.view()["east"]
     assert west.view()["east"] == fewer
 
@@ -210,3 +219,96 @@ def test_malformed_chunks_are_dropped_whole_and_counted(mangle: str) -> None:
     assert len(west.dropped) == 1
     assert west.dropped[0] in {"malformed", "invalid_record"}
     assert "east" not in west.view()
+
+
+# --- found by review: each of these failed before its fix -------------------------------
+
+
+def test_an_update_larger_than_one_chunk_completes_over_several_exchanges() -> None:
+    east, west = Node("east"), Node("west")
+    east.export({k: service(k, "10.0.0.1") for k in KEYS[:10]})
+    sync(east, west)
+    east.export({k: service(k, "10.0.0.2") for k in KEYS[:40]})
+    rounds = sync(east, west, budget=600)
+    assert rounds > 2
+    assert west.view()["east"] == east.exports()
+    digest = next(d for d in west.store.digests() if d.cluster_id == "east")
+    assert digest.checked == digest.version == east.store.local.progress
+
+
+def test_one_large_catch_up_does_not_starve_another_origins_news() -> None:
+    a, b, relay, west = Node("a"), Node("b"), Node("relay"), Node("west")
+    for src in (a, b):
+        src.export({k: service(k, "10.0.0.1") for k in KEYS[:5]})
+        sync(src, relay)
+        sync(relay, west)
+    a.export({k: service(k, "10.0.0.2") for k in KEYS[:40]})  # a big delta of origin a
+    b.export({KEYS[0]: service(KEYS[0], "10.9.9.9")})  # one record of origin b
+    sync(a, relay)
+    sync(b, relay)
+    for _ in range(3):  # fewer rounds than a's delta needs at this budget
+        send(relay, west, budget=600)
+    assert west.view()["b"] == b.exports()
+
+
+def test_records_taken_before_a_failed_head_check_are_still_reported() -> None:
+    east, west = Node("east"), Node("west")
+    east.export({k: service(k, "10.0.0.1") for k in KEYS[:4]})
+    sync(east, west)
+    changed = east.exports()
+    changed[KEYS[1]] = service(KEYS[1], "10.1.1.1")
+    changed[KEYS[2]] = service(KEYS[2], "10.2.2.2")
+    east.export(changed)
+    message = wire(east, west)[0][0]
+    del message.records[0]  # a relay withholds KEYS[1], forwards KEYS[2] and the head
+    before = len(west.changes)
+    west.take(message, 0.0)
+    assert west.dropped == ["inconsistent"]
+    assert len(west.changes) == before + 1
+    assert west.changes[-1].services == {KEYS[2]}  # the answers use it: the planner must know
+    sync(east, west)
+    assert west.view()["east"] == changed
+
+
+def test_a_copy_built_from_two_senders_snapshots_converges() -> None:
+    east, west, relay = Node("east", ttl=10.0), Node("west"), Node("relay")
+    east.export({k: service(k, "10.0.0.1") for k in KEYS[:30]})
+    sync(east, west)
+    sync(east, relay)
+    newer = {k: service(k, "10.0.0.1") for k in KEYS[10:20]}
+    newer |= {k: service(k, "10.0.0.2") for k in KEYS[20:30]}
+    east.export(newer, now=1.0)
+    east.store.expire(100.0)  # west now needs a reset from east
+    for _ in range(50):
+        send(east, west, 100.0, budget=400)
+        send(relay, west, 100.0, budget=400)  # behind east's snapshot: must not mix in
+    assert west.view()["east"] == east.exports()
+    assert "inconsistent" not in west.dropped
+
+
+def test_a_copy_built_from_a_reset_serves_no_delta_below_its_snapshot() -> None:
+    east, west, late = Node("east", ttl=10.0), Node("west"), Node("late")
+    east.export({k: service(k, "10.0.0.1") for k in KEYS[:4]})
+    sync(east, late)  # late holds the early version, then is away
+    fewer = east.exports()
+    del fewer[KEYS[0]]
+    east.export(fewer, now=1.0)
+    sync(east, west, now=1.0)  # west's copy comes from a reset: no tombstones in it
+    log = west.store.logs[("east", "")]
+    assert log.floor == log.progress
+    sync(west, late)  # so late gets a reset from west, not a delta missing the deletion
+    assert late.view()["east"] == fewer
+
+
+def test_an_older_generation_does_not_replace_a_newer_one_being_built() -> None:
+    old, new, west = Node("east", 1), Node("east", 2), Node("west")
+    old.export({k: service(k, "10.0.0.1") for k in KEYS[:20]})
+    new.export({k: service(k, "10.0.0.2") for k in KEYS[:3]})
+    send(new, west, budget=200)  # west starts building generation 2 aside
+    assert west.store.pending[("east", "")].generation == 2
+    for chunk in old.store.select([], 1 << 20)[0]:  # a relay still on generation 1
+        west.take(chunk_to_pb(chunk, ""), 0.0)
+    assert west.store.pending[("east", "")].generation == 2
+    assert "east" not in west.view()
+    sync(new, west)
+    assert west.view()["east"] == new.exports()

@@ -108,3 +108,16 @@ def test_own_records_are_signed_once_when_made(prod: Clusterset) -> None:
     assert [list(m.records) for m in first] == [list(m.records) for m in again]
     sync(east, south, 0.0)  # without the wall clock the certificate looks expired
     assert set(south.dropped) == {"untrusted_certificate"}
+
+
+def test_a_certificate_of_an_unknown_key_type_is_a_counted_drop_not_a_crash(
+    prod: Clusterset,
+) -> None:
+    east, south = node("east", prod), node("south", prod)
+    east.export({KEYS[0]: service(KEYS[0], "10.1.0.1")})
+    message = next(m for m in wire(east, south)[0] if m.cluster_id == "east")
+    ed25519_oid = bytes.fromhex("06032b6570")
+    assert message.certificate.count(ed25519_oid) == 1
+    message.certificate = message.certificate.replace(ed25519_oid, bytes.fromhex("06032b657f"))
+    south.take(message, 0.0, wall=NOW)  # records_kit.Node.take lets anything else escape
+    assert south.dropped == ["untrusted_certificate"]

@@ -88,18 +88,22 @@ class ClusterState(_message.Message):
     def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ..., services: _Optional[_Iterable[_Union[Service, _Mapping]]] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class Digest(_message.Message):
-    __slots__ = ("cluster_id", "generation", "version", "replica", "partial")
+    __slots__ = ("cluster_id", "generation", "version", "replica", "partial", "checked", "target")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     generation: int
     version: int
     replica: str
     partial: bool
-    def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., replica: _Optional[str] = ..., partial: _Optional[bool] = ...) -> None: ...
+    checked: int
+    target: int
+    def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., replica: _Optional[str] = ..., partial: _Optional[bool] = ..., checked: _Optional[int] = ..., target: _Optional[int] = ...) -> None: ...
 
 class Member(_message.Message):
     __slots__ = ("cluster_id", "address", "replica")
@@ -190,7 +194,7 @@ class Sealed(_message.Message):
     def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
 
 class OriginChunk(_message.Message):
-    __slots__ = ("cluster_id", "replica", "generation", "from_version", "reset", "records", "head", "certificate", "clusterset")
+    __slots__ = ("cluster_id", "replica", "generation", "from_version", "reset", "records", "head", "certificate", "clusterset", "target")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +204,7 @@ class OriginChunk(_message.Message):
     HEAD_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     CLUSTERSET_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     replica: str
     generation: int
@@ -209,7 +214,8 @@ class OriginChunk(_message.Message):
     head: bytes
     certificate: bytes
     clusterset: str
-    def __init__(self, cluster_id: _Optional[str] = ..., replica: _Optional[str] = ..., generation: _Optional[int] = ..., from_version: _Optional[int] = ..., reset: _Optional[bool] = ..., records: _Optional[_Iterable[bytes]] = ..., head: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., clusterset: _Optional[str] = ...) -> None: ...
+    target: int
+    def __init__(self, cluster_id: _Optional[str] = ..., replica: _Optional[str] = ..., generation: _Optional[int] = ..., from_version: _Optional[int] = ..., reset: _Optional[bool] = ..., records: _Optional[_Iterable[bytes]] = ..., head: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., clusterset: _Optional[str] = ..., target: _Optional[int] = ...) -> None: ...
 
 class PushPullRequest(_message.Message):
     __slots__ = ("sender", "members", "digests", "states", "signed_states", "chunks", "more", "digests_hash", "members_hash")
