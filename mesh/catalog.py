@@ -1,12 +1,13 @@
-"""The catalog: one ``ClusterState`` per origin cluster, this cluster's own among them.
+"""The catalog: the copy of each cluster's state that answers use, this cluster's own among them.
 
-Rules (a first, full-state form of Scuttlebutt-style anti-entropy):
+Rules:
 
 - an origin is one agent replica of one cluster, ``(cluster, replica)``; it is the only
-  author of its state; a copy replaces the held one only when its ``(generation,
-  version)`` stamp is larger, so replays, duplicates and reordered messages change nothing,
-  and a restarted origin (new, larger generation) replaces its old state wholesale,
-  deletions included;
+  author of its state. Which copy of an origin is newer is the record store's business
+  (``mesh.records``: per-service records, tombstones, resets); it hands the catalog each
+  new copy with ``put``, saying which services changed. ``merge`` keeps the older
+  whole-state rule (a copy replaces the held one only when its ``(generation, version)``
+  stamp is larger) for tools and tests that hold whole states;
 - replicas of one cluster read the same source and publish their own states; answers use
   one of them per cluster, chosen deterministically: a replica this agent can reach before
   one it cannot, then the newest generation. So when the replica in use dies, the answers

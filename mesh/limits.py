@@ -1,8 +1,12 @@
 """Per-peer rate limits on what the ring accepts: token buckets keyed by who is calling.
 
 Every message from a peer is untrusted input, and one misbehaving (or compromised) member
-must not be able to spend this agent's CPU on verifying signatures or decoding states at
-will. Each caller (its TLS cluster id, or its address without TLS) gets a bucket of
+should not be able to spend this agent's CPU on verifying signatures or decoding records at
+will. These buckets bound the messages; ``mesh.records.MAX_RECORDS_PER_MESSAGE`` bounds the
+records (so the signatures) in each, and records a receiver already holds are not verified.
+A member can still make others verify its *own* cluster's new records at that rate.
+
+Each caller (its TLS cluster id, or its address without TLS) gets a bucket of
 ``burst`` tokens refilled at ``rate`` per second; a call that finds the bucket empty is
 refused with RESOURCE_EXHAUSTED and counted. The defaults are far above what the protocol
 itself sends (a push-pull every gossip interval, a catch-up a few dozen exchanges in a

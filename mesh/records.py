@@ -9,30 +9,41 @@ tombstone, kept by every holder for ``tombstone_ttl`` and then purged; purging a
 raises the holder's ``floor``.
 
 A holder's copy of an origin is an ``OriginLog``; its ``progress`` says "I hold every
-record of this generation up to this version (or its replacement)". That invariant is kept
-by sending records in ascending version only, and taking a chunk only when it continues
-what the holder has (``from_version <= progress``). Hence the digest of one origin is one
-number, and the delta for a peer is "every record above its progress", cut anywhere into
-chunks bounded in bytes: the next exchange continues from where the last one stopped.
+record of this generation up to this version, or its replacement" (tombstones at or below
+its ``floor`` may be gone). That invariant is kept by sending records in ascending version
+only, and taking a chunk only when it continues what the holder has (``from_version <=
+progress``). Hence a digest per origin is a few numbers: generation, progress, the version
+of the last head the copy was checked against, and for a copy built aside the snapshot it
+is built from. The delta for a peer is "every record above its progress", cut anywhere
+into chunks bounded in bytes and records: the next exchange continues from where the last
+one stopped, and origins take turns at the front of a message so one large catch-up does
+not starve the others' news.
 
-Three kinds of stream, chosen by the sender from the receiver's digest:
+Three kinds of stream, chosen by the sender from the receiver's digest (``_plan``):
 
 - delta: the receiver holds this generation at ``p >= floor``: every record above ``p``,
   tombstones included, applied in place. Records at or below the receiver's progress are
-  ignored, which is what keeps an expired tombstone's service from coming back through a
-  stale sender;
+  ignored (and not even verified), which is what keeps a replayed old record from bringing
+  back a service whose tombstone has expired;
 - reset: the receiver holds an older generation, nothing, or a version below the sender's
-  floor (it missed tombstones the sender has purged): every *live* record, from 0. The
-  receiver builds this copy aside (``partial`` in its digest, so any sender can continue
-  it) and swaps it in whole once complete; until then answers use the old copy, so a
-  restarted or long-partitioned origin never blinks out of DNS while its state streams in;
-- nothing: the receiver is as far as the sender or further.
+  floor (it missed tombstones the sender has purged): every *live* record of the sender's
+  copy, a snapshot at the sender's progress (``target``). The receiver builds this copy
+  aside (``partial`` in its digest) and swaps it in whole once it reaches a head and checks
+  out; until then answers use the old copy, so a restarted or long-partitioned origin never
+  blinks out of DNS while its state streams in. Another holder continues a copy being built
+  only from that very snapshot (live records again) or from a newer copy that still has
+  every tombstone above the copy's progress (a delta); one that is behind leaves it alone.
+  A reset of an older snapshot than the copy in use, or than the copy being built, is
+  refused (no rollback), and so is one of an older generation. A copy built from a reset
+  has no tombstones below its snapshot, so its floor is raised to it;
+- nothing: the receiver is as far as the sender or further (or lacks only the head: then
+  the head alone).
 
 Each copy is checked when it reaches the origin's ``Head``: the origin's count of live
 records and their set hash (sum modulo 2^256 of SHA-256 of each live record's bytes). A
 relay that withholds or replays (correctly signed) records thus produces a copy that fails
-the check; a failed in-place copy asks for a reset (digest version 0), a failed copy built
-aside is discarded.
+the check. A failed copy in use keeps serving (what it took is reported, so answers follow
+it) but its digest asks for a reset (version 0); a failed copy built aside is discarded.
 
 Pure: records come in decoded and already verified (``mesh.record_codec``); time is
 passed in; nothing here does IO.
