@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from mesh.catalog import Catalog, Change, Digest
-from mesh.codec import CodecError, digest_from_pb, digest_to_pb
+from mesh.codec import CodecError, digest_from_pb
 from mesh.limits import PUSH_PULL_RATE, SWIM_RATE, TokenBuckets
 from mesh.model import ServiceKey, is_dns_label
 from mesh.peers import PeerTable, valid_host_port
@@ -46,6 +45,7 @@ from mesh.records import (
     OutChunk,
     RecordStore,
 )
+from mesh.ring_lists import Lists
 from mesh.seal import StateSeal
 
 if TYPE_CHECKING:
@@ -437,45 +437,6 @@ class Ring(pb_grpc.GossipServicer):
         for channel in self._channels.values():
             await channel.close()
         await asyncio.gather(*self._retiring, return_exceptions=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Lists:
-    """This agent's digests and members for one message, with their hashes."""
-
-    digests: list[Digest]
-    digests_pb: list[pb.Digest]
-    digests_hash: bytes
-    members: list[pb.Member]
-    members_hash: bytes
-
-    @classmethod
-    def of(cls, digests: list[Digest], members: list[pb.Member]) -> Lists:
-        digests_pb = [digest_to_pb(d) for d in digests]
-        return cls(digests, digests_pb, _hash(digests_pb), members, _hash(members))
-
-    def put(
-        self,
-        message: pb.PushPullRequest | pb.PushPullResponse,
-        their_digests: bytes,
-        their_members: bytes,
-    ) -> None:
-        """Our hashes, and each list the other side's hash says it does not have already."""
-        message.digests_hash = self.digests_hash
-        message.members_hash = self.members_hash
-        if their_digests != self.digests_hash:
-            message.digests.extend(self.digests_pb)
-        if their_members != self.members_hash:
-            message.members.extend(self.members)
-
-
-def _hash(items: Iterable[pb.Digest] | Iterable[pb.Member]) -> bytes:
-    h = hashlib.sha256()
-    for item in items:
-        data = item.SerializeToString(deterministic=True)
-        h.update(len(data).to_bytes(4, "big"))
-        h.update(data)
-    return h.digest()[:16]
 
 
 def _services(slots: frozenset[ServiceKey | None]) -> frozenset[ServiceKey]:

@@ -37,6 +37,7 @@ PURE = [
     "mesh/suspicion.py",
     "mesh/broadcasts.py",
     "mesh/records.py",
+    "mesh/record_log.py",
     "mesh/limits.py",
 ]
 IO_MODULES = {
