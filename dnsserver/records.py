@@ -22,7 +22,6 @@ SRV weights split 100 evenly between targets, as CoreDNS does; priority is 0.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from dnsserver import wire
@@ -98,8 +97,8 @@ def _family(addresses: tuple[str, ...]) -> tuple[list[bytes], list[bytes]]:
     v4: list[bytes] = []
     v6: list[bytes] = []
     for address in addresses:
-        ip = ipaddress.ip_address(address)
-        (v4 if ip.version == 4 else v6).append(ip.packed)
+        version, packed = wire.packed_address(address)
+        (v4 if version == 4 else v6).append(packed)
     return v4, v6
 
 

@@ -60,6 +60,15 @@ if TYPE_CHECKING:
     from mesh.sources.kubewriter import KubeWriter
 
 log = logging.getLogger("meshd.agent")
+REBUILD_BATCH = 500  # services re-encoded between two turns of the event loop
+LOG_NAMES = 10  # names a log line lists before "and N more"
+
+
+def _some(names: list[str]) -> str:
+    """``names`` for a log line: the first ``LOG_NAMES`` and how many more."""
+    shown = ", ".join(names[:LOG_NAMES])
+    more = len(names) - LOG_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 @dataclass(frozen=True)
@@ -370,28 +379,55 @@ class Agent:
             await self._dirty.wait()
             self._dirty.clear()
             if self.synced:
-                self.rebuild()
+                await self.rebuild_async()
 
     def rebuild(self) -> None:
         """Rebuild the answers of the services that changed since the last rebuild."""
+        planned = self._plan_rebuild()
+        if planned is not None:
+            self.apply(planned[0], planned[1])
+            self._after_rebuild(*planned)
+
+    async def rebuild_async(self) -> None:
+        """``rebuild``, yielding to the event loop every ``REBUILD_BATCH`` services: a large
+        catch-up re-encodes hundreds of thousands of answers, and DNS queries, SWIM probes
+        and the ring must not wait seconds for it. Each service changes in one step, so a
+        query sees a service before or after its change, never half of it."""
+        planned = self._plan_rebuild()
+        if planned is None:
+            return
+        updates, serial = planned[0], planned[1]
+        for start in range(0, len(updates), REBUILD_BATCH):
+            self.apply(updates[start : start + REBUILD_BATCH], serial)
+            if start + REBUILD_BATCH < len(updates):
+                await asyncio.sleep(0)
+        if not updates:
+            self.apply([], serial)
+        self._after_rebuild(*planned)
+
+    def _plan_rebuild(self) -> tuple[list[Update], int, set[ServiceKey], float] | None:
         started = time.perf_counter()
         states = self.catalog.clusters()
         healthy = self._current_health()
         gone = self.planner.healthy - healthy
         if self.planner.note_health(healthy, states) and gone:
-            log.warning("clusters unreachable: %s", ", ".join(sorted(gone)))
+            log.warning("clusters unreachable: %s", _some(sorted(gone)))
         if not self.planner.pending and self.zone.synced:
-            return
+            return None
         before = set(self.planner.failed_open)
         updates = self.planner.plan(states, self.catalog.local.namespaces)
         # RFC 1982 serial: it must change with the data and should only move forward.
         serial = max(self.zone.serial + 1, int(time.time())) & 0xFFFFFFFF
-        self.apply(updates, serial)
+        return updates, serial, before, started
+
+    def _after_rebuild(
+        self, updates: list[Update], serial: int, before: set[ServiceKey], started: float
+    ) -> None:
         newly = self.planner.failed_open - before
         if newly:
             log.warning(
                 "failing open for %s: no reachable cluster has a ready endpoint",
-                ", ".join(sorted(map(str, newly))),
+                _some(sorted(map(str, newly))),
             )
         self.stats.failed_open = tuple(sorted(self.planner.failed_open))
         self.stats.zone_rebuilds += 1

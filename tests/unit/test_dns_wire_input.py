@@ -642,3 +642,27 @@ def test_random_and_mutated_input_never_raises(q: bytes, udp: bool) -> None:
         qend = 12 + len(name_wire(msg.question[0].name)) + 4
         assert reply[12:qend] == q[12:qend]
     assert sum(stats.answered.values()) == 1
+
+
+def test_the_fast_ipv4_path_agrees_with_ipaddress() -> None:
+    import ipaddress
+    import random
+
+    from dnsserver import wire
+
+    rng = random.Random(20261122)
+    samples = ["10.0.0.1", "0.0.0.0", "255.255.255.255", "010.0.0.1", "1.2.3", "1.2.3.4.5"]
+    samples += ["256.1.1.1", "-1.1.1.1", " 1.1.1.1", "1.1.1.1 ", "1.2.3.+4", "\uff11.2.3.4"]
+    samples += ["fd00::7", "::ffff:1.2.3.4", "1.2.3.04", "1..2.3", ""]
+    samples += [".".join(str(rng.randrange(300)) for _ in range(4)) for _ in range(2000)]
+    for text in samples:
+        try:
+            ip = ipaddress.ip_address(text)
+            expected: tuple[int, bytes] | None = (ip.version, ip.packed)
+        except ValueError:
+            expected = None
+        try:
+            got: tuple[int, bytes] | None = wire.packed_address(text)
+        except ValueError:
+            got = None
+        assert got == expected, text
