@@ -60,7 +60,8 @@ if TYPE_CHECKING:
     from mesh.sources.kubewriter import KubeWriter
 
 log = logging.getLogger("meshd.agent")
-REBUILD_BATCH = 500  # services re-encoded between two turns of the event loop
+REBUILD_SLICE_S = 0.02  # longest the zone rebuild runs before letting the event loop turn
+REBUILD_CHECK = 50  # services re-encoded between two looks at the clock
 LOG_NAMES = 10  # names a log line lists before "and N more"
 
 
@@ -389,7 +390,7 @@ class Agent:
             self._after_rebuild(*planned)
 
     async def rebuild_async(self) -> None:
-        """``rebuild``, yielding to the event loop every ``REBUILD_BATCH`` services: a large
+        """``rebuild``, letting the event loop turn every ``REBUILD_SLICE_S``: a large
         catch-up re-encodes hundreds of thousands of answers, and DNS queries, SWIM probes
         and the ring must not wait seconds for it. Each service changes in one step, so a
         query sees a service before or after its change, never half of it."""
@@ -397,10 +398,13 @@ class Agent:
         if planned is None:
             return
         updates, serial = planned[0], planned[1]
-        for start in range(0, len(updates), REBUILD_BATCH):
-            self.apply(updates[start : start + REBUILD_BATCH], serial)
-            if start + REBUILD_BATCH < len(updates):
+        sliced = time.perf_counter()
+        for start in range(0, len(updates), REBUILD_CHECK):
+            end = start + REBUILD_CHECK
+            self.apply(updates[start:end], serial)
+            if end < len(updates) and time.perf_counter() - sliced >= REBUILD_SLICE_S:
                 await asyncio.sleep(0)
+                sliced = time.perf_counter()
         if not updates:
             self.apply([], serial)
         self._after_rebuild(*planned)

@@ -11,7 +11,8 @@ Rules:
 - each peer is contacted every ``round_s()``: the interval, or longer on a ring too large
   for that (at most ``max_exchanges_per_s`` exchanges a second in all);
 - a cluster is *healthy* when one of its members answered this agent directly within
-  ``timeout_s()`` (``peer_timeout_s``, or two and a half rounds on a large ring); a cluster
+  ``timeout_s()`` (``peer_timeout_s``, or two and a half rounds on a large ring), or
+  nothing this agent tried since has failed (its own stall is no evidence); a cluster
   none of whose members we have tried yet is assumed healthy (we have no evidence against
   it); this cluster is always healthy.
 
@@ -147,10 +148,13 @@ class PeerTable:
         peer.last_reported = now
 
     def reachable(self, address: str, now: float) -> bool:
+        """It answered within ``timeout_s()``, or nothing we tried since has failed: silence
+        alone is no evidence when it is ours (a stalled event loop that made no attempt,
+        say while it re-encodes a large catch-up), so only a failed attempt counts."""
         peer = self.peers.get(address)
-        return (
-            peer is not None and peer.last_ok is not None and now - peer.last_ok <= self.timeout_s()
-        )
+        if peer is None or peer.last_ok is None:
+            return False
+        return now - peer.last_ok <= self.timeout_s() or peer.failures == 0
 
     def members(self, now: float) -> list[tuple[ClusterId, str, str]]:
         """(cluster, address, replica) of every member we can reach, for our peers' lists."""

@@ -84,9 +84,12 @@ __all__ = [
 ]
 
 DEFAULT_TOMBSTONE_TTL_S = 3600.0  # a peer away longer than this gets a reset, not a delta
-DEFAULT_CHUNK_BYTES = 1024 * 1024  # well under gRPC's 4 MiB default message limit
+# Records in one message, in bytes: well under gRPC's 4 MiB default limit, and small enough
+# that decoding one message (a few tens of thousands of endpoints) holds the receiver's
+# event loop for well under a second.
+DEFAULT_CHUNK_BYTES = 256 * 1024
 # Records in one message, at most: bounds the signatures one message makes a receiver check
-# (about 60 us each). A signed record is over 140 bytes, so a 1 MiB chunk holds ~7,000.
+# (about 60 us each). A signed record is over 140 bytes, so 256 KiB holds under 2,000.
 MAX_RECORDS_PER_MESSAGE = 20_000
 CHUNK_OVERHEAD = 16  # bytes a record adds to a chunk beyond its own (tag, length)
 

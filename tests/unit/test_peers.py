@@ -168,10 +168,11 @@ def test_reachable_window() -> None:
     assert not peers.reachable("unknown:1", 0.0)
     peers.succeeded(SEED, "west", now=10.0)
     assert peers.reachable(SEED, 10.0)
-    assert peers.reachable(SEED, 12.0)  # exactly peer_timeout_s
-    assert not peers.reachable(SEED, 12.01)
+    assert peers.reachable(SEED, 30.0)  # silent, but nothing we tried failed: our own stall
     peers.failed(SEED, now=11.0)  # a failure does not erase the last answer
     assert peers.reachable(SEED, 11.5)
+    assert peers.reachable(SEED, 12.0)  # exactly peer_timeout_s
+    assert not peers.reachable(SEED, 12.01)  # silent for longer, and an attempt failed
 
 
 def test_members_lists_reachable_members_with_cluster() -> None:
@@ -179,6 +180,8 @@ def test_members_lists_reachable_members_with_cluster() -> None:
     peers.succeeded(SEED, "west", now=0.0)
     peers.succeeded(LEARNED, "south", now=1.0, replica="south-0")
     peers.learned("north", "10.0.0.4:7946", now=1.0)  # never answered
+    peers.failed(SEED, now=1.2)
+    peers.failed(LEARNED, now=2.0)
     assert peers.members(1.5) == [("south", LEARNED, "south-0"), ("west", SEED, "")]
     assert peers.members(2.5) == [("south", LEARNED, "south-0")]
     assert peers.members(10.0) == []
@@ -188,6 +191,7 @@ def test_replica_reachable_follows_the_replica_s_own_member() -> None:
     peers = table([SEED, LEARNED])
     peers.succeeded(SEED, "west", now=0.0, replica="west-a")
     peers.succeeded(LEARNED, "west", now=5.0, replica="west-b")
+    peers.failed(SEED, now=1.0)
     assert peers.replica_reachable("west", "west-b", 5.5)
     assert not peers.replica_reachable("west", "west-a", 5.5)  # silent since 0.0
     assert not peers.replica_reachable("west", "west-c", 5.5)  # never seen
@@ -233,6 +237,8 @@ def test_cluster_healthy_while_any_member_answers() -> None:
     peers = table([SEED, LEARNED])
     peers.succeeded(SEED, "west", now=0.0)
     peers.succeeded(LEARNED, "west", now=5.0)
+    peers.failed(SEED, now=1.0)
+    peers.failed(LEARNED, now=6.5)
     assert peers.healthy(["west"], now=6.0) == {"west"}
     assert peers.healthy(["west"], now=7.5) == set()
 
@@ -240,6 +246,7 @@ def test_cluster_healthy_while_any_member_answers() -> None:
 def test_peer_timeout_follows_timings() -> None:
     peers = table(timings=PeerTimings(peer_timeout_s=10.0))
     peers.succeeded(SEED, "west", now=0.0)
+    peers.failed(SEED, now=1.0)
     assert peers.healthy(["west"], now=10.0) == {"west"}
     assert peers.healthy(["west"], now=10.5) == set()
 
@@ -308,5 +315,6 @@ def test_a_large_ring_stretches_the_round_and_the_timeout_so_the_cost_stays_flat
     large.succeeded(address, "west", 0.0)
     assert large.peers[address].next_attempt == 5.0
     assert address not in large.due(4.9)
+    large.failed(address, 6.0)
     assert large.reachable(address, 12.0)  # silent for less than two and a half rounds
     assert not large.reachable(address, 13.0)
