@@ -8,9 +8,10 @@ everything else the message carried.
 
 from __future__ import annotations
 
-import ipaddress
 import math
+from typing import TypeVar
 
+from dnsserver.wire import packed_address
 from mesh.catalog import Digest
 from mesh.model import (
     ClusterState,
@@ -71,12 +72,30 @@ def _label(value: str, what: str) -> str:
     return value
 
 
+_T = TypeVar("_T")
+_SHARED: dict[object, object] = {}
+MAX_SHARED = 65536
+
+
+def _shared(value: _T) -> _T:
+    """One object for equal values that recur across services (namespaces, zones, port
+    lists): a large clusterset holds hundreds of thousands of copies otherwise. Bounded:
+    past ``MAX_SHARED`` distinct values the table starts afresh."""
+    held = _SHARED.get(value)
+    if held is not None:
+        return held  # type: ignore[return-value]
+    if len(_SHARED) >= MAX_SHARED:
+        _SHARED.clear()
+    _SHARED[value] = value
+    return value
+
+
 def _endpoint(msg: pb.Endpoint, where: str) -> Endpoint:
     if not msg.addresses:
         raise CodecError(f"{where}: endpoint without addresses")
     for address in msg.addresses:
         try:
-            ipaddress.ip_address(address)
+            packed_address(address)
         except ValueError:
             raise CodecError(f"{where}: bad address {address!r}") from None
     if msg.hostname:
@@ -85,12 +104,13 @@ def _endpoint(msg: pb.Endpoint, where: str) -> Endpoint:
         addresses=tuple(msg.addresses),
         ready=msg.ready,
         hostname=msg.hostname or None,
-        zone=msg.zone or None,
+        zone=_shared(msg.zone) or None,
     )
 
 
 def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
-    key = ServiceKey(_label(msg.namespace, "namespace"), _label(msg.name, "service name"))
+    namespace = _shared(_label(msg.namespace, "namespace"))
+    key = ServiceKey(namespace, _label(msg.name, "service name"))
     where = f"cluster {cluster_id} service {key}"
     if msg.type not in _TYPE_FROM_PB:
         raise CodecError(f"{where}: unknown service type {msg.type}")
@@ -100,13 +120,13 @@ def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
             raise CodecError(f"{where}: bad port {p.protocol}/{p.port}")
         if p.name:
             _label(p.name, f"{where}: port name")
-        ports.append(ServicePort(p.name, p.protocol, p.port))
+        ports.append(ServicePort(_shared(p.name), _shared(p.protocol), p.port))
     if not (math.isfinite(msg.exported_at) and msg.exported_at >= 0):
         raise CodecError(f"{where}: bad exported_at {msg.exported_at!r}")
     return ExportedService(
         key=key,
         type=_TYPE_FROM_PB[msg.type],
-        ports=tuple(ports),
+        ports=_shared(tuple(ports)),
         endpoints=tuple(_endpoint(e, where) for e in msg.endpoints),
         exported_at=msg.exported_at,
     )
