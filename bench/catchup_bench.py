@@ -118,9 +118,19 @@ def produce(args: argparse.Namespace, out: Path, ca_dir: Path) -> None:
                 log = relay.logs[(c.cluster_id, c.replica)]
                 done = bool(c.head)
                 version = log.progress if done else _last_version(c.records[-1])
-                theirs[(c.cluster_id, c.replica)] = Digest(
-                    c.cluster_id, c.generation, version, c.replica, partial=not done
+                key = (c.cluster_id, c.replica)
+                target = theirs[key].target if c.from_version else c.target
+                theirs[key] = Digest(
+                    c.cluster_id,
+                    c.generation,
+                    version,
+                    c.replica,
+                    partial=not done,
+                    checked=version if done else 0,
+                    target=0 if done else target,
                 )
+            if messages > 100_000:
+                raise SystemExit("the producer does not converge")
     print(
         f"producer: {args.clusters} origins, {services:,} services each, records made and "
         f"sealed in {made:.1f} s; {messages} messages",
