@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import re
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +35,8 @@ from dnsserver.server import DnsServer, DnsServerConfig, LatencyHistogram
 from dnsserver.workers import DnsWorkers, WorkerSpec, ZoneUpdate
 from dnsserver.zone import Zone
 from mesh.catalog import Catalog, Change
+from mesh.expiry import DEFAULT_CLUSTER_EXPIRY_S, ClusterExpiry
+from mesh.hostinfo import default_advertise, default_replica_id
 from mesh.membership import SwimPump
 from mesh.metrics import AgentMetrics
 from mesh.model import ClusterState, LocalExports, ServiceKey
@@ -90,6 +89,7 @@ class AgentSettings:
     peer_timeout_s: float = 2.0
     tombstone_ttl_s: float = DEFAULT_TOMBSTONE_TTL_S
     max_exchange_rate: float = 40.0  # PeerTimings.max_exchanges_per_s
+    cluster_expiry_s: float = DEFAULT_CLUSTER_EXPIRY_S
     sync_timeout_s: float = 5.0
     max_addresses: int = 8
     kubeconfig: Path | None = None  # with manifests None; None here too: in-cluster
@@ -131,6 +131,7 @@ class Agent:
             tombstone_ttl=settings.tombstone_ttl_s,
         )
         self.publisher: Publisher | None = None
+        self.expiry = ClusterExpiry(settings.cluster_expiry_s)
         self.locality = Locality(settings.cluster_id, settings.region, settings.zone)
         self.stats = AgentStats()
         self.metrics = AgentMetrics(self)
@@ -190,7 +191,7 @@ class Agent:
         )
         port = await self.ring.start(self.settings.grpc_listen)
         if advertise is None:
-            self.peers.self_address = _default_advertise(self.settings.grpc_listen, port)
+            self.peers.self_address = default_advertise(self.settings.grpc_listen, port)
         self._tasks = [
             asyncio.create_task(self.source.run(), name="source"),
             asyncio.create_task(self.ring.run(self.settings.gossip_interval_s), name="ring"),
@@ -369,9 +370,25 @@ class Agent:
         while True:
             self._choose_replicas()
             self._introduce_peers()
-            if self.synced and self._current_health() != self.planner.healthy:
-                self._dirty.set()
+            if self.synced:
+                healthy = self._current_health()
+                if healthy != self.planner.healthy:
+                    self._dirty.set()
+                self._expire(healthy)
             await asyncio.sleep(min(0.1, self.settings.gossip_interval_s))
+
+    def _expire(self, healthy: set[str]) -> None:
+        """Forget clusters out of the answers for ``--cluster-expiry`` (``mesh.expiry``)."""
+        now = asyncio.get_running_loop().time()
+        clusters = [s.cluster_id for s in self.catalog.clusters()]
+        for cluster in self.expiry.observe(clusters, healthy, now):
+            log.warning(
+                "forgetting cluster %s: out of answers for %.0f s", cluster, self.expiry.after_s
+            )
+            self.records.forget(cluster)
+            change = self.catalog.forget(cluster)
+            if change:
+                self._on_change(change)
 
     # --- the zone ------------------------------------------------------------------------
 
@@ -474,25 +491,3 @@ def make_source(
     from mesh.sources.kubernetes import KubeAccess, KubernetesSource
 
     return KubernetesSource(KubeAccess(kubeconfig=settings.kubeconfig), on_change, on_problem)
-
-
-def _default_advertise(listen: str, port: int) -> str:
-    host, _ = split_host_port(listen)
-    if host in ("0.0.0.0", "::", ""):
-        host = _local_address()
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _local_address() -> str:
-    """This host's address as its resolver knows it (a pod's IP in Kubernetes)."""
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
-
-
-def default_replica_id() -> str:
-    """This agent replica's id: the pod name in Kubernetes (the hostname), as a DNS label."""
-    name = os.environ.get("HOSTNAME") or socket.gethostname()
-    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
-    return label or "agent"

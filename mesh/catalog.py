@@ -155,6 +155,16 @@ class Catalog:
             return Change(state.cluster_id, services, cluster)  # the same replica, moved on
         return diff(before, best)
 
+    def forget(self, cluster_id: ClusterId) -> Change:
+        """Drop every state of ``cluster_id`` (gone for good); the change to the answers."""
+        before = self.get(cluster_id)
+        if cluster_id == self.local_id or before is None:
+            return Change(cluster_id)
+        for origin in [o for o in self._states if o[0] == cluster_id]:
+            del self._states[origin]
+        del self._chosen[cluster_id]
+        return Change(cluster_id, frozenset(before.services), cluster=True)
+
     def choose(self, prefer: Callable[[ClusterState], bool]) -> list[Change]:
         """Re-pick each cluster's replica with ``prefer`` (e.g. "this agent reaches it"):
         among a cluster's replicas, preferred ones first, then the larger (generation,

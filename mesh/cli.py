@@ -55,6 +55,7 @@ def settings_from(values: dict[str, Any]) -> Any:
         peer_timeout_s=values["peer_timeout"],
         tombstone_ttl_s=values["tombstone_ttl"],
         max_exchange_rate=values["max_exchange_rate"],
+        cluster_expiry_s=values["cluster_expiry"],
         sync_timeout_s=values["sync_timeout"],
         max_addresses=values["max_addresses"],
         kubeconfig=values["kubeconfig"],

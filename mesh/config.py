@@ -256,6 +256,14 @@ OPTIONS: tuple[Option, ...] = (
         "PER_SECOND",
     ),
     Option(
+        "cluster_expiry",
+        _seconds(1, 365 * 86400),
+        86400.0,
+        "a cluster out of the answers this long without a break is forgotten (its records "
+        "dropped; it is taken afresh when it restarts)",
+        "SECONDS",
+    ),
+    Option(
         "tombstone_ttl",
         _seconds(1, 30 * 86400),
         3600.0,

@@ -142,6 +142,11 @@ class _AgentCollector(Collector):
         yield CounterMetricFamily(
             "meshd_gossip_tombstones_expired", "tombstones purged", value=store.stats.expired
         )
+        yield CounterMetricFamily(
+            "meshd_clusters_forgotten",
+            "clusters forgotten after --cluster-expiry out of the answers",
+            value=self.agent.expiry.forgotten,
+        )
         held = GaugeMetricFamily("meshd_gossip_records", "records held", labels=["kind"])
         logs = list(store.logs.values())
         live = sum(log.live for log in logs)

@@ -131,6 +131,7 @@ class RecordStore:
         self.tombstone_ttl = tombstone_ttl
         self.logs: dict[Origin, OriginLog] = {local.origin: local}
         self.pending: dict[Origin, OriginLog] = {}  # copies built aside
+        self.forgotten: dict[Origin, int] = {}  # origin -> last generation forgotten
         self._turn = 0
         self.stats = StoreStats()
 
@@ -157,6 +158,22 @@ class RecordStore:
             version = 0 if log.broken else log.progress
             out.append(Digest(origin[0], log.generation, version, origin[1], checked=checked))
         return out
+
+    def forget(self, cluster_id: ClusterId) -> list[Origin]:
+        """Drop every copy of ``cluster_id`` (gone for good, ``mesh.expiry``), and refuse
+        its generations held so far, so that peers that still hold them cannot hand them
+        back; a new generation (the cluster restarted) is taken as usual."""
+        origins = [o for o in self.logs.keys() | self.pending.keys() if o[0] == cluster_id]
+        for origin in origins:
+            if origin == self.local.origin:
+                continue
+            generations = [
+                c.generation for c in (self.logs.get(origin), self.pending.get(origin)) if c
+            ]
+            self.forgotten[origin] = max(generations)
+            self.logs.pop(origin, None)
+            self.pending.pop(origin, None)
+        return [o for o in origins if o != self.local.origin]
 
     def expire(self, now: float) -> int:
         purged = sum(log.expire(now, self.tombstone_ttl) for log in self.logs.values())
@@ -188,6 +205,8 @@ class RecordStore:
         origin = chunk.origin
         if origin == self.local.origin:
             return None, "own"
+        if chunk.generation <= self.forgotten.get(origin, 0):
+            return None, "forgotten"
         held = self.logs.get(origin)
         building = self.pending.get(origin)
         if building is not None and chunk.generation < building.generation:

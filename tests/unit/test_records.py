@@ -312,3 +312,30 @@ def test_an_older_generation_does_not_replace_a_newer_one_being_built() -> None:
     assert "east" not in west.view()
     sync(new, west)
     assert west.view()["east"] == new.exports()
+
+
+def test_a_forgotten_cluster_is_not_handed_back_by_a_peer_but_returns_when_it_restarts() -> None:
+    from mesh.expiry import ClusterExpiry
+
+    east, west, relay = Node("east"), Node("west"), Node("relay")
+    east.export({k: service(k, "10.0.0.1") for k in KEYS[:3]})
+    sync(east, west)
+    sync(east, relay)
+    expiry = ClusterExpiry(after_s=60.0)
+    assert expiry.observe(["east", "west"], {"west"}, now=0.0) == []
+    assert expiry.observe(["east", "west"], {"east", "west"}, now=30.0) == []  # back: restart
+    assert expiry.observe(["east", "west"], {"west"}, now=40.0) == []
+    assert expiry.observe(["east", "west"], {"west"}, now=99.0) == []
+    assert expiry.observe(["east", "west"], {"west"}, now=100.0) == ["east"]
+    west.store.forget("east")
+    change = west.catalog.forget("east")
+    assert change.cluster
+    assert change.services == frozenset(KEYS[:3])
+    assert "east" not in west.view()
+    sync(relay, west)  # the relay has not forgotten it yet: refused
+    assert "east" not in west.view()
+    assert "forgotten" in west.dropped
+    reborn = Node("east", generation=2)
+    reborn.export({KEYS[0]: service(KEYS[0], "10.0.0.9")})
+    sync(reborn, west)
+    assert west.view()["east"] == reborn.exports()
