@@ -7,8 +7,9 @@ OPT record: concatenation only.
 
 Rotation: an answer that should spread load (the address records of a ClusterSetIP
 service) carries ``variants``, rotations of the same records, and its own ``turn`` counter;
-the query path sends the next variant per query. Each rotating answer counts for itself, so
-a client asking A then AAAA in turn still sees every A variant.
+the query path sends the next variant per query. Other answers have no ``variants`` (an
+empty tuple: both query paths rotate only through two or more). Each rotating answer
+counts for itself, so a client asking A then AAAA in turn still sees every A variant.
 
 Cutting: when a response does not fit (the client's UDP limit, or 65,535 octets over TCP),
 it is sent with TC=1 and only the records that fit. Answers that list endpoints carry
@@ -79,7 +80,9 @@ class Answer:
         self.heads = _heads(rcode, *counts, tc=False)
         self.edns_tail = _edns_tail(rcode)
         self.units = units
-        self.variants: tuple[Answer, ...] = (self,)
+        # No rotation: empty, one shared tuple (a ``(self,)`` per answer would cost 48 octets
+        # each); the query paths rotate only when there are at least two variants.
+        self.variants: tuple[Answer, ...] = ()
         self.turn = 0  # queries answered from ``variants`` so far (rotation state)
 
     @classmethod

@@ -22,7 +22,9 @@ SRV weights split 100 evenly between targets, as CoreDNS does; priority is 0.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from dnsserver import wire
 from dnsserver.answer import Answer, Unit, rotating
@@ -61,7 +63,13 @@ class ServiceRecords:
     max_addresses: int = DEFAULT_MAX_ADDRESSES
 
 
-Names = dict[bytes, dict[int, Answer]]
+Names = dict[bytes, Mapping[int, Answer]]
+
+# The type table of every empty non-terminal, one shared object: read-only, so that a
+# mutation through one name fails instead of changing them all. The query paths only
+# ``get`` from it (the C fast path answers NODATA for a type table that is not a dict,
+# which is what an empty one answers).
+EMPTY_TYPES: Mapping[int, Answer] = MappingProxyType({})
 
 
 class _Encoder:
@@ -70,7 +78,8 @@ class _Encoder:
         self.origin = origin
         self.ttl = ttl
         self.base = (svc.name, svc.namespace, "svc")
-        self.names: Names = {}
+        self.names: Names = {}  # every name, in order; empty non-terminals: EMPTY_TYPES
+        self.tables: dict[bytes, dict[int, Answer]] = {}  # the names that have records
         self.service_name = self.wire_name(*self.base)
 
     def wire_name(self, *labels: str) -> bytes:
@@ -83,14 +92,18 @@ class _Encoder:
         return wire.rr(owner, rtype, self.ttl, rdata)
 
     def put(self, name: bytes, rtype: int, answer: Answer) -> None:
-        self.names.setdefault(name, {})[rtype] = answer
+        types = self.tables.get(name)
+        if types is None:
+            types = self.tables[name] = {}
+            self.names[name] = types  # replaces EMPTY_TYPES, keeping the name's place
+        types[rtype] = answer
 
     def touch(self, name: bytes) -> None:
         """``name`` and its ancestors down to the service name exist (empty non-terminals)."""
         while len(name) > len(self.service_name):
-            self.names.setdefault(name, {})
+            self.names.setdefault(name, EMPTY_TYPES)
             name = name[1 + name[0] :]
-        self.names.setdefault(self.service_name, {})
+        self.names.setdefault(self.service_name, EMPTY_TYPES)
 
 
 def _family(addresses: tuple[str, ...]) -> tuple[list[bytes], list[bytes]]:
@@ -171,7 +184,17 @@ def _srv(enc: _Encoder, targets: list[tuple[tuple[str, ...], list[bytes]]]) -> N
             owners.setdefault(owner, []).append((port, weight))
         if (port, weight) not in owners[enc.service_name]:
             owners[enc.service_name].append((port, weight))
+    # Owners with the same ports get the same answer, one object: a ClusterSetIP service
+    # with one named port answers the same SRV at its name and at ``_<port>._<proto>``.
+    # Sharing is safe because SRV answers never rotate (``turn`` is unused) and are not
+    # changed after this function returns.
+    shared: dict[tuple[tuple[int, int], ...], Answer] = {}
     for owner, ports in owners.items():
+        enc.touch(owner)
+        same = shared.get(tuple(ports))
+        if same is not None:
+            enc.put(owner, wire.TYPE_SRV, same)
+            continue
         units = []
         for labels, glue in targets:
             records = [
@@ -181,10 +204,10 @@ def _srv(enc: _Encoder, targets: list[tuple[tuple[str, ...], list[bytes]]]) -> N
             answer, additional = b"".join(records), b"".join(glue)
             cost = len(answer) + len(additional)
             units.append(Unit(answer, len(records), additional, len(glue), cost))
-        enc.touch(owner)
         # One target (a ClusterSetIP service) needs no cut points: cutting it leaves nothing.
         srv = Answer.of_units(units) if len(units) > 1 else Answer.of_units(units).uncut()
         enc.put(owner, wire.TYPE_SRV, srv)
+        shared[tuple(ports)] = srv
 
 
 # RFC 8482: an ANY query gets one RRset of the name, in this order of preference.
@@ -209,6 +232,6 @@ def encode_service(svc: ServiceRecords, origin: str, ttl: int) -> Names:
         _headless(enc)
     else:
         _cluster_set_ip(enc)
-    for types in enc.names.values():
+    for types in enc.tables.values():
         answer_any(types)
     return enc.names

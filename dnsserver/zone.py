@@ -2,7 +2,8 @@
 
 Theory of operation. ``Zone.table`` maps a lower-case wire name to ``{qtype: Answer}``.
 Every name that exists is in it, including the empty non-terminals (``svc.<zone>``,
-``<ns>.svc.<zone>``, ``_tcp.<svc>...``), which map to an empty type table: a missing type
+``<ns>.svc.<zone>``, ``_tcp.<svc>...``), which map to an empty type table (all of them to
+one read-only ``records.EMPTY_TYPES``, so type tables are typed ``Mapping``): a missing type
 is NODATA and a missing name NXDOMAIN, with no parsing of the name at query time.
 
 Updates are per service: ``set_service`` encodes one service's names (``records.py``) and
@@ -23,12 +24,13 @@ SOA in the authority section, its MINIMUM being the TTL (RFC 2308).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from dnsserver import wire
 from dnsserver.answer import Answer
 from dnsserver.records import (
     DNS_SCHEMA_VERSION,
+    EMPTY_TYPES,
     HeadlessEndpoint,
     ServiceRecords,
     answer_any,
@@ -46,8 +48,9 @@ class Zone:
         self.origin_wire = wire.encode_name(self.origin)
         self.ttl = ttl
         self.synced = False
-        self.table: dict[bytes, dict[int, Answer]] = {}
-        self._services: dict[tuple[str, str], list[bytes]] = {}
+        self.table: dict[bytes, Mapping[int, Answer]] = {}
+        self._apex: dict[int, Answer] = {}
+        self._services: dict[tuple[str, str], tuple[bytes, ...]] = {}
         self._namespace_refs: dict[bytes, int] = {}
         self._static_names()
         self.set_serial(serial)
@@ -55,18 +58,18 @@ class Zone:
     # --- content -------------------------------------------------------------------------
 
     def _static_names(self) -> None:
-        apex = self.origin_wire
-        self.table[apex] = {}
+        self.table[self.origin_wire] = self._apex
         version = wire.encode_name(f"dns-version.{self.origin}")
         record = wire.rr(
             wire.POINTER_TO_QNAME, wire.TYPE_TXT, self.ttl, wire.rdata_txt(DNS_SCHEMA_VERSION)
         )
-        self.table[version] = {wire.TYPE_TXT: Answer.of(wire.RCODE_NOERROR, [record])}
-        answer_any(self.table[version])
+        version_types = {wire.TYPE_TXT: Answer.of(wire.RCODE_NOERROR, [record])}
+        answer_any(version_types)
+        self.table[version] = version_types
         ns_target = wire.encode_name(f"ns.dns.{self.origin}")
         ns = wire.rr(wire.POINTER_TO_QNAME, wire.TYPE_NS, self.ttl, ns_target)
-        self.table[apex][wire.TYPE_NS] = Answer.of(wire.RCODE_NOERROR, [ns])
-        self.table[wire.encode_name(f"svc.{self.origin}")] = {}
+        self._apex[wire.TYPE_NS] = Answer.of(wire.RCODE_NOERROR, [ns])
+        self.table[wire.encode_name(f"svc.{self.origin}")] = EMPTY_TYPES
 
     def set_serial(self, serial: int) -> None:
         """A new SOA serial (RFC 1982 arithmetic: callers only move it forward)."""
@@ -85,8 +88,8 @@ class Zone:
         self.nodata = Answer.of(wire.RCODE_NOERROR, [], [soa])
         self.servfail = Answer.of(wire.RCODE_SERVFAIL, [])
         apex_soa = wire.rr(wire.POINTER_TO_QNAME, wire.TYPE_SOA, self.ttl, rdata)
-        self.table[self.origin_wire][wire.TYPE_SOA] = Answer.of(wire.RCODE_NOERROR, [apex_soa])
-        answer_any(self.table[self.origin_wire])
+        self._apex[wire.TYPE_SOA] = Answer.of(wire.RCODE_NOERROR, [apex_soa])
+        answer_any(self._apex)
 
     def set_service(self, namespace: str, name: str, records: ServiceRecords | None) -> None:
         """Replace what the zone says about one service (None: it no longer exists)."""
@@ -100,9 +103,9 @@ class Zone:
         names = encode_service(records, self.origin, self.ttl) if records is not None else {}
         if names:
             self.table.update(names)
-            self._services[key] = list(names)
+            self._services[key] = tuple(names)
             self._namespace_refs[ns_name] = self._namespace_refs.get(ns_name, 0) + 1
-            self.table.setdefault(ns_name, {})
+            self.table.setdefault(ns_name, EMPTY_TYPES)
 
     def _release_namespace(self, ns_name: bytes) -> None:
         refs = self._namespace_refs.pop(ns_name, 0) - 1
