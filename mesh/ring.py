@@ -120,6 +120,7 @@ class Ring(pb_grpc.GossipServicer):
         self.swim: SwimPump | None = None  # set by the agent once membership runs
         self._their_digests: dict[str, list[Digest]] = {}  # peer address -> what it held
         self._their_hashes: dict[str, tuple[bytes, bytes]] = {}  # its (digests, members) hashes
+        self._lists_cache: tuple[list[Digest], list[tuple[str, str, str]], Lists] | None = None
         self._nudged = asyncio.Event()
         self.swim_timeout_s = 0.5
         self.push_pull_limit = TokenBuckets(PUSH_PULL_RATE)
@@ -187,7 +188,7 @@ class Ring(pb_grpc.GossipServicer):
         if _valid_member(sender):
             self.peers.succeeded(sender.address, sender.cluster_id, now, sender.replica)
         self._absorb(request.members, request, now)
-        mine = Lists.of(self.store.digests(), self._members(now))
+        mine = self._lists(now)
         digests: list[Digest] | None = None
         if request.digests:
             try:
@@ -298,7 +299,7 @@ class Ring(pb_grpc.GossipServicer):
             chunks=[chunk_to_pb(c, self._clusterset) for c in chunks],
             more=more,
         )
-        mine = Lists.of(self.store.digests(), self._members(loop.time()))
+        mine = self._lists(loop.time())
         mine.put(request, *self._their_hashes.get(address, (b"", b"")))
         stub = pb_grpc.GossipStub(self._channel(address))  # type: ignore[no-untyped-call]
         try:
@@ -379,11 +380,24 @@ class Ring(pb_grpc.GossipServicer):
             replica=self.catalog.local.replica,
         )
 
-    def _members(self, now: float) -> list[pb.Member]:
+    def _lists(self, now: float) -> Lists:
+        """Our digests and members for a message, encoded and hashed once for as long as
+        they stay the same: a push to every peer at once would otherwise redo it per peer."""
+        digests = self.store.digests()
+        members = self._member_keys(now)
+        cached = self._lists_cache
+        if cached is not None and cached[0] == digests and cached[1] == members:
+            return cached[2]
+        listed = [pb.Member(cluster_id=c, address=a, replica=r) for c, a, r in members]
+        lists = Lists.of(digests, listed)
+        self._lists_cache = (digests, members, lists)
+        return lists
+
+    def _member_keys(self, now: float) -> list[tuple[str, str, str]]:
         """Every member we reach, and ourselves: converged agents send identical lists."""
         listed = {(c, a, r) for c, a, r in self.peers.members(now)}
         listed.add((self.catalog.local_id, self.peers.self_address, self.catalog.local.replica))
-        return [pb.Member(cluster_id=c, address=a, replica=r) for c, a, r in sorted(listed)]
+        return sorted(listed)
 
     @property
     def _clusterset(self) -> str:
