@@ -2,7 +2,8 @@
 
 Simulated means: no sockets and no second agent process, but every byte the newcomer
 handles is what a real peer would send it. A producer process builds ``--clusters`` origins
-(``--endpoints`` in all, ``ENDPOINTS_PER_SERVICE`` per ClusterSetIP service), each with the
+(``--endpoints`` in all, ``--per-service`` per ClusterSetIP service, 3 by default: the worst
+case, where per-service overhead dominates), each with the
 agent's own ``Publisher`` (records sealed with Ed25519 keys certified by a throwaway
 clusterset CA, as ``meshd certs`` makes them; ``--insecure`` for unsigned), and answers the
 newcomer's digests exactly as ``Ring.PushPull`` would: ``RecordStore.select`` with the
@@ -68,13 +69,13 @@ def rss_mib() -> float:
     return 0.0
 
 
-def exports_of(cluster: int, services: int) -> LocalExports:
+def exports_of(cluster: int, services: int, per: int = ENDPOINTS_PER_SERVICE) -> LocalExports:
     out = {}
     for i in range(services):
         key = ServiceKey(f"ns{i % NAMESPACES}", f"s{cluster}-{i}")
         endpoints = []
-        for j in range(ENDPOINTS_PER_SERVICE):
-            n = i * ENDPOINTS_PER_SERVICE + j
+        for j in range(per):
+            n = i * per + j
             endpoints.append(Endpoint((f"10.{cluster}.{n // 250 % 250}.{n % 250 + 1}",)))
         out[key] = ExportedService(
             key, ServiceType.CLUSTER_SET_IP, (ServicePort("http", "TCP", 80),), tuple(endpoints)
@@ -84,7 +85,7 @@ def exports_of(cluster: int, services: int) -> LocalExports:
 
 def produce(args: argparse.Namespace, out: Path, ca_dir: Path) -> None:
     """The ring's side: every origin's records, sent to a newcomer as PushPull replies."""
-    services = args.endpoints // ENDPOINTS_PER_SERVICE // args.clusters
+    services = args.endpoints // args.per_service // args.clusters
     ca, ca_key = certs.create_ca("bench", T0)
     (ca_dir / "ca.crt").write_bytes(certs.pem_cert(ca))
     relay = RecordStore(OriginLog("relay", "", 1))
@@ -98,7 +99,7 @@ def produce(args: argparse.Namespace, out: Path, ca_dir: Path) -> None:
         catalog = Catalog(ClusterState(name, 1, 0, f"r{c % 5}", replica="a"))
         log = OriginLog(name, "a", 1)
         publisher = Publisher(log, signer)
-        change = catalog.set_local(exports_of(c, services))
+        change = catalog.set_local(exports_of(c, services, args.per_service))
         publisher.publish(catalog.local, change, 0.0)
         relay.logs[log.origin] = log
     made = time.perf_counter() - started
@@ -180,8 +181,8 @@ def consume(args: argparse.Namespace, path: Path, ca_dir: Path) -> list[str]:
     planned = time.perf_counter() - started
     endpoints = sum(len(svc.endpoints) for s in clusters for svc in s.services.values())
     assert dropped == 0, f"{dropped} chunks dropped"
-    assert endpoints == args.endpoints // ENDPOINTS_PER_SERVICE // args.clusters * (
-        ENDPOINTS_PER_SERVICE * args.clusters
+    assert endpoints == args.endpoints // args.per_service // args.clusters * (
+        args.per_service * args.clusters
     )
     records = sum(len(log.records) for log in store.logs.values())
     signed = "unsigned (--insecure)" if args.insecure else "signed (Ed25519), every one verified"
@@ -190,7 +191,8 @@ def consume(args: argparse.Namespace, path: Path, ca_dir: Path) -> list[str]:
         f"{endpoints:,} endpoints (simulated)",
         "",
         f"Command: `.venv/bin/python bench/catchup_bench.py --clusters {args.clusters} "
-        f"--endpoints {args.endpoints}{' --insecure' if args.insecure else ''}`. "
+        f"--endpoints {args.endpoints} --per-service {args.per_service}"
+        f"{' --insecure' if args.insecure else ''}`. "
         f"Machine: {machine()}. {args.clusters} remote clusters, {records:,} records "
         f"{signed}, {zone.service_count():,} services in the zone; {messages:,} messages of "
         f"at most {DEFAULT_CHUNK_BYTES // 1024} KiB of records, {size / 2**20:.0f} MiB in all. "
@@ -208,6 +210,7 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=50)
     parser.add_argument("--endpoints", type=int, default=1_000_000)
     parser.add_argument("--insecure", action="store_true", help="unsigned records")
+    parser.add_argument("--per-service", type=int, default=ENDPOINTS_PER_SERVICE)
     parser.add_argument("--out", type=Path, help="append the report to this file")
     parser.add_argument("--role", choices=["produce", "consume"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -226,6 +229,8 @@ def main() -> None:
             str(args.clusters),
             "--endpoints",
             str(args.endpoints),
+            "--per-service",
+            str(args.per_service),
             "--data",
             tmp,
         ] + (["--insecure"] if args.insecure else [])
