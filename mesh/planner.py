@@ -22,7 +22,7 @@ from collections.abc import Iterable, Set
 
 from dnsserver.records import ServiceRecords
 from mesh.catalog import Change
-from mesh.model import ClusterId, ClusterState, ServiceKey
+from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
 from mesh.policy import DEFAULT_MAX_ADDRESSES, Locality, decide_service, exporters_of
 
 Update = tuple[ServiceKey, ServiceRecords | None]
@@ -68,9 +68,13 @@ class AnswerPlanner:
         else:
             keys = self._dirty
         self._dirty, self._everything = set(), False
+        index = _exporters_index(keys, states, self.locality.cluster_id)
         updates: list[Update] = []
         for key in sorted(keys):
-            exporters = exporters_of(key, states, self.locality.cluster_id)
+            if index is None:
+                exporters = exporters_of(key, states, self.locality.cluster_id)
+            else:
+                exporters = index.get(key, [])
             if not exporters or key.namespace not in local_namespaces:
                 if key in self.zone_keys:
                     updates.append((key, None))
@@ -87,3 +91,22 @@ class AnswerPlanner:
             else:
                 self.failed_open.discard(key)
         return updates
+
+
+INDEX_FROM = 64  # dirty services from which one pass over every state beats a scan per key
+
+
+def _exporters_index(
+    keys: Set[ServiceKey], states: list[ClusterState], local_cluster: str
+) -> dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] | None:
+    """``exporters_of`` for many keys at once, in one pass over the states (a catch-up
+    dirties every service: a scan of every state per key would cost keys x clusters)."""
+    if len(keys) < INDEX_FROM:
+        return None
+    ordered = sorted(states, key=lambda s: (s.cluster_id != local_cluster, s.cluster_id))
+    index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] = {}
+    for state in ordered:
+        for key, svc in state.services.items():
+            if key in keys:
+                index.setdefault(key, []).append((state, svc))
+    return index

@@ -1,0 +1,50 @@
+"""The answer planner: one pass over the states for a large rebuild gives exactly the plan
+of a scan per service."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from mesh import planner as planner_module
+from mesh.catalog import Change
+from mesh.model import ClusterState, Endpoint, ExportedService, ServiceKey, ServiceType
+from mesh.planner import AnswerPlanner
+from mesh.policy import Locality
+
+
+def _states(seed: int) -> list[ClusterState]:
+    rng = random.Random(seed)
+    keys = [ServiceKey(rng.choice(["shop", "ops"]), f"s{i}") for i in range(150)]
+    states = []
+    for c in range(5):
+        services = {}
+        for key in rng.sample(keys, 90):
+            kind = rng.choice([ServiceType.CLUSTER_SET_IP, ServiceType.HEADLESS])
+            endpoints = tuple(
+                Endpoint((f"10.{c}.{rng.randrange(250)}.{i + 1}",), rng.random() < 0.8)
+                for i in range(rng.randrange(1, 4))
+            )
+            services[key] = ExportedService(key, kind, endpoints=endpoints)
+        region = "us" if c < 3 else "eu"
+        states.append(ClusterState(f"c{c}", 1, 1, region, "", frozenset({"shop"}), services))
+    return states
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_indexed_plan_equals_the_plan_of_a_scan_per_service(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    states = _states(seed)
+    plans = []
+    for index_from in (1, 10**9):  # always index, never index
+        monkeypatch.setattr(planner_module, "INDEX_FROM", index_from)
+        planner = AnswerPlanner(Locality("c1", "us"))
+        planner.note_health({"c0", "c1", "c3"}, states)  # c2 and c4 down: fail open paths too
+        for state in states:
+            planner.note(Change(state.cluster_id, frozenset(state.services), cluster=True))
+        plans.append((planner.plan(states, frozenset({"shop"})), set(planner.failed_open)))
+    assert plans[0] == plans[1]
+    assert len(plans[0][0]) > 30
+    assert plans[0][1]  # some services failed open
