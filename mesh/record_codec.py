@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
@@ -204,12 +205,7 @@ class ChunkOpener:
         return replace(shape, records=tuple(records), head=head)
 
     def _sealed(self, data: bytes, cluster_id: str) -> pb.Sealed:
-        sealed = pb.Sealed()
-        try:
-            sealed.ParseFromString(data)
-        except DecodeError:
-            raise ChunkError("malformed", f"cluster {cluster_id}: undecodable seal") from None
-        return sealed
+        return _parse(pb.Sealed(), data, f"cluster {cluster_id}: undecodable seal")
 
     def _verify(
         self, sealed: pb.Sealed, domain: bytes, cluster_id: str, certificate: bytes, now: float
@@ -226,11 +222,7 @@ class ChunkOpener:
     def _record(
         self, body: bytes, chunk: pb.OriginChunk, cluster_id: str, replica: str, sealed: bytes
     ) -> Record:
-        msg = pb.Record()
-        try:
-            msg.ParseFromString(body)
-        except DecodeError:
-            raise ChunkError("malformed", f"cluster {cluster_id}: undecodable record") from None
+        msg = _parse(pb.Record(), body, f"cluster {cluster_id}: undecodable record")
         _same_origin(msg, chunk, cluster_id, replica)
         weight = weight_of(body)
         kind = msg.WhichOneof("body")
@@ -254,24 +246,28 @@ class ChunkOpener:
     def _head(
         self, body: bytes, chunk: pb.OriginChunk, cluster_id: str, replica: str, last: int
     ) -> Head:
-        msg = pb.Head()
-        try:
-            msg.ParseFromString(body)
-        except DecodeError:
-            raise ChunkError("malformed", f"cluster {cluster_id}: undecodable head") from None
+        msg = _parse(pb.Head(), body, f"cluster {cluster_id}: undecodable head")
         _same_origin(msg, chunk, cluster_id, replica)
         if msg.version < last or len(msg.set_hash) != 32:
             raise ChunkError("malformed", f"cluster {cluster_id}: head below its records")
         return Head(msg.version, msg.live, int.from_bytes(msg.set_hash, "big"), chunk.head)
 
 
-def _version_of(body: bytes, cluster_id: str) -> int:
-    msg = pb.Record()
+_M = TypeVar("_M", pb.Sealed, pb.Record, pb.Head)
+
+
+def _parse(message: _M, data: bytes, what: str) -> _M:
+    """``message`` filled from ``data``; a ``ChunkError`` saying ``what`` if it cannot be."""
     try:
-        msg.ParseFromString(body)
+        message.ParseFromString(data)
     except DecodeError:
-        raise ChunkError("malformed", f"cluster {cluster_id}: undecodable record") from None
-    return int(msg.version)
+        raise ChunkError("malformed", what) from None
+    return message
+
+
+def _version_of(body: bytes, cluster_id: str) -> int:
+    record = _parse(pb.Record(), body, f"cluster {cluster_id}: undecodable record")
+    return int(record.version)
 
 
 def _same_origin(
