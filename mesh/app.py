@@ -455,11 +455,12 @@ class Agent:
         self.metrics.zone_rebuild_seconds.observe(time.perf_counter() - started)
 
     def apply(self, updates: list[Update], serial: int) -> None:
+        keep = self.workers is not None  # what a restarted DNS worker is resynced from
         for key, records in updates:
             self.zone.set_service(key.namespace, key.name, records)
             if records is None:
                 self._records.pop(key, None)
-            else:
+            elif keep:
                 self._records[key] = records
         self.zone.set_serial(serial)
         self.zone.synced = True
