@@ -306,15 +306,20 @@ class Agent:
 
     def _current_health(self) -> set[str]:
         """Clusters to answer with: reachable by this agent's own exchanges, and not down in
-        the SWIM view (every member dead, left or suspect; see ``cluster_liveness``)."""
+        the SWIM view (every member dead or left; see ``cluster_liveness``) unless this agent
+        exchanged with one of them within the last two rounds: a member wrongly declared
+        dead (slow indirect probes, a one-way cut elsewhere) keeps its cluster in the
+        answers of the agents that still reach it, while a killed one stops answering well
+        before SWIM's verdict arrives, so that verdict still counts."""
         assert self.peers is not None
+        now = asyncio.get_running_loop().time()
         clusters = [s.cluster_id for s in self.catalog.clusters()]
-        healthy = self.peers.healthy(clusters, asyncio.get_running_loop().time())
+        healthy = self.peers.healthy(clusters, now)
         if self.swim is not None:
-            # Only dead or left: a suspicion alone (often a lost probe) must not drop a cluster this
-            # agent still reaches; unreachability is the peers table's call.
             up = cluster_liveness(self.swim.membership.members.values())
-            healthy = {c for c in healthy if c == self.catalog.local_id or up.get(c, True)}
+            contact = self.peers.in_contact(now)
+            local = self.catalog.local_id
+            healthy = {c for c in healthy if c == local or up.get(c, True) or c in contact}
         return healthy
 
     async def _run_membership(self) -> None:

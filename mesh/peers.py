@@ -156,6 +156,16 @@ class PeerTable:
             return False
         return now - peer.last_ok <= self.timeout_s() or peer.failures == 0
 
+    def in_contact(self, now: float) -> set[ClusterId]:
+        """Clusters one of whose members answered this agent within the last two rounds:
+        direct, fresh evidence that they are up, whatever gossip says about them."""
+        window = 2 * self.round_s()
+        return {
+            p.cluster_id
+            for p in self.peers.values()
+            if p.cluster_id and p.last_ok is not None and now - p.last_ok <= window
+        }
+
     def members(self, now: float) -> list[tuple[ClusterId, str, str]]:
         """(cluster, address, replica) of every member we can reach, for our peers' lists."""
         return sorted(

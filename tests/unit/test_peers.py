@@ -318,3 +318,12 @@ def test_a_large_ring_stretches_the_round_and_the_timeout_so_the_cost_stays_flat
     large.failed(address, 6.0)
     assert large.reachable(address, 12.0)  # silent for less than two and a half rounds
     assert not large.reachable(address, 13.0)
+
+
+def test_in_contact_lists_clusters_answering_within_two_rounds() -> None:
+    peers = table([SEED, LEARNED])
+    peers.succeeded(SEED, "west", now=10.0)
+    peers.succeeded(LEARNED, "south", now=9.0)
+    assert peers.in_contact(10.0) == {"west", "south"}
+    assert peers.in_contact(10.0 + 2 * peers.round_s()) == {"west"}
+    assert peers.in_contact(30.0) == set()
