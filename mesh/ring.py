@@ -1,9 +1,12 @@
 """The ring's state exchange: push-pull of per-service records between agents over gRPC.
 
-Every ``interval_s`` the agent calls ``PushPull`` on each peer that is due (see
-``mesh.peers``): it pushes its members, its digests (one per origin: generation, version)
-and the records that peer lacked at their last exchange; the callee takes what continues
-its copies and answers with the records above the caller's digests, and its own digests.
+The agent calls ``PushPull`` on each peer that is due (``mesh.peers``: every
+``interval_s``, less often on a ring too large for that): it pushes its members, its
+digests (per origin: generation, progress, the last head checked, a copy's snapshot) and
+the records that peer lacked at their last exchange; the callee takes what continues its
+copies and answers with the records above the caller's digests, and its own digests. Each
+side leaves out a list whose hash the other already reported (``mesh.ring_lists``), so an
+idle exchange is small.
 The rules of what is sent and taken live in ``mesh.records`` (Scuttlebutt with tombstones,
 resets built aside, heads checked); bytes on the wire in ``mesh.record_codec``. Each
 message carries at most ``chunk_bytes`` of records; when either side had more, the caller
