@@ -66,7 +66,8 @@ def service_to_pb(svc: ExportedService) -> pb.Service:
     )
 
 
-def _label(value: str, what: str) -> str:
+def label(value: str, what: str) -> str:
+    """``value`` when it is an RFC 1123 label, else ``CodecError``."""
     if not is_dns_label(value):
         raise CodecError(f"{what} {value!r} is not an RFC 1123 label")
     return value
@@ -99,7 +100,7 @@ def _endpoint(msg: pb.Endpoint, where: str) -> Endpoint:
         except ValueError:
             raise CodecError(f"{where}: bad address {address!r}") from None
     if msg.hostname:
-        _label(msg.hostname, f"{where}: hostname")
+        label(msg.hostname, f"{where}: hostname")
     return Endpoint(
         addresses=tuple(msg.addresses),
         ready=msg.ready,
@@ -109,8 +110,8 @@ def _endpoint(msg: pb.Endpoint, where: str) -> Endpoint:
 
 
 def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
-    namespace = _shared(_label(msg.namespace, "namespace"))
-    key = ServiceKey(namespace, _label(msg.name, "service name"))
+    namespace = _shared(label(msg.namespace, "namespace"))
+    key = ServiceKey(namespace, label(msg.name, "service name"))
     where = f"cluster {cluster_id} service {key}"
     if msg.type not in _TYPE_FROM_PB:
         raise CodecError(f"{where}: unknown service type {msg.type}")
@@ -119,7 +120,7 @@ def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
         if p.protocol not in PROTOCOLS or not 0 < p.port < 65536:
             raise CodecError(f"{where}: bad port {p.protocol}/{p.port}")
         if p.name:
-            _label(p.name, f"{where}: port name")
+            label(p.name, f"{where}: port name")
         ports.append(ServicePort(_shared(p.name), _shared(p.protocol), p.port))
     if not (math.isfinite(msg.exported_at) and msg.exported_at >= 0):
         raise CodecError(f"{where}: bad exported_at {msg.exported_at!r}")
@@ -133,7 +134,7 @@ def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
 
 
 def state_from_pb(msg: pb.ClusterState) -> ClusterState:
-    cluster_id = _label(msg.cluster_id, "cluster id")
+    cluster_id = label(msg.cluster_id, "cluster id")
     if msg.generation == 0:
         raise CodecError(f"cluster {cluster_id}: generation 0")
     services = {}
@@ -148,23 +149,14 @@ def state_from_pb(msg: pb.ClusterState) -> ClusterState:
         version=msg.version,
         region=msg.region,
         zone=msg.zone,
-        namespaces=frozenset(_label(n, "namespace") for n in msg.namespaces),
+        namespaces=frozenset(label(n, "namespace") for n in msg.namespaces),
         services=services,
-        replica=_replica(msg.replica),
+        replica=replica_of(msg.replica),
     )
-
-
-def label(value: str, what: str) -> str:
-    """``value`` when it is an RFC 1123 label, else ``CodecError``."""
-    return _label(value, what)
 
 
 def replica_of(value: str) -> str:
     """A replica id: empty or an RFC 1123 label, else ``CodecError``."""
-    return _replica(value)
-
-
-def _replica(value: str) -> str:
     if value and not is_dns_label(value):
         raise CodecError(f"replica {value!r} is not an RFC 1123 label")
     return value
@@ -183,8 +175,8 @@ def digest_to_pb(d: Digest) -> pb.Digest:
 
 
 def digest_from_pb(msg: pb.Digest) -> Digest:
-    cluster_id = _label(msg.cluster_id, "cluster id")
-    replica = _replica(msg.replica)
+    cluster_id = label(msg.cluster_id, "cluster id")
+    replica = replica_of(msg.replica)
     return Digest(
         cluster_id, msg.generation, msg.version, replica, msg.partial, msg.checked, msg.target
     )
