@@ -119,7 +119,7 @@ class Ring(pb_grpc.GossipServicer):
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.tls = tls  # None: plaintext (--insecure)
         self.seal = seal  # None: records travel unsigned (--insecure)
-        self.opener = ChunkOpener(None if seal is None else seal.verifier.trust)
+        self.opener = ChunkOpener(None if seal is None else seal.trust)
         self.swim: SwimPump | None = None  # set by the agent once membership runs
         self._their_digests: dict[str, list[Digest]] = {}  # peer address -> what it held
         self._their_hashes: dict[str, tuple[bytes, bytes]] = {}  # its (digests, members) hashes
@@ -271,7 +271,7 @@ class Ring(pb_grpc.GossipServicer):
         reset (so no record signed by a retired key outlives it anywhere)."""
         if self.seal is None:
             return
-        self.opener.trust = self.seal.verifier.trust
+        self.opener.trust = self.seal.trust
         signer = self.publisher.signer
         if signer is not None and signer.key.key_id == self.seal.signer.key.key_id:
             # The same key (a renewed certificate): records stay valid; peers get the new
@@ -404,7 +404,7 @@ class Ring(pb_grpc.GossipServicer):
 
     @property
     def _clusterset(self) -> str:
-        return "" if self.seal is None else self.seal.verifier.trust.clusterset
+        return "" if self.seal is None else self.seal.trust.clusterset
 
     def _absorb(
         self,

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from mesh.certs import CertsError, load_signer, load_trust
 from mesh.seal import StateSeal
-from mesh.signing import Verifier
 from mesh.tls import RingTls, TlsFiles
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ def state_seal(settings: AgentSettings) -> StateSeal | None:
     if files is None:
         return None
     cert, key, ca = files
-    return StateSeal(load_signer(cert, key, settings.cluster_id), Verifier(load_trust(ca)))
+    return StateSeal(load_signer(cert, key, settings.cluster_id), load_trust(ca))
 
 
 async def reload_seal(settings: AgentSettings, seal: StateSeal) -> None:
@@ -67,11 +66,11 @@ async def reload_seal(settings: AgentSettings, seal: StateSeal) -> None:
         cert, key, ca = files
         try:
             signer = load_signer(cert, key, settings.cluster_id)
-            verifier = Verifier(load_trust(ca))
+            trust = load_trust(ca)
         except CertsError as exc:
             log.warning("signing files changed but do not load, keeping the old: %s", exc)
             continue
-        seal.replace(signer, verifier)
+        seal.replace(signer, trust)
         log.info("state-signing key and trust reloaded")
 
 

@@ -11,14 +11,14 @@ generation of this cluster's records sealed with it.
 
 from __future__ import annotations
 
-from mesh.signing import Signer, Verifier
+from mesh.signing import Signer, Trust
 
 
 class StateSeal:
-    def __init__(self, signer: Signer, verifier: Verifier) -> None:
+    def __init__(self, signer: Signer, trust: Trust) -> None:
         self.signer = signer
-        self.verifier = verifier
+        self.trust = trust
 
-    def replace(self, signer: Signer, verifier: Verifier) -> None:
+    def replace(self, signer: Signer, trust: Trust) -> None:
         """New keys (renewed or re-issued certificate files): sign and verify with them."""
-        self.signer, self.verifier = signer, verifier
+        self.signer, self.trust = signer, trust

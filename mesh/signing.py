@@ -1,13 +1,13 @@
-"""Origin-signed cluster states: each cluster signs its own state, every agent verifies.
+"""Origin signatures: each cluster seals its own records and heads, every agent verifies.
 
-The envelope is ``SignedClusterState`` (proto/mesh/wire/v1/gossip.proto): the exact bytes
-of a serialized ``ClusterState``, the origin's cluster id and clusterset, the id of the key
-that signed it, the Ed25519 signature, and the signer's certificate. The signature covers
-``DOMAIN || len16(clusterset) || clusterset || len16(cluster id) || cluster id || state``:
-the domain prefix keeps these signatures from meaning anything in another protocol, and the
+A ``Sealed`` (proto/mesh/wire/v1/gossip.proto) is the exact bytes of a serialized
+``Record`` or ``Head``, the id of the key that signed them and the Ed25519 signature. The
+signature covers ``domain || len16(clusterset) || clusterset || len16(cluster id) ||
+cluster id || body``: the domain (``RECORD_DOMAIN`` or ``HEAD_DOMAIN``) keeps a record's
+signature from passing for a head's or for anything in another protocol, and the
 clusterset and cluster id bind the bytes to one origin of one clusterset. Relays forward
-envelopes untouched (never re-serialize the state), so a signature made at the origin
-verifies at every hop.
+sealed bytes untouched (never re-serialized), so a signature made at the origin verifies
+at every hop. The signer's certificate travels once per chunk (``OriginChunk``).
 
 How a key is bound to a cluster id: **per-cluster X.509 certificates issued by the
 clusterset CA** (design (a) of issue 4), not a signed bundle listing every cluster's key.
@@ -18,18 +18,18 @@ usage (``SIGNER_EKU``), and is issued by a CA of ``--tls-ca``. Why:
 - one root of trust: the CA that already gates mutual TLS also vouches for keys, so a
   receiver needs nothing beyond the CA bundle it already has;
 - adding a cluster or rotating its key changes nothing on the other clusters: the new
-  certificate travels in the envelope and is verified on first sight. A signed bundle
+  certificate travels with the records and is verified on first sight. A signed bundle
   would have to be re-signed and redeployed to every agent first, and an agent with a
-  stale bundle would drop the new cluster's states;
+  stale bundle would drop the new cluster's records;
 - expiry comes with X.509, and ordinary tools (cert-manager, step-ca, openssl) can issue
   the certificates.
 
 A certificate is verified once (issuer, signature, validity, role, clusterset) and its key
-cached by key id (the first 16 bytes of SHA-256 of the raw public key, hex), so a state
+cached by key id (the first 16 bytes of SHA-256 of the raw public key, hex), so a record
 costs one Ed25519 verification. Revocation is by expiry or by rotating the CA.
 
-``verify`` raises ``SignedStateError`` with a ``reason`` from ``REASONS`` for any bad
-envelope, and never another exception; ``Verifier`` wraps it with drop counters by reason.
+``verify_sealed`` raises ``SignedStateError`` with a ``reason`` from ``REASONS`` for any
+bad seal or certificate, and never another exception (the chunk opener counts them).
 Pure: bytes in, bytes out; no file IO, no clock (``now`` is wall-clock epoch seconds, passed
 in, because certificates expire in wall-clock time).
 """
@@ -39,20 +39,16 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
 from mesh import identity as ident
-from mesh.codec import CodecError, state_from_pb, state_to_pb
-from mesh.model import ClusterState, is_dns_label
 from mesh.wire.v1 import gossip_pb2 as pb
 
-DOMAIN = b"meshd.state.v1\0"  # whole states (the deprecated exchange; kept for tools)
 RECORD_DOMAIN = b"meshd.record.v1\0"  # a per-service Record (mesh/records.py)
 HEAD_DOMAIN = b"meshd.head.v1\0"  # an origin's Head
 # meshd's state-signing extended key usage: an OID under 2.25 (ITU-T X.667, from a UUID),
@@ -60,19 +56,14 @@ HEAD_DOMAIN = b"meshd.head.v1\0"  # an origin's Head
 SIGNER_EKU = x509.ObjectIdentifier("2.25.101540474574883551379535145418373059269")
 KEY_ID_BYTES = 16
 MAX_CERTIFICATE_BYTES = 4096
-MAX_STATE_BYTES = 64 * 1024 * 1024
 MAX_CACHED_KEYS = 4096
 REASONS = (
-    "malformed",  # the envelope breaks the format (lengths, names, undecodable bytes)
-    "clusterset_mismatch",  # signed for, or certified by, another clusterset
+    "malformed",  # the seal or certificate breaks the format (lengths, key id)
+    "clusterset_mismatch",  # certified for another clusterset
     "untrusted_certificate",  # not issued by our CA, expired, or not a signing certificate
-    "unknown_key",  # no certificate for this key id binds it to the envelope's cluster
+    "unknown_key",  # no certificate for this key id binds it to the claimed cluster
     "bad_signature",  # the signature does not cover these bytes with this key
-    "cluster_mismatch",  # the signed state names another cluster than the envelope
-    "invalid_state",  # signed correctly, but the state breaks the protocol (codec rules)
 )
-
-SignedState = pb.SignedClusterState
 
 
 class SignedStateError(ValueError):
@@ -89,13 +80,13 @@ def key_id_of(public: ed25519.Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).digest()[:KEY_ID_BYTES].hex()
 
 
-def signed_message(clusterset: str, cluster_id: str, state: bytes, domain: bytes = DOMAIN) -> bytes:
+def signed_message(domain: bytes, clusterset: str, cluster_id: str, body: bytes) -> bytes:
     """The bytes the Ed25519 signature covers."""
     parts = [domain]
     for name in (clusterset, cluster_id):
         encoded = name.encode()
         parts += [struct.pack(">H", len(encoded)), encoded]
-    parts.append(state)
+    parts.append(body)
     return b"".join(parts)
 
 
@@ -152,7 +143,7 @@ class SignerKey:
 
 
 class Signer:
-    """Signs this cluster's states. The caller keeps and forwards the envelope it returns."""
+    """Seals this cluster's records and heads; the caller keeps and forwards the bytes."""
 
     def __init__(self, key: SignerKey) -> None:
         self.key = key
@@ -161,29 +152,11 @@ class Signer:
     def cluster_id(self) -> str:
         return self.key.identity.cluster_id
 
-    def sign(self, state: ClusterState | pb.ClusterState) -> SignedState:
-        msg = state_to_pb(state) if isinstance(state, ClusterState) else state
-        if msg.cluster_id != self.cluster_id:
-            raise ValueError(f"cannot sign cluster {msg.cluster_id}'s state as {self.cluster_id}")
-        return self.sign_bytes(msg.SerializeToString(deterministic=True))
-
     def seal(self, domain: bytes, body: bytes) -> pb.Sealed:
         """A Record or Head body sealed by this cluster (``RECORD_DOMAIN``/``HEAD_DOMAIN``)."""
-        message = signed_message(self.key.identity.clusterset, self.cluster_id, body, domain)
+        message = signed_message(domain, self.key.identity.clusterset, self.cluster_id, body)
         return pb.Sealed(
             body=body, signature=self.key.private.sign(message), key_id=self.key.key_id
-        )
-
-    def sign_bytes(self, state: bytes) -> SignedState:
-        clusterset = self.key.identity.clusterset
-        signature = self.key.private.sign(signed_message(clusterset, self.cluster_id, state))
-        return SignedState(
-            cluster_id=self.cluster_id,
-            state=state,
-            key_id=self.key.key_id,
-            signature=signature,
-            certificate=self.key.certificate_der,
-            clusterset=clusterset,
         )
 
 
@@ -259,9 +232,6 @@ class Trust:
         self._keys[key.key_id] = key
         return key
 
-    def key_for(self, envelope: SignedState, now: float) -> TrustedKey:
-        return self.key_of(envelope.cluster_id, envelope.key_id, envelope.certificate, now)
-
     def key_of(self, cluster_id: str, key_id: str, certificate: bytes, now: float) -> TrustedKey:
         """The trusted key ``key_id`` of ``cluster_id``, learning it from ``certificate``
         (which may be empty) the first time, or again when the one it holds has expired (a
@@ -287,42 +257,6 @@ class Trust:
         return key
 
 
-def _check_shape(envelope: SignedState, trust: Trust) -> None:
-    if not is_dns_label(envelope.cluster_id):
-        raise SignedStateError("malformed", f"cluster id {envelope.cluster_id!r}")
-    if envelope.clusterset != trust.clusterset:
-        raise SignedStateError(
-            "clusterset_mismatch", f"signed for clusterset {envelope.clusterset!r}"
-        )
-    if len(envelope.key_id) != 2 * KEY_ID_BYTES or len(envelope.signature) != 64:
-        raise SignedStateError("malformed", "bad key id or signature length")
-    if not 0 < len(envelope.state) <= MAX_STATE_BYTES:
-        raise SignedStateError("malformed", f"state of {len(envelope.state)} bytes")
-
-
-def verify(envelope: SignedState, trust: Trust, now: float) -> ClusterState:
-    """The state an envelope carries, once its origin's signature checks out."""
-    _check_shape(envelope, trust)
-    key = trust.key_for(envelope, now)
-    message = signed_message(trust.clusterset, envelope.cluster_id, envelope.state)
-    try:
-        key.public.verify(envelope.signature, message)
-    except InvalidSignature:
-        raise SignedStateError("bad_signature", f"cluster {envelope.cluster_id}") from None
-    try:
-        msg = pb.ClusterState.FromString(envelope.state)
-    except DecodeError:
-        raise SignedStateError("malformed", "undecodable state") from None
-    if msg.cluster_id != envelope.cluster_id:
-        raise SignedStateError(
-            "cluster_mismatch", f"envelope {envelope.cluster_id}, state {msg.cluster_id!r}"
-        )
-    try:
-        return state_from_pb(msg)
-    except CodecError as exc:
-        raise SignedStateError("invalid_state", str(exc)) from None
-
-
 def verify_sealed(
     domain: bytes,
     cluster_id: str,
@@ -335,43 +269,8 @@ def verify_sealed(
     if len(sealed.key_id) != 2 * KEY_ID_BYTES or len(sealed.signature) != 64:
         raise SignedStateError("malformed", "bad key id or signature length")
     key = trust.key_of(cluster_id, sealed.key_id, certificate, now)
-    message = signed_message(trust.clusterset, cluster_id, sealed.body, domain)
+    message = signed_message(domain, trust.clusterset, cluster_id, sealed.body)
     try:
         key.public.verify(sealed.signature, message)
     except InvalidSignature:
         raise SignedStateError("bad_signature", f"cluster {cluster_id}") from None
-
-
-def decode_envelope(data: bytes) -> SignedState:
-    """An envelope from its serialized bytes (as a relay might hold it)."""
-    envelope = SignedState()
-    try:
-        envelope.ParseFromString(data)
-    except DecodeError:
-        raise SignedStateError("malformed", "undecodable envelope") from None
-    return envelope
-
-
-@dataclass(slots=True)
-class VerifyStats:
-    verified: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)  # reason -> count
-    last_error: str = ""
-
-
-class Verifier:
-    """``verify`` that counts: returns None for a dropped envelope, and counts it by reason."""
-
-    def __init__(self, trust: Trust) -> None:
-        self.trust = trust
-        self.stats = VerifyStats()
-
-    def verify(self, envelope: SignedState, now: float) -> ClusterState | None:
-        try:
-            state = verify(envelope, self.trust, now)
-        except SignedStateError as exc:
-            self.stats.dropped[exc.reason] = self.stats.dropped.get(exc.reason, 0) + 1
-            self.stats.last_error = str(exc)
-            return None
-        self.stats.verified += 1
-        return state

@@ -206,9 +206,10 @@ def test_issued_files_load_as_signer_and_trust(pki: Path) -> None:
     east = pki / "east"
     signer = certs.load_signer(east / "signing.crt", east / "signing.key", "east")
     trust = certs.load_trust(east / "ca.crt")
-    envelope = signer.sign(signing.state_to_pb(signing.ClusterState("east", 1, 0)))
+    sealed = signer.seal(signing.RECORD_DOMAIN, b"a record")
     now = datetime.datetime.now(datetime.UTC).timestamp()
-    assert signing.verify(envelope, trust, now).cluster_id == "east"
+    certificate = signer.key.certificate_der
+    signing.verify_sealed(signing.RECORD_DOMAIN, "east", sealed, certificate, trust, now)
     with pytest.raises(certs.CertsError, match="signs for cluster east, not west"):
         certs.load_signer(east / "signing.crt", east / "signing.key", "west")
     with pytest.raises(certs.CertsError, match="not an Ed25519 private key"):
