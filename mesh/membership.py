@@ -7,6 +7,11 @@ and hand every event to ``on_event``. Sending is fire and forget: each datagram 
 ``Swim`` RPC with a short deadline, and a failed one is simply a lost datagram, which SWIM
 is built to tolerate. At shutdown, ``leave`` broadcasts our ``Left`` and pumps until the
 core says it has been told (bounded), so peers drop us at once instead of suspecting us.
+
+With TLS a ``SwimAuth`` (``mesh.swim_auth``) stands between the wire and the core: what
+comes in is admitted claim by claim, what goes out gets this agent's proofs, and a
+push-pull carries the signing certificates behind its members' proofs. Every dropped
+datagram or claim is counted through ``reject`` (the ring's ``swim:<reason>`` counters).
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 
 from mesh.codec import CodecError
 from mesh.swim import Membership
+from mesh.swim_auth import SwimAuth
 from mesh.swim_codec import from_pb, to_pb
-from mesh.swim_messages import Event
+from mesh.swim_messages import Event, PushPull
 from mesh.wire.v1 import gossip_pb2 as pb
 
 log = logging.getLogger("meshd.swim")
@@ -30,11 +37,18 @@ LEAVE_BUDGET_S = 2.0
 
 class SwimPump:
     def __init__(
-        self, membership: Membership, send: Sender, on_event: Callable[[Event], None]
+        self,
+        membership: Membership,
+        send: Sender,
+        on_event: Callable[[Event], None],
+        auth: SwimAuth | None = None,
+        reject: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self.membership = membership
         self.send = send
         self.on_event = on_event
+        self.auth = auth
+        self.reject = reject
         self.rejected = 0
         self.send_failures = 0
         self._wake = asyncio.Event()
@@ -62,8 +76,12 @@ class SwimPump:
             message = from_pb(datagram)
         except CodecError as exc:
             self.rejected += 1
+            self.reject("malformed")
             log.debug("dropped a SWIM datagram from %s: %s", source, exc)
             return
+        if self.auth is not None:
+            certificates = datagram.push_pull.certificates if isinstance(message, PushPull) else ()
+            message = self.auth.admit(message, certificates, time.time())
         self.membership.receive(message, source, self._now())
         self._flush()
         self._wake.set()  # the next timer may be earlier now
@@ -84,7 +102,12 @@ class SwimPump:
 
     def _flush(self) -> None:
         for address, message in self.membership.messages_to_send(self._now()):
-            task = asyncio.get_running_loop().create_task(self._send(address, to_pb(message)))
+            if self.auth is not None:
+                message = self.auth.sign(message)
+            datagram = to_pb(message)
+            if self.auth is not None and isinstance(message, PushPull):
+                datagram.push_pull.certificates.extend(self.auth.certificates(message))
+            task = asyncio.get_running_loop().create_task(self._send(address, datagram))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
         while (event := self.membership.next_event()) is not None:

@@ -51,6 +51,7 @@ from mesh.wire.v1 import gossip_pb2 as pb
 
 RECORD_DOMAIN = b"meshd.record.v1\0"  # a per-service Record (mesh/records.py)
 HEAD_DOMAIN = b"meshd.head.v1\0"  # an origin's Head
+SWIM_DOMAIN = b"meshd.swim.v1\0"  # a SWIM claim: an Alive, Left or accusation (mesh/swim_auth.py)
 # meshd's state-signing extended key usage: an OID under 2.25 (ITU-T X.667, from a UUID),
 # so no TLS stack accepts a signing certificate for a TLS connection.
 SIGNER_EKU = x509.ObjectIdentifier("2.25.101540474574883551379535145418373059269")
@@ -170,6 +171,7 @@ class TrustedKey:
     public: ed25519.Ed25519PublicKey
     not_before: float
     not_after: float
+    certificate_der: bytes  # passed on to peers that lack it (SWIM push-pulls)
 
 
 class Trust:
@@ -190,6 +192,11 @@ class Trust:
                 raise ValueError(f"the CA bundle names {len(named)} clustersets; name one")
             clusterset = named.pop()
         return cls(clusterset, cas)
+
+    def certificate(self, key_id: str) -> bytes | None:
+        """The certificate of a key this trust holds, as it was verified."""
+        key = self._keys.get(key_id)
+        return None if key is None else key.certificate_der
 
     def keys(self, cluster_id: str) -> Mapping[str, TrustedKey]:
         return {k: v for k, v in self._keys.items() if v.cluster_id == cluster_id}
@@ -224,6 +231,7 @@ class Trust:
             public,
             cert.not_valid_before_utc.timestamp(),
             cert.not_valid_after_utc.timestamp(),
+            der,
         )
         if not key.not_before <= now <= key.not_after:
             raise SignedStateError("untrusted_certificate", "certificate not valid now")

@@ -2,7 +2,8 @@
 
 Everything decoded comes from a peer and is untrusted: member ids must be
 ``<cluster>/<replica>`` with RFC 1123 labels (or a bare cluster id), cluster ids labels,
-addresses ``host:port``, incarnations and sequence numbers within 64 bits, and lists bounded.
+addresses ``host:port``, incarnations and sequence numbers within 64 bits, proofs at most
+``MAX_PROOF_BYTES`` (their content is ``mesh.swim_auth``'s to check), and lists bounded.
 A datagram that breaks a rule raises ``CodecError`` and is dropped whole: SWIM tolerates
 lost datagrams by design, so dropping is always safe.
 """
@@ -32,6 +33,7 @@ from mesh.wire.v1 import gossip_pb2 as pb
 
 MAX_UPDATES = 256
 MAX_MEMBERS = 10_000
+MAX_PROOF_BYTES = 128
 
 _STATE_TO_PB = {
     MemberState.ALIVE: pb.SWIM_ALIVE,
@@ -74,22 +76,24 @@ def _update_to_pb(update: Update) -> pb.SwimUpdate:
     if isinstance(update, Alive):
         return pb.SwimUpdate(alive=pb.SwimAlive(
             member_id=update.member_id, cluster_id=update.cluster_id, address=update.address,
-            incarnation=update.incarnation))  # fmt: skip
+            incarnation=update.incarnation, proof=update.proof))  # fmt: skip
     if isinstance(update, Suspect):
         return pb.SwimUpdate(suspect=pb.SwimAccusation(
             member_id=update.member_id, incarnation=update.incarnation,
-            source_id=update.source_id))  # fmt: skip
+            source_id=update.source_id, proof=update.proof))  # fmt: skip
     if isinstance(update, Dead):
         return pb.SwimUpdate(dead=pb.SwimAccusation(
             member_id=update.member_id, incarnation=update.incarnation,
-            source_id=update.source_id))  # fmt: skip
+            source_id=update.source_id, proof=update.proof))  # fmt: skip
     return pb.SwimUpdate(left=pb.SwimLeft(member_id=update.member_id,
-                                          incarnation=update.incarnation))  # fmt: skip
+                                          incarnation=update.incarnation,
+                                          proof=update.proof))  # fmt: skip
 
 
 def _member_to_pb(m: Member) -> pb.SwimMember:
     return pb.SwimMember(id=m.id, cluster_id=m.cluster_id, address=m.address,
-                         incarnation=m.incarnation, state=_STATE_TO_PB[m.state])  # fmt: skip
+                         incarnation=m.incarnation, state=_STATE_TO_PB[m.state],
+                         proof=m.proof)  # fmt: skip
 
 
 def to_pb(message: Message) -> pb.SwimDatagram:
@@ -118,20 +122,26 @@ def to_pb(message: Message) -> pb.SwimDatagram:
 # --- decoding ---------------------------------------------------------------------------------
 
 
+def _proof(value: bytes) -> bytes:
+    if len(value) > MAX_PROOF_BYTES:
+        raise CodecError(f"a proof of {len(value)} bytes")
+    return value
+
+
 def _update_from_pb(msg: pb.SwimUpdate) -> Update:
     kind = msg.WhichOneof("kind")
     if kind == "alive":
         a = msg.alive
         return Alive(_id(a.member_id), _cluster(a.cluster_id), _address(a.address),
-                     a.incarnation)  # fmt: skip
+                     a.incarnation, _proof(a.proof))  # fmt: skip
     if kind == "suspect":
         s = msg.suspect
-        return Suspect(_id(s.member_id), s.incarnation, _id(s.source_id))
+        return Suspect(_id(s.member_id), s.incarnation, _id(s.source_id), _proof(s.proof))
     if kind == "dead":
         d = msg.dead
-        return Dead(_id(d.member_id), d.incarnation, _id(d.source_id))
+        return Dead(_id(d.member_id), d.incarnation, _id(d.source_id), _proof(d.proof))
     if kind == "left":
-        return Left(_id(msg.left.member_id), msg.left.incarnation)
+        return Left(_id(msg.left.member_id), msg.left.incarnation, _proof(msg.left.proof))
     raise CodecError("empty SWIM update")
 
 
@@ -146,7 +156,7 @@ def _member_from_pb(m: pb.SwimMember) -> Member:
     if m.state not in _STATE_FROM_PB:
         raise CodecError(f"member {m.id!r}: unknown state {m.state}")
     return Member(_id(m.id), _cluster(m.cluster_id), _address(m.address), m.incarnation,
-                  _STATE_FROM_PB[m.state])  # fmt: skip
+                  _STATE_FROM_PB[m.state], _proof(m.proof))  # fmt: skip
 
 
 def from_pb(msg: pb.SwimDatagram) -> Message:

@@ -17,6 +17,13 @@ Updates (``Alive``, ``Suspect``, ``Dead``, ``Left``) ride on ``Ping``, ``Ack``, 
 and ``Gossip``. ``Dead`` is an accusation by ``source_id``; ``Left`` is only ever sent by the
 member itself, on graceful shutdown.
 
+``proof`` is opaque to the core: the bytes that authenticate an update (with TLS, its
+author's signature: the member's own for ``Alive`` and ``Left``, the accuser's for
+``Suspect`` and ``Dead``; see ``mesh.swim_auth``). The core stores and forwards the proofs it
+was given and leaves its own updates unproven; the adapter signs those on the way out and
+drops what does not verify on the way in. A ``Member`` keeps the proof of the claim that set
+its incarnation, so a push-pull can pass the member's own word on.
+
 Events are past tense and carry the member's new record.
 """
 
@@ -43,6 +50,7 @@ class Member:
     address: str
     incarnation: int = 0
     state: MemberState = MemberState.ALIVE
+    proof: bytes = b""  # the member's own claim of this incarnation (its Alive, or its Left)
 
     @property
     def live(self) -> bool:
@@ -59,6 +67,7 @@ class Alive:
     cluster_id: ClusterId
     address: str
     incarnation: int
+    proof: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,7 @@ class Suspect:
     member_id: str
     incarnation: int
     source_id: str
+    proof: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +83,14 @@ class Dead:
     member_id: str
     incarnation: int
     source_id: str
+    proof: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
 class Left:
     member_id: str
     incarnation: int
+    proof: bytes = b""
 
 
 Update = Alive | Suspect | Dead | Left

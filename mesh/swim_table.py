@@ -9,16 +9,26 @@ member by incarnation, then by how grave the news is:
 - ``Suspect(i)`` applies to an *alive* record with incarnation <= i, and starts a suspicion
   timer; on a record already suspect it counts as a confirmation from its source.
 - ``Dead(i)`` applies to an alive or suspect record with incarnation <= i.
+- An accusation never raises a record's incarnation: the record keeps the incarnation (and
+  the proof) of the member's own last claim. Only the member speaks for its incarnation; an
+  accuser that names a higher one (it heard an ``Alive`` we missed, or it lies) is taken at
+  the incarnation we know. memberlist adopts the accuser's number, which lets one forged
+  accusation push a member's incarnation anywhere, up to where its refutation no longer
+  fits in 64 bits.
 - ``Left(i)`` applies to any record with incarnation <= i that is not already left (only the
   member itself sends it, so it is worth more than a dead verdict).
 - About ourselves: a suspect, dead or left verdict, or an alive record that is newer than
-  ours or carries another address, is refuted: our incarnation becomes
-  max(ours, theirs) + 1 and the new ``Alive`` is broadcast (unless we are leaving). Having
-  to refute raises our awareness score (Lifeguard: we were likely slow). An accusation
-  *older* than our incarnation means its sender missed our refutation (the epidemic skipped
-  it): we broadcast our current ``Alive`` again, and since a probe of a suspect carries the
-  suspicion, the prober gets it on the very ack. memberlist ignores such accusations and
-  leaves the accuser to time out on a live member unless a push-pull comes first.
+  ours or carries another address, is refuted: our incarnation goes up by one and the new
+  ``Alive`` is broadcast (unless we are leaving). It goes above the other's number only
+  when that number is a claim of our own (an ``Alive`` or ``Left`` about us, or our record
+  in a peer's push-pull table: what we said before a restart) and below
+  ``REFUTABLE_INCARNATION``; an accusation's number is the accuser's word, and following it
+  would let an accuser push us past 64 bits. Having to refute raises our awareness score
+  (Lifeguard: we were likely slow). An accusation *older* than our incarnation means its
+  sender missed our refutation (the epidemic skipped it): we broadcast our current
+  ``Alive`` again, and since a probe of a suspect carries the suspicion, the prober gets it
+  on the very ack. memberlist ignores such accusations and leaves the accuser to time out
+  on a live member unless a push-pull comes first.
 - Every update that changed the table is re-broadcast (the epidemic), once per new fact.
 - A push-pull table from a peer is merged record by record; a *dead* record there only makes
   us suspect the member (memberlist's rule): our own timer decides, and the member gets a
@@ -56,6 +66,10 @@ from mesh.swim_messages import (
     Suspect,
     Update,
 )
+
+# A claim about us at or above this is not followed (we refute one above our own instead), so
+# that a refutation always fits the wire's 64 bits, however often a peer repeats it.
+REFUTABLE_INCARNATION = 2**63
 
 ALIVE, SUSPECT, DEAD, LEFT = (
     MemberState.ALIVE,
@@ -123,7 +137,9 @@ class MemberTable:
         old = self.members.get(alive.member_id)
         if old is not None and alive.incarnation <= old.incarnation:
             return
-        new = Member(alive.member_id, alive.cluster_id, alive.address, alive.incarnation, ALIVE)
+        new = Member(
+            alive.member_id, alive.cluster_id, alive.address, alive.incarnation, ALIVE, alive.proof
+        )
         self.suspicions.pop(new.id, None)
         self._set(new, now)
         self.broadcasts.push(alive)
@@ -148,9 +164,9 @@ class MemberTable:
             return
         if old.id == self.self_id:
             if not self.leaving:
-                self.refute(suspect.incarnation)
+                self.refute()
             return
-        new = replace(old, incarnation=suspect.incarnation, state=SUSPECT)
+        new = replace(old, state=SUSPECT)
         self._set(new, now)
         self.broadcasts.push(suspect)
         n = self.live_count
@@ -166,9 +182,9 @@ class MemberTable:
             return
         if old.id == self.self_id:
             if not self.leaving:
-                self.refute(dead.incarnation)
+                self.refute()
             return
-        new = replace(old, incarnation=dead.incarnation, state=DEAD)
+        new = replace(old, state=DEAD)
         self.suspicions.pop(new.id, None)
         self._set(new, now)
         self.broadcasts.push(dead)
@@ -182,7 +198,7 @@ class MemberTable:
             if not self.leaving:
                 self.refute(left.incarnation)
             return
-        new = replace(old, incarnation=left.incarnation, state=LEFT)
+        new = replace(old, incarnation=left.incarnation, state=LEFT, proof=left.proof)
         self.suspicions.pop(new.id, None)
         self._set(new, now)
         self.broadcasts.push(left)
@@ -198,9 +214,12 @@ class MemberTable:
             self.broadcasts.push(Alive(old.id, old.cluster_id, old.address, old.incarnation))
         return True
 
-    def refute(self, accused_incarnation: int) -> None:
+    def refute(self, claimed: int = 0) -> None:
+        """Raise our incarnation past ours, or past ``claimed``, an earlier claim of our own
+        (see the module docstring)."""
         me = self.me
-        incarnation = max(me.incarnation, accused_incarnation) + 1
+        claimed = claimed if claimed < REFUTABLE_INCARNATION else 0
+        incarnation = max(me.incarnation, claimed) + 1
         self.members[me.id] = replace(me, incarnation=incarnation)
         self.broadcasts.push(Alive(me.id, me.cluster_id, me.address, incarnation))
         self.awareness.apply(1)
@@ -214,13 +233,33 @@ class MemberTable:
 
     def merge(self, records: Iterable[Member], now: float) -> None:
         for record in records:
-            if record.state == ALIVE:
-                alive = Alive(record.id, record.cluster_id, record.address, record.incarnation)
+            if record.id == self.self_id:
+                self._merge_self(record)
+            elif record.state == ALIVE:
+                alive = Alive(
+                    record.id, record.cluster_id, record.address, record.incarnation, record.proof
+                )
                 self.on_alive(alive, now)
             elif record.state == LEFT:
-                self.on_left(Left(record.id, record.incarnation), now)
+                self.on_left(Left(record.id, record.incarnation, record.proof), now)
             else:
                 self.on_suspect(Suspect(record.id, record.incarnation, self.self_id), now)
+
+    def _merge_self(self, record: Member) -> None:
+        """Our own record in a peer's table. Its incarnation is our own claim (with TLS, the
+        proof is our signature), so one above ours is what we said before a restart: refute
+        above it. A peer that holds us suspect, dead or left at an older incarnation missed
+        our refutation: tell it again."""
+        me = self.me
+        if self.leaving:
+            return
+        moved = (record.address, record.cluster_id) != (me.address, me.cluster_id)
+        if record.incarnation > me.incarnation or (
+            record.incarnation == me.incarnation and (record.state != ALIVE or moved)
+        ):
+            self.refute(record.incarnation)
+        elif record.state != ALIVE and me.id not in self.broadcasts:
+            self.broadcasts.push(Alive(me.id, me.cluster_id, me.address, me.incarnation))
 
     def expire_suspicions(self, now: float) -> None:
         for member_id, suspicion in list(self.suspicions.items()):

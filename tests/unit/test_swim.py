@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import MutableSequence, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from mesh.broadcasts import BroadcastQueue
 from mesh.suspicion import Awareness, Suspicion, suspicion_remaining_s
 from mesh.swim import Membership
+from mesh.swim_codec import to_pb
 from mesh.swim_config import (
     Config,
     push_pull_period_s,
@@ -374,6 +376,64 @@ def test_a_newer_alive_about_us_or_one_with_another_address_is_refuted() -> None
     assert m.me.incarnation == 7
 
 
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        Suspect(ME.id, 2**64 - 1, "west/agent-1"),
+        Dead(ME.id, 2**64 - 1, "west/agent-1"),
+        Alive(ME.id, "east", ME.address, 2**64 - 1),
+        Left(ME.id, 2**63),
+    ],
+    ids=["suspect", "dead", "alive", "left"],
+)
+def test_a_claim_at_the_top_of_64_bits_is_refuted_from_our_own_incarnation(
+    forgery: Update,
+) -> None:
+    """An accuser does not speak for our incarnation, and following a claim this high
+    would leave no room to refute: memberlist's max(theirs) + 1 would no longer encode."""
+    m = ring(2)
+    m.receive(Gossip("west/agent-1", (forgery,)), "x", 0.1)
+    assert (m.me.incarnation, m.me.state, m.refutes) == (1, ALIVE, 1)
+    refutation = Gossip(ME.id, m._broadcasts.take(8, 8))
+    assert refutation.updates == (alive(ME, 1),)
+    for message in (refutation, m._push_pull_message(True)):
+        to_pb(message).SerializeToString()  # everything we send still fits the wire
+
+
+def test_our_record_in_a_peers_table_tells_a_restarted_agent_its_old_incarnation() -> None:
+    """A restarted agent starts at 0; the ring remembers it dead at 7 (with TLS, 7 carries
+    our own signature). Its push-pull reply makes us refute above it, so the ring takes
+    our return."""
+    m = ring(2)
+    for state in (DEAD, ALIVE, LEFT):
+        before = m.me.incarnation
+        old_self = Member(ME.id, "east", ME.address, before + 7, state)
+        m.receive(PushPull("west/agent-1", "10.0.1.1:7946", (old_self,), reply=True), "x", 0.1)
+        assert m.me.incarnation == before + 8, state
+    m.receive(PushPull("west/agent-1", "10.0.1.1:7946", (replace(ME, state=DEAD),), True), "x", 0.2)
+    assert (m.refutes, m._broadcasts.take(8, 8)[0]) == (3, alive(ME, m.me.incarnation))
+
+
+def test_members_keep_the_proof_of_their_own_last_claim_and_pass_it_on() -> None:
+    m = ring(3)
+    p = peer(1)
+    m.receive(Gossip("x", (Alive(p.id, p.cluster_id, p.address, 2, b"alive-2"),)), "x", 1.0)
+    assert m.members[p.id].proof == b"alive-2"
+    m.receive(Gossip("x", (Suspect(p.id, 3, "west/agent-2", b"by-2"),)), "x", 1.1)
+    assert (m.members[p.id].state, m.members[p.id].incarnation) == (SUSPECT, 2)
+    assert m.members[p.id].proof == b"alive-2"  # still the member's own word at 2
+    table = {r.id: r for r in m._push_pull_message(False).members}
+    assert (table[p.id].state, table[p.id].proof) == (SUSPECT, b"alive-2")
+    relayed = m._broadcasts.take(8, 8)
+    assert Suspect(p.id, 3, "west/agent-2", b"by-2") in relayed  # forwarded untouched
+    m.receive(Gossip("x", (Left(p.id, 2, b"left-2"),)), "x", 1.2)
+    assert (m.members[p.id].state, m.members[p.id].proof) == (LEFT, b"left-2")
+    q = peer(2)
+    merged = Member(q.id, q.cluster_id, q.address, 5, ALIVE, b"alive-5")
+    m.receive(PushPull("west/agent-3", "10.0.1.3:7946", (merged,), True), "x", 1.3)
+    assert m.members[q.id] == merged
+
+
 def test_a_stale_accusation_about_us_gets_our_current_alive_back() -> None:
     m = ring(2)
     m.receive(Gossip("x", (Suspect(ME.id, 0, peer(1).id),)), "x", 0.1)
@@ -399,7 +459,10 @@ RULES: list[tuple[str, list[Update], Update, MemberState | None, int, type[Event
     ("moved", [alive(P, 1)], Alive(P.id, "west", "10.7.7.7:7946", 2), ALIVE, 2, MemberUpdated),
     ("old suspect", [alive(P, 1)], Suspect(P.id, 0, "x"), ALIVE, 1, None),
     ("suspect", [alive(P, 1)], Suspect(P.id, 1, "x"), SUSPECT, 1, MemberSuspected),
-    ("newer suspect", [alive(P, 1)], Suspect(P.id, 2, "x"), SUSPECT, 2, MemberSuspected),
+    # An accuser does not speak for the member's incarnation: the record keeps the one the
+    # member claimed (so a forged 2**64 - 1 cannot push it where a refutation cannot follow).
+    ("newer suspect", [alive(P, 1)], Suspect(P.id, 2, "x"), SUSPECT, 1, MemberSuspected),
+    ("newer dead", [alive(P, 1)], Dead(P.id, 2**64 - 1, "x"), DEAD, 1, MemberDied),
     ("same alive on suspect", [Suspect(P.id, 0, "x")], alive(P, 0), SUSPECT, 0, None),
     ("refuted", [Suspect(P.id, 0, "x")], alive(P, 1), ALIVE, 1, MemberAlive),
     ("dead", [alive(P, 1)], Dead(P.id, 1, "x"), DEAD, 1, MemberDied),

@@ -28,11 +28,16 @@ from mesh.swim_messages import (
 )
 from mesh.wire.v1 import gossip_pb2 as pb
 
+PROOF = bytes(range(80))  # opaque to the codec (mesh.swim_auth reads it)
 UPDATES = (
     Alive("east/a", "east", "10.0.0.1:7946", 3),
     Suspect("west/b", 2, "east/a"),
     Dead("south", 9, "east/a"),
     Left("west/b", 4),
+    Alive("east/a", "east", "10.0.0.1:7946", 2**64 - 1, PROOF),
+    Suspect("west/b", 2, "east/a", PROOF),
+    Dead("south", 9, "east/a", PROOF),
+    Left("west/b", 4, PROOF),
 )
 MESSAGES: list[Message] = [
     Ping(1, "west/b", "east/a", "10.0.0.1:7946", UPDATES),
@@ -47,6 +52,7 @@ MESSAGES: list[Message] = [
         (
             Member("east/a", "east", "10.0.0.1:7946", 1, MemberState.ALIVE),
             Member("west/b", "west", "10.0.0.2:7946", 0, MemberState.LEFT),
+            Member("south/c", "south", "10.0.0.3:7946", 5, MemberState.DEAD, PROOF),
         ),
         reply=True,
     ),
@@ -87,6 +93,26 @@ def test_member_ids() -> None:
                 source_id="east", updates=[pb.SwimUpdate(left=pb.SwimLeft(member_id="x"))] * 300
             )
         ),
+        pb.SwimDatagram(
+            gossip=pb.SwimGossip(
+                source_id="east",
+                updates=[pb.SwimUpdate(left=pb.SwimLeft(member_id="x", proof=bytes(129)))],
+            )
+        ),
+        pb.SwimDatagram(
+            push_pull=pb.SwimPushPull(
+                source_id="east",
+                members=[
+                    pb.SwimMember(
+                        id="west",
+                        cluster_id="west",
+                        address="10.0.0.2:1",
+                        state=1,
+                        proof=b"x" * 200,
+                    )
+                ],
+            )
+        ),
     ],
     ids=[
         "empty",
@@ -96,6 +122,8 @@ def test_member_ids() -> None:
         "empty-update",
         "bad-state",
         "too-many-updates",
+        "oversized-update-proof",
+        "oversized-member-proof",
     ],
 )
 def test_bad_datagrams_are_refused(bad: pb.SwimDatagram) -> None:

@@ -262,48 +262,56 @@ class PushPullResponse(_message.Message):
     def __init__(self, responder: _Optional[_Union[Member, _Mapping]] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[ClusterState, _Mapping]]] = ..., signed_states: _Optional[_Iterable[_Union[SignedClusterState, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[Digest, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[OriginChunk, _Mapping]]] = ..., more: _Optional[bool] = ..., digests_hash: _Optional[bytes] = ..., members_hash: _Optional[bytes] = ...) -> None: ...
 
 class SwimMember(_message.Message):
-    __slots__ = ("id", "cluster_id", "address", "incarnation", "state")
+    __slots__ = ("id", "cluster_id", "address", "incarnation", "state", "proof")
     ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     id: str
     cluster_id: str
     address: str
     incarnation: int
     state: SwimState
-    def __init__(self, id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., address: _Optional[str] = ..., incarnation: _Optional[int] = ..., state: _Optional[_Union[SwimState, str]] = ...) -> None: ...
+    proof: bytes
+    def __init__(self, id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., address: _Optional[str] = ..., incarnation: _Optional[int] = ..., state: _Optional[_Union[SwimState, str]] = ..., proof: _Optional[bytes] = ...) -> None: ...
 
 class SwimAlive(_message.Message):
-    __slots__ = ("member_id", "cluster_id", "address", "incarnation")
+    __slots__ = ("member_id", "cluster_id", "address", "incarnation", "proof")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     cluster_id: str
     address: str
     incarnation: int
-    def __init__(self, member_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., address: _Optional[str] = ..., incarnation: _Optional[int] = ...) -> None: ...
+    proof: bytes
+    def __init__(self, member_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., address: _Optional[str] = ..., incarnation: _Optional[int] = ..., proof: _Optional[bytes] = ...) -> None: ...
 
 class SwimAccusation(_message.Message):
-    __slots__ = ("member_id", "incarnation", "source_id")
+    __slots__ = ("member_id", "incarnation", "source_id", "proof")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     incarnation: int
     source_id: str
-    def __init__(self, member_id: _Optional[str] = ..., incarnation: _Optional[int] = ..., source_id: _Optional[str] = ...) -> None: ...
+    proof: bytes
+    def __init__(self, member_id: _Optional[str] = ..., incarnation: _Optional[int] = ..., source_id: _Optional[str] = ..., proof: _Optional[bytes] = ...) -> None: ...
 
 class SwimLeft(_message.Message):
-    __slots__ = ("member_id", "incarnation")
+    __slots__ = ("member_id", "incarnation", "proof")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     incarnation: int
-    def __init__(self, member_id: _Optional[str] = ..., incarnation: _Optional[int] = ...) -> None: ...
+    proof: bytes
+    def __init__(self, member_id: _Optional[str] = ..., incarnation: _Optional[int] = ..., proof: _Optional[bytes] = ...) -> None: ...
 
 class SwimUpdate(_message.Message):
     __slots__ = ("alive", "suspect", "dead", "left")
@@ -374,16 +382,18 @@ class SwimGossip(_message.Message):
     def __init__(self, source_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[SwimUpdate, _Mapping]]] = ...) -> None: ...
 
 class SwimPushPull(_message.Message):
-    __slots__ = ("source_id", "source_address", "members", "reply")
+    __slots__ = ("source_id", "source_address", "members", "reply", "certificates")
     SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
     source_id: str
     source_address: str
     members: _containers.RepeatedCompositeFieldContainer[SwimMember]
     reply: bool
-    def __init__(self, source_id: _Optional[str] = ..., source_address: _Optional[str] = ..., members: _Optional[_Iterable[_Union[SwimMember, _Mapping]]] = ..., reply: _Optional[bool] = ...) -> None: ...
+    certificates: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, source_id: _Optional[str] = ..., source_address: _Optional[str] = ..., members: _Optional[_Iterable[_Union[SwimMember, _Mapping]]] = ..., reply: _Optional[bool] = ..., certificates: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class SwimDatagram(_message.Message):
     __slots__ = ("ping", "ack", "nack", "ping_req", "gossip", "push_pull")

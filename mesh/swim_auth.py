@@ -1,0 +1,242 @@
+"""Signed SWIM claims: a member speaks only for itself, an accuser only in its own name.
+
+With TLS, mutual TLS tells a receiver which cluster *sent* a datagram (``mesh.ring`` checks
+the sender's id against its certificate), but a SWIM update is news about somebody else,
+relayed from member to member. Without signatures any member holding a valid certificate
+could say that another cluster's agent left or died, move it to another address, revive a
+dead one, or fake the independent confirmations that shorten a suspicion (Lifeguard). So
+every update carries a proof, made with the cluster's state-signing key (``mesh.signing``,
+the key that seals its records), and every receiver checks it before the core sees it:
+
+- ``Alive(member, cluster, address, incarnation)`` and ``Left(member, incarnation)`` are
+  signed by the member's cluster (the cluster part of its id, which an ``Alive``'s cluster
+  id must equal);
+- ``Suspect`` and ``Dead(member, incarnation, source)`` are signed by the source's cluster;
+- a push-pull ``Member`` record carries the claim that set its incarnation: the member's
+  ``Left`` for a left record, else its ``Alive`` at that incarnation and address (an
+  accusation changes neither: ``mesh.swim_table``), so a suspect or dead record is still
+  the member's own word about its incarnation, and only the state is the sender's view,
+  which the core treats as a reason to suspect, never as a verdict.
+
+The signed bytes are ``signed_message(SWIM_DOMAIN, clusterset, signer, body)``, the body a
+kind byte, the fields length-prefixed and the incarnation as 8 bytes, so a claim cannot pass
+for a record, for another kind of claim, or in another clusterset. A proof is the 16-byte key
+id and the 64-byte Ed25519 signature; relays forward it untouched. A replayed claim is
+harmless: SWIM orders claims by incarnation, so an old one is stale.
+
+What stays possible: a member can accuse anyone under its own name (SWIM needs accusers);
+the accused refutes, and one cluster cannot pose as several confirmations. The agent also
+ignores a dead verdict about a cluster it exchanged with recently (``mesh.app``).
+
+A receiver needs the signer's key: the ring's record chunks carry every origin's
+certificate, and a push-pull carries the certificates behind its members' proofs, so a new
+agent can check a table before any record arrives. An update whose key is still unknown is
+dropped and counted; its retransmissions, or the next push-pull, bring it again.
+
+Costs: a verified (signer, body, proof) is remembered, so a retransmitted update or an
+unchanged push-pull table is checked once; this agent's own claims are signed once each.
+Updates that fail are dropped one by one (the rest of the datagram stands) and counted by
+reason: ``unsigned``, ``malformed``, and ``mesh.signing.REASONS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import TypeVar
+
+from mesh.seal import StateSeal
+from mesh.signing import KEY_ID_BYTES, SWIM_DOMAIN, SignedStateError, Signer, Trust, verify_sealed
+from mesh.swim_messages import (
+    Ack,
+    Alive,
+    Gossip,
+    Left,
+    Member,
+    MemberState,
+    Message,
+    Ping,
+    PingReq,
+    PushPull,
+    Suspect,
+    Update,
+)
+from mesh.wire.v1 import gossip_pb2 as pb
+
+SIGNATURE_BYTES = 64
+PROOF_BYTES = KEY_ID_BYTES + SIGNATURE_BYTES
+MAX_CERTIFICATES = 256  # a push-pull names at most this many signing certificates
+MAX_REMEMBERED = 16_384  # verified claims (and certificates) kept to skip a second check
+Claim = Update | Member
+C = TypeVar("C", bound=Claim)
+
+
+def cluster_of(member_id: str) -> str:
+    return member_id.partition("/")[0]
+
+
+def _text(value: str) -> bytes:
+    encoded = value.encode()
+    return struct.pack(">H", len(encoded)) + encoded
+
+
+def claim_of(item: Claim) -> tuple[str, bytes]:
+    """(the cluster that must sign it, the body it signs)."""
+    if isinstance(item, Member):
+        if item.state is MemberState.LEFT:
+            return claim_of(Left(item.id, item.incarnation))
+        return claim_of(Alive(item.id, item.cluster_id, item.address, item.incarnation))
+    if isinstance(item, Alive):
+        fields = _text(item.member_id) + _text(item.cluster_id) + _text(item.address)
+        return cluster_of(item.member_id), b"A" + fields + struct.pack(">Q", item.incarnation)
+    if isinstance(item, Left):
+        body = b"L" + _text(item.member_id) + struct.pack(">Q", item.incarnation)
+        return cluster_of(item.member_id), body
+    kind = b"S" if isinstance(item, Suspect) else b"D"
+    incarnation = struct.pack(">Q", item.incarnation)
+    body = kind + _text(item.member_id) + incarnation + _text(item.source_id)
+    return cluster_of(item.source_id), body
+
+
+def _authored_by(item: Claim, self_id: str) -> bool:
+    if isinstance(item, Member):
+        return item.id == self_id
+    if isinstance(item, Alive | Left):
+        return item.member_id == self_id
+    return item.source_id == self_id
+
+
+class SwimAuth:
+    """Signs this agent's SWIM claims and admits only the verified claims of others."""
+
+    def __init__(self, seal: StateSeal, self_id: str, reject: Callable[[str], None]) -> None:
+        self.seal = seal
+        self.self_id = self_id
+        self.reject = reject
+        self._signed: dict[bytes, bytes] = {}
+        self._signed_by: Signer | None = None
+        self._verified: dict[tuple[str, bytes, bytes], None] = {}
+        self._certificates_seen: dict[bytes, None] = {}
+        self._trusted_by: Trust | None = None
+
+    def _keys(self) -> tuple[Signer, Trust]:
+        """The current keys; what was signed or verified with replaced ones is forgotten."""
+        signer, trust = self.seal.signer, self.seal.trust
+        if signer is not self._signed_by:
+            self._signed, self._signed_by = {}, signer
+        if trust is not self._trusted_by:
+            self._verified, self._certificates_seen, self._trusted_by = {}, {}, trust
+        return signer, trust
+
+    # --- outgoing ------------------------------------------------------------------------
+
+    def sign(self, message: Message) -> Message:
+        """``message`` with a proof on every claim this agent authored."""
+        if isinstance(message, PushPull):
+            members = tuple(self._signed_claim(m) for m in message.members)
+            return replace(message, members=members)
+        if not isinstance(message, Ping | Ack | PingReq | Gossip):
+            return message
+        if not any(_authored_by(u, self.self_id) for u in message.updates):
+            return message
+        return replace(message, updates=tuple(self._signed_claim(u) for u in message.updates))
+
+    def _signed_claim(self, item: C) -> C:
+        if not _authored_by(item, self.self_id):
+            return item
+        signer, _trust = self._keys()
+        _cluster, body = claim_of(item)
+        proof = self._signed.get(body)
+        if proof is None:
+            sealed = signer.seal(SWIM_DOMAIN, body)
+            proof = bytes.fromhex(sealed.key_id) + sealed.signature
+            if len(self._signed) >= 1024:
+                self._signed.clear()
+            self._signed[body] = proof
+        return replace(item, proof=proof)
+
+    def certificates(self, message: PushPull) -> list[bytes]:
+        """The signing certificates a receiver needs to check ``message``: ours, then those
+        of the keys behind its members' proofs, as far as this agent holds them."""
+        signer, trust = self._keys()
+        out = [signer.key.certificate_der]
+        seen = {signer.key.key_id}
+        for member in message.members:
+            key_id = member.proof[:KEY_ID_BYTES].hex()
+            if len(member.proof) != PROOF_BYTES or key_id in seen:
+                continue
+            seen.add(key_id)
+            der = trust.certificate(key_id)
+            if der is not None:
+                out.append(der)
+                if len(out) >= MAX_CERTIFICATES:
+                    break
+        return out
+
+    # --- incoming ------------------------------------------------------------------------
+
+    def admit(self, message: Message, certificates: Sequence[bytes], now: float) -> Message:
+        """``message`` with only the claims whose proofs verify (``now``: epoch seconds)."""
+        self._learn(certificates, now)
+        if isinstance(message, PushPull):
+            return replace(message, members=self._admitted(message.members, now))
+        if not isinstance(message, Ping | Ack | PingReq | Gossip) or not message.updates:
+            return message
+        admitted = self._admitted(message.updates, now)
+        if len(admitted) == len(message.updates):
+            return message
+        return replace(message, updates=admitted)
+
+    def _admitted(self, items: Iterable[C], now: float) -> tuple[C, ...]:
+        out = []
+        for item in items:
+            reason = self._check(item, now)
+            if reason is None:
+                out.append(item)
+            else:
+                self.reject(reason)
+        return tuple(out)
+
+    def _check(self, item: Claim, now: float) -> str | None:
+        """None when ``item``'s proof is its signer's signature, else the reason."""
+        if not item.proof:
+            return "unsigned"
+        cluster_id = item.cluster_id if isinstance(item, Member | Alive) else None
+        member_id = item.id if isinstance(item, Member) else item.member_id
+        if len(item.proof) != PROOF_BYTES or (
+            cluster_id is not None and cluster_id != cluster_of(member_id)
+        ):
+            return "malformed"
+        signer_cluster, body = claim_of(item)
+        memo = (signer_cluster, body, item.proof)
+        if memo in self._verified:
+            return None
+        key_id, signature = item.proof[:KEY_ID_BYTES].hex(), item.proof[KEY_ID_BYTES:]
+        sealed = pb.Sealed(body=body, signature=signature, key_id=key_id)
+        try:
+            verify_sealed(SWIM_DOMAIN, signer_cluster, sealed, b"", self._keys()[1], now)
+        except SignedStateError as exc:
+            return exc.reason
+        if len(self._verified) >= MAX_REMEMBERED:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[memo] = None
+        return None
+
+    def _learn(self, certificates: Sequence[bytes], now: float) -> None:
+        """Verify and keep the signing certificates a push-pull brought (and our own, so
+        that our own claims relayed back verify too)."""
+        signer, trust = self._keys()
+        for der in (signer.key.certificate_der, *certificates[:MAX_CERTIFICATES]):
+            digest = hashlib.sha256(der).digest()
+            if digest in self._certificates_seen:
+                continue
+            try:
+                trust.add_certificate(der, now)
+            except SignedStateError as exc:
+                self.reject(exc.reason)
+                continue
+            if len(self._certificates_seen) >= MAX_REMEMBERED:
+                self._certificates_seen.pop(next(iter(self._certificates_seen)))
+            self._certificates_seen[digest] = None
