@@ -1,9 +1,10 @@
 """Translation between the model and the gossip protocol's protobuf messages (v1).
 
-Everything decoded here comes from a peer and is untrusted: names must be RFC 1123 labels,
-addresses must parse, ports must be in range, and a state that breaks any rule is rejected
-whole with a ``CodecError`` naming the field, so the caller can count the drop and keep
-everything else the message carried.
+The pieces the ring sends: one service (the body of a service record, framed and sealed by
+``mesh.record_codec``) and a digest. Everything decoded here comes from a peer and is
+untrusted: names must be RFC 1123 labels, addresses must parse, ports must be in range, and
+a service that breaks any rule is rejected whole with a ``CodecError`` naming the field, so
+the caller (``ChunkOpener``) can drop and count the chunk that carried it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import TypeVar
 from dnsserver.wire import packed_address
 from mesh.catalog import Digest
 from mesh.model import (
-    ClusterState,
     Endpoint,
     ExportedService,
     ServiceKey,
@@ -31,20 +31,6 @@ _TYPE_FROM_PB = {v: k for k, v in _TYPE_TO_PB.items()}
 
 class CodecError(ValueError):
     """A peer sent a message that breaks the protocol's rules."""
-
-
-def state_to_pb(state: ClusterState) -> pb.ClusterState:
-    msg = pb.ClusterState(
-        cluster_id=state.cluster_id,
-        generation=state.generation,
-        version=state.version,
-        region=state.region,
-        zone=state.zone,
-        namespaces=sorted(state.namespaces),
-        replica=state.replica,
-    )
-    msg.services.extend(service_to_pb(state.services[key]) for key in sorted(state.services))
-    return msg
 
 
 def service_to_pb(svc: ExportedService) -> pb.Service:
@@ -130,28 +116,6 @@ def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
         ports=_shared(tuple(ports)),
         endpoints=tuple(_endpoint(e, where) for e in msg.endpoints),
         exported_at=msg.exported_at,
-    )
-
-
-def state_from_pb(msg: pb.ClusterState) -> ClusterState:
-    cluster_id = label(msg.cluster_id, "cluster id")
-    if msg.generation == 0:
-        raise CodecError(f"cluster {cluster_id}: generation 0")
-    services = {}
-    for s in msg.services:
-        svc = service_from_pb(s, cluster_id)
-        if svc.key in services:
-            raise CodecError(f"cluster {cluster_id}: service {svc.key} listed twice")
-        services[svc.key] = svc
-    return ClusterState(
-        cluster_id=cluster_id,
-        generation=msg.generation,
-        version=msg.version,
-        region=msg.region,
-        zone=msg.zone,
-        namespaces=frozenset(label(n, "namespace") for n in msg.namespaces),
-        services=services,
-        replica=replica_of(msg.replica),
     )
 
 

@@ -1,60 +1,69 @@
-"""Plain API calls for meshd's writers: JSON in, ``(status, JSON)`` out, every write counted.
+"""Plain API calls: JSON in, ``(status, JSON)`` out, every write counted.
 
-The adapter for kubernetes_asyncio on the write side (the read side is
-``mesh.sources.kubernetes``). ``KubeCalls`` sends one request through a kubernetes_asyncio
-``ApiClient`` (which owns authentication: tokens, client certificates, exec plugins) and
-reads the answer as raw JSON, whatever its status: the callers decide what a 403, a 409 or
-a 422 means, so no exception stands for an HTTP answer. Only a request that gets no answer
-at all (refused, timed out, cut) raises ``KubeUnreachableError``.
+The adapter for kubernetes_asyncio. ``load_configuration`` and ``api_client`` make a client
+from a ``KubeAccess`` (a kubeconfig, else the in-cluster service account). ``KubeCalls``
+sends one request through a kubernetes_asyncio ``ApiClient`` (which owns authentication:
+tokens, client certificates, exec plugins) and reads the answer as raw JSON, whatever its
+status: the callers decide what a 403, a 409 or a 422 means, so no exception stands for an
+HTTP answer. Only a request that gets no answer at all (refused, timed out, cut) raises
+``KubeUnreachableError``. ``stream`` opens a response to be read as it arrives (a watch).
 
 ``WriteStats`` counts every write by (verb, resource, outcome), the outcomes being ``ok``,
 ``conflict`` (409), ``forbidden`` (403), ``invalid`` (422), ``not_found`` (404), ``error``
 (any other answer) and ``unreachable``; ``mesh.metrics`` exports them as
-``meshd_kube_writes_total``.
+``meshd_kube_writes_total``. Reads are not counted.
 
-``follow_kind`` keeps one ``KindStore`` current for a writer (list in pages, then watch
-from the list's resourceVersion with bookmarks, relist on 410 Gone, back off on errors):
-the same protocol as the read side's reflector, for a resource the source does not read.
+The list-then-watch loop over these calls, for the source and the writers alike, is
+``mesh.sources.reflector``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient, Configuration
-from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
-
-from mesh.sources.kubernetes import KubeAccess, KubernetesConfigError, WatchTimings
-from mesh.sources.watchstate import (
-    JsonLines,
-    KindStore,
-    Outcome,
-    backoff_delay,
-    failure_text,
-    list_page,
+from kubernetes_asyncio.config.incluster_config import (
+    SERVICE_CERT_FILENAME,
+    SERVICE_TOKEN_FILENAME,
+    InClusterConfigLoader,
 )
 
 __all__ = [
+    "KubeAccess",
     "KubeCalls",
     "KubeUnreachableError",
+    "KubernetesConfigError",
     "WriteStats",
     "api_client",
-    "follow_kind",
     "load_configuration",
     "outcome_of",
+    "read_json",
 ]
 
-log = logging.getLogger("meshd.kubewriter")
 MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubernetesConfigError(Exception):
+    """The kubeconfig or the in-cluster service account cannot be used."""
+
+
+@dataclass(frozen=True)
+class KubeAccess:
+    """Where the API server is and who we are: a kubeconfig, else the in-cluster account."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    token_file: str = SERVICE_TOKEN_FILENAME
+    ca_file: str = SERVICE_CERT_FILENAME
+    environ: Mapping[str, str] | None = None  # None: os.environ
 
 
 class KubeUnreachableError(Exception):
@@ -121,10 +130,12 @@ async def api_client(access: KubeAccess, user_agent: str) -> AsyncIterator[ApiCl
 class KubeCalls:
     """One request at a time through ``api``; writes are counted in ``stats``."""
 
-    def __init__(self, api: ApiClient, request_timeout_s: float, stats: WriteStats) -> None:
+    def __init__(
+        self, api: ApiClient, request_timeout_s: float, stats: WriteStats | None = None
+    ) -> None:
         self.api = api
         self.request_timeout_s = request_timeout_s
-        self.stats = stats
+        self.stats = stats if stats is not None else WriteStats()
 
     async def call(
         self,
@@ -166,6 +177,7 @@ class KubeCalls:
         return status, answer
 
     async def stream(self, path: str, query: list[tuple[str, str]]) -> aiohttp.ClientResponse:
+        """A GET whose body is read as it arrives: a time limit on connecting, none after."""
         limit = self.request_timeout_s
         timeout = aiohttp.ClientTimeout(connect=limit, sock_connect=limit)
         return await self._send("GET", path, None, query, "application/json", timeout)
@@ -194,113 +206,9 @@ class KubeCalls:
 
 
 async def read_json(response: aiohttp.ClientResponse) -> Any:
+    """The body as JSON; a body that is not JSON as ``{"message": its first 200 bytes}``."""
     raw = await response.read()
     try:
         return json.loads(raw)
     except ValueError:
         return {"message": raw[:200].decode("utf-8", "replace")}
-
-
-# ---------------------------------------------------------------------- one kind, followed
-
-
-class _RetryError(Exception):
-    pass
-
-
-async def follow_kind(
-    calls: KubeCalls,
-    store: KindStore,
-    timings: WatchTimings,
-    on_change: Callable[[], None],
-    rand: Callable[[], float],
-) -> None:
-    """List, then watch ``store``'s resource forever; ``on_change`` after every change."""
-    failures, reported = 0, ""
-    loop = asyncio.get_running_loop()
-    while True:
-        started = loop.time()
-        try:
-            if store.resource_version is None:
-                await _list(calls, store, timings.page_size)
-                on_change()
-            healthy = await _watch(calls, store, timings, on_change, rand)
-            reported = ""
-        except (_RetryError, KubeUnreachableError, aiohttp.ClientError, OSError, ValueError) as e:
-            if str(e) != reported:
-                log.warning("%s", e)
-                reported = str(e)
-            healthy = False
-        if healthy or loop.time() - started >= 60.0:
-            failures = 0
-            continue
-        failures += 1
-        delay = backoff_delay(failures, timings.backoff_initial_s, timings.backoff_max_s, rand())
-        await asyncio.sleep(delay)
-
-
-async def _list(calls: KubeCalls, store: KindStore, page_size: int) -> None:
-    resource, token, version = store.resource, "", ""
-    items: list[Any] = []
-    while True:
-        query = [("limit", str(page_size))] + ([("continue", token)] if token else [])
-        status, body = await calls.call("GET", resource.path, query=query)
-        if status == 410 and token:
-            items, token = [], ""  # the continue token expired: start the list again
-            continue
-        if status != 200:
-            raise _RetryError(failure_text("list", resource, status, body))
-        page, at, token = list_page(body, resource)
-        items.extend(page)
-        version = version or at
-        if not token:
-            break
-    store.replace(items, version)
-
-
-async def _watch(
-    calls: KubeCalls,
-    store: KindStore,
-    timings: WatchTimings,
-    on_change: Callable[[], None],
-    rand: Callable[[], float],
-) -> bool:
-    resource = store.resource
-    query = [
-        ("watch", "1"),
-        ("resourceVersion", str(store.resource_version)),
-        ("allowWatchBookmarks", "true"),
-        ("timeoutSeconds", str(max(1, int(timings.watch_timeout_s * (1.0 + rand()))))),
-    ]
-    loop = asyncio.get_running_loop()
-    started, events = loop.time(), 0
-    try:
-        response = await calls.stream(resource.path, query)
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise KubeUnreachableError(f"cannot watch {resource.title}: {exc}") from exc
-    async with response:
-        if response.status == 410:
-            store.resource_version = None  # list again, after a backoff: no hot loop
-            return False
-        if response.status != 200:
-            body = await read_json(response)
-            raise _RetryError(failure_text("watch", resource, response.status, body))
-        lines = JsonLines()
-        with contextlib.suppress(TimeoutError, aiohttp.ClientPayloadError):
-            while True:
-                async with asyncio.timeout(timings.inactivity_timeout_s):
-                    chunk = await response.content.readany()
-                if not chunk:
-                    break
-                for event in lines.feed(chunk):
-                    events += 1
-                    outcome = store.apply(event)
-                    if outcome is Outcome.CHANGED:
-                        on_change()
-                    elif outcome is Outcome.EXPIRED:
-                        store.resource_version = None
-                        return events > 1
-                    elif outcome is Outcome.FAILED:
-                        store.resource_version = None
-                        raise _RetryError(f"watch of {resource.title}: {store.last_error}")
-    return events > 0 or loop.time() - started >= 1.0

@@ -46,11 +46,11 @@ from mesh.sources.kubecalls import (
     KubeUnreachableError,
     WriteStats,
     api_client,
-    follow_kind,
 )
 from mesh.sources.kubelease import LeaseKeeper, lease_namespace, replica_identity
-from mesh.sources.kubernetes import KubernetesSource, WatchTimings
+from mesh.sources.kubernetes import KubernetesSource
 from mesh.sources.overlay import Overlay
+from mesh.sources.reflector import WatchTimings, follow_kind
 from mesh.sources.translate import translate_exports
 from mesh.sources.watchstate import KindStore, Resource, backoff_delay
 
@@ -146,7 +146,7 @@ class KubeWriter:
                     group.create_task(self.keeper.run(calls), name="lease")
                     group.create_task(
                         follow_kind(
-                            calls, self.imports, self.settings.watch, self.poke, self._rand
+                            calls, self.imports, self.settings.watch, self.poke, self._rand, log
                         ),
                         name="watch serviceimports",
                     )

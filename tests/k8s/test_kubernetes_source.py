@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from mesh.model import ServiceKey, ServiceType
 from mesh.sources.kubernetes import KubeAccess, KubernetesConfigError, KubernetesSource
@@ -27,6 +28,7 @@ from tests.k8s.objects import (
     service,
     service_export,
 )
+from tests.k8s.writeback import RecordingApiServer
 
 Start = Callable[..., RunningSource]
 
@@ -84,6 +86,36 @@ async def test_lists_come_in_pages_of_one_consistent_snapshot(
     assert len(pages) == 2  # 5 items, 2 per page: three requests
     first = next(r for r in api.requests if r.resource == "services" and r.verb == "list")
     assert first.query["limit"] == "2"
+
+
+@pytest.mark.asyncio
+async def test_an_expired_continue_token_restarts_the_list_at_the_new_snapshot(
+    start_source: Start,
+) -> None:
+    """Compaction between two pages: the continue token gets 410, the list starts again,
+    and the store is stamped with the restarted list's resourceVersion, not the first's
+    (watching from the older one would replay events over the newer snapshot)."""
+    async with RecordingApiServer() as api:
+        for name in ("a", "b", "c"):
+            seed(api, exported_service("shop", name, [("10.0.0.1", True)]))
+        first_rv = api.store.rv
+
+        def compact_once(request: web.Request, agent: str) -> None:
+            if "/services" in request.path and "continue" in request.query:
+                api.faults.remove(compact_once)
+                seed(api, exported_service("shop", "d", [("10.0.0.2", True)]))
+                api.compact()
+
+        api.faults.append(compact_once)
+        source = start_source(api)
+        await source.until("four services", lambda: len(source.services()) == 4)
+        continued = [r for r in api.requests if r.resource == "services" and "continue" in r.query]
+        assert continued[0].status == 410
+        assert lists(api, "services") == 2
+        services = source.source.state.stores["Service"]
+        assert int(str(services.resource_version)) > first_rv
+        assert source.problems == []
+        await source.stop()
 
 
 @pytest.mark.asyncio

@@ -67,9 +67,9 @@ ADAPTERS = {
     "google": {"mesh/signing.py", "mesh/record_codec.py"},
     "prometheus_client": {"mesh/metrics.py"},
     # kubernetes_asyncio answers with aiohttp responses; the source reads them raw.
-    "aiohttp": {"mesh/admin.py", "mesh/sources/kubernetes.py", "mesh/sources/kubecalls.py"},
+    "aiohttp": {"mesh/admin.py", "mesh/sources/kubecalls.py", "mesh/sources/reflector.py"},
     "uvloop": {"dnsserver/loop.py"},
-    "kubernetes_asyncio": {"mesh/sources/kubernetes.py", "mesh/sources/kubecalls.py"},
+    "kubernetes_asyncio": {"mesh/sources/kubecalls.py"},
     "yaml": {"mesh/config.py", "mesh/sources/documents.py"},
     "dnslib": set(),
     "cryptography": {"mesh/signing.py", "mesh/certs.py"},

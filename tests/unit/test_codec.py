@@ -1,7 +1,14 @@
-"""Model <-> protobuf translation, and the validation of everything a peer sends."""
+"""Model <-> protobuf translation, and the validation of everything a peer sends.
+
+Services travel inside sealed records of an ``OriginChunk`` (``mesh.record_codec``), so
+every rule is checked twice: on ``service_from_pb`` itself, and on a real chunk made by the
+``Publisher`` and opened by the ``ChunkOpener``, as a receiving agent opens it, both from
+the message and after a trip through bytes.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import pytest
@@ -9,8 +16,8 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped,u
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mesh.catalog import Digest
-from mesh.codec import CodecError, digest_from_pb, digest_to_pb, state_from_pb, state_to_pb
+from mesh.catalog import Change, Digest
+from mesh.codec import CodecError, digest_from_pb, digest_to_pb, service_from_pb, service_to_pb
 from mesh.model import (
     ClusterState,
     Endpoint,
@@ -19,6 +26,8 @@ from mesh.model import (
     ServicePort,
     ServiceType,
 )
+from mesh.record_codec import ChunkError, ChunkOpener, Publisher, chunk_to_pb
+from mesh.records import Chunk, ClusterInfo, OriginLog, RecordStore
 from mesh.wire.v1 import gossip_pb2 as pb
 
 WEB = ServiceKey("shop", "web")
@@ -51,34 +60,67 @@ def sample_state() -> ClusterState:
     )
 
 
+def chunk_of(state: ClusterState) -> pb.OriginChunk:
+    """``state`` as its origin sends it to a peer that holds nothing of it: one chunk."""
+    log = OriginLog(state.cluster_id, state.replica, state.generation)
+    change = Change(state.cluster_id, frozenset(state.services), cluster=True)
+    Publisher(log, None).publish(state, change, 0.0)
+    (out,), more = RecordStore(log).select(None, 1 << 20)
+    assert not more
+    return chunk_to_pb(out, "")
+
+
+def open_chunk(msg: pb.OriginChunk) -> Chunk:
+    return ChunkOpener(None).open(msg, 0.0)
+
+
+def services_in(chunk: Chunk) -> dict[ServiceKey, ExportedService]:
+    return {r.service.key: r.service for r in chunk.records if r.service is not None}
+
+
+def info_in(chunk: Chunk) -> ClusterInfo | None:
+    return next((r.info for r in chunk.records if r.info is not None), None)
+
+
+def edit_records(msg: pb.OriginChunk, edit: Callable[[pb.Record], None]) -> None:
+    """Apply ``edit`` to every record body of ``msg``, sealed again (unsigned)."""
+    for i, data in enumerate(msg.records):
+        sealed = pb.Sealed.FromString(data)
+        record = pb.Record.FromString(sealed.body)
+        edit(record)
+        msg.records[i] = pb.Sealed(body=record.SerializeToString()).SerializeToString()
+
+
 # ------------------------------------------------------------------------------ round trip
 
 
 def test_round_trip_sample() -> None:
     state = sample_state()
-    msg = state_to_pb(state)
-    assert msg.cluster_id == "east"
-    assert list(msg.namespaces) == ["data", "empty", "shop"]
-    assert [(s.namespace, s.name) for s in msg.services] == [("data", "db"), ("shop", "web")]
-    assert msg.services[1].type == pb.CLUSTER_SET_IP
-    assert msg.services[0].type == pb.HEADLESS
-    back = state_from_pb(msg)
-    assert back == state
-    assert back.stamp == state.stamp
+    web = service_to_pb(state.services[WEB])
+    assert (web.namespace, web.name, web.type) == ("shop", "web", pb.CLUSTER_SET_IP)
+    assert service_to_pb(state.services[ServiceKey("data", "db")]).type == pb.HEADLESS
+    assert service_from_pb(web, "east") == state.services[WEB]
+    chunk = open_chunk(chunk_of(state))
+    assert (chunk.cluster_id, chunk.generation) == ("east", state.generation)
+    assert services_in(chunk) == state.services
+    assert info_in(chunk) == ClusterInfo("us", "us-1a", state.namespaces)
 
 
 def test_round_trip_through_bytes() -> None:
     state = sample_state()
-    data = state_to_pb(state).SerializeToString()
-    msg = pb.ClusterState()
+    data = chunk_of(state).SerializeToString()
+    msg = pb.OriginChunk()
     msg.ParseFromString(data)
-    assert state_from_pb(msg) == state
-    assert state_from_pb(pb.ClusterState.FromString(data)) == state
+    assert services_in(open_chunk(msg)) == state.services
+    assert services_in(open_chunk(pb.OriginChunk.FromString(data))) == state.services
+    web = service_to_pb(state.services[WEB]).SerializeToString()
+    assert service_from_pb(pb.Service.FromString(web), "east") == state.services[WEB]
 
 
 def test_round_trip_empty_state() -> None:
-    state = ClusterState("a", 1, 0)
-    assert state_from_pb(state_to_pb(state)) == state
+    chunk = open_chunk(chunk_of(ClusterState("a", 1, 0)))
+    assert services_in(chunk) == {}
+    assert info_in(chunk) == ClusterInfo("", "", frozenset())
 
 
 def test_digest_round_trip() -> None:
@@ -118,6 +160,7 @@ def cluster_states(draw: st.DrawFn) -> ClusterState:
             type=draw(st.sampled_from(list(ServiceType))),
             ports=tuple(draw(st.lists(ports, max_size=3))),
             endpoints=tuple(draw(st.lists(endpoints, max_size=4))),
+            exported_at=draw(st.floats(0, 2e9)),
         )
         for key in keys
     }
@@ -135,108 +178,92 @@ def cluster_states(draw: st.DrawFn) -> ClusterState:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(state=cluster_states())
 def test_round_trip_generated(state: ClusterState) -> None:
-    msg = state_to_pb(state)
-    assert state_from_pb(msg) == state
-    assert state_from_pb(pb.ClusterState.FromString(msg.SerializeToString())) == state
+    for svc in state.services.values():
+        assert service_from_pb(service_to_pb(svc), state.cluster_id) == svc
+    msg = chunk_of(state)
+    for chunk in (open_chunk(msg), open_chunk(pb.OriginChunk.FromString(msg.SerializeToString()))):
+        assert services_in(chunk) == state.services
+        assert info_in(chunk) == ClusterInfo(state.region, state.zone, state.namespaces)
 
 
 # ------------------------------------------------------------------------------ validation
 
-
-def good() -> pb.ClusterState:
-    return state_to_pb(sample_state())
+# Rules of one service: each is checked on service_from_pb and inside a chunk.
 
 
-def _web(msg: pb.ClusterState) -> pb.Service:
-    web: pb.Service = next(s for s in msg.services if s.name == "web")
-    return web
+def good_web() -> pb.Service:
+    return service_to_pb(sample_state().services[WEB])
 
 
-def _set_cluster_id(msg: pb.ClusterState) -> None:
-    msg.cluster_id = "Bad_Name"
+def _set_bad_service_namespace(msg: pb.Service) -> None:
+    msg.namespace = "shop.prod"
 
 
-def _set_empty_cluster_id(msg: pb.ClusterState) -> None:
-    msg.cluster_id = ""
+def _set_empty_service_namespace(msg: pb.Service) -> None:
+    msg.namespace = ""
 
 
-def _set_generation_zero(msg: pb.ClusterState) -> None:
-    msg.generation = 0
+def _set_bad_service_name(msg: pb.Service) -> None:
+    msg.name = "-web"
 
 
-def _set_bad_namespace_list(msg: pb.ClusterState) -> None:
-    msg.namespaces.append("Shop")
+def _set_long_service_name(msg: pb.Service) -> None:
+    msg.name = "a" * 64
 
 
-def _set_bad_service_namespace(msg: pb.ClusterState) -> None:
-    _web(msg).namespace = "shop.prod"
+def _set_unspecified_type(msg: pb.Service) -> None:
+    msg.type = pb.SERVICE_TYPE_UNSPECIFIED
 
 
-def _set_empty_service_namespace(msg: pb.ClusterState) -> None:
-    _web(msg).namespace = ""
+def _set_unknown_type(msg: pb.Service) -> None:
+    msg.type = 7  # type: ignore[assignment]
 
 
-def _set_bad_service_name(msg: pb.ClusterState) -> None:
-    _web(msg).name = "-web"
+def _set_port_zero(msg: pb.Service) -> None:
+    msg.ports[0].port = 0
 
 
-def _set_long_service_name(msg: pb.ClusterState) -> None:
-    _web(msg).name = "a" * 64
+def _set_port_too_big(msg: pb.Service) -> None:
+    msg.ports[0].port = 65536
 
 
-def _set_unspecified_type(msg: pb.ClusterState) -> None:
-    _web(msg).type = pb.SERVICE_TYPE_UNSPECIFIED
+def _set_bad_protocol(msg: pb.Service) -> None:
+    msg.ports[0].protocol = "HTTP"
 
 
-def _set_unknown_type(msg: pb.ClusterState) -> None:
-    _web(msg).type = 7  # type: ignore[assignment]
+def _set_lower_protocol(msg: pb.Service) -> None:
+    msg.ports[0].protocol = "tcp"
 
 
-def _set_port_zero(msg: pb.ClusterState) -> None:
-    _web(msg).ports[0].port = 0
+def _set_bad_port_name(msg: pb.Service) -> None:
+    msg.ports[0].name = "HTTP_1"
 
 
-def _set_port_too_big(msg: pb.ClusterState) -> None:
-    _web(msg).ports[0].port = 65536
+def _set_no_addresses(msg: pb.Service) -> None:
+    msg.endpoints.append(pb.Endpoint(ready=True))
 
 
-def _set_bad_protocol(msg: pb.ClusterState) -> None:
-    _web(msg).ports[0].protocol = "HTTP"
+def _set_bad_address(msg: pb.Service) -> None:
+    msg.endpoints[0].addresses.append("10.0.0.256")
 
 
-def _set_lower_protocol(msg: pb.ClusterState) -> None:
-    _web(msg).ports[0].protocol = "tcp"
+def _set_name_address(msg: pb.Service) -> None:
+    msg.endpoints[0].addresses[0] = "web.example.org"
 
 
-def _set_bad_port_name(msg: pb.ClusterState) -> None:
-    _web(msg).ports[0].name = "HTTP_1"
+def _set_bad_hostname(msg: pb.Service) -> None:
+    msg.endpoints[0].hostname = "Web_0"
 
 
-def _set_no_addresses(msg: pb.ClusterState) -> None:
-    _web(msg).endpoints.append(pb.Endpoint(ready=True))
+def _set_exported_at_nan(msg: pb.Service) -> None:
+    msg.exported_at = math.nan
 
 
-def _set_bad_address(msg: pb.ClusterState) -> None:
-    _web(msg).endpoints[0].addresses.append("10.0.0.256")
+def _set_exported_at_negative(msg: pb.Service) -> None:
+    msg.exported_at = -1.0
 
 
-def _set_name_address(msg: pb.ClusterState) -> None:
-    _web(msg).endpoints[0].addresses[0] = "web.example.org"
-
-
-def _set_bad_hostname(msg: pb.ClusterState) -> None:
-    _web(msg).endpoints[0].hostname = "Web_0"
-
-
-def _set_duplicate_service(msg: pb.ClusterState) -> None:
-    msg.services.append(pb.Service(namespace="shop", name="web", type=pb.HEADLESS))
-
-
-VIOLATIONS: list[tuple[str, Callable[[pb.ClusterState], None], str]] = [
-    ("cluster-id", _set_cluster_id, r"cluster id 'Bad_Name'"),
-    ("empty-cluster-id", _set_empty_cluster_id, r"cluster id ''"),
-    ("generation-0", _set_generation_zero, r"generation 0"),
-    ("namespace-list", _set_bad_namespace_list, r"namespace 'Shop'"),
+SERVICE_VIOLATIONS: list[tuple[str, Callable[[pb.Service], None], str]] = [
     ("service-namespace", _set_bad_service_namespace, r"namespace 'shop\.prod'"),
     ("empty-namespace", _set_empty_service_namespace, r"namespace ''"),
     ("service-name", _set_bad_service_name, r"service name '-web'"),
@@ -252,25 +279,124 @@ VIOLATIONS: list[tuple[str, Callable[[pb.ClusterState], None], str]] = [
     ("bad-address", _set_bad_address, r"shop/web: bad address '10\.0\.0\.256'"),
     ("name-address", _set_name_address, r"shop/web: bad address 'web\.example\.org'"),
     ("hostname", _set_bad_hostname, r"shop/web: hostname 'Web_0'"),
-    ("duplicate-service", _set_duplicate_service, r"service shop/web listed twice"),
+    ("exported-at-nan", _set_exported_at_nan, r"shop/web: bad exported_at nan"),
+    ("exported-at-negative", _set_exported_at_negative, r"shop/web: bad exported_at -1\.0"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("mutate", "pattern"), [pytest.param(m, p, id=i) for i, m, p in VIOLATIONS]
+    ("mutate", "pattern"), [pytest.param(m, p, id=i) for i, m, p in SERVICE_VIOLATIONS]
 )
-def test_validation_rejects_with_field_named(
-    mutate: Callable[[pb.ClusterState], None], pattern: str
+def test_service_rules_reject_with_field_named(
+    mutate: Callable[[pb.Service], None], pattern: str
 ) -> None:
-    msg = good()
-    state_from_pb(msg)  # the unmodified message is fine
+    msg = good_web()
+    service_from_pb(msg, "east")  # the unmodified message is fine
     mutate(msg)
     with pytest.raises(CodecError, match=pattern) as info:
-        state_from_pb(msg)
+        service_from_pb(msg, "east")
     assert "\n" not in str(info.value)
     # The same rule holds after a trip through bytes.
     with pytest.raises(CodecError, match=pattern):
-        state_from_pb(pb.ClusterState.FromString(msg.SerializeToString()))
+        service_from_pb(pb.Service.FromString(msg.SerializeToString()), "east")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "pattern"), [pytest.param(m, p, id=i) for i, m, p in SERVICE_VIOLATIONS]
+)
+def test_service_rules_reject_the_whole_chunk(
+    mutate: Callable[[pb.Service], None], pattern: str
+) -> None:
+    def edit(record: pb.Record) -> None:
+        if record.WhichOneof("body") == "service" and record.service.name == "web":
+            mutate(record.service)
+
+    msg = chunk_of(sample_state())
+    edit_records(msg, lambda record: None)
+    open_chunk(msg)  # sealed again but unmodified: fine
+    edit_records(msg, edit)
+    for copy in (msg, pb.OriginChunk.FromString(msg.SerializeToString())):
+        with pytest.raises(ChunkError, match=pattern) as info:
+            open_chunk(copy)
+        assert info.value.reason == "invalid_record"
+        assert "\n" not in str(info.value)
+
+
+# Rules of the chunk around the services: the origin, and the cluster's own record.
+
+
+def _set_cluster_id(msg: pb.OriginChunk) -> None:
+    msg.cluster_id = "Bad_Name"
+
+
+def _set_empty_cluster_id(msg: pb.OriginChunk) -> None:
+    msg.cluster_id = ""
+
+
+def _set_bad_replica(msg: pb.OriginChunk) -> None:
+    msg.replica = "Bad_Replica"
+
+
+def _set_generation_zero(msg: pb.OriginChunk) -> None:
+    msg.generation = 0
+
+
+def _set_bad_namespace_list(msg: pb.OriginChunk) -> None:
+    def edit(record: pb.Record) -> None:
+        if record.WhichOneof("body") == "info":
+            record.info.namespaces.append("Shop")
+
+    edit_records(msg, edit)
+
+
+def _set_deleted_bad_namespace(msg: pb.OriginChunk) -> None:
+    def edit(record: pb.Record) -> None:
+        if record.WhichOneof("body") == "service" and record.service.name == "web":
+            record.deleted.CopyFrom(pb.ServiceRef(namespace="Shop", name="web"))
+
+    edit_records(msg, edit)
+
+
+def _set_deleted_bad_name(msg: pb.OriginChunk) -> None:
+    def edit(record: pb.Record) -> None:
+        if record.WhichOneof("body") == "service" and record.service.name == "web":
+            record.deleted.CopyFrom(pb.ServiceRef(namespace="shop", name="web_1"))
+
+    edit_records(msg, edit)
+
+
+def _set_record_twice(msg: pb.OriginChunk) -> None:
+    # The record path's "listed twice": each record has its own version, strictly ascending.
+    msg.records.append(msg.records[-1])
+
+
+CHUNK_VIOLATIONS: list[tuple[str, Callable[[pb.OriginChunk], None], str, str]] = [
+    ("cluster-id", _set_cluster_id, "malformed", r"cluster id 'Bad_Name'"),
+    ("empty-cluster-id", _set_empty_cluster_id, "malformed", r"cluster id ''"),
+    ("replica", _set_bad_replica, "malformed", r"replica 'Bad_Replica'"),
+    ("generation-0", _set_generation_zero, "malformed", r"generation 0"),
+    ("namespace-list", _set_bad_namespace_list, "invalid_record", r"namespace 'Shop'"),
+    ("deleted-namespace", _set_deleted_bad_namespace, "invalid_record", r"namespace 'Shop'"),
+    ("deleted-name", _set_deleted_bad_name, "invalid_record", r"name 'web_1'"),
+    ("record-twice", _set_record_twice, "malformed", r"east: versions not ascending"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason", "pattern"),
+    [pytest.param(m, r, p, id=i) for i, m, r, p in CHUNK_VIOLATIONS],
+)
+def test_chunk_rules_reject_with_field_named(
+    mutate: Callable[[pb.OriginChunk], None], reason: str, pattern: str
+) -> None:
+    msg = chunk_of(sample_state())
+    open_chunk(msg)  # the unmodified chunk is fine
+    mutate(msg)
+    for copy in (msg, pb.OriginChunk.FromString(msg.SerializeToString())):
+        with pytest.raises(ChunkError, match=pattern) as info:
+            open_chunk(copy)
+        assert info.value.reason == reason
+        assert "\n" not in str(info.value)
 
 
 def test_codec_error_is_a_value_error() -> None:
@@ -278,28 +404,43 @@ def test_codec_error_is_a_value_error() -> None:
 
 
 def test_port_boundaries_accepted() -> None:
-    msg = good()
-    _web(msg).ports[0].port = 65535
-    _web(msg).ports[1].port = 1
-    state = state_from_pb(msg)
-    assert [p.port for p in state.services[WEB].ports] == [65535, 1]
+    msg = good_web()
+    msg.ports[0].port = 65535
+    msg.ports[1].port = 1
+    assert [p.port for p in service_from_pb(msg, "east").ports] == [65535, 1]
 
 
 # ------------------------------------------------------------------------------ fuzzing
 
 
-def _decode(data: bytes) -> ClusterState | None:
+def _decode_service(data: bytes) -> ExportedService | None:
     try:
-        return state_from_pb(pb.ClusterState.FromString(data))
+        return service_from_pb(pb.Service.FromString(data), "east")
     except (CodecError, DecodeError):
+        return None
+
+
+def _decode_chunk(data: bytes) -> Chunk | None:
+    try:
+        return open_chunk(pb.OriginChunk.FromString(data))
+    except (ChunkError, DecodeError):
         return None
 
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=200))
-def test_random_bytes_give_state_or_clean_error(data: bytes) -> None:
-    result = _decode(data)
-    assert result is None or isinstance(result, ClusterState)
+def test_random_bytes_give_a_result_or_a_clean_error(data: bytes) -> None:
+    service = _decode_service(data)
+    assert service is None or isinstance(service, ExportedService)
+    chunk = _decode_chunk(data)
+    assert chunk is None or isinstance(chunk, Chunk)
+
+
+def _flipped(data: bytes, flips: list[tuple[int, int]]) -> bytes:
+    out = bytearray(data)
+    for position, value in flips:
+        out[position % len(out)] = value
+    return bytes(out)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -307,13 +448,12 @@ def test_random_bytes_give_state_or_clean_error(data: bytes) -> None:
     state=cluster_states(),
     flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
 )
-def test_corrupted_valid_messages_give_state_or_clean_error(
+def test_corrupted_valid_messages_give_a_result_or_a_clean_error(
     state: ClusterState, flips: list[tuple[int, int]]
 ) -> None:
-    data = bytearray(state_to_pb(state).SerializeToString())
-    if not data:
-        return
-    for position, value in flips:
-        data[position % len(data)] = value
-    result = _decode(bytes(data))
-    assert result is None or isinstance(result, ClusterState)
+    chunk = _decode_chunk(_flipped(chunk_of(state).SerializeToString(), flips))
+    assert chunk is None or isinstance(chunk, Chunk)
+    for svc in state.services.values():
+        data = service_to_pb(svc).SerializeToString()
+        service = _decode_service(_flipped(data, flips)) if data else None
+        assert service is None or isinstance(service, ExportedService)
