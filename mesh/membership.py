@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 from mesh.codec import CodecError
 from mesh.swim import Membership
-from mesh.swim_auth import SwimAuth
+from mesh.swim_auth import CERTIFICATES_RESEND_S, SwimAuth
 from mesh.swim_codec import from_pb, to_pb
 from mesh.swim_messages import Event, PushPull
 from mesh.wire.v1 import gossip_pb2 as pb
@@ -50,6 +50,7 @@ class SwimPump:
         self.auth = auth
         self.reject = reject
         self.rejected = 0
+        self._certificates_sent: dict[str, float] = {}
         self.send_failures = 0
         self._wake = asyncio.Event()
         self._sending: set[asyncio.Task[None]] = set()
@@ -106,12 +107,23 @@ class SwimPump:
                 message = self.auth.sign(message)
             datagram = to_pb(message)
             if self.auth is not None and isinstance(message, PushPull):
-                datagram.push_pull.certificates.extend(self.auth.certificates(message))
+                everyone = self._certificates_due(address)
+                datagram.push_pull.certificates.extend(self.auth.certificates(message, everyone))
             task = asyncio.get_running_loop().create_task(self._send(address, datagram))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
         while (event := self.membership.next_event()) is not None:
             self.on_event(event)
+
+    def _certificates_due(self, address: str) -> bool:
+        now = self._now()
+        last = self._certificates_sent.get(address)
+        if last is not None and now - last < CERTIFICATES_RESEND_S:
+            return False
+        if len(self._certificates_sent) >= 4096:
+            self._certificates_sent.clear()
+        self._certificates_sent[address] = now
+        return True
 
     async def _send(self, address: str, datagram: pb.SwimDatagram) -> None:
         if not await self.send(address, datagram):

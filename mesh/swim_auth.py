@@ -30,8 +30,10 @@ ignores a dead verdict about a cluster it exchanged with recently (``mesh.app``)
 
 A receiver needs the signer's key: the ring's record chunks carry every origin's
 certificate, and a push-pull carries the certificates behind its members' proofs, so a new
-agent can check a table before any record arrives. An update whose key is still unknown is
-dropped and counted; its retransmissions, or the next push-pull, bring it again.
+agent can check a table before any record arrives (the pump sends them all to an address
+once per ``CERTIFICATES_RESEND_S``, and only its own certificate in between: at 200
+clusters they are about 100 KB). An update whose key is still unknown is dropped and
+counted; its retransmissions, or the next push-pull, bring it again.
 
 Costs: a verified (signer, body, proof) is remembered, so a retransmitted update or an
 unchanged push-pull table is checked once; this agent's own claims are signed once each.
@@ -69,6 +71,9 @@ SIGNATURE_BYTES = 64
 PROOF_BYTES = KEY_ID_BYTES + SIGNATURE_BYTES
 MAX_CERTIFICATES = 256  # a push-pull names at most this many signing certificates
 MAX_REMEMBERED = 16_384  # verified claims (and certificates) kept to skip a second check
+# How often one address is sent every certificate behind a push-pull; in between, only our
+# own (a peer learns the rest from record chunks within a gossip round anyway).
+CERTIFICATES_RESEND_S = 300.0
 Claim = Update | Member
 C = TypeVar("C", bound=Claim)
 
@@ -157,13 +162,14 @@ class SwimAuth:
             self._signed[body] = proof
         return replace(item, proof=proof)
 
-    def certificates(self, message: PushPull) -> list[bytes]:
-        """The signing certificates a receiver needs to check ``message``: ours, then those
-        of the keys behind its members' proofs, as far as this agent holds them."""
+    def certificates(self, message: PushPull, everyone: bool = True) -> list[bytes]:
+        """The signing certificates a receiver needs to check ``message``: ours, then (with
+        ``everyone``) those of the keys behind its members' proofs, as far as this agent
+        holds them."""
         signer, trust = self._keys()
         out = [signer.key.certificate_der]
         seen = {signer.key.key_id}
-        for member in message.members:
+        for member in message.members if everyone else ():
             key_id = member.proof[:KEY_ID_BYTES].hex()
             if len(member.proof) != PROOF_BYTES or key_id in seen:
                 continue

@@ -190,6 +190,8 @@ def test_a_push_pull_brings_the_certificates_a_newcomer_needs(prod: Clusterset) 
     certificates = pb.SwimDatagram.FromString(wire).push_pull.certificates
     assert certificates[0] == west.seal.signer.key.certificate_der
     assert len(certificates) == 2
+    between = west.auth.certificates(PushPull(west.id, ADDRESS["west"], table), everyone=False)
+    assert between == [west.seal.signer.key.certificate_der]  # a peer that had them recently
     received = east.receive(wire)  # east knew neither key before
     assert isinstance(received, PushPull)
     assert [(m.id, m.state, m.incarnation) for m in received.members] == [
