@@ -102,6 +102,8 @@ class SwimPump:
             self._flush()
 
     def _flush(self) -> None:
+        if self.auth is not None and self.auth.keys_changed():
+            self.membership.renew(self._now())
         for address, message in self.membership.messages_to_send(self._now()):
             if self.auth is not None:
                 message = self.auth.sign(message)

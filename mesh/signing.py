@@ -210,7 +210,7 @@ class Trust:
             public = cert.public_key()
             usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
             constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        except (ValueError, x509.ExtensionNotFound, UnsupportedAlgorithm) as exc:
+        except Exception as exc:  # a peer's bytes: x509 raises more than ValueError
             raise SignedStateError(
                 "untrusted_certificate", f"unusable certificate: {exc}"
             ) from None

@@ -171,6 +171,12 @@ class Membership:
             if self._table.try_reconnect(member.id, now, self.config.probe_interval_s):
                 self._send(address, self._push_pull_message(reply=False))
 
+    def renew(self, now: float) -> None:
+        """Announce a new incarnation of ours now (the adapter's signing key changed)."""
+        if not self._table.leaving:
+            self._table.renew()
+            self._schedule_gossip(now)
+
     def leave(self, now: float) -> None:
         """Graceful shutdown: broadcast ``Left`` now; stop probing and pulling."""
         self._table.leave(now)

@@ -37,18 +37,23 @@ counted; its retransmissions, or the next push-pull, bring it again.
 
 Costs: a verified (signer, body, proof) is remembered, so a retransmitted update or an
 unchanged push-pull table is checked once; this agent's own claims are signed once each.
-Updates that fail are dropped one by one (the rest of the datagram stands) and counted by
-reason: ``unsigned``, ``malformed``, and ``mesh.signing.REASONS``.
+What a sender can make us verify is bounded: each sending cluster gets ``VERIFY_RATE`` new
+signature checks (a token bucket), and a claim that an honest sender never sends (unsigned,
+malformed, or with a bad signature) ends the datagram there. A claim whose key we lack, or
+whose certificate has expired, is one an honest relay may pass on: it is dropped alone.
+Everything dropped is counted by reason: ``unsigned``, ``malformed``, ``verify_budget``,
+``rest_of_message`` (claims left unread after a bad one) and ``mesh.signing.REASONS``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
+from mesh.limits import Rate, TokenBuckets
 from mesh.seal import StateSeal
 from mesh.signing import KEY_ID_BYTES, SWIM_DOMAIN, SignedStateError, Signer, Trust, verify_sealed
 from mesh.swim_messages import (
@@ -74,6 +79,11 @@ MAX_REMEMBERED = 16_384  # verified claims (and certificates) kept to skip a sec
 # How often one address is sent every certificate behind a push-pull; in between, only our
 # own (a peer learns the rest from record chunks within a gossip round anyway).
 CERTIFICATES_RESEND_S = 300.0
+# New signature checks a sending cluster may cost us: a newcomer's first table of a
+# 2,000-member ring fits the burst; sustained, 500 checks a second are about 30 ms of CPU.
+VERIFY_RATE = Rate(per_second=500.0, burst=2500.0)
+# Reasons an honest sender never gives us: the rest of its datagram is not read.
+_DISHONEST = frozenset({"unsigned", "malformed", "bad_signature"})
 Claim = Update | Member
 C = TypeVar("C", bound=Claim)
 
@@ -125,6 +135,14 @@ class SwimAuth:
         self._verified: dict[tuple[str, bytes, bytes], None] = {}
         self._certificates_seen: dict[bytes, None] = {}
         self._trusted_by: Trust | None = None
+        self._budget = TokenBuckets(VERIFY_RATE)
+
+    def keys_changed(self) -> bool:
+        """True once after the signing key changed: the core should announce a new
+        incarnation, so that peers hold a claim of ours made with the new key."""
+        changed = self._signed_by is not None and self.seal.signer is not self._signed_by
+        self._keys()
+        return changed
 
     def _keys(self) -> tuple[Signer, Trust]:
         """The current keys; what was signed or verified with replaced ones is forgotten."""
@@ -186,26 +204,31 @@ class SwimAuth:
     def admit(self, message: Message, certificates: Sequence[bytes], now: float) -> Message:
         """``message`` with only the claims whose proofs verify (``now``: epoch seconds)."""
         self._learn(certificates, now)
+        sender = cluster_of(message.source_id)
         if isinstance(message, PushPull):
-            return replace(message, members=self._admitted(message.members, now))
+            return replace(message, members=self._admitted(message.members, sender, now))
         if not isinstance(message, Ping | Ack | PingReq | Gossip) or not message.updates:
             return message
-        admitted = self._admitted(message.updates, now)
+        admitted = self._admitted(message.updates, sender, now)
         if len(admitted) == len(message.updates):
             return message
         return replace(message, updates=admitted)
 
-    def _admitted(self, items: Iterable[C], now: float) -> tuple[C, ...]:
+    def _admitted(self, items: Sequence[C], sender: str, now: float) -> tuple[C, ...]:
         out = []
-        for item in items:
-            reason = self._check(item, now)
+        for i, item in enumerate(items):
+            reason = self._check(item, sender, now)
             if reason is None:
                 out.append(item)
-            else:
-                self.reject(reason)
+                continue
+            self.reject(reason)
+            if reason in _DISHONEST or reason == "verify_budget":
+                if i + 1 < len(items):
+                    self.reject("rest_of_message")
+                break
         return tuple(out)
 
-    def _check(self, item: Claim, now: float) -> str | None:
+    def _check(self, item: Claim, sender: str, now: float) -> str | None:
         """None when ``item``'s proof is its signer's signature, else the reason."""
         if not item.proof:
             return "unsigned"
@@ -219,6 +242,8 @@ class SwimAuth:
         memo = (signer_cluster, body, item.proof)
         if memo in self._verified:
             return None
+        if not self._budget.allow(sender, now):
+            return "verify_budget"
         key_id, signature = item.proof[:KEY_ID_BYTES].hex(), item.proof[KEY_ID_BYTES:]
         sealed = pb.Sealed(body=body, signature=signature, key_id=key_id)
         try:

@@ -9,12 +9,16 @@ member by incarnation, then by how grave the news is:
 - ``Suspect(i)`` applies to an *alive* record with incarnation <= i, and starts a suspicion
   timer; on a record already suspect it counts as a confirmation from its source.
 - ``Dead(i)`` applies to an alive or suspect record with incarnation <= i.
-- An accusation never raises a record's incarnation: the record keeps the incarnation (and
-  the proof) of the member's own last claim. Only the member speaks for its incarnation; an
-  accuser that names a higher one (it heard an ``Alive`` we missed, or it lies) is taken at
-  the incarnation we know. memberlist adopts the accuser's number, which lets one forged
-  accusation push a member's incarnation anywhere, up to where its refutation no longer
-  fits in 64 bits.
+- An accusation about an incarnation *above* the record's is dropped, not applied or
+  relayed: only the member speaks for its incarnation, and an accuser that names a higher
+  one heard an ``Alive`` we missed (its verdict comes again once we have it too) or lies.
+  memberlist adopts the accuser's number, which lets one forged accusation push a member's
+  incarnation anywhere, up to where its refutation no longer fits in 64 bits; and an
+  accusation above the member's own number would never go stale, so any relay could replay
+  it after every refutation. A record's incarnation (and its proof) is thus always the one
+  of the member's own last claim.
+- Lifeguard's independent confirmations of a suspicion count one per *cluster* of accusers:
+  a cluster signs for all of its replicas (``mesh.swim_auth``), so it cannot pose as several.
 - ``Left(i)`` applies to any record with incarnation <= i that is not already left (only the
   member itself sends it, so it is worth more than a dead verdict).
 - About ourselves: a suspect, dead or left verdict, or an alive record that is newer than
@@ -70,6 +74,11 @@ from mesh.swim_messages import (
 # A claim about us at or above this is not followed (we refute one above our own instead), so
 # that a refutation always fits the wire's 64 bits, however often a peer repeats it.
 REFUTABLE_INCARNATION = 2**63
+
+
+def _cluster_of(member_id: str) -> str:
+    return member_id.partition("/")[0]
+
 
 ALIVE, SUSPECT, DEAD, LEFT = (
     MemberState.ALIVE,
@@ -153,11 +162,11 @@ class MemberTable:
 
     def on_suspect(self, suspect: Suspect, now: float) -> None:
         old = self.members.get(suspect.member_id)
-        if old is None or self._stale(suspect.member_id, suspect.incarnation, old):
+        if old is None or self._unfounded(suspect.member_id, suspect.incarnation, old):
             return
         suspicion = self.suspicions.get(suspect.member_id)
         if suspicion is not None:
-            if suspicion.confirm(suspect.source_id):
+            if suspicion.confirm(_cluster_of(suspect.source_id)):
                 self.broadcasts.push(suspect)
             return
         if old.state != ALIVE:
@@ -173,12 +182,13 @@ class MemberTable:
         k = suspicion_confirmations(self.config.suspicion_mult, n)
         min_s = suspicion_timeout_s(self.config.suspicion_mult, n, self.config.probe_interval_s)
         max_s = self.config.suspicion_max_timeout_mult * min_s
-        self.suspicions[new.id] = Suspicion(suspect.source_id, k, min_s, max_s, now)
+        accuser = _cluster_of(suspect.source_id)
+        self.suspicions[new.id] = Suspicion(accuser, k, min_s, max_s, now)
         self.events.append(MemberSuspected(new, suspect.source_id))
 
     def on_dead(self, dead: Dead, now: float) -> None:
         old = self.members.get(dead.member_id)
-        if old is None or self._stale(dead.member_id, dead.incarnation, old) or not old.live:
+        if old is None or self._unfounded(dead.member_id, dead.incarnation, old) or not old.live:
             return
         if old.id == self.self_id:
             if not self.leaving:
@@ -204,11 +214,14 @@ class MemberTable:
         self.broadcasts.push(left)
         self.events.append(MemberLeft(new))
 
-    def _stale(self, member_id: str, incarnation: int, old: Member) -> bool:
-        """True when an accusation is older than our record. One about ourselves means its
-        sender missed our last refutation: announce our current incarnation again (without
-        raising it), so that it does not time the suspicion out on us."""
-        if incarnation >= old.incarnation:
+    def _unfounded(self, member_id: str, incarnation: int, old: Member) -> bool:
+        """True when an accusation is not about the incarnation our record holds: above it
+        (see the module docstring), or older. An older one about ourselves means its sender
+        missed our last refutation: announce our current incarnation again (without raising
+        it), so that it does not time the suspicion out on us."""
+        if incarnation > old.incarnation:
+            return True
+        if incarnation == old.incarnation:
             return False
         if member_id == self.self_id and not self.leaving and member_id not in self.broadcasts:
             self.broadcasts.push(Alive(old.id, old.cluster_id, old.address, old.incarnation))
@@ -224,6 +237,13 @@ class MemberTable:
         self.broadcasts.push(Alive(me.id, me.cluster_id, me.address, incarnation))
         self.awareness.apply(1)
         self.refutes += 1
+
+    def renew(self) -> None:
+        """A new incarnation of ours, broadcast; for new signing keys (our claims made with
+        the old ones stop verifying once their certificate expires), not a refutation."""
+        me = self.me
+        self.members[me.id] = replace(me, incarnation=me.incarnation + 1)
+        self.broadcasts.push(Alive(me.id, me.cluster_id, me.address, me.incarnation + 1))
 
     def leave(self, now: float) -> None:
         self.leaving = True
