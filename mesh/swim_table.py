@@ -34,9 +34,13 @@ member by incarnation, then by how grave the news is:
   on the very ack. memberlist ignores such accusations and leaves the accuser to time out
   on a live member unless a push-pull comes first.
 - Every update that changed the table is re-broadcast (the epidemic), once per new fact.
-- A push-pull table from a peer is merged record by record; a *dead* record there only makes
-  us suspect the member (memberlist's rule): our own timer decides, and the member gets a
-  chance to refute. Suspicions that come from merges count as our own (no confirmation).
+- A push-pull table from a peer is merged record by record; a *suspect* or *dead* record of
+  a member we know first teaches us the member's own claim it carries (a newer
+  incarnation), then only makes us suspect the member quietly: our own timer decides, the
+  member is probed next, and the probe carries the suspicion so it can refute at once
+  (Lifeguard's buddy system). memberlist broadcasts such a suspicion; we do not, because a
+  suspicion repeated in our name would count as an independent confirmation elsewhere, and
+  one peer's table could then shorten every other agent's timer.
 - Dead and left members stay known (so their last address can be retried) until
   ``reap_after_s`` after their last state change.
 
@@ -160,7 +164,7 @@ class MemberTable:
         elif (old.address, old.cluster_id) != (new.address, new.cluster_id):
             self.events.append(MemberUpdated(new, old))
 
-    def on_suspect(self, suspect: Suspect, now: float) -> None:
+    def on_suspect(self, suspect: Suspect, now: float, *, spread: bool = True) -> None:
         old = self.members.get(suspect.member_id)
         if old is None or self._unfounded(suspect.member_id, suspect.incarnation, old):
             return
@@ -177,7 +181,8 @@ class MemberTable:
             return
         new = replace(old, state=SUSPECT)
         self._set(new, now)
-        self.broadcasts.push(suspect)
+        if spread:
+            self.broadcasts.push(suspect)
         n = self.live_count
         k = suspicion_confirmations(self.config.suspicion_mult, n)
         min_s = suspicion_timeout_s(self.config.suspicion_mult, n, self.config.probe_interval_s)
@@ -262,8 +267,14 @@ class MemberTable:
                 self.on_alive(alive, now)
             elif record.state == LEFT:
                 self.on_left(Left(record.id, record.incarnation, record.proof), now)
-            else:
-                self.on_suspect(Suspect(record.id, record.incarnation, self.self_id), now)
+            elif record.id in self.members:  # unknown members are learned only from alive
+                alive = Alive(
+                    record.id, record.cluster_id, record.address, record.incarnation, record.proof
+                )
+                self.on_alive(alive, now)
+                suspect = Suspect(record.id, record.incarnation, self.self_id)
+                self.on_suspect(suspect, now, spread=False)
+                self._probe_next(record.id)
 
     def _merge_self(self, record: Member) -> None:
         """Our own record in a peer's table. Its incarnation is our own claim (with TLS, the
@@ -293,6 +304,19 @@ class MemberTable:
         return min(s.deadline for s in self.suspicions.values())
 
     # ------------------------------------------------------------------ choosing members
+
+    def _probe_next(self, member_id: str) -> None:
+        """Probe ``member_id`` next in the round-robin (it stays once in the cycle)."""
+        member = self.members.get(member_id)
+        if member is None or not member.live:
+            return
+        order = self._probe_order
+        if member_id in order[self._probe_index :]:
+            order.remove(member_id)
+        elif member_id in order:  # already probed this cycle: once more
+            order.remove(member_id)
+            self._probe_index -= 1
+        order.insert(self._probe_index, member_id)
 
     def _insert_probe_target(self, member_id: str) -> None:
         position = int(self.rng.random() * (len(self._probe_order) + 1))

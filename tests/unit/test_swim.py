@@ -531,6 +531,30 @@ def test_push_pull_merges_a_remote_dead_verdict_as_suspicion_and_replies() -> No
     assert not [msg for _d, msg in m.messages_to_send(1.1) if isinstance(msg, PushPull)]
 
 
+def test_a_merged_suspicion_is_kept_quiet_and_checked_by_probing_next() -> None:
+    """A peer's table saying "dead" is that peer's view: repeated in our name it would count
+    as an independent confirmation at every other agent. We suspect quietly, learn the
+    member's own claim the record carries, and probe the member next, with the suspicion
+    attached, so a live one refutes at once."""
+    m = ring(4)
+    target = peer(3)
+    records = (
+        Member(target.id, "west", target.address, 2, DEAD, b"its-alive-at-2"),
+        Member("north/agent-9", "north", "10.0.9.9:7946", 1, SUSPECT, b"its-alive-at-1"),
+    )
+    m._table._probe_index = 0  # a new cycle in which the target comes last by itself
+    m._table._probe_order[:] = [p for p in m._table._probe_order if p != target.id] + [target.id]
+    m.receive(PushPull(peer(1).id, peer(1).address, records, reply=True), "x", 0.1)
+    assert (m.members[target.id].state, m.members[target.id].incarnation) == (SUSPECT, 2)
+    assert m.members[target.id].proof == b"its-alive-at-2"
+    assert "north/agent-9" not in m.members  # unknown members are learned only from alive
+    queued = m._broadcasts.take(16, 16)
+    assert not [u for u in queued if isinstance(u, Suspect | Dead)]
+    probes = [(d, msg) for _t, d, msg in drive(m, 2.5) if isinstance(msg, Ping)]
+    assert probes[0][0] == target.address
+    assert Suspect(target.id, 2, ME.id) in probes[0][1].updates
+
+
 # ---------------------------------------------------------------------------- spreading
 
 
