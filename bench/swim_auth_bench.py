@@ -83,9 +83,9 @@ def main() -> None:
     )
     signed = sender.sign(table)
     usual = to_pb(signed)
-    usual.push_pull.certificates.extend(sender.certificates(signed, everyone=False))
+    usual.push_pull.certificates.extend(sender.certificates(signed, now, everyone=False))
     full = to_pb(signed)
-    full.push_pull.certificates.extend(sender.certificates(signed))
+    full.push_pull.certificates.extend(sender.certificates(signed, now))
     wire = full.SerializeToString()
     first, again = [], []
     for _ in range(args.runs):

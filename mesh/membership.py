@@ -110,7 +110,8 @@ class SwimPump:
             datagram = to_pb(message)
             if self.auth is not None and isinstance(message, PushPull):
                 everyone = self._certificates_due(address)
-                datagram.push_pull.certificates.extend(self.auth.certificates(message, everyone))
+                certificates = self.auth.certificates(message, time.time(), everyone)
+                datagram.push_pull.certificates.extend(certificates)
             task = asyncio.get_running_loop().create_task(self._send(address, datagram))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)

@@ -193,10 +193,12 @@ class Trust:
             clusterset = named.pop()
         return cls(clusterset, cas)
 
-    def certificate(self, key_id: str) -> bytes | None:
-        """The certificate of a key this trust holds, as it was verified."""
+    def certificate(self, key_id: str, now: float) -> bytes | None:
+        """The certificate of a key this trust holds, as it was verified, if valid now."""
         key = self._keys.get(key_id)
-        return None if key is None else key.certificate_der
+        if key is None or not key.not_before <= now <= key.not_after:
+            return None
+        return key.certificate_der
 
     def keys(self, cluster_id: str) -> Mapping[str, TrustedKey]:
         return {k: v for k, v in self._keys.items() if v.cluster_id == cluster_id}

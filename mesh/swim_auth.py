@@ -132,7 +132,8 @@ class SwimAuth:
         self.reject = reject
         self._signed: dict[bytes, bytes] = {}
         self._signed_by: Signer | None = None
-        self._verified: dict[tuple[str, bytes, bytes], None] = {}
+        # (signer, body, proof) -> when the key that verified it expires
+        self._verified: dict[tuple[str, bytes, bytes], float] = {}
         self._certificates_seen: dict[bytes, None] = {}
         self._trusted_by: Trust | None = None
         self._budget = TokenBuckets(VERIFY_RATE)
@@ -180,10 +181,10 @@ class SwimAuth:
             self._signed[body] = proof
         return replace(item, proof=proof)
 
-    def certificates(self, message: PushPull, everyone: bool = True) -> list[bytes]:
+    def certificates(self, message: PushPull, now: float, everyone: bool = True) -> list[bytes]:
         """The signing certificates a receiver needs to check ``message``: ours, then (with
-        ``everyone``) those of the keys behind its members' proofs, as far as this agent
-        holds them."""
+        ``everyone``) those of the keys behind its members' proofs that this agent holds
+        and that are valid at ``now`` (epoch seconds)."""
         signer, trust = self._keys()
         out = [signer.key.certificate_der]
         seen = {signer.key.key_id}
@@ -192,7 +193,7 @@ class SwimAuth:
             if len(member.proof) != PROOF_BYTES or key_id in seen:
                 continue
             seen.add(key_id)
-            der = trust.certificate(key_id)
+            der = trust.certificate(key_id, now)
             if der is not None:
                 out.append(der)
                 if len(out) >= MAX_CERTIFICATES:
@@ -240,19 +241,20 @@ class SwimAuth:
             return "malformed"
         signer_cluster, body = claim_of(item)
         memo = (signer_cluster, body, item.proof)
-        if memo in self._verified:
+        if now <= self._verified.get(memo, -1.0):
             return None
         if not self._budget.allow(sender, now):
             return "verify_budget"
         key_id, signature = item.proof[:KEY_ID_BYTES].hex(), item.proof[KEY_ID_BYTES:]
         sealed = pb.Sealed(body=body, signature=signature, key_id=key_id)
+        trust = self._keys()[1]
         try:
-            verify_sealed(SWIM_DOMAIN, signer_cluster, sealed, b"", self._keys()[1], now)
+            verify_sealed(SWIM_DOMAIN, signer_cluster, sealed, b"", trust, now)
         except SignedStateError as exc:
             return exc.reason
         if len(self._verified) >= MAX_REMEMBERED:
             self._verified.pop(next(iter(self._verified)))
-        self._verified[memo] = None
+        self._verified[memo] = trust.key_of(signer_cluster, key_id, b"", now).not_after
         return None
 
     def _learn(self, certificates: Sequence[bytes], now: float) -> None:

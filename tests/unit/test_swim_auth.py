@@ -55,7 +55,7 @@ class Agent:
         signed = self.auth.sign(message)
         datagram = to_pb(signed)
         if isinstance(signed, PushPull):
-            datagram.push_pull.certificates.extend(self.auth.certificates(signed))
+            datagram.push_pull.certificates.extend(self.auth.certificates(signed, NOW))
         return datagram.SerializeToString()
 
     def receive(self, wire: bytes) -> Message:
@@ -197,7 +197,7 @@ def test_a_push_pull_brings_the_certificates_a_newcomer_needs(prod: Clusterset) 
     certificates = pb.SwimDatagram.FromString(wire).push_pull.certificates
     assert certificates[0] == west.seal.signer.key.certificate_der
     assert len(certificates) == 2
-    between = west.auth.certificates(PushPull(west.id, ADDRESS["west"], table), everyone=False)
+    between = west.auth.certificates(PushPull(west.id, ADDRESS["west"], table), NOW, everyone=False)
     assert between == [west.seal.signer.key.certificate_der]  # a peer that had them recently
     received = east.receive(wire)  # east knew neither key before
     assert isinstance(received, PushPull)
@@ -273,6 +273,19 @@ def test_a_sender_can_make_us_check_only_so_many_new_signatures(prod: Clusterset
     assert east.rejected == ["verify_budget", "rest_of_message"]
     again = east.receive(west.send(PushPull(west.id, ADDRESS["west"], table[:burst])))
     assert len(again.members) == burst  # remembered: no new check, no budget
+
+
+def test_a_remembered_claim_is_not_taken_after_its_key_expired(prod: Clusterset) -> None:
+    west, east = Agent(prod, "west"), Agent(prod, "east")
+    introduce(east, west)
+    wire = west.send(Gossip(west.id, (alive("west"),)))
+    assert east.receive(wire).updates
+    later = NOW + 31 * 86400.0  # the signing certificates are valid for 30 days
+    datagram = pb.SwimDatagram.FromString(wire)
+    assert east.auth.admit(from_pb(datagram), (), later).updates == ()
+    assert east.rejected == ["untrusted_certificate"]
+    table = PushPull(west.id, ADDRESS["west"], (Member("west/0", "west", ADDRESS["west"], 1),))
+    assert west.auth.certificates(table, later) == [west.seal.signer.key.certificate_der]
 
 
 def test_new_signing_keys_are_noticed_once(prod: Clusterset) -> None:
