@@ -50,7 +50,6 @@ from mesh.ring_security import reload_seal, ring_tls, state_seal
 from mesh.sources.manifests import ManifestSource, SourceProblem
 from mesh.state_dir import next_generation
 from mesh.swim import Membership
-from mesh.swim_auth import SwimAuth
 from mesh.swim_codec import member_id
 from mesh.swim_config import Config as SwimConfig
 from mesh.swim_messages import Event, Member, cluster_liveness
@@ -329,19 +328,10 @@ class Agent:
         local = self.catalog.local
         me = Member(member_id(local.cluster_id, local.replica), local.cluster_id, self.advertised)
         membership = Membership(SwimConfig.fast(), me, random.Random())
-        ring = self.ring
-        # With TLS every SWIM claim is signed by the cluster that makes it (mesh.swim_auth).
-        auth = None if ring.seal is None else SwimAuth(ring.seal, me.id, self._swim_rejected)
-        self.swim = SwimPump(
-            membership, ring.send_swim, self._on_member_event, auth, self._swim_rejected
-        )
+        self.swim = SwimPump.over_ring(membership, self.ring, self._on_member_event)
         self.ring.swim = self.swim
         self.swim.start(list(self.settings.join))
         await self.swim.run()
-
-    def _swim_rejected(self, reason: str) -> None:
-        if self.ring is not None:
-            self.ring.stats.reject(f"swim:{reason}")
 
     def _on_member_event(self, event: Event) -> None:
         member = event.member

@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from mesh.codec import CodecError
 from mesh.swim import Membership
@@ -28,6 +29,9 @@ from mesh.swim_auth import CERTIFICATES_RESEND_S, SwimAuth
 from mesh.swim_codec import from_pb, to_pb
 from mesh.swim_messages import Event, PushPull
 from mesh.wire.v1 import gossip_pb2 as pb
+
+if TYPE_CHECKING:
+    from mesh.ring import Ring
 
 log = logging.getLogger("meshd.swim")
 
@@ -54,6 +58,20 @@ class SwimPump:
         self.send_failures = 0
         self._wake = asyncio.Event()
         self._sending: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def over_ring(
+        cls, membership: Membership, ring: Ring, on_event: Callable[[Event], None]
+    ) -> SwimPump:
+        """SWIM datagrams as the ring's ``Swim`` RPCs; with TLS (the ring has a seal) every
+        claim signed by the cluster that makes it; drops counted as ``swim:<reason>``."""
+
+        def reject(reason: str) -> None:
+            ring.stats.reject(f"swim:{reason}")
+
+        me = membership.me.id
+        auth = None if ring.seal is None else SwimAuth(ring.seal, me, reject)
+        return cls(membership, ring.send_swim, on_event, auth, reject)
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()

@@ -4,7 +4,10 @@
 Python agents on two shared cores takes seconds); its finaliser removes every namespace,
 TUN device and process even when a test fails. ``healthy_lab`` puts the lab back to its
 baseline before each test: links healed, every agent running, the examples' manifests in
-place, and every agent answering the baseline (``EXPECTED``). A machine that cannot make
+place, and every agent answering the baseline (``EXPECTED``) without a break for longer than
+the peer timeout, so that an agent the previous test restarted has finished starting (on a
+loaded machine its first catch-up can hold its event loop long enough for its peers to
+drop it once more) before the next test starts counting. A machine that cannot make
 namespaces fails these tests with the reason; they are never skipped.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -50,10 +54,15 @@ def healthy_lab(lab: Lab) -> Lab:
         if not agent.alive():
             lab.start(cluster)
             lab.wait_ready(cluster)
-    wait_until(
-        f"every agent to answer the baseline ({lab!r})",
-        lambda: snapshot(lab) == EXPECTED,
-        timeout_s=30,
-        every_s=0.1,
-    )
+    steady_since: list[float] = []
+
+    def steady() -> bool:
+        if snapshot(lab) != EXPECTED:
+            steady_since.clear()
+            return False
+        if not steady_since:
+            steady_since.append(time.monotonic())
+        return time.monotonic() - steady_since[0] >= (lab.settings.peer_timeout_s or 2.0) + 0.5
+
+    wait_until(f"every agent to answer the baseline, steadily ({lab!r})", steady, 30, 0.1)
     return lab
