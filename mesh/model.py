@@ -71,7 +71,8 @@ class Endpoint:
     address, so that address is held as the string itself rather than in a one-element
     tuple (48 octets each); ``addresses`` is the tuple either way. The held form is
     canonical (one address: a string; else a tuple), so equality and hashing by it match
-    equality and hashing by ``addresses``."""
+    equality and hashing by ``addresses``. Make a changed copy with the constructor:
+    ``dataclasses.replace`` would pass the held form where ``addresses`` is expected."""
 
     _held: str | tuple[str, ...]
     ready: bool
