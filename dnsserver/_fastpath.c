@@ -17,6 +17,10 @@
  *
  * The counters are the same Python objects respond() updates (QueryStats.answered and
  * Answer.turn), so metrics and rotation do not depend on which path answered.
+ *
+ * The zone's type tables are tuples indexed by dnsserver.answer.TYPE_SLOTS (type_slot below
+ * must number the types the same way), and a rotating answer sends a slice of its body
+ * (Answer.rotation: stride, count, size), as dnsserver.answer describes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -44,7 +48,7 @@ static struct sockaddr_storage addrs[BATCH];
 static unsigned char in_buf[BATCH][RECV_SIZE];
 static unsigned char out_buf[BATCH][OUT_SIZE];
 
-static PyObject *s_table, *s_nodata, *s_nxdomain, *s_servfail, *s_synced, *s_variants,
+static PyObject *s_table, *s_nodata, *s_nxdomain, *s_servfail, *s_synced, *s_rotation,
     *s_body, *s_heads, *s_edns_tail, *s_rcode, *s_answered, *s_turn, *s_send_dropped;
 
 /* What the zone and the stats object give us for one batch (borrowed or owned refs). */
@@ -118,31 +122,62 @@ static int count_answer(Context *c, long qtype, PyObject *rcode) {
     return count_answer_by(c, qtype, rcode, 1);
 }
 
-/* Pick the variant of a rotating answer, advancing its turn as respond() does. */
-static PyObject *pick_variant(Context *c, PyObject *answer) {
-    PyObject *variants = PyObject_GetAttr(answer, s_variants);
-    if (!variants)
-        return NULL;
-    Py_ssize_t count = PyTuple_Check(variants) ? PyTuple_GET_SIZE(variants) : 0;
-    if (count <= 1) {
-        Py_DECREF(variants);
-        Py_INCREF(answer);
-        return answer;
+/* The slot of a query type in a type table: dnsserver.answer.TYPE_SLOTS; -1 for none. */
+static Py_ssize_t type_slot(long qtype) {
+    switch (qtype) {
+    case 1: return 0;    /* A */
+    case 28: return 1;   /* AAAA */
+    case 33: return 2;   /* SRV */
+    case 255: return 3;  /* ANY */
+    case 16: return 4;   /* TXT */
+    case 6: return 5;    /* SOA */
+    case 2: return 6;    /* NS */
+    default: return -1;
     }
+}
+
+/*
+ * Where the octets to send start in the body of `answer`, and how many: the whole body, or
+ * for a rotating answer the next rotation, advancing its turn as respond() does. Returns -1
+ * with a Python exception set.
+ */
+static int pick_rotation(PyObject *answer, Py_ssize_t body_len, Py_ssize_t *start,
+                         Py_ssize_t *size) {
+    *start = 0;
+    *size = body_len;
+    PyObject *rotation = PyObject_GetAttr(answer, s_rotation);
+    if (!rotation)
+        return -1;
+    if (!PyTuple_Check(rotation) || PyTuple_GET_SIZE(rotation) != 3) {
+        Py_DECREF(rotation);
+        return 0;  /* () : no rotation */
+    }
+    long stride = PyLong_AsLong(PyTuple_GET_ITEM(rotation, 0));
+    long count = PyLong_AsLong(PyTuple_GET_ITEM(rotation, 1));
+    long length = PyLong_AsLong(PyTuple_GET_ITEM(rotation, 2));
+    Py_DECREF(rotation);
+    if (PyErr_Occurred())
+        return -1;
     PyObject *turn = PyObject_GetAttr(answer, s_turn);
     long next = turn ? PyLong_AsLong(turn) + 1 : -1;
     Py_XDECREF(turn);
     PyObject *next_obj = next >= 0 ? PyLong_FromLong(next) : NULL;
     if (!next_obj || PyObject_SetAttr(answer, s_turn, next_obj) < 0) {
         Py_XDECREF(next_obj);
-        Py_DECREF(variants);
-        return NULL;
+        return -1;
     }
     Py_DECREF(next_obj);
-    PyObject *chosen = PyTuple_GET_ITEM(variants, next % count);
-    Py_INCREF(chosen);
-    Py_DECREF(variants);
-    return chosen;
+    if (count < 1 || stride < 0 || length < 0) {
+        PyErr_SetString(PyExc_TypeError, "malformed Answer.rotation");
+        return -1;
+    }
+    *start = (Py_ssize_t)((next % count) * stride);
+    *size = (Py_ssize_t)length;
+    if (*start + *size > body_len) {
+        PyErr_SetString(PyExc_TypeError, "Answer.rotation beyond its body");
+        return -1;
+    }
+    return 0;
 }
 
 /*
@@ -194,14 +229,12 @@ static Py_ssize_t fast_answer(Context *c, const unsigned char *q, Py_ssize_t n,
     Py_DECREF(key_obj);
     PyObject *found;
     if (types) {
-        PyObject *qtype_obj = PyLong_FromLong(qtype);
-        if (!qtype_obj)
-            return -1;
-        found = PyDict_Check(types) ? PyDict_GetItemWithError(types, qtype_obj) : NULL;
-        Py_DECREF(qtype_obj);
-        if (!found && PyErr_Occurred())
-            return -1;
-        if (!found || !PyObject_IsTrue(found))
+        /* A type table is a tuple (anything else answers NODATA, as an empty one does). */
+        Py_ssize_t slot = type_slot(qtype);
+        found = NULL;
+        if (slot >= 0 && PyTuple_Check(types) && slot < PyTuple_GET_SIZE(types))
+            found = PyTuple_GET_ITEM(types, slot);
+        if (!found || found == Py_None)
             found = c->nodata;
     } else if (PyErr_Occurred()) {
         return -1;
@@ -216,18 +249,19 @@ static Py_ssize_t fast_answer(Context *c, const unsigned char *q, Py_ssize_t n,
         return -1;
     }
     Py_DECREF(rcode);
-    PyObject *answer = pick_variant(c, found);
-    if (!answer)
-        return -1;
+    PyObject *answer = found;
+    Py_INCREF(answer);
     PyObject *body = PyObject_GetAttr(answer, s_body);
     PyObject *heads = PyObject_GetAttr(answer, s_heads);
     PyObject *tail = edns ? PyObject_GetAttr(answer, s_edns_tail) : NULL;
     Py_ssize_t written = -1;
     if (!body || !heads || (edns && !tail) || !PyBytes_Check(body) || !PyTuple_Check(heads))
         goto done;
+    Py_ssize_t start, body_len;
+    if (pick_rotation(answer, PyBytes_GET_SIZE(body), &start, &body_len) < 0)
+        goto done;
     int rd = q[2] & 0x01;
     PyObject *head = PyTuple_GET_ITEM(heads, rd | (edns << 1));
-    Py_ssize_t body_len = PyBytes_GET_SIZE(body);
     Py_ssize_t tail_len = edns ? PyBytes_GET_SIZE(tail) : 0;
     Py_ssize_t total = qend + body_len + tail_len;
     if (total > limit || total > OUT_SIZE || PyBytes_GET_SIZE(head) != 10) {
@@ -239,7 +273,7 @@ static Py_ssize_t fast_answer(Context *c, const unsigned char *q, Py_ssize_t n,
     out[1] = q[1];
     memcpy(out + 2, PyBytes_AS_STRING(head), 10);
     memcpy(out + 12, q + 12, qend - 12);
-    memcpy(out + qend, PyBytes_AS_STRING(body), body_len);
+    memcpy(out + qend, PyBytes_AS_STRING(body) + start, body_len);
     if (edns)
         memcpy(out + qend + body_len, PyBytes_AS_STRING(tail), tail_len);
     written = total;
@@ -450,7 +484,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     INTERN(s_nxdomain, "nxdomain");
     INTERN(s_servfail, "servfail");
     INTERN(s_synced, "synced");
-    INTERN(s_variants, "variants");
+    INTERN(s_rotation, "rotation");
     INTERN(s_body, "body");
     INTERN(s_heads, "heads");
     INTERN(s_edns_tail, "edns_tail");

@@ -6,10 +6,15 @@ query's ID, one of those headers, the query's question bytes, the body and, for 
 OPT record: concatenation only.
 
 Rotation: an answer that should spread load (the address records of a ClusterSetIP
-service) carries ``variants``, rotations of the same records, and its own ``turn`` counter;
-the query path sends the next variant per query. Other answers have no ``variants`` (an
-empty tuple: both query paths rotate only through two or more). Each rotating answer
-counts for itself, so a client asking A then AAAA in turn still sees every A variant.
+service) sends a different rotation of its records per query, counted by its own ``turn``.
+Its records all have one length (A or AAAA owned by the query name), so every rotation is a
+slice of one byte string, the records followed by all but the last of them again: such an
+answer's ``body`` is that ring, and ``rotation`` says where each slice starts (``stride``
+apart), how many there are and how long each is. The query path sends
+``body[start:start + size]``, with ``start = turn % count * stride``: one slice, where one
+``Answer`` and one body per rotation would cost about 170 octets each. Other answers have
+an empty ``rotation`` and send ``body`` whole. Each rotating answer counts for itself, so a
+client asking A then AAAA in turn still sees every A rotation.
 
 Cutting: when a response does not fit (the client's UDP limit, or 65,535 octets over TCP),
 it is sent with TC=1 and only the records that fit. Answers that list endpoints carry
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dnsserver import wire
@@ -64,8 +70,17 @@ def _edns_tail(rcode: int) -> bytes:
     return wire.opt_record(MAX_UDP_PAYLOAD, rcode >> 4)
 
 
+Rotation = tuple[int, int, int]  # (stride, count, size) in octets; () for no rotation
+
+
+@functools.cache
+def _rotation(stride: int, count: int, size: int) -> Rotation:
+    """One shared tuple per shape (most rotating answers of a zone have one of a few)."""
+    return (stride, count, size)
+
+
 class Answer:
-    __slots__ = ("body", "edns_tail", "heads", "rcode", "turn", "units", "variants")
+    __slots__ = ("body", "edns_tail", "heads", "rcode", "rotation", "turn", "units")
 
     def __init__(
         self,
@@ -80,10 +95,8 @@ class Answer:
         self.heads = _heads(rcode, *counts, tc=False)
         self.edns_tail = _edns_tail(rcode)
         self.units = units
-        # No rotation: empty, one shared tuple (a ``(self,)`` per answer would cost 48 octets
-        # each); the query paths rotate only when there are at least two variants.
-        self.variants: tuple[Answer, ...] = ()
-        self.turn = 0  # queries answered from ``variants`` so far (rotation state)
+        self.rotation: Rotation | tuple[()] = ()  # see the module docstring
+        self.turn = 0  # queries answered by a rotating answer so far (rotation state)
 
     @classmethod
     def of(
@@ -129,8 +142,53 @@ class Answer:
         return head + b"".join(answer) + b"".join(additional)
 
 
-def rotating(variants: list[Answer]) -> Answer:
-    """The first variant, carrying all of them for the query path to rotate through."""
-    first = variants[0]
-    first.variants = tuple(variants)
-    return first
+# A name's answers by query type: a tuple indexed by ``TYPE_SLOTS``, ``None`` where the name
+# has no such records, cut after the last type it has. A dict per name would cost about 220
+# octets; this costs 40 plus 8 per slot. The C fast path (``_fastpath.c``, ``type_slot``)
+# indexes it with the same numbering, so the two must change together.
+TYPE_SLOTS = {
+    wire.TYPE_A: 0,
+    wire.TYPE_AAAA: 1,
+    wire.TYPE_SRV: 2,
+    wire.TYPE_ANY: 3,
+    wire.TYPE_TXT: 4,
+    wire.TYPE_SOA: 5,
+    wire.TYPE_NS: 6,
+}
+NO_SLOT = len(TYPE_SLOTS)  # what a query type without a slot looks up: past every table
+TypeTable = tuple["Answer | None", ...]
+# The type table of every empty non-terminal: the empty tuple, one shared object.
+EMPTY_TYPES: TypeTable = ()
+
+
+def type_table(types: Mapping[int, Answer]) -> TypeTable:
+    """The table of a name with these answers (a type outside ``TYPE_SLOTS``: KeyError)."""
+    if not types:
+        return EMPTY_TYPES
+    slots: list[Answer | None] = [None] * (1 + max(TYPE_SLOTS[t] for t in types))
+    for rtype, answer in types.items():
+        slots[TYPE_SLOTS[rtype]] = answer
+    return tuple(slots)
+
+
+def answer_for(types: TypeTable, qtype: int) -> Answer | None:
+    """The answer of type ``qtype`` in a name's table, None when it has none (NODATA)."""
+    slot = TYPE_SLOTS.get(qtype, NO_SLOT)
+    return types[slot] if slot < len(types) else None
+
+
+def rotating(records: list[bytes], shown: int, step: int) -> Answer:
+    """A NOERROR answer of ``shown`` of ``records`` (all of one length), rotated per query:
+    the rotations start at every ``step``-th record and wrap around (see the module
+    docstring). One rotation (one record), or none shown, needs no rotating."""
+    shown = max(0, min(shown, len(records)))
+    answer = Answer.of(wire.RCODE_NOERROR, records[:shown])
+    count = -(-len(records) // step)
+    if count < 2 or shown == 0:
+        return answer
+    length = len(records[0])
+    if any(len(r) != length for r in records):
+        raise ValueError("rotating records must all have one length")
+    answer.body = b"".join(records + records[: shown - 1])
+    answer.rotation = _rotation(step * length, count, shown * length)
+    return answer

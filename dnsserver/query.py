@@ -22,7 +22,7 @@ Rules, in the order they are checked (RFC 1035, RFC 6891, RFC 8906):
 - a response larger than the client's limit (over UDP, 512 without EDNS, else the
   advertised size between 512 and ``MAX_UDP_PAYLOAD``; over TCP, 65,535) is sent with TC=1
   and only the whole endpoints that fit (``Answer.cut``), none for other answers;
-- an answer with rotations (``Answer.variants``) sends the next one per query.
+- a rotating answer (``Answer.rotation``) sends its next rotation per query.
 
 No response is ever longer over UDP than that limit, so the server cannot amplify.
 ``QueryStats`` holds plain integer counters; the metrics adapter reads them at scrape time,
@@ -34,7 +34,14 @@ from __future__ import annotations
 import struct
 
 from dnsserver import wire
-from dnsserver.answer import MAX_TCP_MESSAGE, MAX_UDP_PAYLOAD, OPT_RECORD_LEN, Answer
+from dnsserver.answer import (
+    MAX_TCP_MESSAGE,
+    MAX_UDP_PAYLOAD,
+    NO_SLOT,
+    OPT_RECORD_LEN,
+    TYPE_SLOTS,
+    Answer,
+)
 from dnsserver.zone import Zone
 
 PLAIN_UDP_LIMIT = 512
@@ -164,23 +171,26 @@ def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
     types = zone.table.get(key)
     answer: Answer
     if types is not None:
-        answer = types.get(qtype) or zone.nodata
+        slot = TYPE_SLOTS.get(qtype, NO_SLOT)
+        answer = (types[slot] if slot < len(types) else None) or zone.nodata
     elif not _in_zone(key, zone.origin_wire):
         return _error(q, qend, wire.RCODE_REFUSED, edns, stats, qtype)
     else:
         answer = zone.nxdomain if zone.synced else zone.servfail
     counter = qtype << 8 | answer.rcode
     stats.answered[counter] = stats.answered.get(counter, 0) + 1
-    variants = answer.variants
-    if len(variants) > 1:
+    body = answer.body
+    if answer.rotation:
+        stride, count, size = answer.rotation
         answer.turn += 1
-        answer = variants[answer.turn % len(variants)]
+        start = answer.turn % count * stride
+        body = body[start : start + size]
     rd = q[2] & 0x01
-    if qend + len(answer.body) + OPT_RECORD_LEN * edns > limit:
+    if qend + len(body) + OPT_RECORD_LEN * edns > limit:
         stats.truncated += 1
         cut = answer.cut(limit - qend - OPT_RECORD_LEN * edns, rd, edns)
         return q[:2] + cut[:10] + q[12:qend] + cut[10:] + (answer.edns_tail if edns else b"")
     head = answer.heads[rd | (edns << 1)]
     if edns:
-        return q[:2] + head + q[12:qend] + answer.body + answer.edns_tail
-    return q[:2] + head + q[12:qend] + answer.body
+        return q[:2] + head + q[12:qend] + body + answer.edns_tail
+    return q[:2] + head + q[12:qend] + body

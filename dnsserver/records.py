@@ -22,12 +22,10 @@ SRV weights split 100 evenly between targets, as CoreDNS does; priority is 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from dnsserver import wire
-from dnsserver.answer import Answer, Unit, rotating
+from dnsserver.answer import EMPTY_TYPES, Answer, TypeTable, Unit, rotating, type_table
 
 DNS_SCHEMA_VERSION = "1.0.0"
 DEFAULT_MAX_ADDRESSES = 8
@@ -63,13 +61,7 @@ class ServiceRecords:
     max_addresses: int = DEFAULT_MAX_ADDRESSES
 
 
-Names = dict[bytes, Mapping[int, Answer]]
-
-# The type table of every empty non-terminal, one shared object: read-only, so that a
-# mutation through one name fails instead of changing them all. The query paths only
-# ``get`` from it (the C fast path answers NODATA for a type table that is not a dict,
-# which is what an empty one answers).
-EMPTY_TYPES: Mapping[int, Answer] = MappingProxyType({})
+Names = dict[bytes, TypeTable]
 
 
 class _Encoder:
@@ -80,6 +72,7 @@ class _Encoder:
         self.base = (svc.name, svc.namespace, "svc")
         self.names: Names = {}  # every name, in order; empty non-terminals: EMPTY_TYPES
         self.tables: dict[bytes, dict[int, Answer]] = {}  # the names that have records
+        # (as dicts while they are built; ``tables`` turns them into ``TypeTable``s)
         self.service_name = self.wire_name(*self.base)
 
     def wire_name(self, *labels: str) -> bytes:
@@ -95,7 +88,7 @@ class _Encoder:
         types = self.tables.get(name)
         if types is None:
             types = self.tables[name] = {}
-            self.names[name] = types  # replaces EMPTY_TYPES, keeping the name's place
+            self.names.setdefault(name, EMPTY_TYPES)  # its place; its table comes at the end
         types[rtype] = answer
 
     def touch(self, name: bytes) -> None:
@@ -121,13 +114,10 @@ def _cluster_set_ip(enc: _Encoder) -> None:
     for rtype, packed in ((wire.TYPE_A, v4), (wire.TYPE_AAAA, v6)):
         if not packed:
             continue
-        variants = []
-        # Step so that at most MAX_ROTATIONS variants still let every candidate lead.
+        # Step so that at most MAX_ROTATIONS rotations still let every candidate lead.
         step = -(-len(packed) // MAX_ROTATIONS)
-        for start in range(0, len(packed), step):
-            order = (packed[start:] + packed[:start])[: enc.svc.max_addresses]
-            variants.append(Answer.of(wire.RCODE_NOERROR, [enc.record(rtype, p) for p in order]))
-        enc.put(enc.service_name, rtype, rotating(variants))
+        records = [enc.record(rtype, p) for p in packed]
+        enc.put(enc.service_name, rtype, rotating(records, enc.svc.max_addresses, step))
     _srv(enc, [(enc.base, [])])
 
 
@@ -232,6 +222,7 @@ def encode_service(svc: ServiceRecords, origin: str, ttl: int) -> Names:
         _headless(enc)
     else:
         _cluster_set_ip(enc)
-    for types in enc.tables.values():
+    for name, types in enc.tables.items():
         answer_any(types)
+        enc.names[name] = type_table(types)
     return enc.names

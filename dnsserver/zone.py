@@ -1,10 +1,12 @@
 """The zone: every answer of the zone, encoded when data changes, looked up per query.
 
-Theory of operation. ``Zone.table`` maps a lower-case wire name to ``{qtype: Answer}``.
-Every name that exists is in it, including the empty non-terminals (``svc.<zone>``,
-``<ns>.svc.<zone>``, ``_tcp.<svc>...``), which map to an empty type table (all of them to
-one read-only ``records.EMPTY_TYPES``, so type tables are typed ``Mapping``): a missing type
-is NODATA and a missing name NXDOMAIN, with no parsing of the name at query time.
+Theory of operation. ``Zone.table`` maps a lower-case wire name to its answers by query
+type, an ``answer.TypeTable`` (a tuple indexed by ``answer.TYPE_SLOTS``: a dict per name
+would cost about 220 octets, most of a small service's answers). Every name that exists is
+in it, including the empty non-terminals (``svc.<zone>``, ``<ns>.svc.<zone>``,
+``_tcp.<svc>...``), which map to the empty table (all of them to one ``EMPTY_TYPES``): a
+missing type is NODATA and a missing name NXDOMAIN, with no parsing of the name at query
+time.
 
 Updates are per service: ``set_service`` encodes one service's names (``records.py``) and
 swaps them into the table, so the cost of a change does not grow with the size of the
@@ -24,13 +26,12 @@ SOA in the authority section, its MINIMUM being the TTL (RFC 2308).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from dnsserver import wire
-from dnsserver.answer import Answer
+from dnsserver.answer import EMPTY_TYPES, Answer, TypeTable, answer_for, type_table
 from dnsserver.records import (
     DNS_SCHEMA_VERSION,
-    EMPTY_TYPES,
     HeadlessEndpoint,
     ServiceRecords,
     answer_any,
@@ -48,7 +49,7 @@ class Zone:
         self.origin_wire = wire.encode_name(self.origin)
         self.ttl = ttl
         self.synced = False
-        self.table: dict[bytes, Mapping[int, Answer]] = {}
+        self.table: dict[bytes, TypeTable] = {}
         self._apex: dict[int, Answer] = {}
         self._services: dict[tuple[str, str], tuple[bytes, ...]] = {}
         self._namespace_refs: dict[bytes, int] = {}
@@ -58,14 +59,13 @@ class Zone:
     # --- content -------------------------------------------------------------------------
 
     def _static_names(self) -> None:
-        self.table[self.origin_wire] = self._apex
         version = wire.encode_name(f"dns-version.{self.origin}")
         record = wire.rr(
             wire.POINTER_TO_QNAME, wire.TYPE_TXT, self.ttl, wire.rdata_txt(DNS_SCHEMA_VERSION)
         )
         version_types = {wire.TYPE_TXT: Answer.of(wire.RCODE_NOERROR, [record])}
         answer_any(version_types)
-        self.table[version] = version_types
+        self.table[version] = type_table(version_types)
         ns_target = wire.encode_name(f"ns.dns.{self.origin}")
         ns = wire.rr(wire.POINTER_TO_QNAME, wire.TYPE_NS, self.ttl, ns_target)
         self._apex[wire.TYPE_NS] = Answer.of(wire.RCODE_NOERROR, [ns])
@@ -90,6 +90,7 @@ class Zone:
         apex_soa = wire.rr(wire.POINTER_TO_QNAME, wire.TYPE_SOA, self.ttl, rdata)
         self._apex[wire.TYPE_SOA] = Answer.of(wire.RCODE_NOERROR, [apex_soa])
         answer_any(self._apex)
+        self.table[self.origin_wire] = type_table(self._apex)
 
     def set_service(self, namespace: str, name: str, records: ServiceRecords | None) -> None:
         """Replace what the zone says about one service (None: it no longer exists)."""
@@ -123,7 +124,7 @@ class Zone:
         types = self.table.get(wire.encode_name(name))
         if types is None:
             return self.nxdomain if self.synced else self.servfail
-        return types.get(qtype) or self.nodata
+        return answer_for(types, qtype) or self.nodata
 
 
 def build_zone(

@@ -115,7 +115,8 @@ def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
         type=_TYPE_FROM_PB[msg.type],
         ports=_shared(tuple(ports)),
         endpoints=tuple(_endpoint(e, where) for e in msg.endpoints),
-        exported_at=msg.exported_at,
+        # 0.0 (unknown, as from a manifest) as the one shared float, not a new one each
+        exported_at=msg.exported_at or 0.0,
     )
 
 

@@ -63,14 +63,45 @@ class ServicePort:
     port: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False, repr=False)
 class Endpoint:
-    """One endpoint of an EndpointSlice: its addresses share one readiness and one hostname."""
+    """One endpoint of an EndpointSlice: its addresses share one readiness and one hostname.
 
-    addresses: tuple[str, ...]
-    ready: bool = True
-    hostname: str | None = None
-    zone: str | None = None
+    A clusterset of a million endpoints holds a million of these, nearly all with one
+    address, so that address is held as the string itself rather than in a one-element
+    tuple (48 octets each); ``addresses`` is the tuple either way. The held form is
+    canonical (one address: a string; else a tuple), so equality and hashing by it match
+    equality and hashing by ``addresses``. Make a changed copy with the constructor:
+    ``dataclasses.replace`` would pass the held form where ``addresses`` is expected."""
+
+    _held: str | tuple[str, ...]
+    ready: bool
+    hostname: str | None
+    zone: str | None
+
+    def __init__(
+        self,
+        addresses: tuple[str, ...],
+        ready: bool = True,
+        hostname: str | None = None,
+        zone: str | None = None,
+    ) -> None:
+        held = addresses[0] if len(addresses) == 1 else tuple(addresses)
+        object.__setattr__(self, "_held", held)
+        object.__setattr__(self, "ready", ready)
+        object.__setattr__(self, "hostname", hostname)
+        object.__setattr__(self, "zone", zone)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        held = self._held
+        return (held,) if isinstance(held, str) else held
+
+    def __repr__(self) -> str:
+        return (
+            f"Endpoint(addresses={self.addresses!r}, ready={self.ready!r}, "
+            f"hostname={self.hostname!r}, zone={self.zone!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

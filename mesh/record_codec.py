@@ -63,6 +63,17 @@ def weight_of(body: bytes) -> int:
     return int.from_bytes(hashlib.sha256(body).digest(), "big")
 
 
+class SealedRecord(Record):
+    """A record that opens its own seal for its set-hash term (``Record.weight``), so the
+    term need not be held (see ``mesh.record_log``)."""
+
+    __slots__ = ()
+
+    @property
+    def weight(self) -> int:
+        return weight_of(pb.Sealed.FromString(self.sealed).body)
+
+
 def _seal(signer: Signer | None, domain: bytes, body: bytes) -> bytes:
     sealed = pb.Sealed(body=body) if signer is None else signer.seal(domain, body)
     return bytes(sealed.SerializeToString())
@@ -117,7 +128,7 @@ class Publisher:
                 msg.deleted.CopyFrom(pb.ServiceRef(namespace=slot.namespace, name=slot.name))
             body = msg.SerializeToString(deterministic=True)
             sealed = _seal(self.signer, RECORD_DOMAIN, body)
-            record = Record(version, slot, service, info, sealed, weight_of(body), since=now)
+            record = SealedRecord(version, slot, service, info, sealed, since=now)
             log.put(record)
             log.progress = version
         head = pb.Head(
@@ -224,21 +235,20 @@ class ChunkOpener:
     ) -> Record:
         msg = _parse(pb.Record(), body, f"cluster {cluster_id}: undecodable record")
         _same_origin(msg, chunk, cluster_id, replica)
-        weight = weight_of(body)
         kind = msg.WhichOneof("body")
         try:
             if kind == "service":
                 service = service_from_pb(msg.service, cluster_id)
-                return Record(msg.version, service.key, service, None, sealed, weight)
+                return SealedRecord(msg.version, service.key, service, None, sealed)
             if kind == "info":
                 namespaces = frozenset(label(n, "namespace") for n in msg.info.namespaces)
                 info = ClusterInfo(msg.info.region, msg.info.zone, namespaces)
-                return Record(msg.version, None, None, info, sealed, weight)
+                return SealedRecord(msg.version, None, None, info, sealed)
             if kind == "deleted":
                 key = ServiceKey(
                     label(msg.deleted.namespace, "namespace"), label(msg.deleted.name, "name")
                 )
-                return Record(msg.version, key, None, None, sealed, weight)
+                return SealedRecord(msg.version, key, None, None, sealed)
         except CodecError as exc:
             raise ChunkError("invalid_record", str(exc)) from None
         raise ChunkError("invalid_record", f"cluster {cluster_id}: record without a body")

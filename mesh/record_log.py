@@ -1,11 +1,17 @@
 """One holder's copy of one origin's records (``OriginLog``), and the record types.
 
 A copy is a map from slot (a service, or ``None`` for the cluster's own record) to the
-newest record held for it, plus the versions in ascending order so that "every record
-above version v" is a slice, the running count and set hash of the live records (checked
-against the origin's ``Head``), the tombstone floor, and ``progress``: every record of the
-generation up to it is held or replaced. The rules for what a copy takes and who gets
-what are in ``mesh.records``; this module only keeps a copy consistent with itself.
+newest record held for it, plus the same records in ascending version so that "every
+record above version v" is a slice, the running count and set hash of the live records
+(checked against the origin's ``Head``), the tombstone floor, and ``progress``: every
+record of the generation up to it is held or replaced.
+
+A record's set-hash term (``Record.weight``, SHA-256 of its body) is not held: it is
+computed from the sealed bytes when the record is taken or replaced, which costs a
+microsecond or two then and saves about 60 octets per record held.
+
+The rules for what a copy takes and who gets what are in ``mesh.records``; this module
+only keeps a copy consistent with itself.
 
 Pure: no IO, no clock (tombstone expiry takes ``now``).
 """
@@ -39,12 +45,18 @@ class Record:
     service: ExportedService | None = None  # a live service record
     info: ClusterInfo | None = None  # the cluster record
     sealed: bytes = b""  # a serialized ``Sealed`` (mesh/wire/v1)
-    weight: int = 0  # SHA-256 of the record's body as an integer: its set-hash term
     since: float = 0.0  # a tombstone: when this holder took it (its expiry clock)
 
     @property
     def live(self) -> bool:
         return self.service is not None or self.info is not None
+
+    @property
+    def weight(self) -> int:
+        """SHA-256 of the record's body as an integer: its set-hash term. Only a record that
+        can open its seal knows it (``mesh.record_codec.SealedRecord``, which every live
+        record is); tombstones never need it."""
+        raise TypeError(f"record {self.version} cannot open its seal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +111,7 @@ class OriginLog:
         """Empty, at ``generation`` (an origin that starts over, e.g. with a new key)."""
         self.generation = generation
         self.records: dict[Slot, Record] = {}
-        self._versions: list[int] = []  # versions of held records, ascending
-        self._slot_at: dict[int, Slot] = {}
+        self._ascending: list[Record] = []  # the held records, by version
         self.progress = 0
         self.floor = 0
         self.head: Head | None = None
@@ -127,8 +138,7 @@ class OriginLog:
                 return False
             self._drop(held)
         self.records[record.slot] = record
-        bisect.insort(self._versions, record.version)
-        self._slot_at[record.version] = record.slot
+        bisect.insort(self._ascending, record, key=_version)
         if record.live:
             self.live += 1
             self.set_hash = (self.set_hash + record.weight) % HASH_MODULUS
@@ -136,17 +146,16 @@ class OriginLog:
         return True
 
     def _drop(self, record: Record) -> None:
-        index = bisect.bisect_left(self._versions, record.version)
-        del self._versions[index]
-        del self._slot_at[record.version]
+        index = bisect.bisect_left(self._ascending, record.version, key=_version)
+        del self._ascending[index]
         if record.live:
             self.live -= 1
             self.set_hash = (self.set_hash - record.weight) % HASH_MODULUS
 
     def since(self, version: int, *, live_only: bool = False) -> Iterator[Record]:
         """Held records above ``version``, ascending."""
-        for v in self._versions[bisect.bisect_right(self._versions, version) :]:
-            record = self.records[self._slot_at[v]]
+        start = bisect.bisect_right(self._ascending, version, key=_version)
+        for record in self._ascending[start:]:
             if record.live or not live_only:
                 yield record
 
@@ -187,3 +196,7 @@ class OriginLog:
                 self.replica,
             )
         return self._state
+
+
+def _version(record: Record) -> int:
+    return record.version

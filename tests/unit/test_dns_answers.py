@@ -22,6 +22,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from dnsserver.answer import Answer, rotating
 from dnsserver.query import QueryStats, respond
 from dnsserver.zone import HeadlessEndpoint, ServiceRecords, Zone, build_zone
 
@@ -528,6 +529,24 @@ def test_every_candidate_address_is_answered_in_turn() -> None:
     for _ in range(400):
         seen.update(a_answers(zone, "many.shop.svc.clusterset.local.", stats))
     assert sorted(set(candidates) - seen) == []
+
+
+@pytest.mark.parametrize(
+    ("count", "shown", "step"), [(2, 8, 1), (3, 3, 1), (12, 8, 1), (130, 8, 3), (5, 1, 1)]
+)
+def test_each_rotation_is_the_records_turned(count: int, shown: int, step: int) -> None:
+    """answer.py: a rotating answer holds one ring of records, and rotation ``i`` is the
+    records turned by ``i * step``, cut to ``shown``: the slice the query paths send."""
+    records = [bytes([i % 256, i // 256]) * 8 for i in range(count)]
+    answer = rotating(records, shown, step)
+    assert answer.rotation
+    stride, rotations, size = answer.rotation
+    assert rotations == -(-count // step)
+    for i in range(rotations):
+        start = i * step
+        turned = (records[start:] + records[:start])[:shown]
+        assert answer.body[i * stride : i * stride + size] == b"".join(turned)
+    assert answer.heads == Answer.of(0, records[:shown]).heads
 
 
 def test_a_rotation_is_not_frozen_by_interleaved_aaaa_queries() -> None:
