@@ -101,7 +101,10 @@ class SwimPump:
         if self.auth is not None:
             certificates = datagram.push_pull.certificates if isinstance(message, PushPull) else ()
             message = self.auth.admit(message, certificates, time.time())
+        refused = self.membership.refused_members
         self.membership.receive(message, source, self._now())
+        if self.membership.refused_members > refused:
+            self.reject("cluster_full")  # counted once a datagram: its sender is the suspect
         self._flush()
         self._wake.set()  # the next timer may be earlier now
 

@@ -127,6 +127,11 @@ class Membership:
         return self._table.refutes
 
     @property
+    def refused_members(self) -> int:
+        """New members refused because their cluster holds ``max_members_per_cluster``."""
+        return self._table.refused_members
+
+    @property
     def leave_done(self) -> bool:
         """After ``leave``: our ``Left`` has been sent as often as the retransmit limit says,
         or there is nobody left to tell. The adapter should still bound its wait (a second

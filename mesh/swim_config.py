@@ -89,6 +89,11 @@ class Config:
     join_retry_interval_s: float = 1.0
     # Forget a dead or left member after a day (Serf's reconnect and tombstone timeouts).
     reap_after_s: float = 86400.0
+    # At most 64 members of one cluster (replicas, and the dead ones kept for a day after a
+    # rollout): at the cap, the member of that cluster down the longest is forgotten to make
+    # room, and a 65th live one is refused. Without a cap, one cluster could fill every
+    # table with made-up members (signed by its own key) and starve the probes of real ones.
+    max_members_per_cluster: int = 64
     # At most 20 updates ride on one message: about what memberlist fits in a 1400-byte
     # packet; more would grow every probe during a burst of changes.
     max_piggyback: int = 20

@@ -42,7 +42,9 @@ member by incarnation, then by how grave the news is:
   suspicion repeated in our name would count as an independent confirmation elsewhere, and
   one peer's table could then shorten every other agent's timer.
 - Dead and left members stay known (so their last address can be retried) until
-  ``reap_after_s`` after their last state change.
+  ``reap_after_s`` after their last state change, or until a new member of their cluster
+  needs the room: a cluster holds at most ``max_members_per_cluster`` records, and a new
+  member beyond that is refused (``refused_members``) while all of them are live.
 
 The probe order is a shuffled round-robin over the known members: each cycle probes every
 live member once; a new member is inserted at a random position; the list is reshuffled (and
@@ -112,7 +114,9 @@ class MemberTable:
         self.events: deque[Event] = deque()
         self.leaving = False
         self.refutes = 0
+        self.refused_members = 0
         self.live_count = 0
+        self._cluster_sizes: dict[str, int] = {}
         self._set(replace(self_member, state=ALIVE), 0.0)
         self._probe_order: list[str] = []
         self._probe_index = 0
@@ -124,6 +128,11 @@ class MemberTable:
 
     def _set(self, member: Member, now: float) -> None:
         old = self.members.get(member.id)
+        if old is None or old.cluster_id != member.cluster_id:
+            sizes = self._cluster_sizes
+            sizes[member.cluster_id] = sizes.get(member.cluster_id, 0) + 1
+            if old is not None:
+                sizes[old.cluster_id] -= 1
         if old is None or old.state != member.state:
             self.changed_at[member.id] = now
             self.live_count += int(member.live) - int(old is not None and old.live)
@@ -149,6 +158,9 @@ class MemberTable:
             return
         old = self.members.get(alive.member_id)
         if old is not None and alive.incarnation <= old.incarnation:
+            return
+        if old is None and not self._room_in(alive.cluster_id):
+            self.refused_members += 1
             return
         new = Member(
             alive.member_id, alive.cluster_id, alive.address, alive.incarnation, ALIVE, alive.proof
@@ -305,6 +317,27 @@ class MemberTable:
 
     # ------------------------------------------------------------------ choosing members
 
+    def _room_in(self, cluster_id: str) -> bool:
+        """Room for one more member of ``cluster_id``, after forgetting the one of its
+        members that has been down the longest if the cluster is at the cap."""
+        if self._cluster_sizes.get(cluster_id, 0) < self.config.max_members_per_cluster:
+            return True
+        down = [
+            m
+            for m in self.members.values()
+            if m.cluster_id == cluster_id and not m.live and m.id != self.self_id
+        ]
+        if not down:
+            return False
+        self._forget(min(down, key=lambda m: (self.changed_at[m.id], m.id)))
+        return True
+
+    def _forget(self, member: Member) -> None:
+        del self.members[member.id], self.changed_at[member.id]
+        self._reconnect_tried.pop(member.id, None)
+        self.suspicions.pop(member.id, None)
+        self._cluster_sizes[member.cluster_id] -= 1
+
     def _probe_next(self, member_id: str) -> None:
         """Probe ``member_id`` next in the round-robin (it stays once in the cycle)."""
         member = self.members.get(member_id)
@@ -329,8 +362,7 @@ class MemberTable:
             member = self.members.get(member_id)
             expired = now - self.changed_at.get(member_id, now) > self.config.reap_after_s
             if member is not None and not member.live and expired:
-                del self.members[member_id], self.changed_at[member_id]
-                self._reconnect_tried.pop(member_id, None)
+                self._forget(member)
         self._probe_order = [m for m in self.members if m != self.self_id]
         self.rng.shuffle(self._probe_order)
         self._probe_index = 0

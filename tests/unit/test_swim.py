@@ -531,6 +531,30 @@ def test_push_pull_merges_a_remote_dead_verdict_as_suspicion_and_replies() -> No
     assert not [msg for _d, msg in m.messages_to_send(1.1) if isinstance(msg, PushPull)]
 
 
+def test_one_cluster_holds_at_most_so_many_records_and_the_longest_down_make_room() -> None:
+    """A cluster cannot fill the table with made-up members (with TLS, its own key signs
+    them), while a cluster's rollouts (new pod names, the old ones dead) still find room."""
+    config = replace(LAN, max_members_per_cluster=3)
+    m = Membership(config, ME, FirstRng())
+    m.start(0.0)
+    fakes = tuple(Alive(f"north/fake-{i}", "north", f"10.0.9.{i}:7946", 0) for i in range(5))
+    m.receive(Gossip("north/fake-0", fakes), "x", 1.0)
+    assert sorted(i for i in m.members if i.startswith("north/")) == [
+        "north/fake-0",
+        "north/fake-1",
+        "north/fake-2",
+    ]
+    assert m.refused_members == 2
+    m.receive(Gossip("x", (Dead("north/fake-1", 0, ME.id),)), "x", 2.0)
+    m.receive(Gossip("x", (Dead("north/fake-0", 0, ME.id),)), "x", 2.5)
+    m.receive(Gossip("x", (fakes[3],)), "x", 3.0)
+    assert "north/fake-3" in m.members
+    assert "north/fake-1" not in m.members  # down the longest (since 2.0)
+    assert m.members["north/fake-0"].state == DEAD
+    m.receive(Gossip("x", (alive(peer(1)),)), "x", 3.0)  # other clusters are not affected
+    assert peer(1).id in m.members
+
+
 def test_a_merged_suspicion_is_kept_quiet_and_checked_by_probing_next() -> None:
     """A peer's table saying "dead" is that peer's view: repeated in our name it would count
     as an independent confirmation at every other agent. We suspect quietly, learn the
