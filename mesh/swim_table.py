@@ -6,9 +6,10 @@ member by incarnation, then by how grave the news is:
 
 - ``Alive(i)`` replaces a record whose incarnation is *below* i (whatever its state): the
   member has spoken since. Equal incarnations never revive a suspect, dead or left member.
-- ``Suspect(i)`` applies to an *alive* record with incarnation <= i, and starts a suspicion
+- ``Suspect(i)`` applies to an *alive* record at incarnation i, and starts a suspicion
   timer; on a record already suspect it counts as a confirmation from its source.
-- ``Dead(i)`` applies to an alive or suspect record with incarnation <= i.
+- ``Dead(i)`` applies to an alive or suspect record at incarnation i.
+- An accusation about an incarnation *below* the record's is stale (the member refuted it).
 - An accusation about an incarnation *above* the record's is dropped, not applied or
   relayed: only the member speaks for its incarnation, and an accuser that names a higher
   one heard an ``Alive`` we missed (its verdict comes again once we have it too) or lies.
@@ -35,12 +36,12 @@ member by incarnation, then by how grave the news is:
   on a live member unless a push-pull comes first.
 - Every update that changed the table is re-broadcast (the epidemic), once per new fact.
 - A push-pull table from a peer is merged record by record; a *suspect* or *dead* record of
-  a member we know first teaches us the member's own claim it carries (a newer
-  incarnation), then only makes us suspect the member quietly: our own timer decides, the
-  member is probed next, and the probe carries the suspicion so it can refute at once
-  (Lifeguard's buddy system). memberlist broadcasts such a suspicion; we do not, because a
-  suspicion repeated in our name would count as an independent confirmation elsewhere, and
-  one peer's table could then shorten every other agent's timer.
+  a member we know teaches us the member's own claim it carries (a newer incarnation), and
+  makes us probe that member next: if our own probe fails, our own suspicion follows, as for
+  any probe. memberlist suspects the member at once and broadcasts that, in its own name; a
+  suspicion so repeated would count as an independent confirmation at every other agent, so
+  one peer's table (true or forged) could shorten every timer. A table can make us look
+  sooner, never accuse.
 - Dead and left members stay known (so their last address can be retried) until
   ``reap_after_s`` after their last state change, or until a new member of their cluster
   needs the room: a cluster holds at most ``max_members_per_cluster`` records, and a new
@@ -176,7 +177,7 @@ class MemberTable:
         elif (old.address, old.cluster_id) != (new.address, new.cluster_id):
             self.events.append(MemberUpdated(new, old))
 
-    def on_suspect(self, suspect: Suspect, now: float, *, spread: bool = True) -> None:
+    def on_suspect(self, suspect: Suspect, now: float) -> None:
         old = self.members.get(suspect.member_id)
         if old is None or self._unfounded(suspect.member_id, suspect.incarnation, old):
             return
@@ -193,8 +194,7 @@ class MemberTable:
             return
         new = replace(old, state=SUSPECT)
         self._set(new, now)
-        if spread:
-            self.broadcasts.push(suspect)
+        self.broadcasts.push(suspect)
         n = self.live_count
         k = suspicion_confirmations(self.config.suspicion_mult, n)
         min_s = suspicion_timeout_s(self.config.suspicion_mult, n, self.config.probe_interval_s)
@@ -284,8 +284,6 @@ class MemberTable:
                     record.id, record.cluster_id, record.address, record.incarnation, record.proof
                 )
                 self.on_alive(alive, now)
-                suspect = Suspect(record.id, record.incarnation, self.self_id)
-                self.on_suspect(suspect, now, spread=False)
                 self._probe_next(record.id)
 
     def _merge_self(self, record: Member) -> None:

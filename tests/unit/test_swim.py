@@ -512,7 +512,7 @@ def test_unknown_members_are_learned_only_from_alive() -> None:
     assert [type(e) for e in drain_events(m)] == [MemberJoined]
 
 
-def test_push_pull_merges_a_remote_dead_verdict_as_suspicion_and_replies() -> None:
+def test_push_pull_merges_a_remote_dead_verdict_as_a_probe_and_replies() -> None:
     m = ring(3)
     records = (
         Member(peer(1).id, "west", peer(1).address, 0, DEAD),
@@ -520,7 +520,7 @@ def test_push_pull_merges_a_remote_dead_verdict_as_suspicion_and_replies() -> No
         Member(peer(8).id, "south", "10.0.8.8:7946", 4, ALIVE),
     )
     m.receive(PushPull(peer(3).id, peer(3).address, records), "x", 1.0)
-    assert m.members[peer(1).id].state == SUSPECT
+    assert m.members[peer(1).id].state == ALIVE  # until our own probe says otherwise
     assert m.members[peer(2).id].state == LEFT
     assert m.members[peer(8).id] == records[2]
     ((dest, reply),) = [(d, msg) for d, msg in m.messages_to_send(1.0) if isinstance(msg, PushPull)]
@@ -555,11 +555,10 @@ def test_one_cluster_holds_at_most_so_many_records_and_the_longest_down_make_roo
     assert peer(1).id in m.members
 
 
-def test_a_merged_suspicion_is_kept_quiet_and_checked_by_probing_next() -> None:
+def test_a_merged_dead_record_makes_us_probe_never_accuse() -> None:
     """A peer's table saying "dead" is that peer's view: repeated in our name it would count
-    as an independent confirmation at every other agent. We suspect quietly, learn the
-    member's own claim the record carries, and probe the member next, with the suspicion
-    attached, so a live one refutes at once."""
+    as an independent confirmation at every other agent. We learn the member's own claim
+    the record carries and probe the member next; only our own failed probe accuses."""
     m = ring(4)
     target = peer(3)
     records = (
@@ -569,14 +568,16 @@ def test_a_merged_suspicion_is_kept_quiet_and_checked_by_probing_next() -> None:
     m._table._probe_index = 0  # a new cycle in which the target comes last by itself
     m._table._probe_order[:] = [p for p in m._table._probe_order if p != target.id] + [target.id]
     m.receive(PushPull(peer(1).id, peer(1).address, records, reply=True), "x", 0.1)
-    assert (m.members[target.id].state, m.members[target.id].incarnation) == (SUSPECT, 2)
-    assert m.members[target.id].proof == b"its-alive-at-2"
+    record = m.members[target.id]
+    assert (record.state, record.incarnation, record.proof) == (ALIVE, 2, b"its-alive-at-2")
     assert "north/agent-9" not in m.members  # unknown members are learned only from alive
-    queued = m._broadcasts.take(16, 16)
-    assert not [u for u in queued if isinstance(u, Suspect | Dead)]
-    probes = [(d, msg) for _t, d, msg in drive(m, 2.5) if isinstance(msg, Ping)]
+    assert not [u for u in m._broadcasts.take(16, 16) if isinstance(u, Suspect | Dead)]
+    sent = drive(m, 1.2, silent=(target.id,))
+    probes = [(d, msg) for _t, d, msg in sent if isinstance(msg, Ping)]
     assert probes[0][0] == target.address
-    assert Suspect(target.id, 2, ME.id) in probes[0][1].updates
+    assert m.members[target.id].state == SUSPECT  # now on our own evidence
+    accusations = [u for _t, _d, msg in sent for u in getattr(msg, "updates", ())]
+    assert Suspect(target.id, 2, ME.id) in accusations
 
 
 # ---------------------------------------------------------------------------- spreading
