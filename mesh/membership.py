@@ -53,7 +53,6 @@ class SwimPump:
         self.on_event = on_event
         self.auth = auth
         self.reject = reject
-        self.rejected = 0
         self._certificates_sent: dict[str, float] = {}
         self.send_failures = 0
         self._wake = asyncio.Event()
@@ -94,7 +93,6 @@ class SwimPump:
         try:
             message = from_pb(datagram)
         except CodecError as exc:
-            self.rejected += 1
             self.reject("malformed")
             log.debug("dropped a SWIM datagram from %s: %s", source, exc)
             return

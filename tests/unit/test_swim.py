@@ -531,6 +531,17 @@ def test_push_pull_merges_a_remote_dead_verdict_as_a_probe_and_replies() -> None
     assert not [msg for _d, msg in m.messages_to_send(1.1) if isinstance(msg, PushPull)]
 
 
+def test_renewing_announces_a_new_incarnation_without_counting_a_refutation() -> None:
+    """New signing keys (the pump sees them): peers must hold a claim of ours made with them."""
+    m = ring(2)
+    m.renew(1.0)
+    assert (m.me.incarnation, m.refutes, m.awareness.score) == (1, 0, 0)
+    assert m._broadcasts.take(8, 8) == (alive(ME, 1),)
+    m.leave(2.0)
+    m.renew(2.1)  # leaving: nothing more to announce
+    assert m.me.incarnation == 1
+
+
 def test_one_cluster_holds_at_most_so_many_records_and_the_longest_down_make_room() -> None:
     """A cluster cannot fill the table with made-up members (with TLS, its own key signs
     them), while a cluster's rollouts (new pod names, the old ones dead) still find room."""
