@@ -6,12 +6,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-# Debian packages the test suite drives: dig, kdig, Unbound as a forwarding resolver, and
-# iproute2 (`ip netns`, `ip link`) for the network-namespace tests of tests/netns.
-DEBIAN_PACKAGES := dnsutils knot-dnsutils unbound iproute2
+# Debian packages the test suite drives: dig, kdig, Unbound as a forwarding resolver,
+# iproute2 (`ip netns`, `ip link`) for the network-namespace tests of tests/netns, and
+# Prometheus with promtool for the alert rules of manifests/monitoring.
+DEBIAN_PACKAGES := dnsutils knot-dnsutils unbound iproute2 prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps demo test test-unit lint proto bench clean
+.PHONY: setup system-deps demo test test-unit lint proto monitoring bench clean
 
 setup: $(STAMP)
 
@@ -55,6 +56,11 @@ lint: setup
 proto: setup
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
 		proto/mesh/wire/v1/gossip.proto
+
+# Regenerate manifests/monitoring/prometheusrule.yaml from meshd.rules.yaml (tests check it
+# is current).
+monitoring: setup
+	$(BIN)/python -m tests.meta.monitoring_rules
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
