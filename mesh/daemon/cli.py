@@ -106,6 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run the agent (the daemon)", description="Run the meshd agent of one cluster."
     )
     add_run_arguments(run)
+    _add_demo_parser(sub)
+    status = sub.add_parser(
+        "status",
+        help="members, clusters and services of a running agent",
+        description="Print an agent's view, read from its admin address.",
+    )
+    status.add_argument(
+        "--admin",
+        default="127.0.0.1:9090",
+        metavar="HOST:PORT",
+        help="the agent's --admin-listen address (default: 127.0.0.1:9090)",
+    )
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    add_certs_parser(sub)
+    return parser
+
+
+def _add_demo_parser(sub: Any) -> None:
     demo = sub.add_parser(
         "demo",
         help="three clusters on loopback, with dig commands to try",
@@ -142,20 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo manifests, one sub-directory per cluster (default: the "
         "examples/ directory of this checkout)",
     )
-    status = sub.add_parser(
-        "status",
-        help="members, clusters and services of a running agent",
-        description="Print an agent's view, read from its admin address.",
-    )
-    status.add_argument(
-        "--admin",
-        default="127.0.0.1:9090",
-        metavar="HOST:PORT",
-        help="the agent's --admin-listen address (default: 127.0.0.1:9090)",
-    )
-    status.add_argument("--json", action="store_true", help="print the raw JSON")
-    add_certs_parser(sub)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

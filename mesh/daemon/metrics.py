@@ -23,6 +23,7 @@ from dnsserver.query import split_answer_key
 from dnsserver.server import LATENCY_BUCKETS_NS, LATENCY_SAMPLE_EVERY
 from dnsserver.wire import RCODE_NAMES, TYPE_NAMES
 from mesh.daemon.agent import Agent
+from mesh.ring.records import RecordStore
 from mesh.transport.tls import TlsStats
 
 
@@ -127,7 +128,20 @@ class _AgentCollector(Collector):
         for kind, count in list(ring.stats.rejected.items()):
             dropped.add_metric([kind], count)
         yield dropped
-        store = ring.store
+        yield from self._records(ring.store)
+        members = GaugeMetricFamily("meshd_members", "known peers by state", labels=["state"])
+        reachable = sum(1 for a in peers.peers if peers.reachable(a, now))
+        members.add_metric(["reachable"], reachable)
+        members.add_metric(["unreachable"], len(peers.peers) - reachable)
+        yield members
+        lag = ring.stats.last_merge
+        yield GaugeMetricFamily(
+            "meshd_sync_lag_seconds",
+            "seconds since a peer last brought a newer cluster state (-1: never)",
+            value=-1 if lag is None else now - lag,
+        )
+
+    def _records(self, store: RecordStore) -> Iterator[Metric]:
         yield CounterMetricFamily(
             "meshd_gossip_records_taken", "records taken from peers", value=store.stats.taken
         )
@@ -154,17 +168,6 @@ class _AgentCollector(Collector):
             "meshd_gossip_copies_building",
             "copies of an origin being built aside (resets, new generations)",
             value=len(store.pending),
-        )
-        members = GaugeMetricFamily("meshd_members", "known peers by state", labels=["state"])
-        reachable = sum(1 for a in peers.peers if peers.reachable(a, now))
-        members.add_metric(["reachable"], reachable)
-        members.add_metric(["unreachable"], len(peers.peers) - reachable)
-        yield members
-        lag = ring.stats.last_merge
-        yield GaugeMetricFamily(
-            "meshd_sync_lag_seconds",
-            "seconds since a peer last brought a newer cluster state (-1: never)",
-            value=-1 if lag is None else now - lag,
         )
 
     def _catalog(self) -> Iterator[Metric]:
