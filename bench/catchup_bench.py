@@ -39,8 +39,6 @@ sys.path.insert(0, str(ROOT))
 from common import machine  # noqa: E402
 
 from dnsserver.zone import Zone  # noqa: E402
-from mesh import certs  # noqa: E402
-from mesh.catalog import Catalog, Digest  # noqa: E402
 from mesh.model import (  # noqa: E402
     ClusterState,
     Endpoint,
@@ -50,11 +48,13 @@ from mesh.model import (  # noqa: E402
     ServicePort,
     ServiceType,
 )
-from mesh.planner import AnswerPlanner  # noqa: E402
-from mesh.policy import Locality  # noqa: E402
-from mesh.record_codec import ChunkOpener, Publisher, chunk_to_pb  # noqa: E402
-from mesh.records import DEFAULT_CHUNK_BYTES, OriginLog, RecordStore  # noqa: E402
-from mesh.signing import Signer, SignerKey, Trust  # noqa: E402
+from mesh.ring.catalog import Catalog, Digest  # noqa: E402
+from mesh.ring.records import DEFAULT_CHUNK_BYTES, OriginLog, RecordStore  # noqa: E402
+from mesh.routing.planner import AnswerPlanner  # noqa: E402
+from mesh.routing.policy import Locality  # noqa: E402
+from mesh.security import pki  # noqa: E402
+from mesh.security.signing import Signer, SignerKey, Trust  # noqa: E402
+from mesh.wire.record_codec import ChunkOpener, Publisher, chunk_to_pb  # noqa: E402
 from mesh.wire.v1 import gossip_pb2 as pb  # noqa: E402
 
 ENDPOINTS_PER_SERVICE = 3
@@ -86,16 +86,16 @@ def exports_of(cluster: int, services: int, per: int = ENDPOINTS_PER_SERVICE) ->
 def produce(args: argparse.Namespace, out: Path, ca_dir: Path) -> None:
     """The ring's side: every origin's records, sent to a newcomer as PushPull replies."""
     services = args.endpoints // args.per_service // args.clusters
-    ca, ca_key = certs.create_ca("bench", T0)
-    (ca_dir / "ca.crt").write_bytes(certs.pem_cert(ca))
+    ca, ca_key = pki.create_ca("bench", T0)
+    (ca_dir / "ca.crt").write_bytes(pki.pem_cert(ca))
     relay = RecordStore(OriginLog("relay", "", 1))
     started = time.perf_counter()
     for c in range(1, args.clusters + 1):
         name = f"c{c}"
         signer = None
         if not args.insecure:
-            cert, key = certs.issue_signer(ca, ca_key, name, T0, days=2)
-            signer = Signer(SignerKey.from_pem(certs.pem_cert(cert), certs.pem_key(key)))
+            cert, key = pki.issue_signer(ca, ca_key, name, T0, days=2)
+            signer = Signer(SignerKey.from_pem(pki.pem_cert(cert), pki.pem_key(key)))
         catalog = Catalog(ClusterState(name, 1, 0, f"r{c % 5}", replica="a"))
         log = OriginLog(name, "a", 1)
         publisher = Publisher(log, signer)

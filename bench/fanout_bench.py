@@ -33,7 +33,6 @@ sys.path.insert(0, str(ROOT))
 
 from common import machine  # noqa: E402
 
-from mesh.catalog import Catalog, Change  # noqa: E402
 from mesh.model import (  # noqa: E402
     ClusterState,
     Endpoint,
@@ -42,8 +41,9 @@ from mesh.model import (  # noqa: E402
     ServiceKey,
     ServiceType,
 )
-from mesh.peers import PeerTable, PeerTimings  # noqa: E402
-from mesh.ring import Ring  # noqa: E402
+from mesh.ring.catalog import Catalog, Change  # noqa: E402
+from mesh.ring.peers import PeerTable, PeerTimings  # noqa: E402
+from mesh.transport.gossip import Ring  # noqa: E402
 
 KEY = ServiceKey("shop", "db")
 

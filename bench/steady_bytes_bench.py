@@ -4,7 +4,7 @@ The ring's idle cost is its push-pulls. Two ``Ring`` objects (the agent's own cl
 gRPC, plaintext and mutual TLS) are joined through a TCP proxy that counts every byte in
 each direction; after they converge, ``--exchanges`` idle push-pulls are timed and counted
 on the wire (HTTP/2, gRPC and TLS framing included; TCP/IP headers not). Each agent starts
-``min(N - 1, interval x rate) / interval`` exchanges a second (``mesh.peers``: 40 a second
+``min(N - 1, interval x rate) / interval`` exchanges a second (``mesh.ring.peers``: 40 a second
 at most by default) and answers as many, so at N members its ring traffic is that many
 exchanges times the bytes of one, in each role. The SWIM traffic per member comes from the
 simulator (``bench/swim_sim.py``, fast profile, 200 members: 446 B/s, protobuf payload
@@ -27,8 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 from common import machine  # noqa: E402
 
-from mesh import certs  # noqa: E402
-from mesh.catalog import Catalog  # noqa: E402
 from mesh.model import (  # noqa: E402
     ClusterState,
     Endpoint,
@@ -37,9 +35,11 @@ from mesh.model import (  # noqa: E402
     ServiceKey,
     ServiceType,
 )
-from mesh.peers import PeerTable, PeerTimings  # noqa: E402
-from mesh.ring import Ring  # noqa: E402
-from mesh.tls import RingTls, TlsFiles  # noqa: E402
+from mesh.ring.catalog import Catalog  # noqa: E402
+from mesh.ring.peers import PeerTable, PeerTimings  # noqa: E402
+from mesh.security import pki  # noqa: E402
+from mesh.transport.gossip import Ring  # noqa: E402
+from mesh.transport.tls import RingTls, TlsFiles  # noqa: E402
 
 SWIM_PAYLOAD_BYTES_PER_S = 446.0  # bench/RESULTS.md, swim_sim.py, fast profile, 200 members
 
@@ -99,12 +99,10 @@ async def measure(exchanges: int, secure: bool) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         if secure:
             now = datetime.datetime.now(datetime.UTC)
-            certs.init_ca("bench", Path(tmp) / "ca", force=False, now=now)
+            pki.init_ca("bench", Path(tmp) / "ca", force=False, now=now)
             for name in tls:
                 out = Path(tmp) / name
-                certs.issue(
-                    name, Path(tmp) / "ca", out, ["127.0.0.1"], force=False, days=1, now=now
-                )
+                pki.issue(name, Path(tmp) / "ca", out, ["127.0.0.1"], force=False, days=1, now=now)
                 tls[name] = RingTls(
                     TlsFiles(out / "tls.crt", out / "tls.key", out / "ca.crt"), name
                 )

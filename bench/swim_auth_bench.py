@@ -2,8 +2,8 @@
 
 Builds ``--members`` clusters of one agent each, with signing keys certified by a throwaway
 clusterset CA as ``meshd certs`` makes them, and one agent's full member table, every
-record carrying its member's signed ``Alive`` (``mesh.swim_auth``). Reports, as the agent's
-own pump would send and receive them:
+record carrying its member's signed ``Alive`` (``mesh.security.swim_claims``). Reports, as
+the agent's own pump would send and receive them:
 
 - the push-pull's encoded size: unsigned (as with ``--insecure``), signed with only the
   sender's certificate (the usual case), and signed with every certificate behind it (sent
@@ -32,31 +32,31 @@ sys.path.insert(0, str(ROOT))
 
 from common import machine  # noqa: E402
 
-from mesh import certs  # noqa: E402
-from mesh.seal import StateSeal  # noqa: E402
-from mesh.signing import SWIM_DOMAIN, Signer, SignerKey, Trust  # noqa: E402
-from mesh.swim_auth import SwimAuth, claim_of  # noqa: E402
-from mesh.swim_codec import from_pb, to_pb  # noqa: E402
-from mesh.swim_messages import Alive, Member, PushPull  # noqa: E402
+from mesh.security import pki  # noqa: E402
+from mesh.security.seal import StateSeal  # noqa: E402
+from mesh.security.signing import SWIM_DOMAIN, Signer, SignerKey, Trust  # noqa: E402
+from mesh.security.swim_claims import SwimAuth, claim_of  # noqa: E402
+from mesh.swim.messages import Alive, Member, PushPull  # noqa: E402
+from mesh.wire.swim_codec import from_pb, to_pb  # noqa: E402
 from mesh.wire.v1 import gossip_pb2 as pb  # noqa: E402
 
 T0 = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
 
 
 def build(members: int) -> tuple[dict[str, Signer], bytes, PushPull]:
-    ca, ca_key = certs.create_ca("bench", T0)
+    ca, ca_key = pki.create_ca("bench", T0)
     signers: dict[str, Signer] = {}
     table = []
     for i in range(members):
         cluster = f"c{i}"
-        cert, key = certs.issue_signer(ca, ca_key, cluster, T0, days=30)
-        signer = Signer(SignerKey.from_pem(certs.pem_cert(cert), certs.pem_key(key)))
+        cert, key = pki.issue_signer(ca, ca_key, cluster, T0, days=30)
+        signer = Signer(SignerKey.from_pem(pki.pem_cert(cert), pki.pem_key(key)))
         signers[cluster] = signer
         alive = Alive(f"{cluster}/agent-0", cluster, f"10.0.{i // 250}.{i % 250}:7946", 3)
         sealed = signer.seal(SWIM_DOMAIN, claim_of(alive)[1])
         proof = bytes.fromhex(sealed.key_id) + sealed.signature
         table.append(Member(alive.member_id, cluster, alive.address, 3, proof=proof))
-    return signers, certs.pem_cert(ca), PushPull("c0/agent-0", table[0].address, tuple(table))
+    return signers, pki.pem_cert(ca), PushPull("c0/agent-0", table[0].address, tuple(table))
 
 
 def auth_of(cluster: str, signers: dict[str, Signer], ca_pem: bytes) -> SwimAuth:

@@ -1,6 +1,6 @@
 """Benchmark of SWIM membership in the deterministic simulator (tests/sim/network.py).
 
-No sockets and no real time: N ``mesh.swim.Membership`` cores exchange messages over a
+No sockets and no real time: N ``mesh.swim.membership.Membership`` cores exchange messages over a
 simulated network with 5-25 ms of one-way delay per message (uniform), which stands for
 agents in different clusters of one region. What it measures, per profile (``Config()``,
 memberlist's LAN defaults, and ``Config.fast()``) and size:
@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import cpu_model  # bench/common.py (run from the repo root)
 
-from mesh.swim import Config
-from mesh.swim_messages import (
+from mesh.swim.membership import Config
+from mesh.swim.messages import (
     MemberDied,
     MemberJoined,
     MemberState,

@@ -33,10 +33,10 @@ from common import cpu_model  # bench/common.py (run from the repo root)
 
 from dnsserver.query import QueryStats, respond
 from dnsserver.zone import Zone, build_zone
-from mesh.catalog import Catalog
 from mesh.model import ClusterState, Endpoint, ExportedService, ServiceKey, ServicePort, ServiceType
-from mesh.planner import AnswerPlanner
-from mesh.policy import Locality, decide
+from mesh.ring.catalog import Catalog
+from mesh.routing.planner import AnswerPlanner
+from mesh.routing.policy import Locality, decide
 
 CLUSTERS = (("east", "us"), ("west", "us"), ("south", "eu"))
 

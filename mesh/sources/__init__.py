@@ -1,1 +1,6 @@
-"""Sources of what the local cluster exports: a directory of manifests, or the Kubernetes API."""
+"""What this cluster exports: Kubernetes objects (from manifests, or from the API server in
+``mesh.kube``) translated into ``LocalExports``, with a verdict per ServiceExport.
+
+Pure cores: documents, fields, translate, watchstate.
+Adapters: manifests.
+"""

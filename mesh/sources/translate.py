@@ -30,7 +30,6 @@ depend on the order of the input.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,8 +42,6 @@ from mesh.model import (
     ExportedService,
     LocalExports,
     ServiceKey,
-    ServicePort,
-    ServiceType,
     is_dns_label,
 )
 from mesh.sources.documents import (
@@ -54,6 +51,13 @@ from mesh.sources.documents import (
     describe,
     load_stream,
     parse_documents,
+)
+from mesh.sources.fields import (
+    LABEL_RULE,
+    InvalidFieldError,
+    endpoint,
+    service_ports,
+    service_type,
 )
 
 __all__ = [
@@ -79,9 +83,6 @@ API_VERSIONS: Mapping[str, str] = MappingProxyType(
     }
 )
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-_PROTOCOLS = ("TCP", "UDP", "SCTP")
-_SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
-_LABEL_RULE = "an RFC 1123 label (lower-case letters, digits and '-', at most 63)"
 # RFC 1123 subdomain: what Kubernetes allows for EndpointSlice names.
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -102,10 +103,6 @@ class Translation(NamedTuple):
     exports: LocalExports
     problems: list[SourceProblem]
     verdicts: dict[ServiceKey, ExportVerdict]  # every ServiceExport with a valid identity
-
-
-class _InvalidError(ValueError):
-    """A field of an object is invalid; the message names the field."""
 
 
 # --------------------------------------------------------------------------- translation
@@ -199,12 +196,12 @@ def _identity_error(obj: _Object, api_version: Any, namespace: Any, name: Any) -
     if not isinstance(name, str) or not name:
         return "missing metadata.name"
     if obj.kind != "Namespace" and not (isinstance(namespace, str) and is_dns_label(namespace)):
-        return f"metadata.namespace must be {_LABEL_RULE}, got {namespace!r}"
+        return f"metadata.namespace must be {LABEL_RULE}, got {namespace!r}"
     if obj.kind == "EndpointSlice":
         if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
             return f"metadata.name must be an RFC 1123 subdomain, got {name!r}"
     elif not is_dns_label(name):
-        return f"metadata.name must be {_LABEL_RULE}, got {name!r}"
+        return f"metadata.name must be {LABEL_RULE}, got {name!r}"
     return None
 
 
@@ -277,63 +274,22 @@ def _service(
         if spec is None:
             spec = {}
         elif not isinstance(spec, Mapping):
-            raise _InvalidError(f"spec must be a mapping, got {describe(spec)}")
-        service_type = _service_type(spec)
-        ports = _ports(spec.get("ports"))
+            raise InvalidFieldError(f"spec must be a mapping, got {describe(spec)}")
+        kind = service_type(spec)
+        ports = service_ports(spec.get("ports"))
         publish = spec.get("publishNotReadyAddresses")
         if publish is not None and not isinstance(publish, bool):
-            raise _InvalidError(
+            raise InvalidFieldError(
                 f"spec.publishNotReadyAddresses must be true or false, got {publish!r}"
             )
-    except _InvalidError as exc:
+    except InvalidFieldError as exc:
         problems.append(obj.problem(str(exc)))
         return None
     endpoints: list[Endpoint] = []
     for endpoint_slice in sorted(slices, key=lambda s: s.name):
         endpoints.extend(_slice_endpoints(endpoint_slice, bool(publish), problems))
     key = ServiceKey(obj.namespace, obj.name)
-    return ExportedService(key, service_type, ports, tuple(endpoints), exported_at)
-
-
-def _service_type(spec: Mapping[str, Any]) -> ServiceType:
-    kind = spec.get("type")
-    if kind is not None and kind not in _SERVICE_TYPES:
-        raise _InvalidError(f"spec.type must be one of {', '.join(_SERVICE_TYPES)}, got {kind!r}")
-    if kind == "ExternalName":
-        raise _InvalidError("spec.type ExternalName cannot be exported (it has no endpoints)")
-    cluster_ip = spec.get("clusterIP")
-    if cluster_ip is None:
-        cluster_ips = spec.get("clusterIPs")
-        if isinstance(cluster_ips, list) and cluster_ips:
-            cluster_ip = cluster_ips[0]
-    return ServiceType.HEADLESS if cluster_ip == "None" else ServiceType.CLUSTER_SET_IP
-
-
-def _ports(raw: Any) -> tuple[ServicePort, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise _InvalidError(f"spec.ports must be a list, got {describe(raw)}")
-    return tuple(_port(f"spec.ports[{i}]", item) for i, item in enumerate(raw))
-
-
-def _port(where: str, item: Any) -> ServicePort:
-    if not isinstance(item, Mapping):
-        raise _InvalidError(f"{where} must be a mapping, got {describe(item)}")
-    name = item.get("name")
-    if name is None:
-        name = ""
-    if not isinstance(name, str) or (name and not is_dns_label(name)):
-        raise _InvalidError(f"{where}.name must be {_LABEL_RULE}, got {name!r}")
-    protocol = item.get("protocol")
-    if protocol is None:
-        protocol = "TCP"
-    if protocol not in _PROTOCOLS:
-        raise _InvalidError(f"{where}.protocol must be TCP, UDP or SCTP, got {protocol!r}")
-    port = item.get("port")
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise _InvalidError(f"{where}.port must be an integer 1-65535, got {port!r}")
-    return ServicePort(name=name, protocol=protocol, port=port)
+    return ExportedService(key, kind, ports, tuple(endpoints), exported_at)
 
 
 def _slice_endpoints(
@@ -358,50 +314,7 @@ def _slice_endpoints(
     endpoints = []
     for position, item in enumerate(raw):
         try:
-            endpoints.append(_endpoint(f"endpoints[{position}]", item, version, publish_not_ready))
-        except _InvalidError as exc:
+            endpoints.append(endpoint(f"endpoints[{position}]", item, version, publish_not_ready))
+        except InvalidFieldError as exc:
             problems.append(obj.problem(str(exc)))
     return endpoints
-
-
-def _endpoint(where: str, item: Any, version: int, publish_not_ready: bool) -> Endpoint:
-    if not isinstance(item, Mapping):
-        raise _InvalidError(f"{where} must be a mapping, got {describe(item)}")
-    addresses = _addresses(where, item.get("addresses"), version)
-    conditions = item.get("conditions")
-    if conditions is None:
-        conditions = {}
-    if not isinstance(conditions, Mapping):
-        raise _InvalidError(f"{where}.conditions must be a mapping, got {describe(conditions)}")
-    ready = conditions.get("ready")
-    if ready is not None and not isinstance(ready, bool):
-        raise _InvalidError(f"{where}.conditions.ready must be true, false or null, got {ready!r}")
-    hostname = item.get("hostname") or None
-    if hostname is not None and not (isinstance(hostname, str) and is_dns_label(hostname)):
-        raise _InvalidError(f"{where}.hostname must be {_LABEL_RULE}, got {hostname!r}")
-    zone = item.get("zone") or None
-    if zone is not None and not isinstance(zone, str):
-        raise _InvalidError(f"{where}.zone must be a string, got {zone!r}")
-    is_ready = publish_not_ready or ready is None or ready
-    return Endpoint(addresses=addresses, ready=is_ready, hostname=hostname, zone=zone)
-
-
-def _addresses(where: str, raw: Any, version: int) -> tuple[str, ...]:
-    """The addresses of one endpoint, in canonical text form."""
-    if not isinstance(raw, list) or not raw:
-        raise _InvalidError(
-            f"{where}.addresses must be a non-empty list of IP addresses, got {raw!r}"
-        )
-    addresses = []
-    for position, text in enumerate(raw):
-        at = f"{where}.addresses[{position}]"
-        try:
-            address = ipaddress.ip_address(text if isinstance(text, str) else "")
-        except ValueError:
-            raise _InvalidError(f"{at} is not an IP address: {text!r}") from None
-        if address.version != version:
-            raise _InvalidError(
-                f"{at} {text!r} is not an IPv{version} address (addressType IPv{version})"
-            )
-        addresses.append(str(address))
-    return tuple(addresses)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from mesh.catalog import Catalog, Change
-from mesh.limits import Rate, TokenBuckets
 from mesh.model import ClusterState, LocalExports, ServiceKey
-from mesh.peers import PeerTable
-from mesh.ring import Ring
+from mesh.ring.catalog import Catalog, Change
+from mesh.ring.limits import Rate, TokenBuckets
+from mesh.ring.peers import PeerTable
+from mesh.transport.gossip import Ring
 from mesh.wire.v1 import gossip_pb2 as pb
 from mesh.wire.v1 import gossip_pb2_grpc as pb_grpc
 from tests.unit.records_kit import service

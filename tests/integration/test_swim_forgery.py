@@ -23,11 +23,11 @@ from typing import Any
 import grpc
 import pytest
 
-from mesh import certs
-from mesh.signing import SWIM_DOMAIN, Signer
-from mesh.swim_auth import claim_of
-from mesh.swim_codec import to_pb
-from mesh.swim_messages import Alive, Dead, Gossip, Left, Suspect, Update
+from mesh.security import pki
+from mesh.security.signing import SWIM_DOMAIN, Signer
+from mesh.security.swim_claims import claim_of
+from mesh.swim.messages import Alive, Dead, Gossip, Left, Suspect, Update
+from mesh.wire.swim_codec import to_pb
 from mesh.wire.v1 import gossip_pb2_grpc as pb_grpc
 from tests.integration.harness import MESHD, REPO, AgentProcess, wait_until
 from tests.integration.test_tls import metric, tls_flags
@@ -99,7 +99,7 @@ def test_an_insider_cannot_forge_swim_news_about_another_cluster(
         lambda: (m := swim_member(east, "south")) and m["state"] == "alive" and m,
     )
     sid, address, incarnation = south["id"], south["address"], south["incarnation"]
-    west_key = certs.load_signer(tmp / "west/signing.crt", tmp / "west/signing.key", "west")
+    west_key = pki.load_signer(tmp / "west/signing.crt", tmp / "west/signing.key", "west")
     east_id = swim_member(east, "east")["id"]  # type: ignore[index]
     forgeries: tuple[Update, ...] = (
         Dead(sid, incarnation, "west/insider"),  # unsigned

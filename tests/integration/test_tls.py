@@ -24,12 +24,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mesh import certs
-from mesh.catalog import Catalog
 from mesh.model import ClusterState
-from mesh.peers import PeerTable
-from mesh.ring import Ring
-from mesh.tls import RingTls, TlsFiles
+from mesh.ring.catalog import Catalog
+from mesh.ring.peers import PeerTable
+from mesh.security import pki
+from mesh.transport.gossip import Ring
+from mesh.transport.tls import RingTls, TlsFiles
 from mesh.wire.v1 import gossip_pb2 as pb
 from mesh.wire.v1 import gossip_pb2_grpc as pb_grpc
 from tests.integration.harness import MESHD, REPO, AgentProcess, wait_until
@@ -116,7 +116,7 @@ def test_mtls_ring_refuses_another_clusterset_and_reloads_certificates(
 
 def _foreign_client_cert(ca_dir: Path, clusterset: str) -> tuple[bytes, bytes]:
     """A certificate from our CA that names another clusterset (a shared-CA mistake)."""
-    ca, ca_key = certs.load_ca(ca_dir)
+    ca, ca_key = pki.load_ca(ca_dir)
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     cert = (
@@ -135,7 +135,7 @@ def _foreign_client_cert(ca_dir: Path, clusterset: str) -> tuple[bytes, bytes]:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    return certs.pem_cert(cert), certs.pem_key(key)
+    return pki.pem_cert(cert), pki.pem_key(key)
 
 
 @pytest.mark.asyncio
@@ -253,7 +253,7 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tls_flags_are_checked_before_starting(
     issued: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
 ) -> None:
-    from mesh.cli import main
+    from mesh.daemon.cli import main
 
     tmp_path = issued
     args = ["run", "--cluster-id", "east", "--manifests", str(tmp_path)]

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest_asyncio
 
+from mesh.kube.source import KubeAccess, KubernetesSource, WatchTimings
 from mesh.model import LocalExports, ServiceKey
-from mesh.sources.kubernetes import KubeAccess, KubernetesSource, WatchTimings
 from mesh.sources.translate import SourceProblem
 from tests.k8s.fake_apiserver import FakeApiServer
 

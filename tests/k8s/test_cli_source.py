@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mesh.app import AgentSettings, make_source
-from mesh.cli import UsageError, build_parser, settings_from
-from mesh.config import resolve
-from mesh.sources.kubernetes import KubernetesSource
+from mesh.daemon.agent import AgentSettings, make_source
+from mesh.daemon.cli import UsageError, build_parser, settings_from
+from mesh.daemon.flags import resolve
+from mesh.kube.source import KubernetesSource
 from mesh.sources.manifests import ManifestSource
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from mesh.kube.source import KubeAccess, KubernetesConfigError, KubernetesSource
 from mesh.model import ServiceKey, ServiceType
-from mesh.sources.kubernetes import KubeAccess, KubernetesConfigError, KubernetesSource
 from mesh.sources.watchstate import WatchState
 from tests.k8s.conftest import FAST, RunningSource
 from tests.k8s.fake_apiserver import FakeApiServer
@@ -417,7 +417,7 @@ async def test_an_unusable_kubeconfig_stops_the_source(tmp_path: Path) -> None:
 def test_the_source_follows_the_kinds_translate_reads() -> None:
     state = WatchState(())
     assert state.synced  # no kind: trivially synced; the source always has four
-    from mesh.sources.kubernetes import RESOURCES
+    from mesh.kube.source import RESOURCES
     from mesh.sources.translate import API_VERSIONS
 
     assert {r.kind: r.api_version for r in RESOURCES} == dict(API_VERSIONS)

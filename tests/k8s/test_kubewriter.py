@@ -17,8 +17,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from mesh.kube.writer import PERMISSIONS
 from mesh.model import ClusterState, ExportedService, ServiceKey, ServicePort, ServiceType
-from mesh.sources.kubewriter import PERMISSIONS
 from tests.k8s.fake_apiserver import REPO
 from tests.k8s.fake_rbac import Rbac, Rule
 from tests.k8s.fake_store import ApiError

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from mesh.lease import (
+from mesh.kube.election import (
     Action,
     LeaderElection,
     LeaseRecord,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from mesh.mcs_merge import merge_clusterset, merge_service
-from mesh.mcs_status import (
+from mesh.kube.merge import merge_clusterset, merge_service
+from mesh.kube.status import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     LocalExport,

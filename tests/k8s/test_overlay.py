@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mesh.sources.overlay import Overlay
+from mesh.kube.overlay import Overlay
 
 
 def obj(rv: str, **fields: Any) -> dict[str, Any]:

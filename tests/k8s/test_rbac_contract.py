@@ -1,6 +1,6 @@
 """The agent's API calls and the shipped RBAC (manifests/) cannot drift apart.
 
-``mesh.sources.kubernetes.PERMISSIONS`` declares the calls the source makes. One test runs
+``mesh.kube.source.PERMISSIONS`` declares the calls the source makes. One test runs
 the source against the fake API server (which answers 403 for anything the roles in
 ``manifests/`` do not grant) and checks that it makes exactly those calls and is never
 denied; another checks that the shipped roles grant every one of them cluster-wide.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.sources.kubernetes import PERMISSIONS
+from mesh.kube.source import PERMISSIONS
 from tests.k8s.conftest import RunningSource
 from tests.k8s.fake_apiserver import REPO, FakeApiServer
 from tests.k8s.fake_rbac import Rbac

@@ -17,11 +17,11 @@ from typing import Any
 
 from aiohttp import web
 
-from mesh.catalog import Catalog
-from mesh.lease import LeaseTimings
+from mesh.kube.election import LeaseTimings
+from mesh.kube.source import KubeAccess, KubernetesSource
+from mesh.kube.writer import KubeWriter, WriterSettings
 from mesh.model import ClusterState, LocalExports
-from mesh.sources.kubernetes import KubeAccess, KubernetesSource
-from mesh.sources.kubewriter import KubeWriter, WriterSettings
+from mesh.ring.catalog import Catalog
 from tests.k8s.conftest import FAST
 from tests.k8s.fake_apiserver import FakeApiServer, RequestRecord
 from tests.k8s.fake_store import ApiError

@@ -69,7 +69,7 @@ def test_dockerfile_runs_meshd_as_the_deployments_non_root_user() -> None:
     [entrypoint] = [args for word, args in stage if word == "ENTRYPOINT"]
     assert json.loads(entrypoint) == ["meshd", "run"], "exec form, so signals reach meshd"
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert re.search(r'^meshd = "mesh\.cli:main"$', pyproject, re.M)
+    assert re.search(r'^meshd = "mesh\.daemon\.cli:main"$', pyproject, re.M)
     exposed = {p for word, args in stage if word == "EXPOSE" for p in args.split()}
     ports = {f"{p['containerPort']}/{p['protocol'].lower()}" for p in container(base)["ports"]}
     assert exposed == ports
@@ -129,5 +129,5 @@ def test_the_wheel_builds_from_exactly_what_the_dockerfile_copies(tmp_path: Path
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
-        assert "meshd = mesh.cli:main" in archive.read(entry_points).decode()
-    assert {"mesh/cli.py", "dnsserver/server.py", "mesh/wire/v1/gossip_pb2.py"} <= names
+        assert "meshd = mesh.daemon.cli:main" in archive.read(entry_points).decode()
+    assert {"mesh/daemon/cli.py", "dnsserver/server.py", "mesh/wire/v1/gossip_pb2.py"} <= names

@@ -1,6 +1,6 @@
 """meshd's Deployment in manifests/: its settings, its containers, its Services and network.
 
-- the ConfigMap's settings are all known to mesh.config.OPTIONS and parse (as meshd reads
+- the ConfigMap's settings are all known to mesh.daemon.flags.OPTIONS and parse (as meshd reads
   the file), name the overlay's cluster and region as `meshd demo` and examples/ do, keep
   the base's shared settings, and agree with the Deployment's ports, mounts and environment;
 - every container has probes, requests and limits, and the restricted security context;
@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mesh import config
-from mesh.demo import CLUSTERS
+from mesh.daemon import flags as config
+from mesh.daemon.demo import CLUSTERS
 from tests.meta.k8s_manifests import (
     BUILDS,
     MANIFESTS,

@@ -1,4 +1,5 @@
-"""A seeded in-memory network with a virtual clock that drives ``mesh.swim.Membership`` cores.
+"""A seeded in-memory network with a virtual clock that drives SWIM cores
+(``mesh.swim.membership.Membership``).
 
 Everything is deterministic for a given seed: one ``random.Random`` draws loss, delay and
 duplication, and seeds each member's own ``random.Random``. Time only moves when the event
@@ -31,8 +32,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh.swim import Config, Membership
-from mesh.swim_messages import Event, Member, MemberState, Message
+from mesh.swim.membership import Config, Membership
+from mesh.swim.messages import Event, Member, MemberState, Message
 
 
 @dataclass(frozen=True)

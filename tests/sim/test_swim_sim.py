@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import pytest
 
-from mesh.swim import Config
-from mesh.swim_config import suspicion_timeout_s
-from mesh.swim_messages import (
+from mesh.swim.config import suspicion_timeout_s
+from mesh.swim.membership import Config
+from mesh.swim.messages import (
     Event,
     MemberDied,
     MemberJoined,

@@ -1,6 +1,6 @@
 """Agents reduced to their record stores, exchanging real wire bytes (no sockets).
 
-``Node`` is what ``mesh.app.Agent`` wires for records: a catalog, a record store, a
+``Node`` is what ``mesh.daemon.agent.Agent`` wires for records: a catalog, a record store, a
 publisher, a chunk opener. ``send`` is one direction of a push-pull: the sender selects
 from the receiver's digests, every chunk is serialized and parsed as gRPC would carry it,
 opened (signatures checked when ``signer``/``trust`` are set) and applied.
@@ -8,11 +8,11 @@ opened (signatures checked when ``signer``/``trust`` are set) and applied.
 
 from __future__ import annotations
 
-from mesh.catalog import Catalog, Change
 from mesh.model import ClusterState, Endpoint, ExportedService, LocalExports, ServiceKey
-from mesh.record_codec import ChunkError, ChunkOpener, Publisher, chunk_to_pb
-from mesh.records import OriginLog, RecordStore
-from mesh.signing import Signer, Trust
+from mesh.ring.catalog import Catalog, Change
+from mesh.ring.records import OriginLog, RecordStore
+from mesh.security.signing import Signer, Trust
+from mesh.wire.record_codec import ChunkError, ChunkOpener, Publisher, chunk_to_pb
 from mesh.wire.v1 import gossip_pb2 as pb
 
 KEYS = [ServiceKey("shop", f"svc-{i}") for i in range(64)]

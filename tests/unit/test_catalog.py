@@ -5,7 +5,6 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mesh.catalog import Catalog, Change, Digest
 from mesh.model import (
     ClusterState,
     Endpoint,
@@ -15,6 +14,7 @@ from mesh.model import (
     ServicePort,
     ServiceType,
 )
+from mesh.ring.catalog import Catalog, Change, Digest
 
 WEB = ServiceKey("shop", "web")
 DB = ServiceKey("shop", "db")

@@ -12,8 +12,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509 import verification
 
-from mesh import certs, identity, signing
-from mesh.cli import main
+from mesh.daemon.cli import main
+from mesh.security import identity, signing
+from mesh.security import pki as certs
 
 ISSUED = ("tls.key", "tls.crt", "signing.key", "signing.crt", "ca.crt")
 

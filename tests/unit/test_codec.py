@@ -1,6 +1,6 @@
 """Model <-> protobuf translation, and the validation of everything a peer sends.
 
-Services travel inside sealed records of an ``OriginChunk`` (``mesh.record_codec``), so
+Services travel inside sealed records of an ``OriginChunk`` (``mesh.wire.record_codec``), so
 every rule is checked twice: on ``service_from_pb`` itself, and on a real chunk made by the
 ``Publisher`` and opened by the ``ChunkOpener``, as a receiving agent opens it, both from
 the message and after a trip through bytes.
@@ -16,8 +16,6 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped,u
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mesh.catalog import Change, Digest
-from mesh.codec import CodecError, digest_from_pb, digest_to_pb, service_from_pb, service_to_pb
 from mesh.model import (
     ClusterState,
     Endpoint,
@@ -26,8 +24,10 @@ from mesh.model import (
     ServicePort,
     ServiceType,
 )
-from mesh.record_codec import ChunkError, ChunkOpener, Publisher, chunk_to_pb
-from mesh.records import Chunk, ClusterInfo, OriginLog, RecordStore
+from mesh.ring.catalog import Change, Digest
+from mesh.ring.records import Chunk, ClusterInfo, OriginLog, RecordStore
+from mesh.wire.codec import CodecError, digest_from_pb, digest_to_pb, service_from_pb, service_to_pb
+from mesh.wire.record_codec import ChunkError, ChunkOpener, Publisher, chunk_to_pb
 from mesh.wire.v1 import gossip_pb2 as pb
 
 WEB = ServiceKey("shop", "web")

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from mesh.cli import build_parser, main
-from mesh.config import OPTIONS, ConfigError, resolve
+from mesh.daemon.cli import build_parser, main
+from mesh.daemon.flags import OPTIONS, resolve
+from mesh.daemon.values import ConfigError
 
 
 def args(*argv: str) -> Any:

@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 
-from mesh.peers import PeerTable, PeerTimings, split_host_port, valid_host_port
+from mesh.address import split_host_port, valid_host_port
+from mesh.ring.peers import PeerTable, PeerTimings
 
 SELF = "10.0.0.1:7946"
 SEED = "10.0.0.2:7946"

@@ -7,11 +7,11 @@ import random
 
 import pytest
 
-from mesh import planner as planner_module
-from mesh.catalog import Change
 from mesh.model import ClusterState, Endpoint, ExportedService, ServiceKey, ServiceType
-from mesh.planner import AnswerPlanner
-from mesh.policy import Locality
+from mesh.ring.catalog import Change
+from mesh.routing import planner as planner_module
+from mesh.routing.planner import AnswerPlanner
+from mesh.routing.policy import Locality
 
 
 def _states(seed: int) -> list[ClusterState]:

@@ -18,7 +18,7 @@ from mesh.model import (
     ServicePort,
     ServiceType,
 )
-from mesh.policy import DEFAULT_MAX_ADDRESSES, Locality, PolicyResult, decide
+from mesh.routing.policy import DEFAULT_MAX_ADDRESSES, Locality, PolicyResult, decide
 
 WEB = ServiceKey("shop", "web")
 HERE = Locality("east", "us", "us-1a")

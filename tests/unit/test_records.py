@@ -1,12 +1,12 @@
 """Per-service records: deltas, chunks, tombstones and their expiry, resets, new generations,
-and the head check that catches a relay withholding records (mesh/records.py)."""
+and the head check that catches a relay withholding records (mesh/ring/records.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from mesh.model import ServiceKey
-from mesh.record_codec import chunk_to_pb
+from mesh.wire.record_codec import chunk_to_pb
 from mesh.wire.v1 import gossip_pb2 as pb
 from tests.unit.records_kit import KEYS, Node, send, service, sync, wire
 
@@ -315,7 +315,7 @@ def test_an_older_generation_does_not_replace_a_newer_one_being_built() -> None:
 
 
 def test_a_forgotten_cluster_is_not_handed_back_by_a_peer_but_returns_when_it_restarts() -> None:
-    from mesh.expiry import ClusterExpiry
+    from mesh.ring.expiry import ClusterExpiry
 
     east, west, relay = Node("east"), Node("west"), Node("relay")
     east.export({k: service(k, "10.0.0.1") for k in KEYS[:3]})

@@ -12,8 +12,15 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mesh import certs, signing
-from mesh.signing import HEAD_DOMAIN, RECORD_DOMAIN, SignedStateError, Signer, SignerKey, Trust
+from mesh.security import pki, signing
+from mesh.security.signing import (
+    HEAD_DOMAIN,
+    RECORD_DOMAIN,
+    SignedStateError,
+    Signer,
+    SignerKey,
+    Trust,
+)
 from mesh.wire.v1 import gossip_pb2 as pb
 
 T0 = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
@@ -31,12 +38,12 @@ class Clusterset:
 
 
 def make_clusterset(name: str, clusters: tuple[str, ...]) -> Clusterset:
-    ca, ca_key = certs.create_ca(name, T0)
+    ca, ca_key = pki.create_ca(name, T0)
     signers = {}
     for cluster in clusters:
-        cert, key = certs.issue_signer(ca, ca_key, cluster, T0, days=30)
-        signers[cluster] = Signer(SignerKey.from_pem(certs.pem_cert(cert), certs.pem_key(key)))
-    return Clusterset(name, certs.pem_cert(ca), signers)
+        cert, key = pki.issue_signer(ca, ca_key, cluster, T0, days=30)
+        signers[cluster] = Signer(SignerKey.from_pem(pki.pem_cert(cert), pki.pem_key(key)))
+    return Clusterset(name, pki.pem_cert(ca), signers)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +60,9 @@ BODY = b"\n\x04east\x18\x07 \x03"  # any bytes: the seal does not read them
 
 
 def seal(signer: Signer, body: bytes = BODY, domain: bytes = RECORD_DOMAIN) -> pb.Sealed:
-    return signer.seal(domain, body)
+    """The signer's seal as the ``Sealed`` message it travels in."""
+    made = signer.seal(domain, body)
+    return pb.Sealed(body=made.body, signature=made.signature, key_id=made.key_id)
 
 
 def verify(
@@ -151,16 +160,16 @@ def test_a_key_the_ca_never_certified_is_refused(prod: Clusterset) -> None:
         .sign(key, None)
     )
     cert_pem = self_signed.public_bytes(serialization.Encoding.PEM)
-    mallory = Signer(SignerKey.from_pem(cert_pem, certs.pem_key(key)))
+    mallory = Signer(SignerKey.from_pem(cert_pem, pki.pem_key(key)))
     der = mallory.key.certificate_der
     assert reason(seal(mallory), prod.trust(), certificate=der) == "untrusted_certificate"
 
 
 def test_a_tls_certificate_is_not_a_signing_certificate(prod: Clusterset) -> None:
-    ca, ca_key = certs.create_ca("prod", T0)
-    tls_cert, _ = certs.issue_tls(ca, ca_key, "east", [], T0, 30)
+    ca, ca_key = pki.create_ca("prod", T0)
+    tls_cert, _ = pki.issue_tls(ca, ca_key, "east", [], T0, 30)
     der = tls_cert.public_bytes(serialization.Encoding.DER)
-    trust = Trust.from_pem(certs.pem_cert(ca))
+    trust = Trust.from_pem(pki.pem_cert(ca))
     assert reason(seal(prod.signers["east"]), trust, certificate=der) == "untrusted_certificate"
     with pytest.raises(SignedStateError, match="untrusted_certificate"):
         trust.add_certificate(der, NOW)

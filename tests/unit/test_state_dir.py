@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.state_dir import GENERATION_FILE, next_generation
+from mesh.daemon.state_dir import GENERATION_FILE, next_generation
 
 NOW = 1_700_000_000_000_000_000
 

@@ -11,18 +11,16 @@ from typing import Any, TypeVar
 
 import pytest
 
-from mesh.broadcasts import BroadcastQueue
-from mesh.suspicion import Awareness, Suspicion, suspicion_remaining_s
-from mesh.swim import Membership
-from mesh.swim_codec import to_pb
-from mesh.swim_config import (
+from mesh.swim.broadcasts import BroadcastQueue
+from mesh.swim.config import (
     Config,
     push_pull_period_s,
     retransmit_limit,
     suspicion_confirmations,
     suspicion_timeout_s,
 )
-from mesh.swim_messages import (
+from mesh.swim.membership import Membership
+from mesh.swim.messages import (
     Ack,
     Alive,
     Dead,
@@ -46,6 +44,8 @@ from mesh.swim_messages import (
     Update,
     cluster_liveness,
 )
+from mesh.swim.suspicion import Awareness, Suspicion, suspicion_remaining_s
+from mesh.wire.swim_codec import to_pb
 
 _T = TypeVar("_T")
 ALIVE, SUSPECT, DEAD, LEFT = (
@@ -576,8 +576,11 @@ def test_a_merged_dead_record_makes_us_probe_never_accuse() -> None:
         Member(target.id, "west", target.address, 2, DEAD, b"its-alive-at-2"),
         Member("north/agent-9", "north", "10.0.9.9:7946", 1, SUSPECT, b"its-alive-at-1"),
     )
-    m._table._probe_index = 0  # a new cycle in which the target comes last by itself
-    m._table._probe_order[:] = [p for p in m._table._probe_order if p != target.id] + [target.id]
+    # A new cycle in which the target comes last by itself (identity: no shuffle).
+    probes = m._table._probes
+    others = [p for p in probes.order if p != target.id]
+    probes.rng = type("Identity", (), {"shuffle": staticmethod(lambda _: None)})()  # type: ignore[assignment]
+    probes.reset([*others, target.id])
     m.receive(PushPull(peer(1).id, peer(1).address, records, reply=True), "x", 0.1)
     record = m.members[target.id]
     assert (record.state, record.incarnation, record.proof) == (ALIVE, 2, b"its-alive-at-2")

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mesh import signing, swim_auth
-from mesh.seal import StateSeal
-from mesh.signing import REASONS, SWIM_DOMAIN
-from mesh.swim_auth import SwimAuth, claim_of
-from mesh.swim_codec import from_pb, to_pb
-from mesh.swim_messages import (
+from mesh.security import signing
+from mesh.security import swim_claims as swim_auth
+from mesh.security.seal import StateSeal
+from mesh.security.signing import REASONS, SWIM_DOMAIN
+from mesh.security.swim_claims import SwimAuth, claim_of
+from mesh.swim.messages import (
     Alive,
     Dead,
     Gossip,
@@ -27,6 +27,7 @@ from mesh.swim_messages import (
     Suspect,
     Update,
 )
+from mesh.wire.swim_codec import from_pb, to_pb
 from mesh.wire.v1 import gossip_pb2 as pb
 from tests.unit.test_signing import NOW, Clusterset, make_clusterset
 

@@ -9,9 +9,7 @@ from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mesh.codec import CodecError
-from mesh.swim_codec import from_pb, member_id, to_pb
-from mesh.swim_messages import (
+from mesh.swim.messages import (
     Ack,
     Alive,
     Dead,
@@ -26,9 +24,11 @@ from mesh.swim_messages import (
     PushPull,
     Suspect,
 )
+from mesh.wire.codec import CodecError
+from mesh.wire.swim_codec import from_pb, member_id, to_pb
 from mesh.wire.v1 import gossip_pb2 as pb
 
-PROOF = bytes(range(80))  # opaque to the codec (mesh.swim_auth reads it)
+PROOF = bytes(range(80))  # opaque to the codec (mesh.security.swim_claims reads it)
 UPDATES = (
     Alive("east/a", "east", "10.0.0.1:7946", 3),
     Suspect("west/b", 2, "east/a"),

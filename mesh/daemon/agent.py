@@ -1,0 +1,397 @@
+"""The agent: wires the source, the ring, the membership, the policy and the DNS server.
+
+Data flows one way: the source publishes this cluster's exports into the catalog, the ring
+merges the other clusters' states into it, and every change (or change of cluster health)
+marks the services it touches dirty (``mesh.routing.planner``); a single rebuild task then runs the
+routing policy for those services only and updates their answers in the zone (and in the
+DNS worker processes, if any). Rebuilds are coalesced: a burst of changes costs one rebuild.
+
+Health: a cluster is answered while this agent reaches one of its agents (``mesh.ring.peers``)
+and the SWIM membership (``mesh.transport.swim``) does not hold every agent of it dead or left;
+among a cluster's replicas, answers use one this agent reaches (``mesh.ring.catalog``).
+
+Readiness: the zone answers SERVFAIL (never a cacheable NXDOMAIN) until the source has
+delivered its first full view and either one exchange with a peer has completed, there
+are no peers to wait for, or ``sync_timeout_s`` has passed.
+
+Shutdown is ordered: stop taking queries and gossip first, then the source, so no answer
+is ever built from a half-torn-down agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dnsserver.query import QueryStats
+from dnsserver.server import LatencyHistogram
+from mesh.daemon.front import DnsFront
+from mesh.daemon.hostinfo import default_advertise, default_replica_id
+from mesh.daemon.inputs import make_source, make_writer
+from mesh.daemon.security import reload_seal, ring_tls, state_seal
+from mesh.daemon.settings import AgentSettings
+from mesh.daemon.state_dir import next_generation
+from mesh.model import ClusterState, LocalExports, ServiceKey
+from mesh.ring.catalog import Catalog, Change
+from mesh.ring.expiry import ClusterExpiry
+from mesh.ring.peers import PeerTable, PeerTimings
+from mesh.ring.records import OriginLog, RecordStore
+from mesh.routing.planner import AnswerPlanner, Update
+from mesh.routing.policy import Locality
+from mesh.routing.rebuild import Rebuild, answerable, plan_rebuild, some
+from mesh.sources.manifests import SourceProblem
+from mesh.swim.config import Config as SwimConfig
+from mesh.swim.membership import Membership
+from mesh.swim.messages import Event, Member, cluster_liveness
+from mesh.transport.gossip import Ring
+from mesh.transport.swim import SwimPump
+from mesh.wire.record_codec import Publisher
+from mesh.wire.swim_codec import member_id
+
+if TYPE_CHECKING:
+    from mesh.kube.writer import KubeWriter
+
+log = logging.getLogger("meshd.agent")
+REBUILD_SLICE_S = 0.02  # longest the zone rebuild runs before letting the event loop turn
+REBUILD_CHECK = 50  # services re-encoded between two looks at the clock
+
+
+@dataclass(slots=True)
+class AgentStats:
+    zone_rebuilds: int = 0
+    failed_open: tuple[ServiceKey, ...] = ()
+    source_problems: int = 0
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        generation = next_generation(settings.state_dir, time.time_ns())
+        self.catalog = Catalog(
+            ClusterState(
+                settings.cluster_id,
+                generation,
+                0,
+                settings.region,
+                settings.zone,
+                replica=settings.replica_id or default_replica_id(),
+            )
+        )
+        local = self.catalog.local
+        self.records = RecordStore(
+            OriginLog(local.cluster_id, local.replica, local.generation),
+            tombstone_ttl=settings.tombstone_ttl_s,
+        )
+        self.publisher: Publisher | None = None
+        self.expiry = ClusterExpiry(settings.cluster_expiry_s)
+        self.locality = Locality(settings.cluster_id, settings.region, settings.zone)
+        self.stats = AgentStats()
+        # Called with each rebuild's duration in seconds (the metrics adapter's histogram).
+        self.rebuild_observers: list[Callable[[float], None]] = []
+        self.source_synced = asyncio.Event()
+        self.synced = False
+        self.planner = AnswerPlanner(self.locality, settings.max_addresses)
+        self.front = DnsFront(settings, serial=int(time.time()))
+        self.zone = self.front.zone
+        self.source = make_source(settings, self._on_exports, self._on_problem)
+        self.ring: Ring | None = None
+        self.peers: PeerTable | None = None
+        self._dirty = asyncio.Event()
+        self.swim: SwimPump | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.kube_writer: KubeWriter | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.front.start()
+        advertise = self.settings.advertise
+        self.peers = PeerTable(
+            self.settings.cluster_id,
+            # Without --advertise, the address is known once the gossip port is bound.
+            advertise or self.settings.grpc_listen,
+            list(self.settings.join),
+            PeerTimings(
+                self.settings.gossip_interval_s,
+                self.settings.peer_timeout_s,
+                max_exchanges_per_s=self.settings.max_exchange_rate,
+            ),
+        )
+        seal = state_seal(self.settings)
+        self.publisher = Publisher(self.records.local, None if seal is None else seal.signer)
+        local = self.catalog.local
+        everything = Change(local.cluster_id, frozenset(local.services), cluster=True)
+        self.publisher.publish(local, everything, asyncio.get_running_loop().time())
+        self.ring = Ring(
+            self.catalog,
+            self.peers,
+            self._on_change,
+            self.records,
+            self.publisher,
+            tls=ring_tls(self.settings),
+            seal=seal,
+        )
+        port = await self.ring.start(self.settings.grpc_listen)
+        if advertise is None:
+            self.peers.self_address = default_advertise(self.settings.grpc_listen, port)
+        self._tasks = [
+            asyncio.create_task(self.source.run(), name="source"),
+            asyncio.create_task(self.ring.run(self.settings.gossip_interval_s), name="ring"),
+            asyncio.create_task(self._rebuild_loop(), name="rebuild"),
+            asyncio.create_task(self._health_loop(), name="health"),
+            asyncio.create_task(self._sync_gate(), name="sync"),
+            *self._seal_tasks(),
+            asyncio.create_task(self._run_membership(), name="swim"),
+        ]
+        self._tasks.extend(self._kube_writer_tasks())
+
+    def _kube_writer_tasks(self) -> list[asyncio.Task[None]]:
+        """With the Kubernetes API source, write back what the MCS API expects
+        (``mesh.daemon.inputs.make_writer``)."""
+        self.kube_writer = make_writer(
+            self.settings, self.source, self.catalog.clusters, lambda: self.synced
+        )
+        if self.kube_writer is None:
+            return []
+        return [asyncio.create_task(self.kube_writer.run(), name="kube-writer")]
+
+    async def stop(self) -> None:
+        await self.front.close()
+        if self.swim is not None:
+            await self.swim.leave()  # peers drop us now, instead of suspecting us first
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.ring is not None:
+            await self.ring.close()
+
+    def failed_tasks(self) -> list[BaseException]:
+        """Exceptions that ended a background task (the daemon exits on any)."""
+        return [
+            t.exception()  # type: ignore[misc]
+            for t in self._tasks
+            if t.done() and not t.cancelled() and t.exception() is not None
+        ]
+
+    @property
+    def ready(self) -> bool:
+        """The first sync is done and the zone answers from it (``/readyz``)."""
+        return self.synced and self.zone.synced
+
+    @property
+    def advertised(self) -> str:
+        """The gossip address this agent gives its peers."""
+        assert self.peers is not None
+        return self.peers.self_address
+
+    def _seal_tasks(self) -> list[asyncio.Task[None]]:
+        if self.ring is None or self.ring.seal is None:
+            return []
+        reload = reload_seal(self.settings, self.ring.seal)
+        return [asyncio.create_task(reload, name="seal-reload")]
+
+    def join(self, address: str) -> None:
+        """Add a seed peer at run time (as ``--join`` does at start)."""
+        assert self.peers is not None
+        self.peers.add_seed(address)
+        if self.swim is not None:
+            self.swim.join([address])
+
+    def healthy_clusters(self) -> set[str]:
+        return set(self.planner.healthy)
+
+    # --- inputs ------------------------------------------------------------------------
+
+    def _on_exports(self, exports: LocalExports) -> None:
+        change = self.catalog.set_local(exports)
+        if change:
+            log.info("local exports changed: %d services", len(exports.services))
+            if self.publisher is not None:
+                now = asyncio.get_running_loop().time()
+                self.publisher.publish(self.catalog.local, change, now)
+            self._on_change(change)
+            if self.ring is not None:
+                self.ring.nudge()
+        self.source_synced.set()
+
+    def _on_change(self, change: Change) -> None:
+        self.planner.note(change)
+        self._dirty.set()
+
+    def _on_problem(self, problem: SourceProblem) -> None:
+        self.stats.source_problems += 1
+        log.warning("source: %s", problem)
+
+    async def _sync_gate(self) -> None:
+        await self.source_synced.wait()
+        if self.settings.join and self.ring is not None:
+            try:
+                await asyncio.wait_for(
+                    self.ring.exchanged_once.wait(), self.settings.sync_timeout_s
+                )
+            except TimeoutError:
+                log.warning(
+                    "no peer answered within %.1fs; answering with what this agent has",
+                    self.settings.sync_timeout_s,
+                )
+        self.synced = True
+        self._dirty.set()
+
+    def _current_health(self) -> set[str]:
+        """Clusters to answer with (``mesh.routing.rebuild.answerable``)."""
+        assert self.peers is not None
+        now = asyncio.get_running_loop().time()
+        clusters = [s.cluster_id for s in self.catalog.clusters()]
+        reachable = self.peers.healthy(clusters, now)
+        if self.swim is None:
+            return reachable
+        up = cluster_liveness(self.swim.membership.members.values())
+        return answerable(reachable, up, self.peers.in_contact(now), self.catalog.local_id)
+
+    async def _run_membership(self) -> None:
+        """SWIM over the ring's gRPC transport: who is in the ring, who died or left."""
+        assert self.ring is not None
+        local = self.catalog.local
+        me = Member(member_id(local.cluster_id, local.replica), local.cluster_id, self.advertised)
+        membership = Membership(SwimConfig.fast(), me, random.Random())
+        self.swim = SwimPump.over_ring(membership, self.ring, self._on_member_event)
+        self.ring.swim = self.swim
+        self.swim.start(list(self.settings.join))
+        await self.swim.run()
+
+    def _on_member_event(self, event: Event) -> None:
+        member = event.member
+        if (
+            self.peers is not None
+            and member.live
+            and member.id != member_id(self.catalog.local_id, self.catalog.local.replica)
+        ):
+            replica = member.id.partition("/")[2]
+            now = asyncio.get_running_loop().time()
+            self.peers.learned(member.cluster_id, member.address, now, replica)
+        self._dirty.set()  # a death or a return can change which clusters we answer with
+
+    def _choose_replicas(self) -> None:
+        """Answer each cluster from a replica this agent reaches (see mesh.ring.catalog)."""
+        peers = self.peers
+        assert peers is not None
+        now = asyncio.get_running_loop().time()
+        for change in self.catalog.choose(
+            lambda s: peers.replica_reachable(s.cluster_id, s.replica, now)
+        ):
+            self._on_change(change)
+
+    def _introduce_peers(self) -> None:
+        """Tell SWIM about agents the ring reaches but the membership does not know yet
+        (each can find the other first; this way either path completes the view)."""
+        if self.swim is None or self.peers is None:
+            return
+        known = {m.address: m for m in self.swim.membership.members.values()}
+        now = asyncio.get_running_loop().time()
+        reached = [a for a in self.peers.peers if self.peers.reachable(a, now)]
+        fresh = [a for a in reached if a not in known]
+        if fresh:
+            self.swim.join(fresh)
+        for address in reached:  # declared dead, yet our own exchange just worked: healed
+            if address in known and not known[address].live:
+                self.swim.reached(address)
+
+    async def _health_loop(self) -> None:
+        """Rebuild when a cluster becomes reachable or unreachable."""
+        while True:
+            self._choose_replicas()
+            self._introduce_peers()
+            if self.synced:
+                healthy = self._current_health()
+                if healthy != self.planner.healthy:
+                    self._dirty.set()
+                self._expire(healthy)
+            await asyncio.sleep(min(0.1, self.settings.gossip_interval_s))
+
+    def _expire(self, healthy: set[str]) -> None:
+        """Forget clusters out of the answers for ``--cluster-expiry`` (``mesh.ring.expiry``)."""
+        now = asyncio.get_running_loop().time()
+        clusters = [s.cluster_id for s in self.catalog.clusters()]
+        for cluster in self.expiry.observe(clusters, healthy, now):
+            log.warning(
+                "forgetting cluster %s: out of answers for %.0f s", cluster, self.expiry.after_s
+            )
+            self.records.forget(cluster)
+            change = self.catalog.forget(cluster)
+            if change:
+                self._on_change(change)
+
+    # --- the zone ------------------------------------------------------------------------
+
+    async def _rebuild_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if self.synced:
+                await self.rebuild_async()
+
+    def rebuild(self) -> None:
+        """Rebuild the answers of the services that changed since the last rebuild."""
+        started = time.perf_counter()
+        planned = self._plan_rebuild()
+        if planned is not None:
+            self.apply(planned.updates, planned.serial)
+            self._after_rebuild(planned, started)
+
+    async def rebuild_async(self) -> None:
+        """``rebuild``, letting the event loop turn every ``REBUILD_SLICE_S``: a large
+        catch-up re-encodes hundreds of thousands of answers, and DNS queries, SWIM probes
+        and the ring must not wait seconds for it. Each service changes in one step, so a
+        query sees a service before or after its change, never half of it."""
+        started = time.perf_counter()
+        planned = self._plan_rebuild()
+        if planned is None:
+            return
+        updates, serial = planned.updates, planned.serial
+        sliced = time.perf_counter()
+        for start in range(0, len(updates), REBUILD_CHECK):
+            end = start + REBUILD_CHECK
+            self.apply(updates[start:end], serial)
+            if end < len(updates) and time.perf_counter() - sliced >= REBUILD_SLICE_S:
+                await asyncio.sleep(0)
+                sliced = time.perf_counter()
+        if not updates:
+            self.apply([], serial)
+        self._after_rebuild(planned, started)
+
+    def _plan_rebuild(self) -> Rebuild | None:
+        planned = plan_rebuild(
+            self.planner,
+            self.catalog.clusters(),
+            self._current_health(),
+            self.catalog.local.namespaces,
+            (self.zone.serial, self.zone.synced),
+            time.time(),
+        )
+        if planned is not None and planned.unreachable:
+            log.warning("clusters unreachable: %s", some(planned.unreachable))
+        return planned
+
+    def _after_rebuild(self, planned: Rebuild, started: float) -> None:
+        if planned.newly_failed_open:
+            log.warning(
+                "failing open for %s: no reachable cluster has a ready endpoint",
+                some(planned.newly_failed_open),
+            )
+        self.stats.failed_open = tuple(sorted(self.planner.failed_open))
+        self.stats.zone_rebuilds += 1
+        elapsed = time.perf_counter() - started
+        for observe in self.rebuild_observers:
+            observe(elapsed)
+
+    def apply(self, updates: list[Update], serial: int) -> None:
+        self.front.apply(updates, serial)
+
+    def dns_totals(self) -> tuple[QueryStats, QueryStats, LatencyHistogram, int]:
+        """DNS counters: (UDP, TCP, sampled latency, open TCP connections)."""
+        return self.front.totals()

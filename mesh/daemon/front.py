@@ -1,0 +1,69 @@
+"""The agent's DNS front: the zone of pre-built answers and whoever serves it, the
+agent's own event loop (``dnsserver.server``) or ``--dns-workers`` processes sharing the
+port (``dnsserver.workers``). Zone updates go to both; a worker that (re)starts is resynced
+from the records kept here, so it never answers from a partial zone.
+"""
+
+from __future__ import annotations
+
+from dnsserver.query import QueryStats
+from dnsserver.records import ServiceRecords
+from dnsserver.server import DnsServer, DnsServerConfig, LatencyHistogram
+from dnsserver.workers import DnsWorkers, WorkerSpec, ZoneUpdate
+from dnsserver.zone import Zone
+from mesh.address import split_host_port
+from mesh.daemon.settings import AgentSettings
+from mesh.model import ServiceKey
+from mesh.routing.planner import Update
+
+
+class DnsFront:
+    def __init__(self, settings: AgentSettings, serial: int) -> None:
+        self.zone = Zone(settings.dns_zone, serial=serial, ttl=settings.dns_ttl)
+        dns_config = DnsServerConfig(
+            *split_host_port(settings.dns_listen), reuse_port=settings.dns_workers > 0
+        )
+        self.dns = DnsServer(dns_config, self.zone)
+        self.workers: DnsWorkers | None = None
+        if settings.dns_workers:
+            spec = WorkerSpec(dns_config, settings.dns_zone, settings.dns_ttl)
+            self.workers = DnsWorkers(spec, settings.dns_workers, self._zone_snapshot)
+        self._records: dict[ServiceKey, ServiceRecords] = {}
+
+    async def start(self) -> None:
+        if self.workers is not None:
+            await self.workers.start()
+        else:
+            await self.dns.start()
+
+    async def close(self) -> None:
+        await self.dns.close()
+        if self.workers is not None:
+            await self.workers.close()
+
+    def apply(self, updates: list[Update], serial: int) -> None:
+        """Services changed (records None: gone) under a new serial, in one step each."""
+        keep = self.workers is not None  # what a restarted DNS worker is resynced from
+        for key, records in updates:
+            self.zone.set_service(key.namespace, key.name, records)
+            if records is None:
+                self._records.pop(key, None)
+            elif keep:
+                self._records[key] = records
+        self.zone.set_serial(serial)
+        self.zone.synced = True
+        if self.workers is not None:
+            triples = [(k.namespace, k.name, r) for k, r in updates]
+            self.workers.apply(triples, serial, True)
+
+    def _zone_snapshot(self) -> tuple[list[ZoneUpdate], int, bool]:
+        """The whole zone as updates, for a DNS worker that (re)starts."""
+        updates: list[ZoneUpdate] = [(k.namespace, k.name, r) for k, r in self._records.items()]
+        return updates, self.zone.serial, self.zone.synced
+
+    def totals(self) -> tuple[QueryStats, QueryStats, LatencyHistogram, int]:
+        """DNS counters: (UDP, TCP, sampled latency, open TCP connections)."""
+        if self.workers is not None:
+            return self.workers.totals()
+        dns = self.dns
+        return dns.udp_stats, dns.tcp_stats, dns.latency, len(dns.tcp_connections)

@@ -1,0 +1,50 @@
+"""Where an agent's exports come from, and who writes back: the manifests directory
+(``--manifests``), or the Kubernetes API (``--kubeconfig``, else the in-cluster config),
+whose agents also write the MCS API's status and ServiceImports from the replica holding
+the Lease. The Kubernetes modules are imported only when used, so an agent fed from
+manifests never loads the Kubernetes client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from mesh.daemon.settings import AgentSettings
+from mesh.model import ClusterState, LocalExports
+from mesh.sources.manifests import ManifestSource, SourceProblem
+
+if TYPE_CHECKING:
+    from mesh.kube.source import KubernetesSource
+    from mesh.kube.writer import KubeWriter
+
+
+def make_source(
+    settings: AgentSettings,
+    on_change: Callable[[LocalExports], None],
+    on_problem: Callable[[SourceProblem], None],
+) -> ManifestSource | KubernetesSource:
+    """The source of this cluster's exports: the manifests directory, else the API server."""
+    if settings.manifests is not None:
+        return ManifestSource(settings.manifests, on_change, on_problem)
+    from mesh.kube.source import KubeAccess, KubernetesSource
+
+    return KubernetesSource(KubeAccess(kubeconfig=settings.kubeconfig), on_change, on_problem)
+
+
+def make_writer(
+    settings: AgentSettings,
+    source: ManifestSource | KubernetesSource,
+    clusters: Callable[[], list[ClusterState]],
+    ring_synced: Callable[[], bool],
+) -> KubeWriter | None:
+    """The MCS write-back (status conditions and ServiceImports) for the API source; None
+    for manifests, which have nowhere to write."""
+    if isinstance(source, ManifestSource):
+        return None
+    from mesh.kube.writer import KubeWriter, WriterSettings
+
+    writer_settings = WriterSettings(lease_namespace=settings.lease_namespace)
+    return KubeWriter(
+        settings.cluster_id, source, clusters, writer_settings, ring_synced=ring_synced
+    )

@@ -1,0 +1,193 @@
+"""The catalog: the copy of each cluster's state that answers use, this cluster's own among them.
+
+Rules:
+
+- an origin is one agent replica of one cluster, ``(cluster, replica)``; it is the only
+  author of its state. Which copy of an origin is newer is the record store's business
+  (``mesh.ring.records``: per-service records, tombstones, resets); it hands the catalog each
+  new copy with ``put``, saying which services changed. ``merge`` keeps the older
+  whole-state rule (a copy replaces the held one only when its ``(generation, version)``
+  stamp is larger) for tools and tests that hold whole states;
+- replicas of one cluster read the same source and publish their own states; answers use
+  one of them per cluster, chosen deterministically: a replica this agent can reach before
+  one it cannot, then the newest generation. So when the replica in use dies, the answers
+  move to a live sibling's state at once, instead of freezing on the dead one's;
+- copies of this agent's own state that come back from peers are ignored, and this
+  cluster's answers always come from the local source;
+- a local change that exports nothing new (same content) does not bump the version, so
+  an unchanged directory re-scan never ripples through the ring.
+
+The catalog is pure: the generation (a start time chosen by the adapter) comes in as an
+argument, and nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from mesh.model import ClusterId, ClusterState, LocalExports, ServiceKey
+
+NO_KEYS: frozenset[ServiceKey] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one catalog update changed, so the zone can rebuild only that.
+
+    ``services``: the keys whose export by ``cluster_id`` changed (added, removed or
+    different). ``cluster``: the cluster's locality or namespaces changed, which can change
+    the answer of every service. Truthy when anything changed.
+    """
+
+    cluster_id: ClusterId
+    services: frozenset[ServiceKey] = NO_KEYS
+    cluster: bool = False
+
+    def __bool__(self) -> bool:
+        return self.cluster or bool(self.services)
+
+
+def diff(old: ClusterState | None, new: ClusterState) -> Change:
+    """What changed between two states of one origin. Cost: one comparison per service of
+    that origin (objects shared between versions compare by identity first)."""
+    if old is None:
+        return Change(new.cluster_id, frozenset(new.services), cluster=True)
+    cluster = (old.region, old.zone, old.namespaces) != (new.region, new.zone, new.namespaces)
+    changed = {
+        key
+        for key in old.services.keys() | new.services.keys()
+        if (a := old.services.get(key)) is not (b := new.services.get(key)) and a != b
+    }
+    return Change(new.cluster_id, frozenset(changed), cluster)
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    cluster_id: ClusterId
+    generation: int
+    version: int
+    replica: str = ""
+    partial: bool = False  # a copy being built aside (mesh/ring/records.py), held up to version
+    checked: int = 0  # a copy in use: the version of the last head it was checked against
+    target: int = 0  # a copy built aside: the version of the snapshot it is built from
+
+
+Origin = tuple[ClusterId, str]
+
+
+def _always(state: ClusterState) -> bool:
+    return True
+
+
+class Catalog:
+    def __init__(self, local: ClusterState) -> None:
+        self.local_id = local.cluster_id
+        self.local_origin: Origin = local.origin
+        self._states: dict[Origin, ClusterState] = {local.origin: local}
+        self._chosen: dict[ClusterId, Origin] = {local.cluster_id: local.origin}
+        self._prefer: Callable[[ClusterState], bool] = _always
+
+    @property
+    def local(self) -> ClusterState:
+        return self._states[self.local_origin]
+
+    def states(self) -> list[ClusterState]:
+        """Every held state, of every origin (what gossip carries), in a stable order."""
+        return [self._states[o] for o in sorted(self._states)]
+
+    def clusters(self) -> list[ClusterState]:
+        """The state answers come from: one per cluster, ordered by cluster id."""
+        return [self._states[self._chosen[c]] for c in sorted(self._chosen)]
+
+    def get(self, cluster_id: ClusterId) -> ClusterState | None:
+        """The state answers use for ``cluster_id`` (the chosen replica's)."""
+        origin = self._chosen.get(cluster_id)
+        return None if origin is None else self._states[origin]
+
+    def digests(self) -> list[Digest]:
+        return [Digest(s.cluster_id, s.generation, s.version, s.replica) for s in self.states()]
+
+    def set_local(self, exports: LocalExports) -> Change:
+        """Publish a new local version when the exports changed; the change (falsy if none)."""
+        current = self.local
+        candidate = replace(
+            current,
+            version=current.version + 1,
+            namespaces=exports.namespaces,
+            services=exports.services,
+        )
+        change = diff(current, candidate)
+        if change:
+            self._states[self.local_origin] = candidate
+        return change
+
+    def merge(self, state: ClusterState) -> Change | None:
+        """Take a remote copy if it is newer than what we hold for its origin. Returns None
+        when the copy was not taken (older, equal, or our own), else the change it made to
+        the answers' view (falsy when that view did not change, e.g. another replica's)."""
+        if state.origin == self.local_origin:
+            return None
+        held = self._states.get(state.origin)
+        if held is not None and held.stamp >= state.stamp:
+            return None
+        before = self.get(state.cluster_id)
+        self._states[state.origin] = state
+        return self._rechoose(state.cluster_id, before) or Change(state.cluster_id)
+
+    def put(
+        self, state: ClusterState, services: frozenset[ServiceKey] | None, cluster: bool
+    ) -> Change:
+        """Hold ``state`` as its origin's copy: the record store (``mesh.ring.records``) already
+        decided it is newer. ``services`` and ``cluster`` say what changed since the held
+        copy (``services`` None: unknown, compare). Returns the change to the answers' view."""
+        if state.origin == self.local_origin:
+            return Change(state.cluster_id)
+        previous = self._states.get(state.origin)
+        before = self.get(state.cluster_id)
+        self._states[state.origin] = state
+        replicas = [s for o, s in self._states.items() if o[0] == state.cluster_id]
+        best = max(replicas, key=lambda s: (self._prefer(s), s.generation, s.version, s.replica))
+        self._chosen[state.cluster_id] = best.origin
+        if best is not state:
+            return Change(state.cluster_id) if best is before else diff(before, best)
+        if before is not None and before is previous and services is not None:
+            return Change(state.cluster_id, services, cluster)  # the same replica, moved on
+        return diff(before, best)
+
+    def forget(self, cluster_id: ClusterId) -> Change:
+        """Drop every state of ``cluster_id`` (gone for good); the change to the answers."""
+        before = self.get(cluster_id)
+        if cluster_id == self.local_id or before is None:
+            return Change(cluster_id)
+        for origin in [o for o in self._states if o[0] == cluster_id]:
+            del self._states[origin]
+        del self._chosen[cluster_id]
+        return Change(cluster_id, frozenset(before.services), cluster=True)
+
+    def choose(self, prefer: Callable[[ClusterState], bool]) -> list[Change]:
+        """Re-pick each cluster's replica with ``prefer`` (e.g. "this agent reaches it"):
+        among a cluster's replicas, preferred ones first, then the larger (generation,
+        version). Returns the changes to the answers' view."""
+        self._prefer = prefer
+        changes = []
+        for cluster_id in sorted(self._chosen):
+            change = self._rechoose(cluster_id, self.get(cluster_id))
+            if change:
+                changes.append(change)
+        return changes
+
+    def _rechoose(self, cluster_id: ClusterId, before: ClusterState | None) -> Change | None:
+        if cluster_id == self.local_id:
+            return None  # this cluster's answers come from our own source, always
+        replicas = [s for o, s in self._states.items() if o[0] == cluster_id]
+        best = max(replicas, key=lambda s: (self._prefer(s), s.generation, s.version, s.replica))
+        self._chosen[cluster_id] = best.origin
+        if best is before:
+            return None
+        return diff(before, best)
+
+    def newer_than(self, digests: list[Digest]) -> list[ClusterState]:
+        """The states a peer with these digests lacks or holds an older copy of."""
+        theirs = {(d.cluster_id, d.replica): (d.generation, d.version) for d in digests}
+        return [s for s in self.states() if s.origin not in theirs or theirs[s.origin] < s.stamp]

@@ -1,0 +1,176 @@
+"""The peer table of the first ring: who to exchange state with, and who is reachable.
+
+Rules:
+
+- seed addresses (``--join``) are always kept, so an agent that starts before its peers
+  keeps trying them, and one that disappears and returns is found again;
+- members learned from peers' lists are kept while someone still reports them; one that
+  nobody has reported and that we could not reach for ``forget_after_s`` is dropped;
+- a peer that fails is retried with a capped exponential backoff, so a dead address costs
+  little but a returning agent is found within ``max_backoff_s``;
+- each peer is contacted every ``round_s()``: the interval, or longer on a ring too large
+  for that (at most ``max_exchanges_per_s`` exchanges a second in all);
+- a cluster is *healthy* when one of its members answered this agent directly within
+  ``timeout_s()`` (``peer_timeout_s``, or two and a half rounds on a large ring), or
+  nothing this agent tried since has failed (its own stall is no evidence); a cluster
+  none of whose members we have tried yet is assumed healthy (we have no evidence against
+  it); this cluster is always healthy.
+
+Pure: every method takes ``now`` (monotonic seconds) from the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mesh.model import ClusterId
+
+# The defaults of --gossip-interval, --peer-timeout and --max-exchange-rate. A full mesh every
+# half second keeps idle exchanges cheap (hashes only) and notices a cut link within four
+# rounds; 40 exchanges a second is a full mesh of 20 peers at that interval.
+DEFAULT_INTERVAL_S = 0.5
+DEFAULT_PEER_TIMEOUT_S = 2.0
+DEFAULT_MAX_EXCHANGES_PER_S = 40.0
+
+
+@dataclass(slots=True)
+class Peer:
+    address: str
+    cluster_id: ClusterId = ""
+    replica: str = ""
+    seed: bool = False
+    last_ok: float | None = None
+    last_reported: float = 0.0
+    failures: int = 0
+    next_attempt: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PeerTimings:
+    interval_s: float = DEFAULT_INTERVAL_S
+    peer_timeout_s: float = DEFAULT_PEER_TIMEOUT_S
+    max_backoff_s: float = 4.0
+    forget_after_s: float = 300.0
+    # Exchanges this agent starts per second, at most. A full mesh every interval costs
+    # 2 x N exchanges a second per agent, which no agent affords at a few hundred members;
+    # past interval_s x max_exchanges_per_s peers each one is contacted less often, so the
+    # cost stays flat as the ring grows, and the silence that counts as unreachable grows
+    # with the round (see ``round_s`` and ``timeout_s``). A change still reaches every
+    # peer at once: the ring pushes it to each reachable peer when it happens.
+    max_exchanges_per_s: float = DEFAULT_MAX_EXCHANGES_PER_S
+
+
+class PeerTable:
+    def __init__(
+        self,
+        local_cluster: ClusterId,
+        self_address: str,
+        seeds: list[str],
+        timings: PeerTimings = PeerTimings(),
+    ) -> None:
+        self.local_cluster = local_cluster
+        self.self_address = self_address
+        self.timings = timings
+        self.peers: dict[str, Peer] = {}
+        for address in seeds:
+            self.add_seed(address)
+
+    def add_seed(self, address: str) -> None:
+        if address != self.self_address:
+            peer = self.peers.setdefault(address, Peer(address))
+            peer.seed = True
+
+    def round_s(self) -> float:
+        """Seconds between two exchanges with one peer: the interval, stretched on a ring
+        too large to contact every peer that often."""
+        return max(self.timings.interval_s, len(self.peers) / self.timings.max_exchanges_per_s)
+
+    def timeout_s(self) -> float:
+        """Silence after which a peer is unreachable: ``peer_timeout_s``, or two and a half
+        rounds on a ring large enough that rounds are longer than the interval."""
+        return max(self.timings.peer_timeout_s, 2.5 * self.round_s())
+
+    def due(self, now: float) -> list[str]:
+        """Addresses to contact in this round."""
+        return [p.address for p in self.peers.values() if p.next_attempt <= now]
+
+    def succeeded(self, address: str, cluster_id: ClusterId, now: float, replica: str = "") -> None:
+        peer = self.peers.setdefault(address, Peer(address))
+        peer.cluster_id = cluster_id
+        peer.replica = replica or peer.replica
+        peer.last_ok = now
+        peer.last_reported = now
+        peer.failures = 0
+        peer.next_attempt = now + self.round_s()
+
+    def failed(self, address: str, now: float) -> None:
+        peer = self.peers.get(address)
+        if peer is None:
+            return
+        peer.failures += 1
+        backoff = min(self.timings.interval_s * 2**peer.failures, self.timings.max_backoff_s)
+        peer.next_attempt = now + backoff
+        silent = now - max(peer.last_ok or 0.0, peer.last_reported)
+        if not peer.seed and silent > self.timings.forget_after_s:
+            del self.peers[address]
+
+    def forget(self, address: str) -> None:
+        self.peers.pop(address, None)
+
+    def learned(self, cluster_id: ClusterId, address: str, now: float, replica: str = "") -> None:
+        """A peer told us about a member; remember it (not ourselves)."""
+        if address == self.self_address or not address:
+            return
+        peer = self.peers.get(address)
+        if peer is None:
+            peer = self.peers[address] = Peer(address, cluster_id=cluster_id, next_attempt=now)
+        if not peer.cluster_id:
+            peer.cluster_id = cluster_id
+        if not peer.replica:
+            peer.replica = replica
+        peer.last_reported = now
+
+    def reachable(self, address: str, now: float) -> bool:
+        """It answered within ``timeout_s()``, or nothing we tried since has failed: silence
+        alone is no evidence when it is ours (a stalled event loop that made no attempt,
+        say while it re-encodes a large catch-up), so only a failed attempt counts."""
+        peer = self.peers.get(address)
+        if peer is None or peer.last_ok is None:
+            return False
+        return now - peer.last_ok <= self.timeout_s() or peer.failures == 0
+
+    def in_contact(self, now: float) -> set[ClusterId]:
+        """Clusters one of whose members answered this agent within the last two rounds:
+        direct, fresh evidence that they are up, whatever gossip says about them."""
+        window = 2 * self.round_s()
+        return {
+            p.cluster_id
+            for p in self.peers.values()
+            if p.cluster_id and p.last_ok is not None and now - p.last_ok <= window
+        }
+
+    def members(self, now: float) -> list[tuple[ClusterId, str, str]]:
+        """(cluster, address, replica) of every member we can reach, for our peers' lists."""
+        return sorted(
+            (p.cluster_id, p.address, p.replica)
+            for p in self.peers.values()
+            if p.cluster_id and self.reachable(p.address, now)
+        )
+
+    def replica_reachable(self, cluster_id: ClusterId, replica: str, now: float) -> bool:
+        """True when a member that is this replica of this cluster answered us recently."""
+        return any(
+            p.cluster_id == cluster_id and p.replica == replica and self.reachable(p.address, now)
+            for p in self.peers.values()
+        )
+
+    def healthy(self, clusters: list[ClusterId], now: float) -> set[ClusterId]:
+        """The clusters among ``clusters`` that this agent should answer with."""
+        known: dict[ClusterId, bool] = {}
+        for p in self.peers.values():
+            # A member we have not tried yet is no evidence either way.
+            if p.cluster_id and (p.last_ok is not None or p.failures):
+                known[p.cluster_id] = known.get(p.cluster_id, False) or self.reachable(
+                    p.address, now
+                )
+        return {c for c in clusters if c == self.local_cluster or known.get(c, True)}

@@ -1,0 +1,202 @@
+"""One holder's copy of one origin's records (``OriginLog``), and the record types.
+
+A copy is a map from slot (a service, or ``None`` for the cluster's own record) to the
+newest record held for it, plus the same records in ascending version so that "every
+record above version v" is a slice, the running count and set hash of the live records
+(checked against the origin's ``Head``), the tombstone floor, and ``progress``: every
+record of the generation up to it is held or replaced.
+
+A record's set-hash term (``Record.weight``, SHA-256 of its body) is not held: it is
+computed from the sealed bytes when the record is taken or replaced, which costs a
+microsecond or two then and saves about 60 octets per record held.
+
+The rules for what a copy takes and who gets what are in ``mesh.ring.records``; this module
+only keeps a copy consistent with itself.
+
+Pure: no IO, no clock (tombstone expiry takes ``now``).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
+
+HASH_MODULUS = 1 << 256
+Slot = ServiceKey | None  # None: the cluster's own record
+Origin = tuple[ClusterId, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    region: str
+    zone: str
+    namespaces: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record as held: decoded, with the sealed bytes it arrived in (forwarded as is)."""
+
+    version: int
+    slot: Slot
+    service: ExportedService | None = None  # a live service record
+    info: ClusterInfo | None = None  # the cluster record
+    sealed: bytes = b""  # a serialized ``Sealed`` (mesh/wire/v1)
+    since: float = 0.0  # a tombstone: when this holder took it (its expiry clock)
+
+    @property
+    def live(self) -> bool:
+        return self.service is not None or self.info is not None
+
+    @property
+    def weight(self) -> int:
+        """SHA-256 of the record's body as an integer: its set-hash term. Only a record that
+        can open its seal knows it (``mesh.wire.record_codec.SealedRecord``, which every live
+        record is); tombstones never need it."""
+        raise TypeError(f"record {self.version} cannot open its seal")
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    version: int
+    live: int
+    set_hash: int
+    sealed: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A decoded, verified ``OriginChunk``: records of one origin following ``from_version``."""
+
+    cluster_id: ClusterId
+    replica: str
+    generation: int
+    from_version: int
+    reset: bool
+    records: tuple[Record, ...]
+    head: Head | None = None
+    certificate: bytes = b""
+    target: int = 0  # a reset: the version of the sender's copy it is a snapshot of
+
+    @property
+    def origin(self) -> Origin:
+        return (self.cluster_id, self.replica)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying a chunk did. ``state`` is set when the copy answers use changed: the
+    new state of that origin, with ``slots`` the records that changed (``None`` in it for
+    the cluster record; ``everything`` when a copy was swapped in whole)."""
+
+    taken: int = 0
+    state: ClusterState | None = None
+    slots: frozenset[Slot] = frozenset()
+    everything: bool = False
+    dropped: str = ""  # why the chunk was not used ("" when it was): a counter label
+
+
+class OriginLog:
+    """One holder's copy of one origin's records (see the module docstring)."""
+
+    def __init__(self, cluster_id: ClusterId, replica: str, generation: int) -> None:
+        self.cluster_id = cluster_id
+        self.replica = replica
+        self.restart(generation)
+
+    def restart(self, generation: int) -> None:
+        """Empty, at ``generation`` (an origin that starts over, e.g. with a new key)."""
+        self.generation = generation
+        self.records: dict[Slot, Record] = {}
+        self._ascending: list[Record] = []  # the held records, by version
+        self.progress = 0
+        self.floor = 0
+        self.head: Head | None = None
+        self.live = 0
+        self.set_hash = 0
+        self.broken = False  # failed its head check: ask for a reset
+        self.target = 0  # a copy built aside: the version of the snapshot it is built from
+        self.certificate = b""
+        self._state: ClusterState | None = None
+
+    @property
+    def origin(self) -> Origin:
+        return (self.cluster_id, self.replica)
+
+    @property
+    def complete(self) -> bool:
+        return self.head is not None and self.progress >= self.head.version and not self.broken
+
+    def put(self, record: Record) -> bool:
+        """Hold ``record`` unless a newer one of its slot is held. True when taken."""
+        held = self.records.get(record.slot)
+        if held is not None:
+            if held.version >= record.version:
+                return False
+            self._drop(held)
+        self.records[record.slot] = record
+        bisect.insort(self._ascending, record, key=_version)
+        if record.live:
+            self.live += 1
+            self.set_hash = (self.set_hash + record.weight) % HASH_MODULUS
+        self._state = None
+        return True
+
+    def _drop(self, record: Record) -> None:
+        index = bisect.bisect_left(self._ascending, record.version, key=_version)
+        del self._ascending[index]
+        if record.live:
+            self.live -= 1
+            self.set_hash = (self.set_hash - record.weight) % HASH_MODULUS
+
+    def since(self, version: int, *, live_only: bool = False) -> Iterator[Record]:
+        """Held records above ``version``, ascending."""
+        start = bisect.bisect_right(self._ascending, version, key=_version)
+        for record in self._ascending[start:]:
+            if record.live or not live_only:
+                yield record
+
+    def expire(self, now: float, ttl: float) -> int:
+        """Purge tombstones taken ``ttl`` ago or earlier; raises the floor. Returns how many."""
+        old = [r for r in self.records.values() if not r.live and r.since + ttl <= now]
+        for record in old:
+            self._drop(record)
+            del self.records[record.slot]
+            self.floor = max(self.floor, record.version)
+        return len(old)
+
+    def checks_out(self) -> bool:
+        """True when the records held match the origin's head (count and set hash)."""
+        head = self.head
+        return head is not None and head.live == self.live and head.set_hash == self.set_hash
+
+    def state(self) -> ClusterState:
+        """The records as the model's ``ClusterState`` (cached until the next change)."""
+        if self._state is None:
+            info = self.records.get(None)
+            region, zone, namespaces = ("", "", frozenset[str]())
+            if info is not None and info.info is not None:
+                region, zone, namespaces = info.info.region, info.info.zone, info.info.namespaces
+            services = {
+                slot: r.service
+                for slot, r in self.records.items()
+                if slot is not None and r.service is not None
+            }
+            self._state = ClusterState(
+                self.cluster_id,
+                self.generation,
+                self.progress,
+                region,
+                zone,
+                namespaces,
+                services,
+                self.replica,
+            )
+        return self._state
+
+
+def _version(record: Record) -> int:
+    return record.version

@@ -1,0 +1,112 @@
+"""Which services' answers must be rebuilt, and what they become (pure).
+
+The agent feeds the planner what changed: catalog changes (``mesh.ring.catalog.Change``) and the
+set of healthy clusters. The planner remembers which services are dirty and, when asked,
+runs the routing policy for those services only and returns the zone updates, so that one
+changed service costs the same in a clusterset of ten services as in one of ten thousand.
+
+Rules:
+
+- a change to some services of a cluster dirties those services;
+- a change to a cluster's locality or namespaces, and the first plan, dirty everything
+  (locality tiers and namespace sameness can change every answer);
+- a cluster becoming healthy or unhealthy dirties the services it exports;
+- a service leaves the zone when no cluster exports it any more or its namespace does not
+  exist in this cluster; ``zone_keys`` tracks what the zone holds, so nothing is left
+  behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Set
+
+from dnsserver.records import ServiceRecords
+from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
+from mesh.ring.catalog import Change
+from mesh.routing.policy import DEFAULT_MAX_ADDRESSES, Locality, decide_service, exporters_of
+
+Update = tuple[ServiceKey, ServiceRecords | None]
+
+
+class AnswerPlanner:
+    def __init__(self, locality: Locality, max_addresses: int = DEFAULT_MAX_ADDRESSES) -> None:
+        self.locality = locality
+        self.max_addresses = max_addresses
+        self.zone_keys: set[ServiceKey] = set()
+        self.failed_open: set[ServiceKey] = set()
+        self.healthy: frozenset[ClusterId] = frozenset()
+        self._dirty: set[ServiceKey] = set()
+        self._everything = True
+
+    @property
+    def pending(self) -> bool:
+        return self._everything or bool(self._dirty)
+
+    def note(self, change: Change) -> None:
+        if change.cluster:
+            self._everything = True
+        self._dirty |= change.services
+
+    def note_health(self, healthy: Set[ClusterId], states: Iterable[ClusterState]) -> bool:
+        """Record the healthy clusters; True when that changed anything."""
+        healthy = frozenset(healthy)
+        flipped = healthy ^ self.healthy
+        if not flipped:
+            return False
+        self.healthy = healthy
+        for state in states:
+            if state.cluster_id in flipped:
+                self._dirty.update(state.services)
+        return True
+
+    def plan(self, states: list[ClusterState], local_namespaces: Set[str]) -> list[Update]:
+        """The zone updates for every dirty service, in key order; clears the dirt."""
+        if self._everything:
+            keys = set(self.zone_keys)
+            for state in states:
+                keys.update(state.services)
+        else:
+            keys = self._dirty
+        self._dirty, self._everything = set(), False
+        index = _exporters_index(keys, states, self.locality.cluster_id)
+        updates: list[Update] = []
+        for key in sorted(keys):
+            if index is None:
+                exporters = exporters_of(key, states, self.locality.cluster_id)
+            else:
+                exporters = index.get(key, [])
+            if not exporters or key.namespace not in local_namespaces:
+                if key in self.zone_keys:
+                    updates.append((key, None))
+                self.zone_keys.discard(key)
+                self.failed_open.discard(key)
+                continue
+            records, failed_open = decide_service(
+                key, exporters, self.locality, self.healthy, self.max_addresses
+            )
+            updates.append((key, records))
+            self.zone_keys.add(key)
+            if failed_open:
+                self.failed_open.add(key)
+            else:
+                self.failed_open.discard(key)
+        return updates
+
+
+INDEX_FROM = 64  # dirty services from which one pass over every state beats a scan per key
+
+
+def _exporters_index(
+    keys: Set[ServiceKey], states: list[ClusterState], local_cluster: str
+) -> dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] | None:
+    """``exporters_of`` for many keys at once, in one pass over the states (a catch-up
+    dirties every service: a scan of every state per key would cost keys x clusters)."""
+    if len(keys) < INDEX_FROM:
+        return None
+    ordered = sorted(states, key=lambda s: (s.cluster_id != local_cluster, s.cluster_id))
+    index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] = {}
+    for state in ordered:
+        for key, svc in state.services.items():
+            if key in keys:
+                index.setdefault(key, []).append((state, svc))
+    return index

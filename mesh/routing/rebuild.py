@@ -1,0 +1,80 @@
+"""One zone rebuild, decided (pure): which clusters answers may use, what changes in the
+zone, under which serial, and what is worth telling the operator.
+
+The agent (``mesh.daemon.agent``) calls ``answerable`` and ``plan_rebuild`` whenever the
+catalog or cluster health changed, applies the returned updates to the zone in bounded
+steps, and logs what ``Rebuild`` names. Nothing here reads a clock or touches the zone.
+
+Rules:
+
+- a cluster is answered while this agent reaches one of its agents, and the SWIM view does
+  not hold every agent of it dead or left, unless this agent exchanged with it within the
+  last two rounds (a member wrongly declared dead, by slow indirect probes or a one-way cut
+  elsewhere, stays in the answers of agents that still reach it; a killed one stops
+  answering well before SWIM's verdict arrives, so that verdict still counts); this
+  cluster is always answered;
+- the serial follows RFC 1982: it changes with the data, and only moves forward (the
+  wall-clock second, or the last serial plus one when that is not larger);
+- nothing is rebuilt when nothing is pending and the zone has already been built once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Set
+from dataclasses import dataclass
+
+from mesh.model import ClusterId, ClusterState, ServiceKey
+from mesh.routing.planner import AnswerPlanner, Update
+
+
+def answerable(
+    reachable: Set[ClusterId],
+    up: Mapping[ClusterId, bool],
+    in_contact: Set[ClusterId],
+    local: ClusterId,
+) -> set[ClusterId]:
+    """The clusters answers may use: ``reachable`` by this agent's own exchanges, less those
+    SWIM holds down (``up`` is False) that this agent has not been ``in_contact`` with."""
+    return {c for c in reachable if c == local or up.get(c, True) or c in in_contact}
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuild:
+    updates: list[Update]
+    serial: int
+    unreachable: list[ClusterId]  # clusters that just left the answers, sorted
+    newly_failed_open: list[ServiceKey]  # services that just started failing open, sorted
+
+
+def plan_rebuild(
+    planner: AnswerPlanner,
+    states: list[ClusterState],
+    healthy: Set[ClusterId],
+    local_namespaces: Set[str],
+    zone: tuple[int, bool],
+    wall_s: float,
+) -> Rebuild | None:
+    """The zone updates for what changed since the last plan; None when there is nothing to
+    do. ``zone`` is the zone's (serial, built once); ``wall_s`` is epoch seconds."""
+    serial_now, built = zone
+    gone = planner.healthy - healthy
+    flipped = planner.note_health(healthy, states)
+    if not planner.pending and built:
+        return None
+    before = set(planner.failed_open)
+    updates = planner.plan(states, local_namespaces)
+    serial = max(serial_now + 1, int(wall_s)) & 0xFFFFFFFF
+    return Rebuild(
+        updates,
+        serial,
+        sorted(gone) if flipped else [],
+        sorted(planner.failed_open - before),
+    )
+
+
+def some(names: Iterable[object], shown: int = 10) -> str:
+    """``names`` for a log line: the first ``shown`` and how many more."""
+    listed = [str(n) for n in names]
+    more = len(listed) - shown
+    text = ", ".join(listed[:shown])
+    return f"{text} and {more} more" if more > 0 else text

@@ -1,0 +1,7 @@
+"""Who may say what: the identities certificates carry, Ed25519 origin signatures over
+records and SWIM claims, keys certified by the clusterset CA, and the PKI that makes and
+loads the files. Mutual TLS itself is ``mesh.transport.tls``.
+
+Pure cores: identity, signing, seal, swim_claims.
+Adapters: pki.
+"""

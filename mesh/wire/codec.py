@@ -1,0 +1,147 @@
+"""Translation between the model and the gossip protocol's protobuf messages (v1).
+
+The pieces the ring sends: one service (the body of a service record, framed and sealed by
+``mesh.wire.record_codec``) and a digest. Everything decoded here comes from a peer and is
+untrusted: names must be RFC 1123 labels, addresses must parse, ports must be in range, and
+a service that breaks any rule is rejected whole with a ``CodecError`` naming the field, so
+the caller (``ChunkOpener``) can drop and count the chunk that carried it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TypeVar
+
+from mesh.address import ip_version
+from mesh.model import (
+    Endpoint,
+    ExportedService,
+    ServiceKey,
+    ServicePort,
+    ServiceType,
+    is_dns_label,
+)
+from mesh.ring.catalog import Digest
+from mesh.wire.v1 import gossip_pb2 as pb
+
+PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
+_TYPE_TO_PB = {ServiceType.CLUSTER_SET_IP: pb.CLUSTER_SET_IP, ServiceType.HEADLESS: pb.HEADLESS}
+_TYPE_FROM_PB = {v: k for k, v in _TYPE_TO_PB.items()}
+
+
+class CodecError(ValueError):
+    """A peer sent a message that breaks the protocol's rules."""
+
+
+def service_to_pb(svc: ExportedService) -> pb.Service:
+    return pb.Service(
+        namespace=svc.key.namespace,
+        name=svc.key.name,
+        type=_TYPE_TO_PB[svc.type],
+        ports=[pb.Port(name=p.name, protocol=p.protocol, port=p.port) for p in svc.ports],
+        endpoints=[
+            pb.Endpoint(
+                addresses=list(e.addresses),
+                ready=e.ready,
+                hostname=e.hostname or "",
+                zone=e.zone or "",
+            )
+            for e in svc.endpoints
+        ],
+        exported_at=svc.exported_at,
+    )
+
+
+def label(value: str, what: str) -> str:
+    """``value`` when it is an RFC 1123 label, else ``CodecError``."""
+    if not is_dns_label(value):
+        raise CodecError(f"{what} {value!r} is not an RFC 1123 label")
+    return value
+
+
+_T = TypeVar("_T")
+_SHARED: dict[object, object] = {}
+MAX_SHARED = 65536
+
+
+def _shared(value: _T) -> _T:
+    """One object for equal values that recur across services (namespaces, zones, port
+    lists): a large clusterset holds hundreds of thousands of copies otherwise. Bounded:
+    past ``MAX_SHARED`` distinct values the table starts afresh."""
+    held = _SHARED.get(value)
+    if held is not None:
+        return held  # type: ignore[return-value]
+    if len(_SHARED) >= MAX_SHARED:
+        _SHARED.clear()
+    _SHARED[value] = value
+    return value
+
+
+def _endpoint(msg: pb.Endpoint, where: str) -> Endpoint:
+    if not msg.addresses:
+        raise CodecError(f"{where}: endpoint without addresses")
+    for address in msg.addresses:
+        try:
+            ip_version(address)
+        except ValueError:
+            raise CodecError(f"{where}: bad address {address!r}") from None
+    if msg.hostname:
+        label(msg.hostname, f"{where}: hostname")
+    return Endpoint(
+        addresses=tuple(msg.addresses),
+        ready=msg.ready,
+        hostname=msg.hostname or None,
+        zone=_shared(msg.zone) or None,
+    )
+
+
+def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
+    namespace = _shared(label(msg.namespace, "namespace"))
+    key = ServiceKey(namespace, label(msg.name, "service name"))
+    where = f"cluster {cluster_id} service {key}"
+    if msg.type not in _TYPE_FROM_PB:
+        raise CodecError(f"{where}: unknown service type {msg.type}")
+    ports = []
+    for p in msg.ports:
+        if p.protocol not in PROTOCOLS or not 0 < p.port < 65536:
+            raise CodecError(f"{where}: bad port {p.protocol}/{p.port}")
+        if p.name:
+            label(p.name, f"{where}: port name")
+        ports.append(ServicePort(_shared(p.name), _shared(p.protocol), p.port))
+    if not (math.isfinite(msg.exported_at) and msg.exported_at >= 0):
+        raise CodecError(f"{where}: bad exported_at {msg.exported_at!r}")
+    return ExportedService(
+        key=key,
+        type=_TYPE_FROM_PB[msg.type],
+        ports=_shared(tuple(ports)),
+        endpoints=tuple(_endpoint(e, where) for e in msg.endpoints),
+        # 0.0 (unknown, as from a manifest) as the one shared float, not a new one each
+        exported_at=msg.exported_at or 0.0,
+    )
+
+
+def replica_of(value: str) -> str:
+    """A replica id: empty or an RFC 1123 label, else ``CodecError``."""
+    if value and not is_dns_label(value):
+        raise CodecError(f"replica {value!r} is not an RFC 1123 label")
+    return value
+
+
+def digest_to_pb(d: Digest) -> pb.Digest:
+    return pb.Digest(
+        cluster_id=d.cluster_id,
+        generation=d.generation,
+        version=d.version,
+        replica=d.replica,
+        partial=d.partial,
+        checked=d.checked,
+        target=d.target,
+    )
+
+
+def digest_from_pb(msg: pb.Digest) -> Digest:
+    cluster_id = label(msg.cluster_id, "cluster id")
+    replica = replica_of(msg.replica)
+    return Digest(
+        cluster_id, msg.generation, msg.version, replica, msg.partial, msg.checked, msg.target
+    )
