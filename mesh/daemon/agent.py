@@ -33,7 +33,7 @@ from dnsserver.server import LatencyHistogram
 from mesh.daemon.front import DnsFront
 from mesh.daemon.hostinfo import default_advertise, default_replica_id
 from mesh.daemon.inputs import make_source, make_writer
-from mesh.daemon.security import reload_seal, ring_tls, state_seal
+from mesh.daemon.security import ring_tls, state_seal, watchers
 from mesh.daemon.settings import AgentSettings
 from mesh.daemon.state_dir import next_generation
 from mesh.model import ClusterState, LocalExports, ServiceKey
@@ -192,8 +192,8 @@ class Agent:
     def _seal_tasks(self) -> list[asyncio.Task[None]]:
         if self.ring is None or self.ring.seal is None:
             return []
-        reload = reload_seal(self.settings, self.ring.seal)
-        return [asyncio.create_task(reload, name="seal-reload")]
+        found = watchers(self.settings, self.ring.tls, self.ring.seal)
+        return [asyncio.create_task(coro, name=name) for name, coro in found.items()]
 
     def join(self, address: str) -> None:
         """Add a seed peer at run time (as ``--join`` does at start)."""

@@ -23,7 +23,9 @@ from dnsserver.query import split_answer_key
 from dnsserver.server import LATENCY_BUCKETS_NS, LATENCY_SAMPLE_EVERY
 from dnsserver.wire import RCODE_NAMES, TYPE_NAMES
 from mesh.daemon.agent import Agent
+from mesh.daemon.security import certificate_expiry
 from mesh.ring.records import RecordStore
+from mesh.security.cert_expiry import CERTS
 from mesh.transport.tls import TlsStats
 
 
@@ -40,6 +42,21 @@ def _tls(stats: TlsStats) -> Iterator[Metric]:
     reloads.add_metric(["ok"], stats.reloads)
     reloads.add_metric(["refused"], stats.reload_failures)
     yield reloads
+
+
+def _certificates(expiry: dict[str, float]) -> Iterator[Metric]:
+    if not expiry:
+        return
+    gauge = GaugeMetricFamily(
+        "meshd_certificate_expiry_timestamp_seconds",
+        "not-after time (Unix seconds) of each certificate this agent uses: tls, signing, and "
+        "ca (the earliest of the --tls-ca bundle)",
+        labels=["cert"],
+    )
+    for cert in CERTS:
+        if cert in expiry:
+            gauge.add_metric([cert], expiry[cert])
+    yield gauge
 
 
 def _qtype(code: int) -> str:
@@ -118,6 +135,7 @@ class _AgentCollector(Collector):
         yield messages
         if ring.tls is not None:
             yield from _tls(ring.tls.stats)
+        yield from _certificates(certificate_expiry(ring.tls, ring.seal))
         sizes = CounterMetricFamily("meshd_gossip_bytes", "gossip bytes", labels=["direction"])
         for direction, count in list(ring.stats.bytes.items()):
             sizes.add_metric([direction], count)
@@ -177,6 +195,15 @@ class _AgentCollector(Collector):
         clusters.add_metric(["healthy"], sum(1 for s in states if s.cluster_id in healthy))
         clusters.add_metric(["unhealthy"], sum(1 for s in states if s.cluster_id not in healthy))
         yield clusters
+        per_cluster = GaugeMetricFamily(
+            "meshd_cluster_healthy",
+            "1 while this agent answers with the cluster, 0 while it is out of the answers "
+            "(unreachable or dead); one series per cluster held",
+            labels=["cluster"],
+        )
+        for s in states:
+            per_cluster.add_metric([s.cluster_id], 1 if s.cluster_id in healthy else 0)
+        yield per_cluster
         keys = {k for s in states for k in s.services}
         yield GaugeMetricFamily(
             "meshd_catalog_services", "services exported in the clusterset", value=len(keys)
@@ -209,11 +236,13 @@ class _AgentCollector(Collector):
         for (verb, resource, outcome), count in list(writer.stats.writes.items()):
             writes.add_metric([verb, resource, outcome], count)
         yield writes
-        yield GaugeMetricFamily(
+        leader = GaugeMetricFamily(
             "meshd_kube_leader",
             "1 while this replica holds its cluster's Lease and writes back to the API",
-            value=1 if writer.is_leader() else 0,
+            labels=["cluster"],
         )
+        leader.add_metric([self.agent.catalog.local_id], 1 if writer.is_leader() else 0)
+        yield leader
 
 
 class AgentMetrics:

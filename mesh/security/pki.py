@@ -18,8 +18,9 @@ name and renamed into place, so an agent reloading its certificates never reads 
 file; nothing is overwritten without ``--force``. Bad input raises ``CertsError`` (exit 2).
 
 The loaders at the bottom (``tls_identity_of``, ``peer_identity``) are what ``mesh.transport.tls``
-uses to check certificate files before handing them to gRPC; this module is the one place
-besides ``mesh.security.signing`` that imports ``cryptography``.
+uses to check certificate files before handing them to gRPC, and ``not_after_times`` reads
+when the certificates in use expire (``mesh.security.cert_expiry``); this module is the one
+place besides ``mesh.security.signing`` that imports ``cryptography``.
 """
 
 from __future__ import annotations
@@ -229,6 +230,39 @@ def peer_identity(cert_pem: bytes) -> ident.Identity | None:
     except ValueError:
         return None
     return ident.find_identity(signing.uris_of(leaf), ident.Role.TLS)
+
+
+def not_after_times(
+    tls_pem: bytes | None, signing_der: bytes | None, ca_pem: bytes | None
+) -> dict[str, float]:
+    """cert name (``tls``, ``signing``, ``ca``) -> not-after time in Unix seconds, of the
+    certificates given. For a CA bundle, the earliest: the first CA to lapse is the first to
+    break a chain. One that does not parse is left out (the agent checked each when it
+    loaded it)."""
+    found: dict[str, float] = {}
+    for cert, data, read in (
+        ("tls", tls_pem, _first_pem),
+        ("signing", signing_der, _der),
+        ("ca", ca_pem, _earliest_pem),
+    ):
+        if data is not None:
+            try:
+                found[cert] = read(data)
+            except ValueError:
+                continue
+    return found
+
+
+def _first_pem(data: bytes) -> float:
+    return x509.load_pem_x509_certificate(data).not_valid_after_utc.timestamp()
+
+
+def _der(data: bytes) -> float:
+    return x509.load_der_x509_certificate(data).not_valid_after_utc.timestamp()
+
+
+def _earliest_pem(data: bytes) -> float:
+    return min(c.not_valid_after_utc.timestamp() for c in x509.load_pem_x509_certificates(data))
 
 
 def signer_key(cert_pem: bytes, key_pem: bytes) -> SignerKey:

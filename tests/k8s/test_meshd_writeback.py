@@ -1,11 +1,13 @@
 """A real ``meshd run --kubeconfig`` process writes back what the MCS API expects.
 
 The agent takes the Lease, creates the ServiceImport and sets the ServiceExport's
-conditions, shows it in /metrics, and gives the Lease up when it stops.
+conditions, shows it in /metrics (which `promtool check metrics` accepts), and gives the
+Lease up when it stops.
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from tests.integration.harness import AgentProcess, wait_until
 from tests.k8s.fake_apiserver import ThreadedApiServer
 from tests.k8s.objects import exported_service, namespace
+from tests.meta.monitoring_rules import promtool
 
 pytestmark = pytest.mark.integration
 
@@ -69,11 +72,15 @@ def test_meshd_run_writes_imports_and_conditions_and_releases_the_lease(
     assert lease["spec"]["leaseDurationSeconds"] == 15
 
     metrics = agent.admin("/metrics")[1].decode()
-    assert "meshd_kube_leader 1.0" in metrics
+    assert 'meshd_kube_leader{cluster="east"} 1.0' in metrics
     assert (
         'meshd_kube_writes_total{outcome="ok",resource="serviceimports",verb="create"} 1.0'
         in metrics
     )
+    lint = subprocess.run(
+        [promtool(), "check", "metrics"], input=metrics, capture_output=True, text=True
+    )
+    assert (lint.returncode, lint.stdout + lint.stderr) == (0, ""), lint.stdout + lint.stderr
 
     assert agent.stop() == 0, agent.logs()
     lease = stored(api, "Lease", "meshd-system", "meshd-east")
