@@ -197,8 +197,8 @@ class _AgentCollector(Collector):
         yield clusters
         per_cluster = GaugeMetricFamily(
             "meshd_cluster_healthy",
-            "1 while this agent answers with the cluster, 0 while it is out of the answers "
-            "(unreachable or dead); one series per cluster held",
+            "1 while this agent reaches the cluster and the ring holds it alive, 0 while it is "
+            "unreachable or dead and so out of the answers; one series per cluster held",
             labels=["cluster"],
         )
         for s in states:
