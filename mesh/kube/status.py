@@ -11,7 +11,7 @@ Inputs:
   ``mesh.sources.translate.translate_exports`` on it, valid or not;
 - ``namespaces``: the namespaces that exist (and are not terminating) in this cluster;
 - ``states``: every cluster's ``ClusterState`` (this one's included), merged by
-  ``mesh.kube.merge.merge_clusterset``;
+  ``mesh.routing.view.merge_clusterset``;
 - ``imports``: every ServiceImport in the API, by key, managed by meshd or not;
 - ``now``: wall-clock epoch seconds, for ``lastTransitionTime``.
 
@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mesh.kube.merge import MergedService, merge_clusterset
 from mesh.model import ClusterId, ClusterState, ServiceKey, ServicePort
+from mesh.routing.view import MergedService, merge_clusterset
 from mesh.sources.translate import ExportVerdict
 
 __all__ = [

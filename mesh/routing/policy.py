@@ -18,9 +18,9 @@ Rules (DESIGN.md "Answers: health, locality, failover", KEP-1645 for the rest):
   interleaved across the tier's clusters so that each gets its share; the zone shows
   ``max_addresses`` of them per family and rotates through all of them;
 - headless services: every ready endpoint of every (healthy) cluster, without duplicates;
-- type and ports: clusters may disagree; until conflict resolution arrives with the
-  Kubernetes issue, the type of the first exporting cluster in (local, then cluster id)
-  order wins and ports are the union of all clusters' ports, in that order.
+- type and ports: the clusterset's one view of the service (``mesh.routing.view``: the
+  oldest export's type wins, ports are merged with the older definition winning), the same
+  view the ServiceImport write-back publishes, so DNS and the MCS API never disagree.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from dnsserver.zone import HeadlessEndpoint, ServiceRecords
 from mesh.model import ClusterId, ClusterState, Endpoint, ExportedService, ServiceKey, ServiceType
+from mesh.routing.view import merge_service
 
 DEFAULT_MAX_ADDRESSES = 8
 
@@ -108,18 +109,6 @@ def _fresh(ep: Endpoint, seen: set[str]) -> list[str]:
     return fresh
 
 
-def _merged_ports(
-    exporters: list[tuple[ClusterState, ExportedService]],
-) -> tuple[tuple[str, str, int], ...]:
-    ports: list[tuple[str, str, int]] = []
-    for _, svc in exporters:
-        for p in svc.ports:
-            entry = (p.name, p.protocol, p.port)
-            if entry not in ports:
-                ports.append(entry)
-    return tuple(ports)
-
-
 def decide_service(
     key: ServiceKey,
     exporters: list[tuple[ClusterState, ExportedService]],
@@ -135,8 +124,9 @@ def decide_service(
         _ready_addresses(svc) for _, svc in exporters
     ):
         live, failed_open = exporters, True
-    ports = _merged_ports(exporters)
-    if exporters[0][1].type is ServiceType.HEADLESS:
+    view = merge_service(key, [(state.cluster_id, svc) for state, svc in exporters])
+    ports = tuple((p.name, p.protocol, p.port) for p in view.ports)
+    if view.type is ServiceType.HEADLESS:
         addresses, endpoints = _headless(live)
         return ServiceRecords(
             key.namespace, key.name, True, addresses, ports, endpoints

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from mesh.kube.merge import merge_clusterset, merge_service
 from mesh.kube.status import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -18,6 +17,7 @@ from mesh.kube.status import (
     rfc3339,
 )
 from mesh.model import ClusterState, ExportedService, ServiceKey, ServicePort, ServiceType
+from mesh.routing.view import merge_clusterset, merge_service
 from mesh.sources.translate import ExportVerdict, translate_exports
 from tests.k8s.objects import service, service_export
 

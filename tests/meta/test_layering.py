@@ -32,8 +32,9 @@ CONTRACT: dict[str, set[str]] = {
     "mesh.ring": {"mesh.model", "mesh.address"},
     "mesh.security": {"mesh.model", "mesh.address", "mesh.ring", "mesh.swim"},
     "mesh.sources": {"mesh.model", "mesh.address"},
-    "mesh.kube": {"mesh.model", "mesh.address", "mesh.sources"},
     "mesh.routing": {"mesh.model", "mesh.address", "mesh.ring", "dnsserver"},
+    # The write-back publishes the same view of each service that DNS answers from.
+    "mesh.kube": {"mesh.model", "mesh.address", "mesh.sources", "mesh.routing"},
     "mesh.wire": {"mesh.model", "mesh.address", "mesh.ring", "mesh.swim", "mesh.security"},
     "mesh.transport": {
         "mesh.model",

@@ -19,6 +19,7 @@ from mesh.model import (
     ServiceType,
 )
 from mesh.routing.policy import DEFAULT_MAX_ADDRESSES, Locality, PolicyResult, decide
+from mesh.routing.view import merge_clusterset
 
 WEB = ServiceKey("shop", "web")
 HERE = Locality("east", "us", "us-1a")
@@ -37,12 +38,14 @@ def exported(
     key: ServiceKey = WEB,
     headless: bool = False,
     ports: tuple[ServicePort, ...] = (ServicePort("http", "TCP", 80),),
+    at: float = 0.0,
 ) -> ExportedService:
     return ExportedService(
         key=key,
         type=ServiceType.HEADLESS if headless else ServiceType.CLUSTER_SET_IP,
         ports=ports,
         endpoints=endpoints,
+        exported_at=at,
     )
 
 
@@ -355,41 +358,47 @@ def test_headless_answers_every_ready_endpoint_of_every_healthy_cluster() -> Non
     assert result.failed_open == []
 
 
-def test_headless_type_of_first_exporter_wins() -> None:
-    states = [
-        cluster("east", exported(ep("10.0.0.1"), headless=True)),
-        cluster("west", exported(ep("10.1.0.1"))),
-    ]
-    assert only(run(states)).headless is True
+T0 = 1_700_000_000.0  # a ServiceExport's creationTimestamp, epoch seconds
+
+
+def test_the_oldest_exports_type_wins_even_over_this_clusters() -> None:
+    older_clusterip = cluster("west", exported(ep("10.1.0.1"), at=T0))
+    newer_headless_here = cluster("east", exported(ep("10.0.0.1"), headless=True, at=T0 + 60))
+    assert only(run([newer_headless_here, older_clusterip])).headless is False
+    older_headless = cluster("west", exported(ep("10.1.0.1"), headless=True, at=T0))
+    newer_clusterip_here = cluster("east", exported(ep("10.0.0.1"), at=T0 + 60))
+    assert only(run([newer_clusterip_here, older_headless])).headless is True
+
+
+def test_an_unknown_export_time_ranks_last_and_ties_go_by_cluster_id() -> None:
+    manifest_here = cluster("east", exported(ep("10.0.0.1"), headless=True))  # at=0: unknown
+    dated = cluster("west", exported(ep("10.1.0.1"), at=T0))
+    assert only(run([manifest_here, dated])).headless is False
     states = [
         cluster("east"),
-        cluster("west", exported(ep("10.1.0.1"))),
-        cluster("wast", exported(ep("10.2.0.1"), headless=True)),
+        cluster("west", exported(ep("10.1.0.1"), at=T0)),
+        cluster("wast", exported(ep("10.2.0.1"), headless=True, at=T0)),
     ]
-    # wast < west: wast's type wins.
+    # The same time: wast < west, so wast's type wins.
     assert only(run(states)).headless is True
 
 
 # ---------------------------------------------------------------------------------- ports
 
 
-def test_ports_are_the_union_in_local_then_cluster_id_order() -> None:
-    http = ServicePort("http", "TCP", 80)
-    dns_udp = ServicePort("dns", "UDP", 53)
-    dns_tcp = ServicePort("dns", "TCP", 53)
-    unnamed = ServicePort("", "TCP", 8080)
+def test_ports_merge_with_the_older_definition_winning() -> None:
+    http, http_here = ServicePort("http", "TCP", 80), ServicePort("http", "TCP", 8080)
+    dns_udp, dns_tcp = ServicePort("dns", "UDP", 53), ServicePort("dns", "TCP", 53)
+    unnamed = ServicePort("", "TCP", 9090)
     states = [
-        cluster("west", exported(ep("10.1.0.1"), ports=(dns_udp, http))),
-        cluster("east", exported(ep("10.0.0.1"), ports=(http,))),
-        cluster("south", exported(ep("10.3.0.1"), ports=(unnamed, dns_tcp, http))),
+        cluster("west", exported(ep("10.1.0.1"), ports=(dns_udp, http), at=T0)),
+        # This cluster's export is newer: its "http" on 8080 loses to west's on 80.
+        cluster("east", exported(ep("10.0.0.1"), ports=(http_here, unnamed), at=T0 + 5)),
+        # "dns" is taken by west's UDP/53: south's TCP/53 under that name loses.
+        cluster("south", exported(ep("10.3.0.1"), ports=(dns_tcp, http), at=T0 + 9)),
     ]
     record = only(run(states))
-    assert record.ports == (
-        ("http", "TCP", 80),
-        ("", "TCP", 8080),
-        ("dns", "TCP", 53),
-        ("dns", "UDP", 53),
-    )
+    assert record.ports == (("dns", "UDP", 53), ("http", "TCP", 80), ("", "TCP", 9090))
 
 
 def test_ports_include_unhealthy_exporters() -> None:
@@ -398,6 +407,46 @@ def test_ports_include_unhealthy_exporters() -> None:
         cluster("west", exported(ep("10.1.0.1"), ports=(ServicePort("grpc", "TCP", 9000),))),
     ]
     assert only(run(states, healthy={"east"})).ports == (("http", "TCP", 80), ("grpc", "TCP", 9000))
+
+
+_PORTS = st.sampled_from(
+    [
+        ServicePort("http", "TCP", 80),
+        ServicePort("http", "TCP", 8080),
+        ServicePort("", "TCP", 80),
+        ServicePort("dns", "UDP", 53),
+        ServicePort("dns", "TCP", 53),
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(sorted(REGIONS)),
+            st.booleans(),
+            st.lists(_PORTS, max_size=3, unique=True),
+            st.sampled_from([0.0, T0, T0 + 1]),
+        ),
+        min_size=1,
+        max_size=5,
+        unique_by=lambda item: item[0],
+    )
+)
+def test_dns_and_the_service_import_share_one_view(
+    exports: list[tuple[str, bool, list[ServicePort], float]],
+) -> None:
+    """Whatever the clusters export, DNS answers the type and ports that the ServiceImport
+    write-back publishes (``merge_clusterset``): the clusterset never disagrees with itself."""
+    states = [
+        cluster(cid, exported(ep(f"10.9.0.{i}"), headless=h, ports=tuple(ps), at=at))
+        for i, (cid, h, ps, at) in enumerate(exports, start=1)
+    ]
+    view = merge_clusterset(states)[WEB]
+    record = only(run(states))
+    assert record.headless == (view.type is ServiceType.HEADLESS), exports
+    assert record.ports == tuple((p.name, p.protocol, p.port) for p in view.ports), exports
 
 
 # --------------------------------------------------------------------------- determinism
