@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import MESHD, AgentProcess, free_port
+from tests.integration.harness import MESHD, AgentProcess, free_port, free_port_run
 
 pytestmark = pytest.mark.integration
 
 
 def test_demo_prints_dig_commands_that_answer_from_all_three_clusters() -> None:
-    base, admin_base = _three_free_ports(), _three_free_ports()
+    base, admin_base = free_port_run(3), free_port_run(3)
     proc = subprocess.Popen(
         [
             *MESHD,
@@ -62,25 +62,6 @@ def test_demo_prints_dig_commands_that_answer_from_all_three_clusters() -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
-
-
-def _three_free_ports() -> int:
-    base = free_port()
-    while not all(_free(base + i) for i in range(3)):
-        base = free_port()
-    return base
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
 
 
 def _run(command: str) -> str:
