@@ -9,6 +9,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # Only what the package is built from (see .dockerignore): the metadata, then the code.
 COPY pyproject.toml README.md ./
+# mesh/ carries the demo's manifests (mesh/daemon/examples/, package data): `meshd demo`
+# runs in the image too.
 COPY mesh ./mesh
 COPY dnsserver ./dnsserver
 RUN pip wheel --no-deps --wheel-dir /wheels .

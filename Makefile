@@ -10,9 +10,11 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # iproute2 (`ip netns`, `ip link`) for the network-namespace tests of tests/netns, and
 # Prometheus with promtool for the alert rules of manifests/monitoring.
 DEBIAN_PACKAGES := dnsutils knot-dnsutils unbound iproute2 prometheus
+# What the commands `meshd demo` prints need: dig.
+DEMO_PACKAGES := dnsutils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps demo test test-unit lint proto monitoring bench clean
+.PHONY: setup system-deps demo-deps demo test test-unit lint proto monitoring bench clean
 
 setup: $(STAMP)
 
@@ -28,9 +30,12 @@ $(STAMP): pyproject.toml setup.py $(FASTPATH_SOURCES)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-system-deps:
+# Installs whichever of PACKAGES are missing: the test suite's, or the demo's.
+system-deps: PACKAGES := $(DEBIAN_PACKAGES)
+demo-deps: PACKAGES := $(DEMO_PACKAGES)
+system-deps demo-deps:
 	@missing=""; \
-	for pkg in $(DEBIAN_PACKAGES); do \
+	for pkg in $(PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'install ok installed' || \
 			missing="$$missing $$pkg"; \
 	done; \
@@ -40,7 +45,7 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-demo: setup
+demo: setup demo-deps
 	$(BIN)/meshd demo
 
 test: setup system-deps

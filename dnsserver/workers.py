@@ -49,6 +49,7 @@ class WorkerSpec:
     config: DnsServerConfig
     origin: str
     ttl: int
+    ns_address: str | None = None  # the name server's address (``Zone``)
 
 
 def _worker_main(spec: WorkerSpec, conn: multiprocessing.connection.Connection) -> None:
@@ -62,7 +63,7 @@ def _worker_main(spec: WorkerSpec, conn: multiprocessing.connection.Connection) 
 
 
 async def _serve(spec: WorkerSpec, conn: multiprocessing.connection.Connection) -> None:
-    zone = Zone(spec.origin, serial=0, ttl=spec.ttl)
+    zone = Zone(spec.origin, serial=0, ttl=spec.ttl, ns_address=spec.ns_address)
     server = DnsServer(spec.config, zone)
     try:
         await server.start()

@@ -22,6 +22,12 @@ Names follow the Multi-Cluster Services DNS specification (KEP-1645 ``specificat
 with CoreDNS's conventions where it is silent: see ``records.py``. ANY gets one RRset of the
 name (RFC 8482), never the whole node. Negative answers carry the
 SOA in the authority section, its MINIMUM being the TTL (RFC 2308).
+
+The apex NS (and the SOA MNAME) is ``ns.dns.<zone>``, a name inside the zone, so the zone
+must give it an address (RFC 1912 section 2.3): with ``ns_address`` (the server's advertised
+address) it answers A or AAAA with it, the apex NS answer carries it as glue in the
+additional section, and ``dns.<zone>`` is an empty non-terminal. Without, as before: the
+target has no address.
 """
 
 from __future__ import annotations
@@ -44,10 +50,15 @@ __all__ = ["DEFAULT_TTL_S", "HeadlessEndpoint", "ServiceRecords", "Zone", "build
 
 
 class Zone:
-    def __init__(self, origin: str, *, serial: int, ttl: int = DEFAULT_TTL_S) -> None:
+    def __init__(
+        self, origin: str, *, serial: int, ttl: int = DEFAULT_TTL_S, ns_address: str | None = None
+    ) -> None:
+        """``ns_address``: the IP address of the name server ``ns.dns.<origin>`` (ValueError
+        if it is not one); None leaves that name without an address."""
         self.origin = origin.rstrip(".").lower()
         self.origin_wire = wire.encode_name(self.origin)
         self.ttl = ttl
+        self.ns_address = ns_address
         self.synced = False
         self.table: dict[bytes, TypeTable] = {}
         self._apex: dict[int, Answer] = {}
@@ -68,7 +79,16 @@ class Zone:
         self.table[version] = type_table(version_types)
         ns_target = wire.encode_name(f"ns.dns.{self.origin}")
         ns = wire.rr(wire.POINTER_TO_QNAME, wire.TYPE_NS, self.ttl, ns_target)
-        self._apex[wire.TYPE_NS] = Answer.of(wire.RCODE_NOERROR, [ns])
+        glue: list[bytes] = []
+        if self.ns_address is not None:
+            rtype, packed = wire.rdata_address(self.ns_address)
+            record = wire.rr(wire.POINTER_TO_QNAME, rtype, self.ttl, packed)
+            address = {rtype: Answer.of(wire.RCODE_NOERROR, [record])}
+            answer_any(address)
+            self.table[ns_target] = type_table(address)
+            self.table[wire.encode_name(f"dns.{self.origin}")] = EMPTY_TYPES
+            glue.append(wire.rr(ns_target, rtype, self.ttl, packed))
+        self._apex[wire.TYPE_NS] = Answer.of(wire.RCODE_NOERROR, [ns], additional=glue)
         self.table[wire.encode_name(f"svc.{self.origin}")] = EMPTY_TYPES
 
     def set_serial(self, serial: int) -> None:

@@ -128,7 +128,8 @@ def _add_demo_parser(sub: Any) -> None:
         "demo",
         help="three clusters on loopback, with dig commands to try",
         description="Run three agents (east, west: region us; south: region "
-        "eu) on loopback from examples/, each with its own DNS port.",
+        "eu) on loopback from the example manifests shipped with meshd, each with its own "
+        "DNS port.",
     )
     demo.add_argument(
         "--duration",
@@ -157,8 +158,8 @@ def _add_demo_parser(sub: Any) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="demo manifests, one sub-directory per cluster (default: the "
-        "examples/ directory of this checkout)",
+        help="demo manifests, one sub-directory per cluster (default: the ones installed "
+        "with meshd, mesh/daemon/examples/)",
     )
 
 

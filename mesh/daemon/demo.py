@@ -1,5 +1,9 @@
 """``meshd demo``: three clusters on loopback, from the manifests in ``examples/``.
 
+The manifests are package data (``mesh/daemon/examples/``, also reachable as the checkout's
+top-level ``examples/``), so an installed wheel or the image runs the demo as a checkout
+does.
+
 east and west are in region ``us``, south in region ``eu``. The manifests are copied to a
 temporary directory first, so the operator can edit them and watch the answers change
 without touching the checkout. All three agents run in this process, each with its own
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import shlex
 import shutil
 import sys
 import tempfile
@@ -40,7 +45,20 @@ def make_certificates(workdir: Path) -> None:
 
 
 def default_examples() -> Path:
-    return Path(__file__).resolve().parents[2] / "examples"
+    """The demo manifests installed with this package (package data, not the checkout)."""
+    return Path(__file__).resolve().parent / "examples"
+
+
+def meshd_command() -> str:
+    """How the operator's shell runs this meshd: ``meshd`` when that is this one on the
+    PATH, else its absolute path (``make demo`` runs ``.venv/bin/meshd``, not on the PATH)."""
+    script = Path(sys.argv[0])
+    if script.name != "meshd":  # python -m mesh.daemon.cli
+        return f"{shlex.quote(sys.executable)} -m mesh.daemon.cli"
+    on_path = shutil.which("meshd")
+    if on_path is not None and Path(on_path).resolve() == script.resolve():
+        return "meshd"
+    return shlex.quote(str(script.absolute()))
 
 
 def dig_commands(dns_ports: dict[str, int]) -> list[tuple[str, str]]:
@@ -87,7 +105,7 @@ def demo(
     if missing:
         print(
             f"meshd: error: {source} has no manifests for {', '.join(missing)} "
-            "(pass --examples DIR)",
+            "(pass --examples DIR with one sub-directory per cluster)",
             file=sys.stderr,
         )
         return 2
@@ -184,10 +202,11 @@ async def _stop(agents: list[Agent], admins: list[AdminServer]) -> None:
 
 def _print_banner(workdir: Path, dns_ports: dict[str, int], admin_ports: dict[str, int]) -> None:
     lines = ["meshd demo: three clusters on loopback (mutual TLS, signed states)", ""]
+    meshd = meshd_command()
     for cluster, region, _ in CLUSTERS:
         lines.append(
             f"  {cluster:<6} region {region}  DNS 127.0.0.1:{dns_ports[cluster]}  "
-            f"status: meshd status --admin 127.0.0.1:{admin_ports[cluster]}"
+            f"status: {meshd} status --admin 127.0.0.1:{admin_ports[cluster]}"
         )
     lines += ["", "Try:"]
     for command, what in dig_commands(dns_ports):

@@ -111,6 +111,15 @@ OPTIONS: tuple[Option, ...] = (
         "UDP and TCP address of the DNS server",
         "HOST:PORT",
     ),
+    Option(
+        "dns_advertise",
+        values.address_port,
+        _default("dns_advertise"),
+        "DNS address clients and resolvers reach this agent at; its IP is the address (A or "
+        "AAAA) of the zone's name server ns.dns.<zone> (default: the --dns-listen host, or "
+        "with a wildcard there the --advertise host, with the --dns-listen port)",
+        "IP:PORT",
+    ),
     Option("dns_zone", values.zone_value, _default("dns_zone"), "the zone served", "NAME"),
     Option(
         "dns_ttl",

@@ -2,9 +2,14 @@
 agent's own event loop (``dnsserver.server``) or ``--dns-workers`` processes sharing the
 port (``dnsserver.workers``). Zone updates go to both; a worker that (re)starts is resynced
 from the records kept here, so it never answers from a partial zone.
+
+The zone's name server ``ns.dns.<zone>`` answers with the host of ``--dns-advertise``
+(``advertised``; a host name there is resolved once, at start).
 """
 
 from __future__ import annotations
+
+import logging
 
 from dnsserver.query import QueryStats
 from dnsserver.records import ServiceRecords
@@ -12,21 +17,33 @@ from dnsserver.server import DnsServer, DnsServerConfig, LatencyHistogram
 from dnsserver.workers import DnsWorkers, WorkerSpec, ZoneUpdate
 from dnsserver.zone import Zone
 from mesh.address import split_host_port
+from mesh.daemon.hostinfo import address_of, default_dns_advertise
 from mesh.daemon.settings import AgentSettings
 from mesh.model import ServiceKey
 from mesh.routing.planner import Update
 
+log = logging.getLogger("meshd.dns")
+
 
 class DnsFront:
     def __init__(self, settings: AgentSettings, serial: int) -> None:
-        self.zone = Zone(settings.dns_zone, serial=serial, ttl=settings.dns_ttl)
+        self.advertised = settings.dns_advertise or default_dns_advertise(
+            settings.dns_listen, settings.advertise, settings.grpc_listen
+        )
+        host = split_host_port(self.advertised)[0]
+        ns_address = address_of(host)
+        if ns_address is None:
+            log.warning("%s has no address: ns.dns.%s has none either", host, settings.dns_zone)
+        self.zone = Zone(
+            settings.dns_zone, serial=serial, ttl=settings.dns_ttl, ns_address=ns_address
+        )
         dns_config = DnsServerConfig(
             *split_host_port(settings.dns_listen), reuse_port=settings.dns_workers > 0
         )
         self.dns = DnsServer(dns_config, self.zone)
         self.workers: DnsWorkers | None = None
         if settings.dns_workers:
-            spec = WorkerSpec(dns_config, settings.dns_zone, settings.dns_ttl)
+            spec = WorkerSpec(dns_config, settings.dns_zone, settings.dns_ttl, ns_address)
             self.workers = DnsWorkers(spec, settings.dns_workers, self._zone_snapshot)
         self._records: dict[ServiceKey, ServiceRecords] = {}
 

@@ -51,10 +51,11 @@ async def serve(settings: Any, stop: asyncio.Event) -> int:
         await agent.stop()
         return 1
     log.info(
-        "cluster %s: DNS on %s%s, gossip advertised as %s",
+        "cluster %s: DNS on %s%s (advertised as %s), gossip advertised as %s",
         settings.cluster_id,
         settings.dns_listen,
         f" in {settings.dns_workers} worker processes" if settings.dns_workers else "",
+        agent.front.advertised,
         agent.advertised,
     )
     code = 0

@@ -30,6 +30,11 @@ class AgentSettings:
     dns_listen: str = "0.0.0.0:53"
     dns_zone: str = "clusterset.local"
     dns_ttl: int = 5
+    # The DNS address clients reach this agent at: the A/AAAA of the zone's name server
+    # ns.dns.<zone>. None: --dns-listen's host, or with a wildcard there the --advertise host
+    # (itself derived from --grpc-listen when not set), with the --dns-listen port
+    # (mesh.daemon.hostinfo.default_dns_advertise).
+    dns_advertise: str | None = None
     grpc_listen: str = "0.0.0.0:7946"
     advertise: str | None = None
     join: tuple[str, ...] = ()

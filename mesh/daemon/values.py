@@ -4,6 +4,7 @@ each returns the typed value or raises ``ConfigError`` with one line for the ope
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,19 @@ def optional_label(value: str) -> str:
 
 def host_port(value: str) -> str:
     split_host_port(value)
+    return value
+
+
+def address_port(value: str) -> str:
+    """HOST:PORT where HOST is an IP address a client can reach (not a wildcard) and PORT is
+    not 0: an address to advertise in a DNS record."""
+    host, port = split_host_port(value)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError("must be IP:PORT (an IP address, not a host name)") from None
+    if ip.is_unspecified or port == 0:
+        raise ValueError("must be an address clients can reach, not a wildcard or port 0")
     return value
 
 

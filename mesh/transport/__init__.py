@@ -2,5 +2,5 @@
 and mutual TLS with reload. The only part that uses grpc.
 
 Pure cores: none.
-Adapters: gossip, swim, tls.
+Adapters: gossip, swim, tls, listen.
 """

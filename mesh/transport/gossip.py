@@ -39,6 +39,7 @@ from mesh.ring.limits import PUSH_PULL_RATE, SWIM_RATE, TokenBuckets
 from mesh.ring.peers import PeerTable
 from mesh.ring.records import DEFAULT_CHUNK_BYTES, OriginLog, RecordStore
 from mesh.security.seal import StateSeal
+from mesh.transport.listen import check_listen
 from mesh.transport.tls import RingTls
 from mesh.wire.exchange import Exchange, RefusedError, swim_source_cluster
 from mesh.wire.record_codec import Publisher
@@ -132,12 +133,19 @@ class Ring(pb_grpc.GossipServicer):
     async def start(self, listen: str) -> int:
         """Bind the gossip server; returns the bound port (for port 0)."""
         tls_options = self.tls.server_options() if self.tls is not None else []
-        self._server = grpc.aio.server(options=self._options + tls_options)
+        # No SO_REUSEPORT (gRPC's default): a second agent on this port must fail to bind,
+        # not take half of the peers' connections (mesh.transport.listen).
+        server_options = [*self._options, ("grpc.so_reuseport", 0), *tls_options]
+        check_listen(listen, "gossip")
+        self._server = grpc.aio.server(options=server_options)
         pb_grpc.add_GossipServicer_to_server(self, self._server)  # type: ignore[no-untyped-call]
-        if self.tls is not None:
-            port = int(self._server.add_secure_port(listen, self.tls.server_credentials()))
-        else:
-            port = int(self._server.add_insecure_port(listen))
+        try:
+            if self.tls is not None:
+                port = int(self._server.add_secure_port(listen, self.tls.server_credentials()))
+            else:
+                port = int(self._server.add_insecure_port(listen))
+        except RuntimeError:  # gRPC's "Failed to bind to address"
+            port = 0
         if port == 0:
             raise OSError(f"cannot listen for gossip on {listen}")
         await self._server.start()

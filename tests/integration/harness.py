@@ -46,6 +46,26 @@ def free_port() -> int:
     raise RuntimeError("no free port found")
 
 
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive ports free for UDP and TCP (``meshd demo`` takes
+    its DNS and admin ports from a base port up)."""
+    for _ in range(100):
+        base = free_port()
+        if base + count <= 65536 and all(_port_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
+def _port_free(port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
 def wait_until(what: str, probe: Callable[[], T | None], timeout_s: float = 15.0) -> T:
     """Poll ``probe`` until it returns a truthy value; fail with ``what`` after timeout_s."""
     deadline = time.monotonic() + timeout_s

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import MESHD, AgentProcess, free_port
+from tests.integration.harness import MESHD, AgentProcess, free_port, free_port_run
 
 pytestmark = pytest.mark.integration
 
 
 def test_demo_prints_dig_commands_that_answer_from_all_three_clusters() -> None:
-    base, admin_base = _three_free_ports(), _three_free_ports()
+    base, admin_base = free_port_run(3), free_port_run(3)
     proc = subprocess.Popen(
         [
             *MESHD,
@@ -62,25 +62,6 @@ def test_demo_prints_dig_commands_that_answer_from_all_three_clusters() -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
-
-
-def _three_free_ports() -> int:
-    base = free_port()
-    while not all(_free(base + i) for i in range(3)):
-        base = free_port()
-    return base
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
 
 
 def _run(command: str) -> str:
@@ -212,3 +193,50 @@ def test_port_in_use_exits_1_with_a_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1, result
     assert "cannot start" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_gossip_port_of_a_running_agent_is_not_shared(tmp_path: Path) -> None:
+    """gRPC's default SO_REUSEPORT let a second agent bind a running agent's gossip port
+    and take half of its peers' connections; it must exit 1 with one line instead."""
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    first = AgentProcess("east", "us", manifests, tmp_path)
+    first.start([])
+    try:
+        first.wait_ready()
+        second = subprocess.Popen(
+            [
+                *MESHD,
+                "run",
+                "--insecure",
+                "--cluster-id",
+                "west",
+                "--manifests",
+                str(manifests),
+                "--dns-listen",
+                f"127.0.0.1:{free_port()}",
+                "--grpc-listen",
+                first.grpc,
+                "--admin-listen",
+                f"127.0.0.1:{free_port()}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            _out, err = second.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(second.pid, signal.SIGKILL)
+            _out, err = second.communicate()
+            raise AssertionError(f"the second agent runs on {first.grpc} too:\n{err}") from None
+        assert second.returncode == 1, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert f"cannot listen for gossip on {first.grpc}: Address already in use" in lines[0]
+        assert first.proc is not None
+        assert first.proc.poll() is None, first.logs()
+        assert first.admin("/readyz")[0] == 200
+    finally:
+        assert first.stop() == 0

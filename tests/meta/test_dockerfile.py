@@ -95,9 +95,12 @@ def test_dockerignore_keeps_what_the_image_copies_and_drops_local_state() -> Non
         assert not any(fnmatch.fnmatch(source, p) for p in patterns), f"{source} is ignored"
 
 
-def test_the_wheel_builds_from_exactly_what_the_dockerfile_copies(tmp_path: Path) -> None:
+def build_image_wheel(tmp_path: Path) -> Path:
+    """meshd's wheel, built as the Dockerfile builds it: from a build context of exactly the
+    files it copies, with its own `pip wheel` command (the installed-wheel demo test uses it
+    too)."""
     context = tmp_path / "context"
-    context.mkdir()
+    context.mkdir(parents=True)
     for source in copied_sources():
         target = context / source
         if (ROOT / source).is_dir():
@@ -126,8 +129,16 @@ def test_the_wheel_builds_from_exactly_what_the_dockerfile_copies(tmp_path: Path
     )
     assert result.returncode == 0, result.stdout + result.stderr
     [wheel] = wheels.glob("meshd-*.whl")
+    return wheel
+
+
+def test_the_wheel_builds_from_exactly_what_the_dockerfile_copies(tmp_path: Path) -> None:
+    wheel = build_image_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         assert "meshd = mesh.daemon.cli:main" in archive.read(entry_points).decode()
     assert {"mesh/daemon/cli.py", "dnsserver/server.py", "mesh/wire/v1/gossip_pb2.py"} <= names
+    # `meshd demo` in the image (or from any installed wheel) needs its manifests.
+    demo_data = {f"mesh/daemon/examples/{c}/shop.yaml" for c in ("east", "west", "south")}
+    assert demo_data <= names, sorted(n for n in names if "example" in n)

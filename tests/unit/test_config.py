@@ -162,6 +162,8 @@ BAD_VALUES = [
     ("join", "10.0.0.1:7946,::1:53"),
     ("dns_listen", "::1:53"),
     ("dns_listen", "host:99999"),
+    ("dns_advertise", "dns.example:53"),
+    ("dns_advertise", "0.0.0.0:53"),
     ("grpc_listen", "host:"),
     ("admin_listen", "x"),
     ("dns_zone", "bad_zone..local"),

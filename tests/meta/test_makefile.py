@@ -1,0 +1,38 @@
+"""The Makefile's first five minutes: what `make demo` prints can be run on a fresh machine.
+
+`make demo` sets up meshd and runs `meshd demo`, which prints commands to try. Each program
+those commands run must be installed by `make demo` itself (not only by `make test`).
+Checked with `make -n` (nothing runs): the Debian packages its install step names before
+`meshd demo` starts.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from mesh.daemon.demo import dig_commands
+
+ROOT = Path(__file__).resolve().parents[2]
+# Debian package of each program the demo's printed commands run (on Debian 12, dnsutils
+# brings bind9-dnsutils, which holds dig). meshd itself comes with the virtualenv.
+DEBIAN_PACKAGE = {"dig": "dnsutils"}
+
+
+def test_make_demo_installs_what_the_printed_commands_run() -> None:
+    programs = {command.split()[0] for command, _ in dig_commands({"east": 1, "south": 2})}
+    assert programs <= DEBIAN_PACKAGE.keys(), f"add the Debian package of {programs}"
+    plan = subprocess.run(
+        ["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    before_demo, found, _ = plan.partition("meshd demo")
+    assert found, plan
+    installed = {
+        package
+        for packages in re.findall(r"for pkg in ([^;]*); do", before_demo)
+        for package in packages.split()
+    }
+    assert "apt-get install" in before_demo, plan
+    missing = {DEBIAN_PACKAGE[p] for p in programs} - installed
+    assert not missing, f"`make demo` does not install {missing}:\n{plan}"
