@@ -187,9 +187,11 @@ def export_tree(ref: str, dest: Path) -> str:
         ["git", "archive", ref, *CODE], cwd=ROOT, capture_output=True, check=True
     )
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    # The C fast path is built in the checkout; use it when its source is the same at ref.
+    # The C fast path is built in the checkout; use it when its sources (the glob matches
+    # the split _fastpath.h, _fastpath_answer.c, _fastpath_batch.c and the older
+    # _fastpath.c) are the same at ref.
     same_c = subprocess.run(
-        ["git", "diff", "--quiet", ref, "--", "dnsserver/_fastpath.c"], cwd=ROOT, check=False
+        ["git", "diff", "--quiet", ref, "--", "dnsserver/_fastpath*.[ch]"], cwd=ROOT, check=False
     )
     if same_c.returncode == 0:
         for built in (ROOT / "dnsserver").glob("_fastpath*.so"):

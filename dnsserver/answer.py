@@ -144,8 +144,8 @@ class Answer:
 
 # A name's answers by query type: a tuple indexed by ``TYPE_SLOTS``, ``None`` where the name
 # has no such records, cut after the last type it has. A dict per name would cost about 220
-# octets; this costs 40 plus 8 per slot. The C fast path (``_fastpath.c``, ``type_slot``)
-# indexes it with the same numbering, so the two must change together.
+# octets; this costs 40 plus 8 per slot. The C fast path (``_fastpath_answer.c``,
+# ``type_slot``) indexes it with the same numbering, so the two must change together.
 TYPE_SLOTS = {
     wire.TYPE_A: 0,
     wire.TYPE_AAAA: 1,

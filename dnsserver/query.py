@@ -45,6 +45,8 @@ from dnsserver.answer import (
 from dnsserver.zone import Zone
 
 PLAIN_UDP_LIMIT = 512
+# QDCOUNT 1, ANCOUNT 0, NSCOUNT 0 and the high octet of ARCOUNT: a plain query's counts.
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00"
 _QUESTION_COUNTS = (b"\x00\x01\x00\x00\x00\x00\x00\x00", b"\x00\x01\x00\x00\x00\x00\x00\x01")
 
 
@@ -99,7 +101,7 @@ def _not_implemented(q: bytes, stats: QueryStats) -> bytes:
     n = len(q)
     # UPDATE's first section is a zone, not a question (RFC 2136): echo nothing for it.
     is_update = (q[2] & 0x78) >> 3 == 5
-    if not is_update and q[4:11] == b"\x00\x01\x00\x00\x00\x00\x00" and q[11] <= 1:
+    if not is_update and q[4:11] == _ONE_QUESTION and q[11] <= 1:
         i = 12
         while i < n and 0 < q[i] <= 63:
             i += q[i] + 1
@@ -121,10 +123,9 @@ def _in_zone(key: bytes, origin: bytes) -> bool:
     return i == cut
 
 
-def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
-    """The response to one query message, or None to drop it."""
-    n = len(q)
-    if n < 12:
+def _bad_header(q: bytes, stats: QueryStats) -> bytes | None:
+    """The reply to a message whose header is not that of one plain query (None: drop it)."""
+    if len(q) < 12:
         stats.reject("short")
         return None
     if q[2] & 0x80:
@@ -133,10 +134,14 @@ def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
     if q[2] & 0x78:
         stats.reject("opcode")
         return _not_implemented(q, stats)
-    if q[4:11] != b"\x00\x01\x00\x00\x00\x00\x00" or q[11] > 1:
-        stats.reject("counts")
-        return _error(q, 0, wire.RCODE_FORMERR, 0, stats, 0)
-    # Walk the question's labels; compression pointers are not allowed in a question.
+    stats.reject("counts")
+    return _error(q, 0, wire.RCODE_FORMERR, 0, stats, 0)
+
+
+def _question_end(q: bytes) -> int:
+    """The offset of the question name's root label, or -1 for a malformed question.
+    Compression pointers are not allowed in a question, so each label is a length octet."""
+    n = len(q)
     i = 12
     while i < n:
         length = q[i]
@@ -144,27 +149,46 @@ def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
             break
         i += length + 1
     if i >= n or q[i] != 0 or i - 11 > 255 or i + 5 > n:
+        return -1
+    return i
+
+
+def _edns_limit(q: bytes, qend: int, udp: bool, qtype: int, stats: QueryStats) -> int | bytes:
+    """The size limit of an EDNS query's response, or the error reply for a bad OPT."""
+    n = len(q)
+    # One additional record: it must be an OPT with the root owner (RFC 6891 6.1.1).
+    if qend + 11 > n or q[qend] != 0 or q[qend + 1] != 0 or q[qend + 2] != wire.TYPE_OPT:
+        stats.reject("opt")
+        return _error(q, qend, wire.RCODE_FORMERR, 0, stats, qtype)
+    if qend + 11 + ((q[qend + 9] << 8) | q[qend + 10]) > n:
+        stats.reject("opt")
+        return _error(q, qend, wire.RCODE_FORMERR, 0, stats, qtype)
+    if q[qend + 6] != 0:
+        stats.reject("badvers")
+        return _error(q, qend, wire.RCODE_BADVERS, 1, stats, qtype)
+    if not udp:
+        return MAX_TCP_MESSAGE
+    advertised = (q[qend + 3] << 8) | q[qend + 4]
+    return min(max(advertised, PLAIN_UDP_LIMIT), MAX_UDP_PAYLOAD)
+
+
+def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
+    """The response to one query message, or None to drop it."""
+    if len(q) < 12 or q[2] & 0xF8 or q[4:11] != _ONE_QUESTION or q[11] > 1:
+        return _bad_header(q, stats)
+    i = _question_end(q)
+    if i < 0:
         stats.reject("question")
         return _error(q, 0, wire.RCODE_FORMERR, 0, stats, 0)
     qend = i + 5
     qtype = (q[i + 1] << 8) | q[i + 2]
-    edns = 0
+    edns = q[11]  # one additional record, which must be an OPT
     limit = PLAIN_UDP_LIMIT if udp else MAX_TCP_MESSAGE
-    if q[11]:
-        # One additional record: it must be an OPT with the root owner (RFC 6891 6.1.1).
-        if qend + 11 > n or q[qend] != 0 or q[qend + 1] != 0 or q[qend + 2] != wire.TYPE_OPT:
-            stats.reject("opt")
-            return _error(q, qend, wire.RCODE_FORMERR, 0, stats, qtype)
-        if qend + 11 + ((q[qend + 9] << 8) | q[qend + 10]) > n:
-            stats.reject("opt")
-            return _error(q, qend, wire.RCODE_FORMERR, 0, stats, qtype)
-        edns = 1
-        if q[qend + 6] != 0:
-            stats.reject("badvers")
-            return _error(q, qend, wire.RCODE_BADVERS, 1, stats, qtype)
-        if udp:
-            advertised = (q[qend + 3] << 8) | q[qend + 4]
-            limit = min(max(advertised, PLAIN_UDP_LIMIT), MAX_UDP_PAYLOAD)
+    if edns:
+        checked = _edns_limit(q, qend, udp, qtype, stats)
+        if isinstance(checked, bytes):
+            return checked
+        limit = checked
     if q[i + 3] != 0 or q[i + 4] != wire.CLASS_IN or qtype in (wire.TYPE_AXFR, wire.TYPE_IXFR):
         return _error(q, qend, wire.RCODE_REFUSED, edns, stats, qtype)
     key = q[12 : i + 1].lower()
@@ -177,6 +201,13 @@ def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
         return _error(q, qend, wire.RCODE_REFUSED, edns, stats, qtype)
     else:
         answer = zone.nxdomain if zone.synced else zone.servfail
+    return _reply(q, qend, qtype, answer, edns, limit, stats)
+
+
+def _reply(
+    q: bytes, qend: int, qtype: int, answer: Answer, edns: int, limit: int, stats: QueryStats
+) -> bytes:
+    """The response carrying ``answer``: its next rotation, cut with TC=1 if over ``limit``."""
     counter = qtype << 8 | answer.rcode
     stats.answered[counter] = stats.answered.get(counter, 0) + 1
     body = answer.body

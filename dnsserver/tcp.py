@@ -15,18 +15,44 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
-from dnsserver.query import respond
-
-if TYPE_CHECKING:
-    from dnsserver.server import DnsServer
+from dnsserver.query import QueryStats, respond
+from dnsserver.zone import Zone
 
 log = logging.getLogger("meshd.dns")
 
 
+class TcpLimits(Protocol):
+    """The settings a TCP connection reads (``server.DnsServerConfig`` has them)."""
+
+    @property
+    def tcp_idle_timeout_s(self) -> float: ...
+
+    @property
+    def max_tcp_connections(self) -> int: ...
+
+
+class TcpHost(Protocol):
+    """What a TCP connection needs from the server that accepted it: the zone to answer
+    from (read per query, since the server may replace it), the counters, the set of open
+    connections and the limits. Typed here so that this module need not import the server."""
+
+    @property
+    def zone(self) -> Zone: ...
+
+    @property
+    def tcp_stats(self) -> QueryStats: ...
+
+    @property
+    def tcp_connections(self) -> set[TcpConnection]: ...
+
+    @property
+    def config(self) -> TcpLimits: ...
+
+
 class TcpConnection(asyncio.Protocol):
-    def __init__(self, server: DnsServer) -> None:
+    def __init__(self, server: TcpHost) -> None:
         self.server = server
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None

@@ -1,0 +1,50 @@
+/*
+ * What the two halves of the DNS fast path share (one extension, dnsserver._fastpath):
+ *
+ *   _fastpath_answer.c  answers one query from the zone's pre-built answers, as
+ *                       dnsserver.query.respond does, or hands it to respond;
+ *   _fastpath_batch.c   reads batches of queries with recvmmsg(2), answers each through
+ *                       _fastpath_answer.c and sends the answers with sendmmsg(2); it also
+ *                       defines the module.
+ *
+ * setup.py compiles both into the one extension; the Makefile's set-up stamp and
+ * MANIFEST.in name these three files.
+ */
+#ifndef MESHD_FASTPATH_H
+#define MESHD_FASTPATH_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* The largest answer the fast path writes: every UDP answer fits (at most 1,232 octets). */
+#define FP_OUT_SIZE 4096
+
+/* What the zone and the stats object give us for one batch (borrowed or owned refs). */
+typedef struct {
+    PyObject *table;     /* owned */
+    PyObject *nodata;    /* owned */
+    PyObject *miss;      /* owned: nxdomain once synced, else servfail */
+    PyObject *answered;  /* owned */
+    PyObject *stats;     /* borrowed */
+    PyObject *zone;      /* borrowed */
+    PyObject *slow;      /* borrowed */
+} Context;
+
+/* Interns the attribute names the answering half reads; 0, or -1 with an exception. */
+int fp_answer_init(void);
+
+/* Reads zone and stats attributes for one batch; 0, or -1 with an exception set. */
+int fp_context_init(Context *c, PyObject *zone, PyObject *stats, PyObject *slow);
+void fp_context_clear(Context *c);
+
+/*
+ * Answers one query into `out` (FP_OUT_SIZE octets): the fast path when it can, else the
+ * slow path (dnsserver.query.respond). Returns the response length, 0 to send nothing, or
+ * -1 with a Python exception set.
+ */
+Py_ssize_t fp_answer_one(Context *c, const unsigned char *q, Py_ssize_t n, unsigned char *out);
+
+/* answer(zone, query, stats, slow) -> bytes | None: one query, for tests. */
+PyObject *fp_answer(PyObject *self, PyObject *args);
+
+#endif

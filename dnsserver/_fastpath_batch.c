@@ -1,0 +1,179 @@
+/*
+ * The batching half of meshd's DNS fast path: queries in with recvmmsg(2), answers out
+ * with sendmmsg(2), and the module dnsserver._fastpath itself.
+ *
+ * Theory of operation. In pure Python the kernel round trip dominates: one recvfrom and
+ * one sendto system call per query, each through the event loop. serve() is called from
+ * the event loop's readable callback on the UDP socket; it reads up to BATCH datagrams with
+ * one recvmmsg, answers each through fp_answer_one (_fastpath_answer.c, which hands what it
+ * does not answer itself to dnsserver.query.respond), and sends the answers with one
+ * sendmmsg, at most max_batches rounds per call so that other callbacks get their turn.
+ * One bad query costs only itself: an exception while answering it goes to on_error and the
+ * batch goes on.
+ */
+#include "_fastpath.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#define BATCH 64
+#define RECV_SIZE 4096
+
+static struct mmsghdr in_msgs[BATCH];
+static struct mmsghdr out_msgs[BATCH];
+static struct iovec in_iov[BATCH];
+static struct iovec out_iov[BATCH];
+static struct sockaddr_storage addrs[BATCH];
+static unsigned char in_buf[BATCH][RECV_SIZE];
+static unsigned char out_buf[BATCH][FP_OUT_SIZE];
+
+static PyObject *s_send_dropped;
+
+static int bump(PyObject *stats, PyObject *name, long by) {
+    PyObject *old = PyObject_GetAttr(stats, name);
+    if (!old)
+        return -1;
+    PyObject *value = PyLong_FromLong(PyLong_AsLong(old) + by);
+    Py_DECREF(old);
+    int rc = value ? PyObject_SetAttr(stats, name, value) : -1;
+    Py_XDECREF(value);
+    return rc;
+}
+
+/* Send the `count` answers prepared in out_msgs; what the kernel refuses is counted. */
+static int send_batch(PyObject *stats, int fd, unsigned int count) {
+    unsigned int sent = 0;
+    while (sent < count) {
+        int r = sendmmsg(fd, out_msgs + sent, count - sent, MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            /* EAGAIN (socket buffer full) or a per-destination error: drop the first, as a
+               full network would, and go on with the rest. */
+            if (bump(stats, s_send_dropped, 1) < 0)
+                return -1;
+            sent += 1;
+            continue;
+        }
+        sent += (unsigned int)r;
+    }
+    return 0;
+}
+
+/* An exception while answering one query: hand it to on_error(exc) and go on with the
+   batch, so one bad query costs only itself. Returns -1 only if on_error itself fails. */
+static int report_error(PyObject *on_error) {
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback && value)
+        PyException_SetTraceback(value, traceback);
+    PyObject *result = PyObject_CallOneArg(on_error, value ? value : Py_None);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+    if (!result)
+        return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* Point the receive headers at their buffers and address slots for one recvmmsg. */
+static void prepare_receive(void) {
+    for (int k = 0; k < BATCH; k++) {
+        in_iov[k].iov_base = in_buf[k];
+        in_iov[k].iov_len = RECV_SIZE;
+        memset(&in_msgs[k].msg_hdr, 0, sizeof(struct msghdr));
+        in_msgs[k].msg_hdr.msg_iov = &in_iov[k];
+        in_msgs[k].msg_hdr.msg_iovlen = 1;
+        in_msgs[k].msg_hdr.msg_name = &addrs[k];
+        in_msgs[k].msg_hdr.msg_namelen = sizeof(addrs[k]);
+    }
+}
+
+/* Queue out_buf[slot] (length octets) for the sender of datagram k. */
+static void prepare_send(unsigned int slot, int k, Py_ssize_t length) {
+    out_iov[slot].iov_base = out_buf[slot];
+    out_iov[slot].iov_len = (size_t)length;
+    memset(&out_msgs[slot].msg_hdr, 0, sizeof(struct msghdr));
+    out_msgs[slot].msg_hdr.msg_iov = &out_iov[slot];
+    out_msgs[slot].msg_hdr.msg_iovlen = 1;
+    out_msgs[slot].msg_hdr.msg_name = &addrs[k];
+    out_msgs[slot].msg_hdr.msg_namelen = in_msgs[k].msg_hdr.msg_namelen;
+}
+
+/* Answer the `got` datagrams received and send the answers; 0, or -1 with an exception. */
+static int answer_batch(Context *c, int fd, int got, PyObject *on_error) {
+    unsigned int ready = 0;
+    for (int k = 0; k < got; k++) {
+        Py_ssize_t n = in_msgs[k].msg_len;
+        if (in_msgs[k].msg_hdr.msg_flags & MSG_TRUNC)
+            n = RECV_SIZE;  /* longer than any query we answer: respond() rejects it */
+        Py_ssize_t length = fp_answer_one(c, in_buf[k], n, out_buf[ready]);
+        if (length < 0) {
+            if (report_error(on_error) < 0)
+                return -1;
+            continue;
+        }
+        if (length > 0)
+            prepare_send(ready++, k, length);
+    }
+    return ready ? send_batch(c->stats, fd, ready) : 0;
+}
+
+/*
+ * serve(fd, zone, stats, slow, on_error, max_batches) -> int: answer what is waiting on the
+ * UDP socket `fd`, at most max_batches recvmmsg rounds (so other callbacks get their turn);
+ * returns the number of datagrams read.
+ */
+static PyObject *fp_serve(PyObject *self, PyObject *args) {
+    int fd, max_batches;
+    PyObject *zone, *stats, *slow, *on_error;
+    if (!PyArg_ParseTuple(args, "iOOOOi", &fd, &zone, &stats, &slow, &on_error, &max_batches))
+        return NULL;
+    Context c;
+    if (fp_context_init(&c, zone, stats, slow) < 0)
+        return NULL;
+    long total = 0;
+    for (int round = 0; round < max_batches; round++) {
+        prepare_receive();
+        int got = recvmmsg(fd, in_msgs, BATCH, MSG_DONTWAIT, NULL);
+        if (got < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+                errno == ECONNREFUSED)
+                break;
+            fp_context_clear(&c);
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (answer_batch(&c, fd, got, on_error) < 0) {
+            fp_context_clear(&c);
+            return NULL;
+        }
+        total += got;
+        if (got < BATCH)
+            break;
+    }
+    fp_context_clear(&c);
+    return PyLong_FromLong(total);
+}
+
+static PyMethodDef methods[] = {
+    {"serve", fp_serve, METH_VARARGS, "Answer the queries waiting on a UDP socket."},
+    {"answer", fp_answer, METH_VARARGS, "Answer one query (the same path, for tests)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "dnsserver._fastpath",
+    "recvmmsg/sendmmsg fast path of the DNS server", -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fastpath(void) {
+    if (fp_answer_init() < 0)
+        return NULL;
+    if (!(s_send_dropped = PyUnicode_InternFromString("send_dropped")))
+        return NULL;
+    return PyModule_Create(&module);
+}
