@@ -92,7 +92,7 @@ def _rotation(stride: int, count: int, size: int) -> Rotation:
 
 
 class Answer:
-    __slots__ = ("body", "capped", "cuts", "edns_tail", "heads", "rcode", "rotation", "turn")
+    __slots__ = ("body", "cuts", "edns_tail", "heads", "rcode", "rotation", "turn")
 
     def __init__(
         self,
@@ -107,12 +107,17 @@ class Answer:
         self.body = b"".join(sections)
         self.heads = _heads(rcode, *counts, tc=capped)
         self.edns_tail = _edns_tail(rcode)
-        self.capped = capped
         # Cut points (see the module docstring): the answer section's length, then
         # ``_POINT`` numbers per point; None for an answer that is never cut.
         self.cuts: array[int] | None = None
         self.rotation: Rotation | tuple[()] = ()  # see the module docstring
         self.turn = 0  # queries answered by a rotating answer so far (rotation state)
+
+    @property
+    def capped(self) -> bool:
+        """Records were left out to fit a message: TC=1 in every header (not a slot of its
+        own: a zone holds millions of answers)."""
+        return bool(self.heads[0][0] & 0x02)
 
     @classmethod
     def of(

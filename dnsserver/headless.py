@@ -83,7 +83,8 @@ class Host:
 def _hosts_of(ep: Endpoint, parse: Parser, hosts: dict[tuple[str, str], Host]) -> list[Host]:
     """Add ``ep``'s addresses to its names; returns the names it is the first to have."""
     new = []
-    for version, packed, _ in parse(ep.addresses, f"{ep.hostname}.{ep.cluster_id}"):
+    of = f"endpoint {ep.hostname or '(no hostname)'} of cluster {ep.cluster_id}"
+    for version, packed, _ in parse(ep.addresses, of):
         label = ep.hostname or wire.dashed_packed(version, packed)
         host = hosts.get((label, ep.cluster_id))
         if host is None:

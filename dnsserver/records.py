@@ -233,7 +233,7 @@ def _one_family(enc: _Encoder, groups: list[list[Host]], family: int) -> Listing
     listing = Listing()
     for group in groups:
         records = [r for host in group for r in host.records(enc.ttl, family)]
-        if records and not listing.add(records, len(b"".join(records))):
+        if records and not listing.add(records, sum(map(len, records))):
             break
     return listing
 
