@@ -16,39 +16,51 @@ apart), how many there are and how long each is. The query path sends
 an empty ``rotation`` and send ``body`` whole. Each rotating answer counts for itself, so a
 client asking A then AAAA in turn still sees every A rotation.
 
-Cutting: when a response does not fit (the client's UDP limit, or 65,535 octets over TCP),
-it is sent with TC=1 and only the records that fit. Answers that list endpoints carry
-``units``, one per endpoint in answer order, with the bytes they contribute to the answer
-and additional sections and a ``cost``. The A and AAAA answers of one service give each
-endpoint the same cost (the larger of its two), so a cut at a given size keeps the same
-endpoints in both (KEP-1645 asks that A and AAAA cut the same endpoints).
+Size limits, decided when an answer is built. A DNS message is at most 65,535 octets (the
+TCP length prefix), so an answer's sections are capped at ``TCP_ROOM``: what the longest
+question and an OPT record leave of that. An answer that lists more is built with only the
+records that fit and TC=1 (``Answer.capped``): over TCP that is what is sent, the most any
+client can receive in one message, never an empty answer. So no query ever cuts over TCP.
+
+Over UDP a response is cut per query to the client's limit (512 octets, or the EDNS size up
+to 1,232), with TC=1, at cut points decided when the answer was built (``Listing``): the
+answer's records come in groups, one per endpoint, and a cut keeps whole groups; if not even
+the first group fits, it keeps the first group's whole records that fit. An endpoint's
+glue (the additional records of an SRV target) goes with its first record. The A and AAAA
+answers of a headless service list the same groups in the same order with the same cost
+each (the larger of the two families' octets), so a cut at a given size keeps the same
+endpoints in both; meshd promises that, KEP-1645 leaves it open. The cut points are kept
+only as far as a UDP response can reach (``UDP_ROOM``), in one array of small integers.
+Answers small enough never to be cut (``NEVER_CUT``) keep none.
 """
 
 from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Mapping
-from dataclasses import dataclass
+from array import array
+from collections.abc import Mapping, Sequence
 
 from dnsserver import wire
 
 # What we advertise in our OPT record and the most we ever send over UDP: the size the DNS
 # flag day 2020 settled on to avoid IP fragmentation.
 MAX_UDP_PAYLOAD = 1232
+PLAIN_UDP_LIMIT = 512
 MAX_TCP_MESSAGE = 65535
 OPT_RECORD_LEN = 11
-
-
-@dataclass(frozen=True, slots=True)
-class Unit:
-    """One endpoint's share of a cuttable answer."""
-
-    answer: bytes
-    answer_count: int
-    additional: bytes
-    additional_count: int
-    cost: int
+# The header and the longest question (a 255-octet name, type and class): where the
+# sections of the longest response start.
+LONGEST_QUESTION_END = 12 + 255 + 4
+# The most octets of sections any response can carry: over TCP (so every answer is capped
+# to it), and over UDP (with the shortest question, the root name).
+TCP_ROOM = MAX_TCP_MESSAGE - LONGEST_QUESTION_END - OPT_RECORD_LEN
+UDP_ROOM = MAX_UDP_PAYLOAD - (12 + 1 + 4)
+# Sections this short fit every response, so they are never cut and need no cut points.
+NEVER_CUT = PLAIN_UDP_LIMIT - LONGEST_QUESTION_END - OPT_RECORD_LEN
+# One cut point in ``Answer.cuts``: (cost, answer octets, answer records, additional octets,
+# additional records, 1 at a group boundary else 0).
+_POINT = 6
 
 
 @functools.cache
@@ -80,23 +92,32 @@ def _rotation(stride: int, count: int, size: int) -> Rotation:
 
 
 class Answer:
-    __slots__ = ("body", "edns_tail", "heads", "rcode", "rotation", "turn", "units")
+    __slots__ = ("body", "cuts", "edns_tail", "heads", "rcode", "rotation", "turn")
 
     def __init__(
         self,
         rcode: int,
         sections: tuple[bytes, bytes, bytes] = (b"", b"", b""),
         counts: tuple[int, int, int] = (0, 0, 0),
-        units: tuple[Unit, ...] = (),
+        capped: bool = False,
     ) -> None:
-        """``sections``: answer, authority and additional octets; ``counts``: their records."""
+        """``sections``: answer, authority and additional octets; ``counts``: their records;
+        ``capped``: records were left out to fit a message (the heads carry TC=1)."""
         self.rcode = rcode
         self.body = b"".join(sections)
-        self.heads = _heads(rcode, *counts, tc=False)
+        self.heads = _heads(rcode, *counts, tc=capped)
         self.edns_tail = _edns_tail(rcode)
-        self.units = units
+        # Cut points (see the module docstring): the answer section's length, then
+        # ``_POINT`` numbers per point; None for an answer that is never cut.
+        self.cuts: array[int] | None = None
         self.rotation: Rotation | tuple[()] = ()  # see the module docstring
         self.turn = 0  # queries answered by a rotating answer so far (rotation state)
+
+    @property
+    def capped(self) -> bool:
+        """Records were left out to fit a message: TC=1 in every header (not a slot of its
+        own: a zone holds millions of answers)."""
+        return bool(self.heads[0][0] & 0x02)
 
     @classmethod
     def of(
@@ -106,40 +127,123 @@ class Answer:
         authority: list[bytes] | None = None,
         additional: list[bytes] | None = None,
     ) -> Answer:
-        """An answer from lists of encoded records, one list per section."""
+        """A small answer from lists of encoded records, one list per section (the zone's
+        own records: SOA, NS, TXT and the negative answers; never cut)."""
         authority = authority or []
         additional = additional or []
         sections = (b"".join(answers), b"".join(authority), b"".join(additional))
         return cls(rcode, sections, (len(answers), len(authority), len(additional)))
 
-    @classmethod
-    def of_units(cls, units: list[Unit]) -> Answer:
-        """A NOERROR answer listing endpoints, cuttable at endpoint boundaries."""
-        sections = (b"".join(u.answer for u in units), b"", b"".join(u.additional for u in units))
-        counts = (sum(u.answer_count for u in units), 0, sum(u.additional_count for u in units))
-        return cls(wire.RCODE_NOERROR, sections, counts, tuple(units))
-
-    def uncut(self) -> Answer:
-        """This answer without cut points (whole or nothing when it does not fit)."""
-        self.units = ()
-        return self
-
-    def cut(self, room: int, rd: int, edns: int) -> bytes:
-        """Header and sections (no ID, no question) of this answer cut to ``room`` octets
-        of sections, with TC=1. Only whole endpoints are kept; none when it has no units."""
-        answer, additional = [], []
-        an = ar = used = 0
-        for unit in self.units:
-            if used + unit.cost > room:
-                break
-            used += unit.cost
-            answer.append(unit.answer)
-            additional.append(unit.additional)
-            an += unit.answer_count
-            ar += unit.additional_count
+    def cut(self, body: bytes, room: int, rd: int, edns: int) -> bytes:
+        """Header and sections (no ID, no question) of this answer's ``body`` (the rotation
+        sent, for a rotating answer) cut to ``room`` octets of sections, with TC=1: whole
+        groups, else the first group's whole records that fit, else nothing."""
+        points = self.cuts
+        best = fallback = 0
+        if points is not None:
+            for i in range(1, len(points), _POINT):
+                if points[i] > room:
+                    break
+                fallback = i
+                if points[i + 5]:
+                    best = i
+        pick = best or fallback
+        an = ar = 0
+        sections = b""
+        if points is not None and pick:
+            answer_end, an, glue_end, ar = points[pick + 1 : pick + 5]
+            glue_start = points[0]
+            sections = body[:answer_end] + body[glue_start : glue_start + glue_end]
         flags = struct.pack("!BB", 0x86 | rd, self.rcode & 0x0F)
-        head = flags + struct.pack("!HHHH", 1, an, 0, ar + edns)
-        return head + b"".join(answer) + b"".join(additional)
+        return flags + struct.pack("!HHHH", 1, an, 0, ar + edns) + sections
+
+
+class Listing:
+    """Builds a NOERROR answer that lists endpoints, group by group (one group per endpoint;
+    see the module docstring): capped at ``TCP_ROOM``, with cut points for UDP."""
+
+    __slots__ = ("answer", "cost", "full", "glue", "groups", "points", "sizes")
+
+    def __init__(self) -> None:
+        self.answer: list[bytes] = []
+        self.glue: list[bytes] = []
+        self.sizes = [0, 0, 0, 0]  # answer octets, records; additional octets, records
+        self.cost = 0  # at the last group boundary
+        self.groups = 0  # groups taken whole
+        self.full = False  # a group did not fit: records were left out
+        self.points = array("H")
+
+    def add(
+        self, records: Sequence[bytes], cost: int, glue: Sequence[tuple[bytes, int]] = ()
+    ) -> bool:
+        """Add one group: its answer ``records``, its ``cost`` (at least their octets and
+        their glue's), and ``glue``, (octets, records) going with each record, if any.
+        False when it does not fit: the listing is then full and takes nothing more."""
+        if self.full:
+            return False
+        fits = self.cost + cost <= TCP_ROOM
+        if self.groups == 0:
+            # The first group gets a cut point after each record, in case not even it fits
+            # a cut; if it does not fit a message, it keeps the records that do.
+            self._first_group(records, glue)
+        elif fits:
+            for i, record in enumerate(records):
+                self._take(record, glue[i] if glue else (b"", 0))
+        if not fits:
+            self.full = True
+            return False
+        self.cost += cost
+        self.groups += 1
+        self._point(self.cost, boundary=True)
+        return True
+
+    def _first_group(self, records: Sequence[bytes], glue: Sequence[tuple[bytes, int]]) -> None:
+        for i, record in enumerate(records):
+            extra = glue[i] if glue else (b"", 0)
+            used = self.sizes[0] + self.sizes[2] + len(record) + len(extra[0])
+            if used > TCP_ROOM:
+                return
+            self._take(record, extra)
+            self._point(used, boundary=False)
+
+    def _take(self, record: bytes, glue: tuple[bytes, int]) -> None:
+        self.answer.append(record)
+        self.sizes[0] += len(record)
+        self.sizes[1] += 1
+        if glue[1]:
+            self.glue.append(glue[0])
+            self.sizes[2] += len(glue[0])
+            self.sizes[3] += glue[1]
+
+    def _point(self, cost: int, boundary: bool) -> None:
+        if cost <= UDP_ROOM:
+            self.points.extend((cost, self.sizes[0], self.sizes[1], self.sizes[2]))
+            self.points.extend((self.sizes[3], int(boundary)))
+
+    @property
+    def count(self) -> int:
+        """Answer records taken so far."""
+        return self.sizes[1]
+
+    def build(self) -> Answer:
+        sections = (b"".join(self.answer), b"", b"".join(self.glue))
+        counts = (self.sizes[1], 0, self.sizes[3])
+        answer = Answer(wire.RCODE_NOERROR, sections, counts, capped=self.full)
+        if len(answer.body) > NEVER_CUT and self.points:
+            answer.cuts = array("H", [self.sizes[0]]) + self.points
+        return answer
+
+
+def records_answer(records: Sequence[bytes]) -> Answer:
+    """A NOERROR answer of ``records``, each its own group (the addresses of one name),
+    capped like any listing (``Answer.capped``)."""
+    if sum(map(len, records)) <= NEVER_CUT:  # the usual one or two: nothing to cut or cap
+        return Answer.of(wire.RCODE_NOERROR, list(records))
+    listing = Listing()
+    for record in records:
+        if not listing.add((record,), len(record)):
+            break
+    return listing.build()
 
 
 # A name's answers by query type: a tuple indexed by ``TYPE_SLOTS``, ``None`` where the name
@@ -180,15 +284,24 @@ def answer_for(types: TypeTable, qtype: int) -> Answer | None:
 def rotating(records: list[bytes], shown: int, step: int) -> Answer:
     """A NOERROR answer of ``shown`` of ``records`` (all of one length), rotated per query:
     the rotations start at every ``step``-th record and wrap around (see the module
-    docstring). One rotation (one record), or none shown, needs no rotating."""
-    shown = max(0, min(shown, len(records)))
-    answer = Answer.of(wire.RCODE_NOERROR, records[:shown])
-    count = -(-len(records) // step)
-    if count < 2 or shown == 0:
-        return answer
+    docstring). One rotation (one record), or none shown, needs no rotating. At most the
+    records that fit a message are shown; a UDP cut keeps whole records."""
+    if not records:
+        return Answer(wire.RCODE_NOERROR)
     length = len(records[0])
     if any(len(r) != length for r in records):
         raise ValueError("rotating records must all have one length")
+    shown = max(0, min(shown, len(records), TCP_ROOM // length))
+    answer = Answer.of(wire.RCODE_NOERROR, records[:shown])
+    if shown * length > NEVER_CUT:
+        points = [shown * length]
+        for k in range(1, min(shown, UDP_ROOM // length) + 1):
+            points += (k * length, k * length, k, 0, 0, 1)
+        answer.cuts = array("H", points)
+    step = max(1, step)
+    count = -(-len(records) // step)
+    if count < 2 or shown == 0:
+        return answer
     answer.body = b"".join(records + records[: shown - 1])
     answer.rotation = _rotation(step * length, count, shown * length)
     return answer

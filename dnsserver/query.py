@@ -19,9 +19,11 @@ Rules, in the order they are checked (RFC 1035, RFC 6891, RFC 8906):
 - class other than IN, AXFR/IXFR, or a name outside the zone: REFUSED (no recursion, RA=0);
 - before the first full sync, names in the zone that are not in the table: SERVFAIL
   (never a cacheable NXDOMAIN);
-- a response larger than the client's limit (over UDP, 512 without EDNS, else the
-  advertised size between 512 and ``MAX_UDP_PAYLOAD``; over TCP, 65,535) is sent with TC=1
-  and only the whole endpoints that fit (``Answer.cut``), none for other answers;
+- a response larger than the client's UDP limit (512 without EDNS, else the advertised
+  size between 512 and ``MAX_UDP_PAYLOAD``) is sent with TC=1 and the records that fit,
+  cut at the points the answer was built with (``Answer.cut``: whole endpoints); over TCP
+  every answer fits, since answers are capped at 65,535 octets when they are built (an
+  answer that had to be capped says so with TC=1 over both transports);
 - a rotating answer (``Answer.rotation``) sends its next rotation per query.
 
 No response is ever longer over UDP than that limit, so the server cannot amplify.
@@ -39,12 +41,12 @@ from dnsserver.answer import (
     MAX_UDP_PAYLOAD,
     NO_SLOT,
     OPT_RECORD_LEN,
+    PLAIN_UDP_LIMIT,
     TYPE_SLOTS,
     Answer,
 )
 from dnsserver.zone import Zone
 
-PLAIN_UDP_LIMIT = 512
 # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0 and the high octet of ARCOUNT: a plain query's counts.
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00"
 _QUESTION_COUNTS = (b"\x00\x01\x00\x00\x00\x00\x00\x00", b"\x00\x01\x00\x00\x00\x00\x00\x01")
@@ -219,7 +221,7 @@ def _reply(
     rd = q[2] & 0x01
     if qend + len(body) + OPT_RECORD_LEN * edns > limit:
         stats.truncated += 1
-        cut = answer.cut(limit - qend - OPT_RECORD_LEN * edns, rd, edns)
+        cut = answer.cut(body, limit - qend - OPT_RECORD_LEN * edns, rd, edns)
         return q[:2] + cut[:10] + q[12:qend] + cut[10:] + (answer.edns_tail if edns else b"")
     head = answer.heads[rd | (edns << 1)]
     if edns:

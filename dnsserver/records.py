@@ -4,8 +4,9 @@ For a service ``<svc>`` in namespace ``<ns>`` of zone ``<zone>``:
 
 - ``<svc>.<ns>.svc.<zone>`` A/AAAA. ClusterSetIP: the addresses the routing policy chose,
   in its order, at most ``max_addresses`` per family, rotated per query through every
-  candidate so that each gets its share. Headless: every ready endpoint, in a fixed order,
-  with no cap; a headless service with no ready endpoint has no names at all (NXDOMAIN).
+  candidate so that each gets its share. Headless: every ready endpoint, in a fixed order
+  (``headless.endpoint_groups``), as many as fit a message; a headless service with no
+  ready endpoint has no names at all (NXDOMAIN).
 - ``<svc>.<ns>.svc.<zone>`` SRV: one record per distinct (target, port); the target is the
   service name (ClusterSetIP) or each endpoint's name (headless, with its A/AAAA as glue in
   the additional section).
@@ -18,14 +19,34 @@ For a service ``<svc>`` in namespace ``<ns>`` of zone ``<zone>``:
   NXDOMAIN there would let RFC 8020 resolvers deny every endpoint name under it.
 
 SRV weights split 100 evenly between targets, as CoreDNS does; priority is 0.
+
+Limits. Nothing a source or a peer sends can make encoding fail: what cannot be encoded is
+left out, noted as a ``Skipped`` with its reason (``SKIP_REASONS``), and the rest of the
+service answers (the zone counts and logs them). A name over 255 octets (a 63-character
+cluster id, service and namespace leave 40 octets for an endpoint's hostname) loses its
+endpoint's name and SRV records; the endpoint's addresses stay in the service's A/AAAA. A
+label over 63 octets (``_<port>`` of a 63-character port name) loses that ``_<port>`` name;
+the service's own SRV still lists the port. An address that is not one, or a port number
+out of range, is left out. An answer longer than a DNS message (65,535 octets: a headless
+service's few thousand endpoints, or its SRV with glue of a few hundred) is built with the
+groups of records that fit, TC=1 (``answer.Listing``); each endpoint keeps its own name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dnsserver import wire
-from dnsserver.answer import EMPTY_TYPES, Answer, TypeTable, Unit, rotating, type_table
+from dnsserver.answer import (
+    EMPTY_TYPES,
+    Answer,
+    Listing,
+    TypeTable,
+    records_answer,
+    rotating,
+    type_table,
+)
+from dnsserver.headless import Host, endpoint_groups
 
 DNS_SCHEMA_VERSION = "1.0.0"
 DEFAULT_MAX_ADDRESSES = 8
@@ -61,25 +82,75 @@ class ServiceRecords:
     max_addresses: int = DEFAULT_MAX_ADDRESSES
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Something of a service that the zone leaves out, and why: ``reason`` is one of
+    ``SKIP_REASONS``, ``what`` names it (the same thing keeps the same text from one
+    encoding to the next), ``detail`` says more for the log (not part of its identity)."""
+
+    reason: str
+    what: str
+    detail: str = field(default="", compare=False)
+
+
+SKIP_REASONS = (
+    "name_too_long",  # a name over 255 octets
+    "label_too_long",  # a label over 63 octets (``_<port>`` of a 63-character port name)
+    "bad_label",  # an empty label, a dot inside one, or not ASCII
+    "bad_address",  # not an IPv4 or IPv6 address
+    "bad_port",  # a port number outside 0-65535
+    "message_too_large",  # an answer cut to what fits a 65,535-octet message
+    "internal",  # a bug of ours while encoding the service: the service is left out
+)
+
 Names = dict[bytes, TypeTable]
 
 
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """One service's names with their answers, its own name (empty when it has none) and
+    what was left out."""
+
+    names: Names
+    service_name: bytes
+    skipped: list[Skipped]
+
+
 class _Encoder:
-    def __init__(self, svc: ServiceRecords, origin: str, ttl: int) -> None:
+    def __init__(self, svc: ServiceRecords, origin: bytes, ttl: int) -> None:
         self.svc = svc
-        self.origin = origin
         self.ttl = ttl
-        self.base = (svc.name, svc.namespace, "svc")
+        # Raises NameEncodingError when the service's own name cannot be encoded.
+        self.service_name = wire.encode_labels((svc.name, svc.namespace, "svc"), origin)
+        self.text = wire.name_text(self.service_name)
         self.names: Names = {}  # every name, in order; empty non-terminals: EMPTY_TYPES
         self.tables: dict[bytes, dict[int, Answer]] = {}  # the names that have records
         # (as dicts while they are built; ``tables`` turns them into ``TypeTable``s)
-        self.service_name = self.wire_name(*self.base)
+        self.skipped: list[Skipped] = []
 
-    def wire_name(self, *labels: str) -> bytes:
-        return wire.encode_name(".".join((*labels, self.origin)))
+    def skip(self, reason: str, what: str, detail: str = "") -> None:
+        self.skipped.append(Skipped(reason, what, detail))
 
-    def text_name(self, *labels: str) -> str:
-        return ".".join((*labels, self.origin))
+    def below(self, *labels: str) -> bytes | None:
+        """The wire name ``<labels>.<svc>.<ns>.svc.<zone>``; None (left out, and noted)
+        when it cannot be encoded."""
+        try:
+            return wire.encode_labels(labels, self.service_name)
+        except wire.NameEncodingError as exc:
+            self.skip(exc.reason, f"{'.'.join(labels)}.{self.text}", str(exc))
+            return None
+
+    def packed(self, addresses: tuple[str, ...], of: str) -> list[tuple[int, bytes, str]]:
+        """(4 or 6, packed, text) of each address that is one (the others are noted)."""
+        out = []
+        for address in addresses:
+            try:
+                version, packed = wire.packed_address(address)
+            except (ValueError, TypeError, AttributeError):
+                self.skip("bad_address", f"{address!r} of {of}")
+                continue
+            out.append((version, packed, address))
+        return out
 
     def record(self, rtype: int, rdata: bytes, owner: bytes = wire.POINTER_TO_QNAME) -> bytes:
         return wire.rr(owner, rtype, self.ttl, rdata)
@@ -90,6 +161,8 @@ class _Encoder:
             types = self.tables[name] = {}
             self.names.setdefault(name, EMPTY_TYPES)  # its place; its table comes at the end
         types[rtype] = answer
+        if answer.capped:
+            self.skip("message_too_large", f"{wire.name_text(name)} {wire.TYPE_NAMES[rtype]}")
 
     def touch(self, name: bytes) -> None:
         """``name`` and its ancestors down to the service name exist (empty non-terminals)."""
@@ -99,105 +172,129 @@ class _Encoder:
         self.names.setdefault(self.service_name, EMPTY_TYPES)
 
 
-def _family(addresses: tuple[str, ...]) -> tuple[list[bytes], list[bytes]]:
+def _cluster_set_ip(enc: _Encoder) -> None:
     v4: list[bytes] = []
     v6: list[bytes] = []
-    for address in addresses:
-        version, packed = wire.packed_address(address)
-        (v4 if version == 4 else v6).append(packed)
-    return v4, v6
-
-
-def _cluster_set_ip(enc: _Encoder) -> None:
-    v4, v6 = _family(enc.svc.addresses)
+    for version, octets, _ in enc.packed(enc.svc.addresses, enc.text):
+        (v4 if version == 4 else v6).append(octets)
     enc.touch(enc.service_name)
-    for rtype, packed in ((wire.TYPE_A, v4), (wire.TYPE_AAAA, v6)):
-        if not packed:
+    for rtype, family in ((wire.TYPE_A, v4), (wire.TYPE_AAAA, v6)):
+        if not family:
             continue
         # Step so that at most MAX_ROTATIONS rotations still let every candidate lead.
-        step = -(-len(packed) // MAX_ROTATIONS)
-        records = [enc.record(rtype, p) for p in packed]
+        step = -(-len(family) // MAX_ROTATIONS)
+        records = [enc.record(rtype, p) for p in family]
         enc.put(enc.service_name, rtype, rotating(records, enc.svc.max_addresses, step))
-    _srv(enc, [(enc.base, [])])
+    _srv(enc, [[Host("", "", name=enc.service_name)]])
 
 
-def _endpoint_hosts(ep: HeadlessEndpoint) -> list[tuple[str, tuple[str, ...]]]:
-    if ep.hostname:
-        return [(ep.hostname, ep.addresses)]
-    return [(wire.dashed(a), (a,)) for a in ep.addresses]
+def _headless(enc: _Encoder) -> bool:
+    """Every name of a headless service; False when it has no endpoint to answer."""
+    groups = endpoint_groups(enc.svc.endpoints, enc.packed)
+    if not groups:
+        return False
+    listings = {4: Listing(), 6: Listing()}
+    for group in groups:
+        records: dict[int, list[bytes]] = {4: [], 6: []}
+        for host in group:
+            _host_names(enc, host, records)
+        if not (listings[4].full and listings[6].full):
+            # The same cost in both families, so that both answers cut the same groups.
+            cost = max(sum(map(len, records[4])), sum(map(len, records[6])))
+            for family, listing in listings.items():
+                listing.add(records[family], cost)
+    for family, rtype in ((4, wire.TYPE_A), (6, wire.TYPE_AAAA)):
+        listing = listings[family]
+        if listing.full and not listing.count:
+            listing = _one_family(enc, groups, family)  # the other family filled it
+        if listing.count:
+            enc.put(enc.service_name, rtype, listing.build())
+    _srv(enc, groups)
+    return True
 
 
-def _headless(enc: _Encoder) -> None:
-    hosts: dict[tuple[str, ...], list[str]] = {}
-    units: dict[int, list[Unit]] = {wire.TYPE_A: [], wire.TYPE_AAAA: []}
-    for ep in enc.svc.endpoints:
-        # One unit per endpoint, with the same cost in A and AAAA (the larger of the two),
-        # even when it has no address of a family, so both answers cut the same endpoints.
-        v4, v6 = _family(ep.addresses)
-        a = b"".join(enc.record(wire.TYPE_A, p) for p in v4)
-        aaaa = b"".join(enc.record(wire.TYPE_AAAA, p) for p in v6)
-        cost = max(len(a), len(aaaa))
-        units[wire.TYPE_A].append(Unit(a, len(v4), b"", 0, cost))
-        units[wire.TYPE_AAAA].append(Unit(aaaa, len(v6), b"", 0, cost))
-        for host, addresses in _endpoint_hosts(ep):
-            hosts.setdefault((host, ep.cluster_id, *enc.base), []).extend(addresses)
-    for rtype in (wire.TYPE_A, wire.TYPE_AAAA):
-        if any(u.answer_count for u in units[rtype]):
-            enc.put(enc.service_name, rtype, Answer.of_units(units[rtype]))
-    targets: list[tuple[tuple[str, ...], list[bytes]]] = []
-    for labels, host_addresses in hosts.items():
-        name = enc.wire_name(*labels)
-        enc.touch(name)
-        v4, v6 = _family(tuple(dict.fromkeys(host_addresses)))
-        glue = []
-        for rtype, packed in ((wire.TYPE_A, v4), (wire.TYPE_AAAA, v6)):
-            if packed:
-                enc.put(
-                    name,
-                    rtype,
-                    Answer.of(wire.RCODE_NOERROR, [enc.record(rtype, p) for p in packed]),
-                )
-                glue += [enc.record(rtype, p, name) for p in packed]
-        targets.append((labels, glue))
-    _srv(enc, targets)
+def _host_names(enc: _Encoder, host: Host, records: dict[int, list[bytes]]) -> None:
+    """The name of ``host`` with its A and AAAA answers (unless it cannot be encoded), and
+    its address records added to ``records``, by family."""
+    host.name = enc.below(host.host, host.cluster)
+    if host.name is not None:
+        enc.touch(host.name)
+    for family, rtype in ((4, wire.TYPE_A), (6, wire.TYPE_AAAA)):
+        own = host.records(enc.ttl, family)
+        records[family] += own
+        if own and host.name is not None:
+            enc.put(host.name, rtype, records_answer(own))
 
 
-def _srv(enc: _Encoder, targets: list[tuple[tuple[str, ...], list[bytes]]]) -> None:
-    """SRV at the service name (every port) and at ``_<port>._<proto>`` (named ports)."""
+def _one_family(enc: _Encoder, groups: list[list[Host]], family: int) -> Listing:
+    """The listing of one family alone: when so many groups of the other family come
+    first that a message is full before any of this one's, this family's answer lists
+    its own (rather than none at all, with TC=1)."""
+    listing = Listing()
+    for group in groups:
+        records = [r for host in group for r in host.records(enc.ttl, family)]
+        if records and not listing.add(records, sum(map(len, records))):
+            break
+    return listing
+
+
+def _srv(enc: _Encoder, groups: list[list[Host]]) -> None:
+    """SRV at the service name (every port) and at ``_<port>._<proto>`` (named ports), to
+    every named host of ``groups``, group by group."""
+    targets = sum(1 for group in groups for host in group if host.name is not None)
     if not enc.svc.ports or not targets:
         return
-    weight = 100 // len(targets)
-    owners: dict[bytes, list[tuple[int, int]]] = {enc.service_name: []}
+    weight = 100 // targets
+    # Per owner, its (port, weight) pairs in order, without duplicates.
+    owners: dict[bytes, dict[tuple[int, int], None]] = {enc.service_name: {}}
     for port_name, protocol, port in enc.svc.ports:
+        if not (isinstance(port, int) and 0 <= port <= 0xFFFF):
+            enc.skip("bad_port", f"{port_name}/{protocol}/{port!r} of {enc.text}")
+            continue
         if port_name:
-            owner = enc.wire_name(f"_{port_name}", f"_{protocol.lower()}", *enc.base)
-            owners.setdefault(owner, []).append((port, weight))
-        if (port, weight) not in owners[enc.service_name]:
-            owners[enc.service_name].append((port, weight))
+            owner = enc.below(f"_{port_name}", f"_{protocol.lower()}")
+            if owner is not None:
+                owners.setdefault(owner, {})[(port, weight)] = None
+        owners[enc.service_name][(port, weight)] = None
     # Owners with the same ports get the same answer, one object: a ClusterSetIP service
     # with one named port answers the same SRV at its name and at ``_<port>._<proto>``.
     # Sharing is safe because SRV answers never rotate (``turn`` is unused) and are not
     # changed after this function returns.
     shared: dict[tuple[tuple[int, int], ...], Answer] = {}
-    for owner, ports in owners.items():
-        enc.touch(owner)
-        same = shared.get(tuple(ports))
-        if same is not None:
-            enc.put(owner, wire.TYPE_SRV, same)
+    for owner, pairs in owners.items():
+        ports = tuple(pairs)
+        if not ports:
             continue
-        units = []
-        for labels, glue in targets:
-            records = [
-                enc.record(wire.TYPE_SRV, wire.rdata_srv(0, w, p, enc.text_name(*labels)))
-                for p, w in ports
-            ]
-            answer, additional = b"".join(records), b"".join(glue)
-            cost = len(answer) + len(additional)
-            units.append(Unit(answer, len(records), additional, len(glue), cost))
-        # One target (a ClusterSetIP service) needs no cut points: cutting it leaves nothing.
-        srv = Answer.of_units(units) if len(units) > 1 else Answer.of_units(units).uncut()
-        enc.put(owner, wire.TYPE_SRV, srv)
-        shared[tuple(ports)] = srv
+        enc.touch(owner)
+        answer = shared.get(ports)
+        if answer is None:
+            answer = shared[ports] = _srv_answer(enc, groups, ports)
+        enc.put(owner, wire.TYPE_SRV, answer)
+
+
+_NO_GLUE = (b"", 0)
+
+
+def _srv_answer(
+    enc: _Encoder, groups: list[list[Host]], ports: tuple[tuple[int, int], ...]
+) -> Answer:
+    """One record per (target, port), group by group; a target's glue goes with its first."""
+    listing = Listing()
+    for group in groups:
+        records: list[bytes] = []
+        glue: list[tuple[bytes, int]] = []
+        for host in group:
+            if host.name is None:
+                continue
+            first = host.glue(enc.ttl)
+            for i, (port, weight) in enumerate(ports):
+                rdata = wire.rdata_srv(0, weight, port, host.name)
+                records.append(enc.record(wire.TYPE_SRV, rdata))
+                glue.append(_NO_GLUE if i else first)
+        cost = sum(map(len, records)) + sum(len(g) for g, _ in glue)
+        if not listing.add(records, cost, glue):
+            break
+    return listing.build()
 
 
 # RFC 8482: an ANY query gets one RRset of the name, in this order of preference.
@@ -213,16 +310,21 @@ def answer_any(types: dict[int, Answer]) -> None:
             return
 
 
-def encode_service(svc: ServiceRecords, origin: str, ttl: int) -> Names:
-    """Every name at or below ``<svc>.<ns>.svc.<origin>``, with its answers."""
-    enc = _Encoder(svc, origin, ttl)
+def encode_service(svc: ServiceRecords, origin: bytes, ttl: int) -> Encoded:
+    """Every name at or below ``<svc>.<ns>.svc.<origin>`` (``origin`` in wire form), with
+    its answers, and what had to be left out. Raises only for a bug of ours."""
+    try:
+        enc = _Encoder(svc, origin, ttl)
+    except wire.NameEncodingError as exc:
+        what = f"{svc.name}.{svc.namespace}.svc.{wire.name_text(origin)}"
+        return Encoded({}, b"", [Skipped(exc.reason, what, str(exc))])
     if svc.headless:
-        if not svc.endpoints:
-            return {}  # a headless service with no ready endpoint does not exist
-        _headless(enc)
+        if not _headless(enc):
+            # A headless service with no ready endpoint does not exist.
+            return Encoded({}, b"", enc.skipped)
     else:
         _cluster_set_ip(enc)
     for name, types in enc.tables.items():
         answer_any(types)
         enc.names[name] = type_table(types)
-    return enc.names
+    return Encoded(enc.names, enc.service_name, enc.skipped)

@@ -26,6 +26,7 @@ from typing import cast
 
 from dnsserver.query import QueryStats, respond
 from dnsserver.tcp import TcpConnection
+from dnsserver.tcp_table import TcpTable
 from dnsserver.zone import Zone
 
 _fastpath: ModuleType | None
@@ -41,8 +42,13 @@ log = logging.getLogger("meshd.dns")
 class DnsServerConfig:
     host: str
     port: int
+    # DNS over TCP (``tcp_table``): a query within 10 s of opening or of the last one, a
+    # frame within 3 s of its first byte, 64 connections per client address, 256 in all
+    # (when full, a new connection replaces the one idle longest).
     tcp_idle_timeout_s: float = 10.0
+    tcp_frame_timeout_s: float = 3.0
     max_tcp_connections: int = 256
+    max_tcp_connections_per_client: int = 64
     # Several processes may share the port (SO_REUSEPORT): the kernel spreads queries.
     reuse_port: bool = False
     # Answer UDP through the C fast path when it is built (False: the pure-Python path).
@@ -112,7 +118,12 @@ class DnsServer:
         self.zone = zone
         self.udp_stats = QueryStats()
         self.tcp_stats = QueryStats()
-        self.tcp_connections: set[TcpConnection] = set()
+        self.tcp_table: TcpTable[TcpConnection] = TcpTable(
+            config.max_tcp_connections,
+            config.max_tcp_connections_per_client,
+            config.tcp_idle_timeout_s,
+            config.tcp_frame_timeout_s,
+        )
         self.latency = LatencyHistogram()
         self.seen = 0
         self._sock: socket.socket | None = None
@@ -126,6 +137,11 @@ class DnsServer:
         assert self._sock is not None
         host, port = self._sock.getsockname()[:2]
         return str(host), int(port)
+
+    @property
+    def tcp_connections(self) -> set[TcpConnection]:
+        """The open TCP connections (a copy)."""
+        return set(self.tcp_table)
 
     @property
     def uses_fastpath(self) -> bool:

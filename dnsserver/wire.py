@@ -59,24 +59,53 @@ RCODE_NAMES = {
 
 
 class NameEncodingError(ValueError):
-    """A name that cannot be encoded (empty or long label, long name, non-ASCII)."""
+    """A name that cannot be encoded. ``reason``: ``label_too_long`` (over 63 octets),
+    ``name_too_long`` (over 255 octets) or ``bad_label`` (empty, not ASCII, or a dot inside
+    one label)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+MAX_NAME = 255
+MAX_LABEL = 63
+
+
+def encode_labels(labels: tuple[str, ...] | list[str], suffix: bytes = b"\x00") -> bytes:
+    """``labels`` (each one label, no dots), lower case, followed by the wire name
+    ``suffix`` (the root by default): the encoder of every name a zone holds."""
+    out = bytearray()
+    for label in labels:
+        raw = label.lower().encode("ascii") if label.isascii() else b""
+        if not raw or b"." in raw:
+            raise NameEncodingError("bad_label", f"bad label {label!r}")
+        if len(raw) > MAX_LABEL:
+            raise NameEncodingError("label_too_long", f"label over 63 octets: {label!r}")
+        out.append(len(raw))
+        out += raw
+    out += suffix
+    if len(out) > MAX_NAME:
+        raise NameEncodingError(
+            "name_too_long", f"name over 255 octets ({len(out)}): {'.'.join(labels)}..."
+        )
+    return bytes(out)
 
 
 def encode_name(name: str) -> bytes:
     """Encode a dotted name (trailing dot optional) as uncompressed wire labels, lower case."""
-    name = name.rstrip(".").lower()
-    out = bytearray()
-    if name:
-        for label in name.split("."):
-            raw = label.encode("ascii", errors="strict") if label.isascii() else b""
-            if not 0 < len(raw) < 64:
-                raise NameEncodingError(f"bad label {label!r} in {name!r}")
-            out.append(len(raw))
-            out += raw
-    out.append(0)
-    if len(out) > 255:
-        raise NameEncodingError(f"name longer than 255 octets: {name!r}")
-    return bytes(out)
+    name = name.rstrip(".")
+    return encode_labels(name.split(".")) if name else b"\x00"
+
+
+def name_text(name: bytes) -> str:
+    """The dotted text of a wire name (uncompressed, as ``encode_labels`` makes them)."""
+    labels = []
+    i = 0
+    while i < len(name) and name[i]:
+        labels.append(name[i + 1 : i + 1 + name[i]].decode("ascii"))
+        i += 1 + name[i]
+    return ".".join(labels) + "."
 
 
 def rr(owner: bytes, rtype: int, ttl: int, rdata: bytes) -> bytes:
@@ -90,8 +119,9 @@ def rdata_address(address: str) -> tuple[int, bytes]:
     return (TYPE_A if ip.version == 4 else TYPE_AAAA), ip.packed
 
 
-def rdata_srv(priority: int, weight: int, port: int, target: str) -> bytes:
-    return struct.pack("!HHH", priority, weight, port) + encode_name(target)
+def rdata_srv(priority: int, weight: int, port: int, target: bytes) -> bytes:
+    """SRV rdata; ``target`` is a wire name (RFC 2782: never compressed)."""
+    return struct.pack("!HHH", priority, weight, port) + target
 
 
 def rdata_txt(*strings: str) -> bytes:
@@ -150,6 +180,13 @@ def packed_address(address: str) -> tuple[int, bytes]:
         return 4, octets
     ip = ipaddress.ip_address(address)
     return ip.version, ip.packed
+
+
+def dashed_packed(version: int, packed: bytes) -> str:
+    """``dashed`` of a packed address (4 or 16 octets)."""
+    if version == 4:
+        return "-".join(map(str, packed))
+    return ipaddress.IPv6Address(packed).compressed.replace(":", "-")
 
 
 def dashed(address: str) -> str:

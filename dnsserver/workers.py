@@ -63,7 +63,8 @@ def _worker_main(spec: WorkerSpec, conn: multiprocessing.connection.Connection) 
 
 
 async def _serve(spec: WorkerSpec, conn: multiprocessing.connection.Connection) -> None:
-    zone = Zone(spec.origin, serial=0, ttl=spec.ttl, ns_address=spec.ns_address)
+    # The agent reports what is left out of the zone; its workers stay quiet.
+    zone = Zone(spec.origin, serial=0, ttl=spec.ttl, ns_address=spec.ns_address, on_skipped=None)
     server = DnsServer(spec.config, zone)
     try:
         await server.start()

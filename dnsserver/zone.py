@@ -14,6 +14,15 @@ zone. The only names shared between services are the ``<ns>.svc.<zone>`` empty
 non-terminals, kept alive by a reference count. The SOA serial changes with every update,
 which re-encodes the three negative answers and the apex SOA: constant work.
 
+Nothing in a service's records can make an update raise: ``records.encode_service`` leaves
+out what cannot be encoded and says what (``records.Skipped``). The zone keeps, per
+service, what is left out now; what starts being left out is counted once in ``skipped``
+(by reason, for ``meshd_zone_skipped_records_total``) and handed to ``on_skipped`` (by
+default a log line per service and reason), so a service rebuilt a thousand times with the
+same problem is reported once, and again only after it was fixed. A bug of ours while
+encoding one service leaves that service out (reason ``internal``) rather than stopping
+the agent.
+
 The zone is mutated in place by the event loop thread that also answers queries, and every
 update is one synchronous call, so a query sees a service either before or after a change,
 never half of it.
@@ -32,29 +41,73 @@ target has no address.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import traceback
+from collections.abc import Callable, Iterable
 
 from dnsserver import wire
 from dnsserver.answer import EMPTY_TYPES, Answer, TypeTable, answer_for, type_table
 from dnsserver.records import (
     DNS_SCHEMA_VERSION,
+    SKIP_REASONS,
+    Encoded,
     HeadlessEndpoint,
     ServiceRecords,
+    Skipped,
     answer_any,
     encode_service,
 )
 
 DEFAULT_TTL_S = 5
 
-__all__ = ["DEFAULT_TTL_S", "HeadlessEndpoint", "ServiceRecords", "Zone", "build_zone"]
+__all__ = [
+    "DEFAULT_TTL_S",
+    "HeadlessEndpoint",
+    "ServiceRecords",
+    "Skipped",
+    "Zone",
+    "build_zone",
+    "log_skipped",
+]
+
+log = logging.getLogger("meshd.dns")
+
+# Told what of a service ("namespace/name") starts being left out of the answers.
+SkipReport = Callable[[str, list[Skipped]], None]
+
+
+def log_skipped(service: str, fresh: list[Skipped]) -> None:
+    """One warning per reason, with how many and the first of them."""
+    by_reason: dict[str, list[Skipped]] = {}
+    for skipped in fresh:
+        by_reason.setdefault(skipped.reason, []).append(skipped)
+    for reason, items in by_reason.items():
+        first = items[0]
+        detail = f" ({first.detail})" if first.detail else ""
+        log.warning(
+            "zone: %s: %d record(s) left out of the answers (%s), e.g. %s%s",
+            service,
+            len(items),
+            reason,
+            first.what,
+            detail,
+        )
 
 
 class Zone:
     def __init__(
-        self, origin: str, *, serial: int, ttl: int = DEFAULT_TTL_S, ns_address: str | None = None
+        self,
+        origin: str,
+        *,
+        serial: int,
+        ttl: int = DEFAULT_TTL_S,
+        ns_address: str | None = None,
+        on_skipped: SkipReport | None = log_skipped,
     ) -> None:
         """``ns_address``: the IP address of the name server ``ns.dns.<origin>`` (ValueError
-        if it is not one); None leaves that name without an address."""
+        if it is not one); None leaves that name without an address. ``on_skipped``: told
+        what starts being left out (None: nobody, as in a DNS worker process, whose agent
+        reports the same)."""
         self.origin = origin.rstrip(".").lower()
         self.origin_wire = wire.encode_name(self.origin)
         self.ttl = ttl
@@ -62,8 +115,13 @@ class Zone:
         self.synced = False
         self.table: dict[bytes, TypeTable] = {}
         self._apex: dict[int, Answer] = {}
-        self._services: dict[tuple[str, str], tuple[bytes, ...]] = {}
+        # Per service: the names it owns and its ``<ns>.svc.<zone>`` name.
+        self._services: dict[tuple[str, str], tuple[tuple[bytes, ...], bytes]] = {}
         self._namespace_refs: dict[bytes, int] = {}
+        # What started being left out, by reason (never goes down), and what is now.
+        self.skipped: dict[str, int] = {}
+        self._skipped_now: dict[tuple[str, str], frozenset[Skipped]] = {}
+        self.on_skipped = on_skipped
         self._static_names()
         self.set_serial(serial)
 
@@ -113,20 +171,44 @@ class Zone:
         self.table[self.origin_wire] = type_table(self._apex)
 
     def set_service(self, namespace: str, name: str, records: ServiceRecords | None) -> None:
-        """Replace what the zone says about one service (None: it no longer exists)."""
+        """Replace what the zone says about one service (None: it no longer exists).
+        Never raises for anything in ``records`` (see the module docstring)."""
         key = (namespace, name)
-        ns_name = wire.encode_name(f"{namespace}.svc.{self.origin}")
         old = self._services.pop(key, None)
         if old is not None:
-            for owned in old:
-                self.table.pop(owned, None)
+            owned, ns_name = old
+            for owned_name in owned:
+                self.table.pop(owned_name, None)
             self._release_namespace(ns_name)
-        names = encode_service(records, self.origin, self.ttl) if records is not None else {}
-        if names:
-            self.table.update(names)
-            self._services[key] = tuple(names)
-            self._namespace_refs[ns_name] = self._namespace_refs.get(ns_name, 0) + 1
-            self.table.setdefault(ns_name, EMPTY_TYPES)
+        encoded = self._encode(records) if records is not None else None
+        self._note_skipped(key, encoded.skipped if encoded is not None else [])
+        if encoded is None or not encoded.names:
+            return
+        service_name = encoded.service_name
+        ns_name = service_name[1 + service_name[0] :]
+        self.table.update(encoded.names)
+        self._services[key] = (tuple(encoded.names), ns_name)
+        self._namespace_refs[ns_name] = self._namespace_refs.get(ns_name, 0) + 1
+        self.table.setdefault(ns_name, EMPTY_TYPES)
+
+    def _encode(self, records: ServiceRecords) -> Encoded:
+        try:
+            return encode_service(records, self.origin_wire, self.ttl)
+        except Exception as exc:  # a bug of ours: leave this service out, keep the rest
+            what = f"{records.namespace}/{records.name}"
+            detail = "".join(traceback.format_exception(exc)).rstrip()
+            return Encoded({}, b"", [Skipped("internal", what, detail)])
+
+    def _note_skipped(self, key: tuple[str, str], skipped: list[Skipped]) -> None:
+        before = self._skipped_now.pop(key, frozenset())
+        if not skipped:
+            return
+        self._skipped_now[key] = frozenset(skipped)
+        fresh = [s for s in dict.fromkeys(skipped) if s not in before]
+        for item in fresh:
+            self.skipped[item.reason] = self.skipped.get(item.reason, 0) + 1
+        if fresh and self.on_skipped is not None:
+            self.on_skipped(f"{key[0]}/{key[1]}", fresh)
 
     def _release_namespace(self, ns_name: bytes) -> None:
         refs = self._namespace_refs.pop(ns_name, 0) - 1
@@ -134,6 +216,10 @@ class Zone:
             self._namespace_refs[ns_name] = refs
         else:
             self.table.pop(ns_name, None)
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        """``skipped`` with every reason of ``SKIP_REASONS``, zero or not (for metrics)."""
+        return {reason: self.skipped.get(reason, 0) for reason in SKIP_REASONS}
 
     def service_count(self) -> int:
         return len(self._services)

@@ -117,6 +117,14 @@ class _AgentCollector(Collector):
         yield CounterMetricFamily(
             "meshd_zone_rebuilds", "zone snapshots built", value=self.agent.stats.zone_rebuilds
         )
+        skipped = CounterMetricFamily(
+            "meshd_zone_skipped_records",
+            "names, records and answers left out of the zone, by reason",
+            labels=["reason"],
+        )
+        for reason, count in self.agent.zone.skipped_by_reason().items():
+            skipped.add_metric([reason], count)
+        yield skipped
         yield GaugeMetricFamily(
             "meshd_ready", "1 once the first sync is done", value=1 if self.agent.ready else 0
         )

@@ -176,3 +176,98 @@ def running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+LONG = "n" * 63  # namespace, service and exporting cluster id: each a legal 63-character label
+HOST41 = "h" * 41  # with those, its endpoint name is 256 octets
+PORT63 = "p" * 63  # `_<port>` is a 64-octet label
+
+
+def long_names_manifests(namespace_only: bool) -> str:
+    namespace = f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {LONG}\n"
+    if namespace_only:
+        return namespace
+    return (
+        namespace
+        + f"""---
+apiVersion: v1
+kind: Service
+metadata: {{name: {LONG}, namespace: {LONG}}}
+spec:
+  clusterIP: None
+  ports:
+  - {{name: {PORT63}, protocol: TCP, port: 8443}}
+  - {{name: http, protocol: TCP, port: 80}}
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {{name: {LONG}, namespace: {LONG}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {LONG}-1
+  namespace: {LONG}
+  labels: {{kubernetes.io/service-name: {LONG}}}
+addressType: IPv4
+endpoints:
+- {{addresses: ["10.9.0.1"], hostname: {HOST41}}}
+- {{addresses: ["10.9.0.2"], hostname: db-1}}
+"""
+    )
+
+
+def skipped_metrics(agent: AgentProcess) -> dict[str, float]:
+    status, body = agent.admin("/metrics")
+    assert status == 200
+    found = {}
+    for line in body.decode().splitlines():
+        if line.startswith("meshd_zone_skipped_records_total{"):
+            reason = line.split('reason="', 1)[1].split('"', 1)[0]
+            found[reason] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def test_names_dns_cannot_carry_leave_both_agents_running(tmp_path: Path) -> None:
+    """Issue 13: a 63-character cluster id, namespace and service with a 41-character
+    hostname, and a 63-character port name, all legal in Kubernetes, made the exporting and
+    the receiving agent exit 1. Both must keep answering everything else, and count and log
+    what they leave out."""
+    agents = []
+    for cluster, namespace_only in ((LONG, False), ("west", True)):
+        manifests = tmp_path / cluster[:8]
+        manifests.mkdir()
+        (manifests / "long.yaml").write_text(long_names_manifests(namespace_only))
+        agents.append(AgentProcess(cluster, "us", manifests, tmp_path))
+    service = f"{LONG}.{LONG}.svc.clusterset.local"
+    try:
+        agents[0].start([agents[1].grpc])
+        agents[1].start([agents[0].grpc])
+        for agent in agents:
+            agent.wait_ready()
+        for agent in agents:
+            wait_until(
+                f"{agent.cluster[:8]} to answer {service}",
+                lambda agent=agent: agent.addresses(service) == {"10.9.0.1", "10.9.0.2"},
+            )
+            # Over TCP: with its glue, even one target of these long names is over 512 octets.
+            srv = agent.query(f"_http._tcp.{service}", "SRV", tcp=True)
+            targets = {rd.target.to_text() for rrset in srv.answer for rd in rrset}
+            assert targets == {f"db-1.{LONG}.{service}."}, srv.to_text()
+            counts = wait_until(
+                f"{agent.cluster[:8]} to count what it left out",
+                lambda agent=agent: (
+                    skipped_metrics(agent).get("label_too_long") and skipped_metrics(agent)
+                ),
+            )
+            assert counts["name_too_long"] == 1, counts
+            assert counts["label_too_long"] == 1, counts
+            assert counts["internal"] == 0, counts
+            assert agent.proc is not None
+            assert agent.proc.poll() is None, agent.logs()
+            logged = [line for line in agent.logs().splitlines() if "left out" in line]
+            assert len(logged) == 2, logged  # one line per service and reason
+            assert "Traceback" not in agent.logs(), agent.logs()
+    finally:
+        for agent in agents:
+            assert agent.stop() == 0, agent.logs()

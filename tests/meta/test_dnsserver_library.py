@@ -1,5 +1,6 @@
 """``dnsserver`` is a library: it imports nothing from ``mesh``, its modules import each other
-without cycles (and without imports that only exist for the type checker), they stay small,
+without cycles (and without imports that only exist for the type checker), its pure cores do
+no IO (only ``server``, ``tcp``, ``workers`` and ``loop`` are adapters), they stay small,
 and every file that names the C fast path's sources names the same ones."""
 
 from __future__ import annotations
@@ -130,3 +131,19 @@ def test_python_functions_stay_short() -> None:
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, long
+
+
+# The adapters; every other module of dnsserver is a pure core.
+ADAPTERS = {"dnsserver.server", "dnsserver.tcp", "dnsserver.workers", "dnsserver.loop"}
+IO = ("asyncio", "socket", "time", "select", "selectors", "threading", "multiprocessing", "uvloop")
+
+
+def test_dnsserver_cores_do_no_io() -> None:
+    bad = {
+        f"{name} imports {target}"
+        for name, path in modules().items()
+        if name not in ADAPTERS
+        for target in imported(path)
+        if target.split(".")[0] in IO or target in ADAPTERS
+    }
+    assert not bad, sorted(bad)

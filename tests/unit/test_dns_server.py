@@ -258,7 +258,9 @@ async def test_idle_tcp_connection_is_closed() -> None:
 
 
 @pytest.mark.asyncio
-async def test_tcp_connections_beyond_the_limit_are_closed_at_once() -> None:
+async def test_a_new_tcp_connection_replaces_the_one_idle_longest_when_full() -> None:
+    """At the limit a new connection is served, and the connection whose last query is the
+    oldest makes room (refusing it instead let idle or slow clients shut everyone out)."""
     config = DnsServerConfig("127.0.0.1", 0, max_tcp_connections=2)
     async with running(config) as srv, contextlib.AsyncExitStack() as stack:
         held = []
@@ -268,23 +270,16 @@ async def test_tcp_connections_beyond_the_limit_are_closed_at_once() -> None:
             assert dns.message.from_wire(await read_frame(reader)).id == qid
             held.append((reader, writer))
         assert len(srv.tcp_connections) == 2
-        # The third is closed by the server without reading anything.
-        async with tcp_connection(srv) as (reader, writer):
-            assert await read_until_closed(reader) == b""
-        assert srv.tcp_stats.rejected == {"tcp_connection_limit": 1}
-        assert len(srv.tcp_connections) == 2
-        # The two held connections still work.
-        for qid, (reader, writer) in enumerate(held, start=10):
-            writer.write(frame(query(qid=qid).to_wire()))
-            assert dns.message.from_wire(await read_frame(reader)).id == qid
-        # When one goes away, a new connection is accepted.
-        _, first = held[0]
-        first.close()
-        await first.wait_closed()
-        await eventually(lambda: len(srv.tcp_connections) == 1, "the closed connection to go")
-        reply = await tcp_ask(srv, query(qid=20))
-        assert reply.id == 20
-        assert srv.tcp_stats.rejected == {"tcp_connection_limit": 1}
+        # A third is answered; the first (idle longest) is closed by the server.
+        reply = await tcp_ask(srv, query(qid=3))
+        assert reply.id == 3
+        assert await read_until_closed(held[0][0]) == b""
+        assert srv.tcp_stats.rejected == {"tcp_evicted": 1}
+        # The second still works.
+        reader, writer = held[1]
+        writer.write(frame(query(qid=4).to_wire()))
+        assert dns.message.from_wire(await read_frame(reader)).id == 4
+        await eventually(lambda: len(srv.tcp_connections) == 1, "the third one to be gone")
 
 
 @pytest.mark.asyncio
