@@ -17,20 +17,39 @@ For a service ``<svc>`` in namespace ``<ns>`` of zone ``<zone>``:
   it is an empty non-terminal (NODATA), not NXDOMAIN, because names exist below it and an
   NXDOMAIN there would let RFC 8020 resolvers deny every endpoint name under it.
 
-SRV weights split 100 evenly between targets, as CoreDNS does; priority is 0.
+Weighted ClusterSetIP answers (``ServiceRecords.weighted``): the addresses of each cluster
+with its weight; each rotation is led by an address of the cluster a smooth weighted
+round-robin (nginx's) picks, followed by the others in interleaved order, so over a cycle of
+rotations the share of answers each cluster leads is its weight (to 1/``MAX_SCHEDULE``).
+The schedule is built here, when data changes; a query still sends one slice.
+
+SRV: for a headless service each endpoint target carries the priority (its cluster's
+failover tier) and weight (its share of its tier) the routing policy gave it (RFC 2782);
+without them, weights split 100 evenly between targets, as CoreDNS does, with priority 0.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from dnsserver import wire
-from dnsserver.answer import EMPTY_TYPES, Answer, TypeTable, Unit, rotating, type_table
+from dnsserver.answer import (
+    EMPTY_TYPES,
+    Answer,
+    TypeTable,
+    Unit,
+    rotating,
+    scheduled,
+    type_table,
+)
 
 DNS_SCHEMA_VERSION = "1.0.0"
 DEFAULT_MAX_ADDRESSES = 8
 # Rotations kept per answer; beyond this many candidates, rotations step by more than one.
 MAX_ROTATIONS = 64
+# Rotations of a weighted answer: the shares are exact to 1/MAX_SCHEDULE.
+MAX_SCHEDULE = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +59,8 @@ class HeadlessEndpoint:
     cluster_id: str
     addresses: tuple[str, ...]
     hostname: str | None = None
+    priority: int = 0  # SRV priority: the failover tier of its cluster, 0 first
+    weight: int | None = None  # SRV weight (0-65535): its share of its tier; None: even split
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +80,9 @@ class ServiceRecords:
     ports: tuple[tuple[str, str, int], ...] = ()
     endpoints: tuple[HeadlessEndpoint, ...] = ()
     max_addresses: int = DEFAULT_MAX_ADDRESSES
+    # ClusterSetIP with weights: each cluster's addresses (in ``addresses`` too) and weight.
+    weighted: tuple[tuple[tuple[str, ...], int], ...] = ()
+    ttl: int | None = None  # this service's TTL (meshd.io/ttl); None: the zone's
 
 
 Names = dict[bytes, TypeTable]
@@ -114,11 +138,70 @@ def _cluster_set_ip(enc: _Encoder) -> None:
     for rtype, packed in ((wire.TYPE_A, v4), (wire.TYPE_AAAA, v6)):
         if not packed:
             continue
+        weighted = _weighted(enc, rtype)
+        if weighted is not None:
+            enc.put(enc.service_name, rtype, weighted)
+            continue
         # Step so that at most MAX_ROTATIONS rotations still let every candidate lead.
         step = -(-len(packed) // MAX_ROTATIONS)
         records = [enc.record(rtype, p) for p in packed]
         enc.put(enc.service_name, rtype, rotating(records, enc.svc.max_addresses, step))
-    _srv(enc, [(enc.base, [])])
+    _srv(enc, [(enc.base, [], 0, None)])
+
+
+def schedule(weights: list[int], length: int = MAX_SCHEDULE) -> list[int]:
+    """Indexes into ``weights`` (all > 0), ``length`` long at most, each index as often as
+    its weight's share (largest remainder), spread evenly (smooth weighted round-robin)."""
+    total = sum(weights)
+    length = min(length, total // _gcd(weights))
+    exact = [w * length / total for w in weights]
+    counts = [int(x) for x in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (counts[i] - exact[i], i))
+    for i in by_remainder[: length - sum(counts)]:
+        counts[i] += 1
+    current = [0] * len(counts)
+    order = []
+    for _ in range(length):
+        for i, count in enumerate(counts):
+            current[i] += count
+        best = max(range(len(counts)), key=lambda i: (current[i], -i))
+        current[best] -= length
+        order.append(best)
+    return order
+
+
+def _gcd(numbers: list[int]) -> int:
+    result = 0
+    for n in numbers:
+        result = math.gcd(result, n)
+    return max(result, 1)
+
+
+def _weighted(enc: _Encoder, rtype: int) -> Answer | None:
+    """The weighted rotations of one family (see the module docstring); None when the
+    service is not weighted, or fewer than two clusters have addresses of this family."""
+    family = 0 if rtype == wire.TYPE_A else 1
+    groups = []
+    for addresses, weight in enc.svc.weighted:
+        packed = _family(addresses)[family]
+        if packed and weight > 0:
+            groups.append(([enc.record(rtype, p) for p in packed], weight))
+    if len(groups) < 2 or len({w for _, w in groups}) < 2:
+        return None
+    interleaved = [
+        g[0][i] for i in range(max(len(g[0]) for g in groups)) for g in groups if i < len(g[0])
+    ]
+    shown = min(enc.svc.max_addresses, len(interleaved))
+    cursors = [0] * len(groups)
+    rotations = []
+    for index in schedule([w for _, w in groups]):
+        records = groups[index][0]
+        leader = records[cursors[index] % len(records)]
+        cursors[index] += 1
+        start = interleaved.index(leader)
+        rest = interleaved[start + 1 :] + interleaved[:start]
+        rotations.append([leader, *rest[: shown - 1]])
+    return scheduled(rotations)
 
 
 def _endpoint_hosts(ep: HeadlessEndpoint) -> list[tuple[str, tuple[str, ...]]]:
@@ -129,6 +212,7 @@ def _endpoint_hosts(ep: HeadlessEndpoint) -> list[tuple[str, tuple[str, ...]]]:
 
 def _headless(enc: _Encoder) -> None:
     hosts: dict[tuple[str, ...], list[str]] = {}
+    plans: dict[tuple[str, ...], tuple[int, int | None]] = {}  # SRV priority and weight
     units: dict[int, list[Unit]] = {wire.TYPE_A: [], wire.TYPE_AAAA: []}
     for ep in enc.svc.endpoints:
         # One unit per endpoint, with the same cost in A and AAAA (the larger of the two),
@@ -141,10 +225,11 @@ def _headless(enc: _Encoder) -> None:
         units[wire.TYPE_AAAA].append(Unit(aaaa, len(v6), b"", 0, cost))
         for host, addresses in _endpoint_hosts(ep):
             hosts.setdefault((host, ep.cluster_id, *enc.base), []).extend(addresses)
+            plans.setdefault((host, ep.cluster_id, *enc.base), (ep.priority, ep.weight))
     for rtype in (wire.TYPE_A, wire.TYPE_AAAA):
         if any(u.answer_count for u in units[rtype]):
             enc.put(enc.service_name, rtype, Answer.of_units(units[rtype]))
-    targets: list[tuple[tuple[str, ...], list[bytes]]] = []
+    targets: list[tuple[tuple[str, ...], list[bytes], int, int | None]] = []
     for labels, host_addresses in hosts.items():
         name = enc.wire_name(*labels)
         enc.touch(name)
@@ -158,12 +243,15 @@ def _headless(enc: _Encoder) -> None:
                     Answer.of(wire.RCODE_NOERROR, [enc.record(rtype, p) for p in packed]),
                 )
                 glue += [enc.record(rtype, p, name) for p in packed]
-        targets.append((labels, glue))
+        targets.append((labels, glue, *plans[labels]))
     _srv(enc, targets)
 
 
-def _srv(enc: _Encoder, targets: list[tuple[tuple[str, ...], list[bytes]]]) -> None:
-    """SRV at the service name (every port) and at ``_<port>._<proto>`` (named ports)."""
+def _srv(
+    enc: _Encoder, targets: list[tuple[tuple[str, ...], list[bytes], int, int | None]]
+) -> None:
+    """SRV at the service name (every port) and at ``_<port>._<proto>`` (named ports); each
+    target is (labels, glue, priority, weight or None for an even split)."""
     if not enc.svc.ports or not targets:
         return
     weight = 100 // len(targets)
@@ -186,9 +274,13 @@ def _srv(enc: _Encoder, targets: list[tuple[tuple[str, ...], list[bytes]]]) -> N
             enc.put(owner, wire.TYPE_SRV, same)
             continue
         units = []
-        for labels, glue in targets:
+        for labels, glue, priority, planned in targets:
+            target = enc.text_name(*labels)
             records = [
-                enc.record(wire.TYPE_SRV, wire.rdata_srv(0, w, p, enc.text_name(*labels)))
+                enc.record(
+                    wire.TYPE_SRV,
+                    wire.rdata_srv(priority, w if planned is None else planned, p, target),
+                )
                 for p, w in ports
             ]
             answer, additional = b"".join(records), b"".join(glue)
@@ -215,7 +307,7 @@ def answer_any(types: dict[int, Answer]) -> None:
 
 def encode_service(svc: ServiceRecords, origin: str, ttl: int) -> Names:
     """Every name at or below ``<svc>.<ns>.svc.<origin>``, with its answers."""
-    enc = _Encoder(svc, origin, ttl)
+    enc = _Encoder(svc, origin, ttl if svc.ttl is None else svc.ttl)
     if svc.headless:
         if not svc.endpoints:
             return {}  # a headless service with no ready endpoint does not exist
