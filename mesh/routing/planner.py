@@ -102,6 +102,11 @@ class AnswerPlanner:
             self._note(key, decision)
         return updates
 
+    def take_problems(self) -> list[tuple[ServiceKey, Problem]]:
+        """The policy problems found since the last call (each reported once)."""
+        found, self.new_problems = self.new_problems, []
+        return found
+
     def _note(self, key: ServiceKey, decision: Decision | None) -> None:
         """Track the service's routing state and policy problems."""
         before = self._state(key)

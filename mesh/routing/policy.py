@@ -177,14 +177,11 @@ def _srv_weights(policy: ServicePolicy, tier: list[Exporter]) -> dict[ClusterId,
     if not policy.weights:
         return {}
     ready = {st.cluster_id: sum(1 for e in svc.endpoints if e.ready) for st, svc in tier}
-    total = sum(policy.weights.get(c, 0) for c, n in ready.items() if n)
-    if not total:
-        return {}
-    return {
-        c: min(65535, round(10_000 * policy.weights.get(c, 0) / total / n))
-        for c, n in ready.items()
-        if n
-    }
+    weights = {c: policy.weights.get(c, 0) for c, n in ready.items() if n}
+    if not any(weights.values()):  # nobody named in this tier: its clusters share alike
+        weights = dict.fromkeys(weights, 1)
+    total = sum(weights.values())
+    return {c: min(65535, round(10_000 * w / total / ready[c])) for c, w in weights.items()}
 
 
 def _fresh(ep: Endpoint, seen: set[str]) -> list[str]:
