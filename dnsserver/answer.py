@@ -281,6 +281,21 @@ def answer_for(types: TypeTable, qtype: int) -> Answer | None:
     return types[slot] if slot < len(types) else None
 
 
+def scheduled(rotations: list[list[bytes]]) -> Answer:
+    """A NOERROR answer that sends ``rotations[turn % len(rotations)]``: explicit rotations
+    (a weighted schedule, see ``dnsserver.records``), each the same number of records of
+    one length, laid end to end in one body so that each is still a slice of it."""
+    answer = Answer.of(wire.RCODE_NOERROR, rotations[0])
+    if len(rotations) < 2:
+        return answer
+    size = sum(len(r) for r in rotations[0])
+    if any(sum(len(r) for r in rotation) != size for rotation in rotations):
+        raise ValueError("scheduled rotations must all have one length")
+    answer.body = b"".join(b"".join(rotation) for rotation in rotations)
+    answer.rotation = _rotation(size, len(rotations), size)
+    return answer
+
+
 def rotating(records: list[bytes], shown: int, step: int) -> Answer:
     """A NOERROR answer of ``shown`` of ``records`` (all of one length), rotated per query:
     the rotations start at every ``step``-th record and wrap around (see the module

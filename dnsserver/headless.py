@@ -44,6 +44,12 @@ class Endpoint(Protocol):
     @property
     def hostname(self) -> str | None: ...
 
+    @property
+    def priority(self) -> int: ...
+
+    @property
+    def weight(self) -> int | None: ...
+
 
 # (4 or 6, packed octets, text) of each address that is one; noting the others is the
 # caller's business.
@@ -61,6 +67,8 @@ class Host:
     v6: dict[bytes, None] = field(default_factory=dict)
     name: bytes | None = None
     _glue: tuple[bytes, int] | None = None
+    priority: int = 0  # SRV priority and weight (None: an even split), from its first endpoint
+    weight: int | None = None
 
     def records(self, ttl: int, family: int, owner: bytes = wire.POINTER_TO_QNAME) -> list[bytes]:
         """Its A (``family`` 4) or AAAA (6) records, owned by ``owner``."""
@@ -88,7 +96,8 @@ def _hosts_of(ep: Endpoint, parse: Parser, hosts: dict[tuple[str, str], Host]) -
         label = ep.hostname or wire.dashed_packed(version, packed)
         host = hosts.get((label, ep.cluster_id))
         if host is None:
-            host = hosts[(label, ep.cluster_id)] = Host(label, ep.cluster_id)
+            host = Host(label, ep.cluster_id, priority=ep.priority, weight=ep.weight)
+            hosts[(label, ep.cluster_id)] = host
             new.append(host)
         (host.v4 if version == 4 else host.v6)[packed] = None
     return new

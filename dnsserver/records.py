@@ -18,7 +18,15 @@ For a service ``<svc>`` in namespace ``<ns>`` of zone ``<zone>``:
   it is an empty non-terminal (NODATA), not NXDOMAIN, because names exist below it and an
   NXDOMAIN there would let RFC 8020 resolvers deny every endpoint name under it.
 
-SRV weights split 100 evenly between targets, as CoreDNS does; priority is 0.
+Weighted ClusterSetIP answers (``ServiceRecords.weighted``): the addresses of each cluster
+with its weight; each rotation is led by an address of the cluster a smooth weighted
+round-robin (nginx's) picks, followed by the others in interleaved order, so over a cycle of
+rotations the share of answers each cluster leads is its weight (to 1/``MAX_SCHEDULE``).
+The schedule is built here, when data changes; a query still sends one slice.
+
+SRV: for a headless service each endpoint target carries the priority (its cluster's
+failover tier) and weight (its share of its tier) the routing policy gave it (RFC 2782);
+without them, weights split 100 evenly between targets, as CoreDNS does, with priority 0.
 
 Limits. Nothing a source or a peer sends can make encoding fail: what cannot be encoded is
 left out, noted as a ``Skipped`` with its reason (``SKIP_REASONS``), and the rest of the
@@ -44,9 +52,11 @@ from dnsserver.answer import (
     TypeTable,
     records_answer,
     rotating,
+    scheduled,
     type_table,
 )
 from dnsserver.headless import Host, endpoint_groups
+from dnsserver.weighted import weighted_rotations
 
 DNS_SCHEMA_VERSION = "1.0.0"
 DEFAULT_MAX_ADDRESSES = 8
@@ -61,6 +71,8 @@ class HeadlessEndpoint:
     cluster_id: str
     addresses: tuple[str, ...]
     hostname: str | None = None
+    priority: int = 0  # SRV priority: the failover tier of its cluster, 0 first
+    weight: int | None = None  # SRV weight (0-65535): its share of its tier; None: even split
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +92,9 @@ class ServiceRecords:
     ports: tuple[tuple[str, str, int], ...] = ()
     endpoints: tuple[HeadlessEndpoint, ...] = ()
     max_addresses: int = DEFAULT_MAX_ADDRESSES
+    # ClusterSetIP with weights: each cluster's addresses (in ``addresses`` too) and weight.
+    weighted: tuple[tuple[tuple[str, ...], int], ...] = ()
+    ttl: int | None = None  # this service's TTL (meshd.io/ttl); None: the zone's
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,11 +196,29 @@ def _cluster_set_ip(enc: _Encoder) -> None:
     for rtype, family in ((wire.TYPE_A, v4), (wire.TYPE_AAAA, v6)):
         if not family:
             continue
+        weighted = _weighted(enc, rtype)
+        if weighted is not None:
+            enc.put(enc.service_name, rtype, weighted)
+            continue
         # Step so that at most MAX_ROTATIONS rotations still let every candidate lead.
         step = -(-len(family) // MAX_ROTATIONS)
         records = [enc.record(rtype, p) for p in family]
         enc.put(enc.service_name, rtype, rotating(records, enc.svc.max_addresses, step))
     _srv(enc, [[Host("", "", name=enc.service_name)]])
+
+
+def _weighted(enc: _Encoder, rtype: int) -> Answer | None:
+    """The weighted rotations of one family (see the module docstring); None when the
+    service is not weighted, or fewer than two clusters have addresses of this family."""
+    version = 4 if rtype == wire.TYPE_A else 6
+    groups = []
+    for addresses, weight in enc.svc.weighted:
+        packed = [p for v, p, _ in enc.packed(addresses, enc.text) if v == version]
+        if packed and weight > 0:
+            groups.append(([enc.record(rtype, p) for p in packed], weight))
+    if len(groups) < 2 or len({w for _, w in groups}) < 2:
+        return None
+    return scheduled(weighted_rotations(groups, enc.svc.max_addresses))
 
 
 def _headless(enc: _Encoder) -> bool:
@@ -288,7 +321,8 @@ def _srv_answer(
                 continue
             first = host.glue(enc.ttl)
             for i, (port, weight) in enumerate(ports):
-                rdata = wire.rdata_srv(0, weight, port, host.name)
+                planned = weight if host.weight is None else host.weight
+                rdata = wire.rdata_srv(host.priority, planned, port, host.name)
                 records.append(enc.record(wire.TYPE_SRV, rdata))
                 glue.append(_NO_GLUE if i else first)
         cost = sum(map(len, records)) + sum(len(g) for g, _ in glue)
@@ -314,7 +348,7 @@ def encode_service(svc: ServiceRecords, origin: bytes, ttl: int) -> Encoded:
     """Every name at or below ``<svc>.<ns>.svc.<origin>`` (``origin`` in wire form), with
     its answers, and what had to be left out. Raises only for a bug of ours."""
     try:
-        enc = _Encoder(svc, origin, ttl)
+        enc = _Encoder(svc, origin, ttl if svc.ttl is None else svc.ttl)
     except wire.NameEncodingError as exc:
         what = f"{svc.name}.{svc.namespace}.svc.{wire.name_text(origin)}"
         return Encoded({}, b"", [Skipped(exc.reason, what, str(exc))])

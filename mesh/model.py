@@ -30,6 +30,11 @@ from types import MappingProxyType
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
+ANNOTATION_PREFIX = "meshd.io/"
+MAX_ANNOTATIONS = 16  # meshd.io/ annotations kept per export; the policy knows 8
+MAX_ANNOTATION_BYTES = 1024  # a value longer than this is not a routing setting
+
+
 def is_dns_label(value: str) -> bool:
     """True when ``value`` is an RFC 1123 label (lower case, 1-63 chars)."""
     return bool(_DNS_LABEL.match(value))
@@ -113,6 +118,10 @@ class ExportedService:
     # When the ServiceExport was created (its metadata.creationTimestamp, wall-clock epoch
     # seconds; 0 = unknown, as from a manifest). The MCS conflict rule: the oldest export wins.
     exported_at: float = 0.0
+    # The ServiceExport's routing annotations (``meshd.io/...``), sorted by key, as written:
+    # they travel as text and are read by the routing policy (``mesh.routing.annotations``),
+    # so an agent that does not know an annotation still carries it unchanged.
+    annotations: tuple[tuple[str, str], ...] = ()
 
     def ready_endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(e for e in self.endpoints if e.ready)

@@ -24,8 +24,9 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dnsserver.query import QueryStats
@@ -41,7 +42,7 @@ from mesh.ring.catalog import Catalog, Change
 from mesh.ring.expiry import ClusterExpiry
 from mesh.ring.peers import PeerTable, PeerTimings
 from mesh.ring.records import OriginLog, RecordStore
-from mesh.routing.planner import AnswerPlanner, Update
+from mesh.routing.planner import AnswerPlanner
 from mesh.routing.policy import Locality
 from mesh.routing.rebuild import Rebuild, answerable, plan_rebuild, some
 from mesh.sources.manifests import SourceProblem
@@ -66,6 +67,7 @@ class AgentStats:
     zone_rebuilds: int = 0
     failed_open: tuple[ServiceKey, ...] = ()
     source_problems: int = 0
+    policy_problems: Counter[str] = field(default_factory=Counter)  # reason -> annotations
 
 
 class Agent:
@@ -151,8 +153,7 @@ class Agent:
         self._tasks.extend(self._kube_writer_tasks())
 
     def _kube_writer_tasks(self) -> list[asyncio.Task[None]]:
-        """With the Kubernetes API source, write back what the MCS API expects
-        (``mesh.daemon.inputs.make_writer``)."""
+        """With the Kubernetes API source, the MCS write-back (``inputs.make_writer``)."""
         self.kube_writer = make_writer(
             self.settings, self.source, self.catalog.clusters, lambda: self.synced
         )
@@ -340,7 +341,7 @@ class Agent:
         started = time.perf_counter()
         planned = self._plan_rebuild()
         if planned is not None:
-            self.apply(planned.updates, planned.serial)
+            self.front.apply(planned.updates, planned.serial)
             self._after_rebuild(planned, started)
 
     async def rebuild_async(self) -> None:
@@ -356,12 +357,12 @@ class Agent:
         sliced = time.perf_counter()
         for start in range(0, len(updates), REBUILD_CHECK):
             end = start + REBUILD_CHECK
-            self.apply(updates[start:end], serial)
+            self.front.apply(updates[start:end], serial)
             if end < len(updates) and time.perf_counter() - sliced >= REBUILD_SLICE_S:
                 await asyncio.sleep(0)
                 sliced = time.perf_counter()
         if not updates:
-            self.apply([], serial)
+            self.front.apply([], serial)
         self._after_rebuild(planned, started)
 
     def _plan_rebuild(self) -> Rebuild | None:
@@ -384,13 +385,13 @@ class Agent:
                 some(planned.newly_failed_open),
             )
         self.stats.failed_open = tuple(sorted(self.planner.failed_open))
+        for key, problem in self.planner.take_problems():
+            log.warning("routing policy of %s: %s", key, problem.message)
+            self.stats.policy_problems[problem.reason] += 1
         self.stats.zone_rebuilds += 1
         elapsed = time.perf_counter() - started
         for observe in self.rebuild_observers:
             observe(elapsed)
-
-    def apply(self, updates: list[Update], serial: int) -> None:
-        self.front.apply(updates, serial)
 
     def dns_totals(self) -> tuple[QueryStats, QueryStats, LatencyHistogram, int]:
         """DNS counters: (UDP, TCP, sampled latency, open TCP connections)."""

@@ -225,11 +225,39 @@ class _AgentCollector(Collector):
             "services answered from unreachable clusters because no reachable one exports them",
             value=len(self.agent.stats.failed_open),
         )
+        yield from self._routing()
         yield CounterMetricFamily(
             "meshd_source_problems",
             "bad manifests and objects reported by the source",
             value=self.agent.stats.source_problems,
         )
+
+    def _routing(self) -> Iterator[Metric]:
+        planner = self.agent.planner
+        services = GaugeMetricFamily(
+            "meshd_routing_services",
+            "services answered by this agent, by how: from their first tier, from a failover "
+            "tier, or failing open",
+            labels=["state"],
+        )
+        later, failed = len(planner.later_tier), len(planner.failed_open)
+        services.add_metric(["first_tier"], len(planner.zone_keys) - later - failed)
+        services.add_metric(["later_tier"], later)
+        services.add_metric(["failed_open"], failed)
+        yield services
+        yield CounterMetricFamily(
+            "meshd_routing_tier_changes",
+            "services that moved between first tier, failover tier and failing open",
+            value=planner.tier_changes,
+        )
+        problems = CounterMetricFamily(
+            "meshd_policy_problems",
+            "meshd.io/ annotations not used (bad value, unknown key, conflict), by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.agent.stats.policy_problems.items()):
+            problems.add_metric([reason], count)
+        yield problems
 
     def _kube(self) -> Iterator[Metric]:
         writer = self.agent.kube_writer

@@ -23,7 +23,14 @@ from collections.abc import Iterable, Set
 from dnsserver.records import ServiceRecords
 from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
 from mesh.ring.catalog import Change
-from mesh.routing.policy import DEFAULT_MAX_ADDRESSES, Locality, decide_service, exporters_of
+from mesh.routing.annotations import Problem
+from mesh.routing.policy import (
+    DEFAULT_MAX_ADDRESSES,
+    Decision,
+    Locality,
+    decide_service,
+    exporters_of,
+)
 
 Update = tuple[ServiceKey, ServiceRecords | None]
 
@@ -34,6 +41,12 @@ class AnswerPlanner:
         self.max_addresses = max_addresses
         self.zone_keys: set[ServiceKey] = set()
         self.failed_open: set[ServiceKey] = set()
+        self.later_tier: set[ServiceKey] = set()  # answered from a failover tier
+        self.tier_changes = 0  # services that moved between first tier, later tier, fail open
+        # Policy annotations not used, per service, and those not yet reported (the agent
+        # logs each once and counts it).
+        self.problems: dict[ServiceKey, tuple[Problem, ...]] = {}
+        self.new_problems: list[tuple[ServiceKey, Problem]] = []
         self.healthy: frozenset[ClusterId] = frozenset()
         self._dirty: set[ServiceKey] = set()
         self._everything = True
@@ -79,18 +92,48 @@ class AnswerPlanner:
                 if key in self.zone_keys:
                     updates.append((key, None))
                 self.zone_keys.discard(key)
-                self.failed_open.discard(key)
+                self._note(key, None)
                 continue
-            records, failed_open = decide_service(
+            decision = decide_service(
                 key, exporters, self.locality, self.healthy, self.max_addresses
             )
-            updates.append((key, records))
+            updates.append((key, decision.records))
             self.zone_keys.add(key)
-            if failed_open:
-                self.failed_open.add(key)
-            else:
-                self.failed_open.discard(key)
+            self._note(key, decision)
         return updates
+
+    def take_problems(self) -> list[tuple[ServiceKey, Problem]]:
+        """The policy problems found since the last call (each reported once)."""
+        found, self.new_problems = self.new_problems, []
+        return found
+
+    def _note(self, key: ServiceKey, decision: Decision | None) -> None:
+        """Track the service's routing state and policy problems."""
+        before = self._state(key)
+        self.failed_open.discard(key)
+        self.later_tier.discard(key)
+        if decision is None:
+            self.problems.pop(key, None)
+            return
+        if decision.state == "failed_open":
+            self.failed_open.add(key)
+        elif decision.state == "later_tier":
+            self.later_tier.add(key)
+        if before is not None and before != decision.state:
+            self.tier_changes += 1
+        if decision.problems != self.problems.get(key, ()):
+            self.new_problems.extend((key, p) for p in decision.problems)
+        if decision.problems:
+            self.problems[key] = decision.problems
+        else:
+            self.problems.pop(key, None)
+
+    def _state(self, key: ServiceKey) -> str | None:
+        if key not in self.zone_keys:
+            return None
+        if key in self.failed_open:
+            return "failed_open"
+        return "later_tier" if key in self.later_tier else "first_tier"
 
 
 INDEX_FROM = 64  # dirty services from which one pass over every state beats a scan per key

@@ -9,18 +9,21 @@ Rules (DESIGN.md "Answers: health, locality, failover", KEP-1645 for the rest):
 - namespace sameness: a service is only answered when its namespace exists in this
   cluster; it is answered when at least one cluster exports it;
 - only ready endpoints are ever answered;
+- type, ports and policy: the clusterset's one view of the service (``mesh.routing.view``:
+  the oldest export's type and ``meshd.io/`` annotations win, ports are merged with the
+  older definition winning), the same view the ServiceImport write-back publishes, so DNS
+  and the MCS API never disagree;
+- tiers and weights (``mesh.routing.tiers``, from the annotations and this locality; by
+  default this cluster, then its region, then the rest): ClusterSetIP services answer from
+  the first tier with a healthy cluster that has ready endpoints, interleaved across that
+  tier's clusters, led by each cluster as often as its weight; the zone shows
+  ``max_answers`` of them per family and rotates through all of them;
+- headless services: every ready endpoint of every healthy cluster, without duplicates, in
+  tier order; SRV priority is the tier, weight the cluster's share of its tier;
 - clusters this agent considers unhealthy are left out; when no healthy cluster has a ready
   endpoint of a service but an unhealthy one has, the unhealthy clusters' last-known ready
-  endpoints are answered instead (fail open: an answer that may work beats none), and the
-  service is reported in ``PolicyResult.failed_open``;
-- ClusterSetIP services: locality tiers, this cluster first, then clusters of the same
-  region, then the rest; the answer comes from the first tier that has ready endpoints,
-  interleaved across the tier's clusters so that each gets its share; the zone shows
-  ``max_addresses`` of them per family and rotates through all of them;
-- headless services: every ready endpoint of every (healthy) cluster, without duplicates;
-- type and ports: the clusterset's one view of the service (``mesh.routing.view``: the
-  oldest export's type wins, ports are merged with the older definition winning), the same
-  view the ServiceImport write-back publishes, so DNS and the MCS API never disagree.
+  endpoints are answered instead, in the same tiers (fail open: an answer that may work
+  beats none), and the service is reported as failing open.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from dataclasses import dataclass, field
 
 from dnsserver.zone import HeadlessEndpoint, ServiceRecords
 from mesh.model import ClusterId, ClusterState, Endpoint, ExportedService, ServiceKey, ServiceType
-from mesh.routing.view import merge_service
+from mesh.routing.annotations import Problem, ServicePolicy, parse_policy
+from mesh.routing.tiers import Choice, Exporter, choose, tiers
+from mesh.routing.view import MergedService, merge_service
 
 DEFAULT_MAX_ADDRESSES = 8
 
@@ -46,14 +51,6 @@ class Locality:
 class PolicyResult:
     records: list[ServiceRecords] = field(default_factory=list)
     failed_open: list[ServiceKey] = field(default_factory=list)
-
-
-def _tier(locality: Locality, state: ClusterState) -> int:
-    if state.cluster_id == locality.cluster_id:
-        return 0
-    if locality.region and state.region == locality.region:
-        return 1
-    return 2
 
 
 def _interleave(columns: list[list[str]]) -> list[str]:
@@ -73,32 +70,118 @@ def _ready_addresses(svc: ExportedService) -> list[str]:
     return [a for e in svc.endpoints if e.ready for a in e.addresses]
 
 
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One service's records, how they were chosen, and what in its policy was not used."""
+
+    records: ServiceRecords
+    state: str  # "first_tier", "later_tier" or "failed_open" (meshd_routing_services)
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def failed_open(self) -> bool:
+        return self.state == "failed_open"
+
+
+def _state(choice: Choice, failed_open: bool) -> str:
+    if failed_open:
+        return "failed_open"
+    return "first_tier" if choice.tier <= 0 else "later_tier"
+
+
 def _cluster_set_ip(
-    exporters: list[tuple[ClusterState, ExportedService]], locality: Locality
-) -> tuple[str, ...]:
-    tiers: dict[int, list[list[str]]] = {}
-    for state, svc in exporters:
-        ready = _ready_addresses(svc)
-        if ready:
-            tiers.setdefault(_tier(locality, state), []).append(ready)
-    for tier in sorted(tiers):
-        return tuple(_interleave(tiers[tier]))
-    return ()
+    key: ServiceKey,
+    view: MergedService,
+    ordered: list[list[Exporter]],
+    policy: ServicePolicy,
+    healthy: Set[ClusterId],
+    max_addresses: int,
+) -> tuple[ServiceRecords, str]:
+    choice = choose(policy, ordered, healthy)
+    failed_open = not choice.clusters
+    if failed_open:  # nothing healthy has a ready endpoint: the last-known ones, same tiers
+        everyone = {st.cluster_id for tier in ordered for st, _ in tier}
+        choice = choose(policy, ordered, everyone)
+        failed_open = bool(choice.clusters)
+    columns = [(_ready_addresses(svc), weight) for _, svc, weight in choice.clusters]
+    addresses = tuple(_interleave([c for c, _ in columns]))
+    weighted = tuple((tuple(c), w) for c, w in columns) if policy.weights else ()
+    records = ServiceRecords(
+        key.namespace,
+        key.name,
+        False,
+        addresses,
+        _ports(view),
+        (),
+        policy.max_answers or max_addresses,
+        weighted,
+        policy.ttl,
+    )
+    return records, _state(choice, failed_open)
 
 
 def _headless(
-    exporters: list[tuple[ClusterState, ExportedService]],
-) -> tuple[tuple[str, ...], tuple[HeadlessEndpoint, ...]]:
+    key: ServiceKey,
+    view: MergedService,
+    ordered: list[list[Exporter]],
+    policy: ServicePolicy,
+    healthy: Set[ClusterId],
+) -> tuple[ServiceRecords, str]:
+    usable = [[(st, svc) for st, svc in tier if st.cluster_id in healthy] for tier in ordered]
+    failed_open = not any(_ready_addresses(svc) for tier in usable for _, svc in tier)
+    if failed_open:
+        usable = ordered
     endpoints: list[HeadlessEndpoint] = []
     addresses: list[str] = []
     seen: set[str] = set()
-    for state, svc in exporters:
-        for ep in svc.endpoints:
-            fresh = _fresh(ep, seen)
-            if ep.ready and fresh:
-                addresses.extend(fresh)
-                endpoints.append(HeadlessEndpoint(state.cluster_id, tuple(fresh), ep.hostname))
-    return tuple(addresses), tuple(endpoints)
+    priority = 0
+    first = -1
+    for index, tier in enumerate(usable):
+        shares = _srv_weights(policy, tier)
+        added = False
+        for state, svc in tier:
+            for ep in svc.endpoints:
+                fresh = _fresh(ep, seen)
+                if fresh:
+                    addresses.extend(fresh)
+                    endpoints.append(
+                        HeadlessEndpoint(
+                            state.cluster_id,
+                            tuple(fresh),
+                            ep.hostname,
+                            priority,
+                            shares.get(state.cluster_id),
+                        )
+                    )
+                    added = True
+        if added:
+            first = index if first < 0 else first
+            priority += 1
+    records = ServiceRecords(
+        key.namespace,
+        key.name,
+        True,
+        tuple(addresses),
+        _ports(view),
+        tuple(endpoints),
+        ttl=policy.ttl,
+    )
+    outcome = "failed_open" if failed_open and endpoints else _state(Choice((), first), False)
+    return records, outcome
+
+
+def _srv_weights(policy: ServicePolicy, tier: list[Exporter]) -> dict[ClusterId, int]:
+    """Each endpoint's SRV weight: its cluster's share of the tier (``meshd.io/weights``)
+    split among the cluster's ready endpoints, out of 10,000; empty without weights (the
+    zone then splits evenly)."""
+    if not policy.weights:
+        return {}
+    ready = {st.cluster_id: sum(1 for e in svc.endpoints if e.ready) for st, svc in tier}
+    weights = {c: policy.weights.get(c, 0) for c, n in ready.items() if n}
+    if not any(weights.values()):  # nobody named in this tier: its clusters share alike
+        weights = dict.fromkeys(weights, 1)
+    total = sum(weights.values())
+    return {c: min(65535, round(10_000 * w / total / ready[c])) for c, w in weights.items()}
 
 
 def _fresh(ep: Endpoint, seen: set[str]) -> list[str]:
@@ -109,31 +192,26 @@ def _fresh(ep: Endpoint, seen: set[str]) -> list[str]:
     return fresh
 
 
+def _ports(view: MergedService) -> tuple[tuple[str, str, int], ...]:
+    return tuple((p.name, p.protocol, p.port) for p in view.ports)
+
+
 def decide_service(
     key: ServiceKey,
     exporters: list[tuple[ClusterState, ExportedService]],
     locality: Locality,
     healthy: Set[ClusterId],
     max_addresses: int = DEFAULT_MAX_ADDRESSES,
-) -> tuple[ServiceRecords, bool]:
-    """The records of one service from its exporters (local first, then by cluster id);
-    the flag is True when the answer fails open."""
-    live = [(st, svc) for st, svc in exporters if st.cluster_id in healthy]
-    failed_open = False
-    if not any(_ready_addresses(svc) for _, svc in live) and any(
-        _ready_addresses(svc) for _, svc in exporters
-    ):
-        live, failed_open = exporters, True
+) -> Decision:
+    """The records of one service from its exporters (local first, then by cluster id)."""
     view = merge_service(key, [(state.cluster_id, svc) for state, svc in exporters])
-    ports = tuple((p.name, p.protocol, p.port) for p in view.ports)
+    policy, problems = parse_policy(view.annotations)
+    ordered = tiers(policy, exporters, locality.cluster_id, locality.region)
     if view.type is ServiceType.HEADLESS:
-        addresses, endpoints = _headless(live)
-        return ServiceRecords(
-            key.namespace, key.name, True, addresses, ports, endpoints
-        ), failed_open
-    addresses = _cluster_set_ip(live, locality)
-    records = ServiceRecords(key.namespace, key.name, False, addresses, ports, (), max_addresses)
-    return records, failed_open
+        records, state = _headless(key, view, ordered, policy, healthy)
+    else:
+        records, state = _cluster_set_ip(key, view, ordered, policy, healthy, max_addresses)
+    return Decision(records, state, tuple(problems))
 
 
 def exporters_of(
@@ -161,8 +239,8 @@ def decide(
                 by_key.setdefault(key, []).append((state, svc))
     result = PolicyResult()
     for key in sorted(by_key):
-        records, failed_open = decide_service(key, by_key[key], locality, healthy, max_addresses)
-        result.records.append(records)
-        if failed_open:
+        decision = decide_service(key, by_key[key], locality, healthy, max_addresses)
+        result.records.append(decision.records)
+        if decision.failed_open:
             result.failed_open.append(key)
     return result

@@ -10,6 +10,7 @@ The rules are KEP-1645's "Constraints and Conflict Resolution":
   them alike;
 - the *type* (ClusterSetIP or Headless) is the oldest export's; every cluster whose export
   has another type disagrees (``TypeConflict``);
+- the *routing annotations* (``meshd.io/...``) are the oldest export's, whole;
 - the *ports* are the union of every export's ports, merged first by name, then by
   (protocol, port): a port whose name is taken by a different definition, or whose
   (protocol, port) is taken under another name, loses to the older export's, and its
@@ -49,6 +50,7 @@ class MergedService:
     type_conflicts: tuple[ClusterId, ...] = ()  # clusters whose type lost
     port_conflicts: tuple[ClusterId, ...] = ()  # clusters with a port that lost
     port_detail: str = ""  # the first port that lost, for the condition message
+    annotations: tuple[tuple[str, str], ...] = ()  # the oldest export's routing annotations
 
     @property
     def conflicted(self) -> bool:
@@ -109,6 +111,7 @@ def merge_service(
         type_conflicts=tuple(sorted(set(type_conflicts))),
         port_conflicts=tuple(sorted(losers)),
         port_detail=detail,
+        annotations=first.annotations,
     )
 
 

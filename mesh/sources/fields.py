@@ -7,11 +7,19 @@ can drop exactly the smallest thing that is wrong.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from mesh.model import Endpoint, ServicePort, ServiceType, is_dns_label
-from mesh.sources.documents import describe
+from mesh.model import (
+    ANNOTATION_PREFIX,
+    MAX_ANNOTATION_BYTES,
+    MAX_ANNOTATIONS,
+    Endpoint,
+    ServicePort,
+    ServiceType,
+    is_dns_label,
+)
+from mesh.sources.documents import SourceProblem, describe
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
@@ -108,3 +116,28 @@ def _addresses(where: str, raw: Any, version: int) -> tuple[str, ...]:
             )
         addresses.append(str(address))
     return tuple(addresses)
+
+
+def routing_annotations(
+    metadata: Any, problem: Callable[[str], SourceProblem], problems: list[SourceProblem]
+) -> tuple[tuple[str, str], ...]:
+    """A ServiceExport's ``meshd.io/`` annotations, sorted by key; other annotations are
+    not ours and are ignored. One that cannot be a routing setting (not text, too long, or
+    past ``MAX_ANNOTATIONS``) is reported with ``problem`` and left out; what its value
+    means is the routing policy's to judge (``mesh.routing.annotations``)."""
+    raw = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if not isinstance(raw, Mapping):
+        return ()
+    kept: list[tuple[str, str]] = []
+    for key in sorted(k for k in raw if isinstance(k, str) and k.startswith(ANNOTATION_PREFIX)):
+        value = raw[key]
+        if not isinstance(value, str):
+            problems.append(problem(f"annotation {key} must be a string, got {describe(value)}"))
+        elif len(value.encode()) > MAX_ANNOTATION_BYTES:
+            problems.append(problem(f"annotation {key} is over {MAX_ANNOTATION_BYTES} bytes"))
+        elif len(kept) >= MAX_ANNOTATIONS:
+            problems.append(problem(f"more than {MAX_ANNOTATIONS} meshd.io/ annotations"))
+            break
+        else:
+            kept.append((key, value))
+    return tuple(kept)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -56,6 +56,7 @@ from mesh.sources.fields import (
     LABEL_RULE,
     InvalidFieldError,
     endpoint,
+    routing_annotations,
     service_ports,
     service_type,
 )
@@ -235,6 +236,9 @@ def _export(
             reason = "InvalidServiceType" if external else "InvalidService"
             verdicts[ServiceKey(*key)] = ExportVerdict(False, reason, problems[-1].reason)
             continue
+        annotations = routing_annotations(export.body.get("metadata"), export.problem, problems)
+        if annotations:
+            exported = replace(exported, annotations=annotations)
         result[exported.key] = exported
         verdicts[exported.key] = ExportVerdict(True, "Valid", "the Service is exported")
     return result

@@ -10,10 +10,14 @@ the caller (``ChunkOpener``) can drop and count the chunk that carried it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import TypeVar
 
 from mesh.address import ip_version
 from mesh.model import (
+    ANNOTATION_PREFIX,
+    MAX_ANNOTATION_BYTES,
+    MAX_ANNOTATIONS,
     Endpoint,
     ExportedService,
     ServiceKey,
@@ -49,6 +53,7 @@ def service_to_pb(svc: ExportedService) -> pb.Service:
             for e in svc.endpoints
         ],
         exported_at=svc.exported_at,
+        annotations=[pb.Annotation(key=k, value=v) for k, v in svc.annotations],
     )
 
 
@@ -117,7 +122,25 @@ def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
         endpoints=tuple(_endpoint(e, where) for e in msg.endpoints),
         # 0.0 (unknown, as from a manifest) as the one shared float, not a new one each
         exported_at=msg.exported_at or 0.0,
+        annotations=_annotations(msg.annotations),
     )
+
+
+def _annotations(items: Iterable[pb.Annotation]) -> tuple[tuple[str, str], ...]:
+    """The routing annotations a record carries, as the source keeps them: ``meshd.io/``
+    keys, short values, at most ``MAX_ANNOTATIONS``. Anything else is left out (not an
+    error: a newer agent may send more, and a bad one must not cost the whole service)."""
+    kept: dict[str, str] = {}
+    for item in items:
+        key, value = item.key, item.value
+        if (
+            key.startswith(ANNOTATION_PREFIX)
+            and len(key) <= 253
+            and len(value.encode()) <= MAX_ANNOTATION_BYTES
+            and len(kept) < MAX_ANNOTATIONS
+        ):
+            kept[key] = value
+    return _shared(tuple(sorted(kept.items())))
 
 
 def replica_of(value: str) -> str:

@@ -340,20 +340,21 @@ def test_headless_answers_every_ready_endpoint_of_every_healthy_cluster() -> Non
     result = run(states, healthy=ALL - {"north"})
     record = only(result)
     assert record.headless is True
-    # Local first, then by cluster id; never capped.
+    # In tier order (this cluster, its region, the rest), each tier an SRV priority; never
+    # capped.
     expected_addresses = (
         *(f"10.0.0.{i}" for i in range(1, 13)),
-        "10.3.0.1",
         "10.1.0.1",
         "10.1.0.2",
+        "10.3.0.1",
     )
     assert record.addresses == expected_addresses
     assert len(set(record.addresses)) == len(record.addresses)
     assert record.endpoints == (
-        *(HeadlessEndpoint("east", (f"10.0.0.{i}",), None) for i in range(1, 13)),
-        HeadlessEndpoint("south", ("10.3.0.1",), "s-0"),
-        HeadlessEndpoint("west", ("10.1.0.1",), "web-0"),
-        HeadlessEndpoint("west", ("10.1.0.2",), "web-1"),
+        *(HeadlessEndpoint("east", (f"10.0.0.{i}",), None, 0) for i in range(1, 13)),
+        HeadlessEndpoint("west", ("10.1.0.1",), "web-0", 1),
+        HeadlessEndpoint("west", ("10.1.0.2",), "web-1", 1),
+        HeadlessEndpoint("south", ("10.3.0.1",), "s-0", 2),
     )
     assert result.failed_open == []
 

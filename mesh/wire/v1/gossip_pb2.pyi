@@ -52,20 +52,30 @@ class Endpoint(_message.Message):
     def __init__(self, addresses: _Optional[_Iterable[str]] = ..., ready: _Optional[bool] = ..., hostname: _Optional[str] = ..., zone: _Optional[str] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("namespace", "name", "type", "ports", "endpoints", "exported_at")
+    __slots__ = ("namespace", "name", "type", "ports", "endpoints", "exported_at", "annotations")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     EXPORTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     type: ServiceType
     ports: _containers.RepeatedCompositeFieldContainer[Port]
     endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
     exported_at: float
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ServiceType, str]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., exported_at: _Optional[float] = ...) -> None: ...
+    annotations: _containers.RepeatedCompositeFieldContainer[Annotation]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ServiceType, str]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., exported_at: _Optional[float] = ..., annotations: _Optional[_Iterable[_Union[Annotation, _Mapping]]] = ...) -> None: ...
+
+class Annotation(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class ClusterState(_message.Message):
     __slots__ = ("cluster_id", "generation", "version", "region", "zone", "namespaces", "services", "replica")
