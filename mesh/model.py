@@ -13,6 +13,11 @@ What a cluster exports, in the terms of the Multi-Cluster Services API (KEP-1645
   when it restarts, so a receiver keeps whichever copy has the larger pair. Replicas of one
   cluster each publish their own state (``replica`` tells them apart).
 
+A cluster state also carries what its agents announce about the cluster itself: a ``Drain``
+(the cluster takes no traffic; among a cluster's replicas the decision made last wins) and
+the DNS and admin addresses the publishing replica advertises (``meshd drill`` reaches every
+member through them).
+
 Every value here is immutable (all but ``ClusterState`` hashable too), so states can be
 shared between the catalog, the routing policy and the DNS answer builder without copies or
 locks.
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -127,6 +132,31 @@ class ExportedService:
         return tuple(e for e in self.endpoints if e.ready)
 
 
+MAX_DRAIN_REASON = 256  # characters of a drain's reason kept (longer ones are cut)
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Whether a cluster takes traffic, as its agents announce it (``meshd drain``).
+
+    ``at`` is when the operator drained or undrained it (wall-clock epoch seconds; 0: never).
+    Replicas of a cluster may disagree for a moment; the decision with the latest ``at``
+    stands (``newest``), so an undrain sent to one replica overrides a drain sent to another.
+    """
+
+    drained: bool = False
+    reason: str = ""
+    at: float = 0.0
+
+    @staticmethod
+    def newest(drains: Iterable[Drain]) -> Drain:
+        """The decision made last (ties: drained wins, the safe side); ``NOT_DRAINED`` for none."""
+        return max(drains, key=lambda d: (d.at, d.drained, d.reason), default=NOT_DRAINED)
+
+
+NOT_DRAINED = Drain()
+
+
 def _frozen_services(
     services: Mapping[ServiceKey, ExportedService],
 ) -> Mapping[ServiceKey, ExportedService]:
@@ -147,6 +177,9 @@ class ClusterState:
         default_factory=lambda: MappingProxyType({})
     )
     replica: str = ""  # the agent replica that publishes this copy ("" for a lone agent)
+    drain: Drain = NOT_DRAINED  # as this replica announces it
+    dns_address: str = ""  # HOST:PORT this replica answers DNS at ("": not announced)
+    admin_address: str = ""  # HOST:PORT of this replica's admin server ("": none)
 
     def __post_init__(self) -> None:
         if not isinstance(self.services, MappingProxyType):
@@ -162,12 +195,18 @@ class ClusterState:
         """Order of copies of one origin's state: the larger stamp is the newer copy."""
         return (self.generation, self.version)
 
+    @property
+    def announced(self) -> tuple[Drain, str, str]:
+        """What the replica announces about itself: its drain and its addresses."""
+        return (self.drain, self.dns_address, self.admin_address)
+
     def same_content(self, other: ClusterState) -> bool:
         """True when ``other`` exports the same things (stamps aside)."""
         return (
             self.region == other.region
             and self.zone == other.zone
             and self.namespaces == other.namespaces
+            and self.announced == other.announced
             and dict(self.services) == dict(other.services)
         )
 

@@ -1,9 +1,16 @@
-"""The admin HTTP endpoint: /metrics, /healthz, /readyz and /debug/state (aiohttp adapter).
+"""The admin HTTP endpoint (aiohttp adapter).
 
 - ``/healthz``: 200 while the agent's background tasks run (the process is worth keeping);
 - ``/readyz``: 200 once the first sync is done (the zone answers from real data), else 503;
 - ``/metrics``: Prometheus text exposition of this agent's registry;
-- ``/debug/state``: JSON of members, clusters and services, read by ``meshd status``.
+- ``/debug/state``: JSON of members, clusters (with their drains), agents (with the DNS and
+  admin addresses they announce) and services, read by ``meshd status`` and ``meshd drill``;
+- ``/debug/service?name=NS/NAME[&addresses=1]``: one service explained
+  (``mesh.daemon.admin_routing``), read by ``meshd status --service`` and ``meshd drill``;
+- ``POST /drain`` (JSON ``{"reason": TEXT}``, optional) and ``POST /undrain``: this cluster
+  takes no traffic / takes it again; from a loopback peer only (else 403).
+
+Once bound, the server announces its address on the ring (``--admin-advertise``).
 """
 
 from __future__ import annotations
@@ -14,8 +21,12 @@ from typing import Any
 from aiohttp import web
 
 from mesh.address import split_host_port
+from mesh.daemon import admin_routing
 from mesh.daemon.agent import Agent
+from mesh.daemon.announce import DrainNotKeptError
+from mesh.daemon.hostinfo import default_dns_advertise
 from mesh.daemon.metrics import AgentMetrics
+from mesh.model import MAX_DRAIN_REASON
 
 CONTENT_TYPE_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -37,6 +48,7 @@ def debug_state(agent: Agent) -> dict[str, Any]:
                     else round(now - peer.last_ok, 3),
                 }
             )
+    drains = admin_routing.drains_json(agent)
     clusters = [
         {
             "cluster": s.cluster_id,
@@ -47,6 +59,7 @@ def debug_state(agent: Agent) -> dict[str, Any]:
             "healthy": s.cluster_id in healthy,
             "services": len(s.services),
             "local": s.cluster_id == agent.catalog.local_id,
+            "drain": drains.get(s.cluster_id),
             "replica": s.replica,
             "replicas": sorted(
                 r.replica for r in agent.catalog.states() if r.cluster_id == s.cluster_id
@@ -64,12 +77,15 @@ def debug_state(agent: Agent) -> dict[str, Any]:
             }
     return {
         "cluster": agent.catalog.local_id,
+        "zone": agent.settings.dns_zone,
         "ready": agent.ready,
         "self": agent.peers.self_address if agent.peers else None,
         "members": members,
         "clusters": clusters,
         "services": services,
         "failed_open": [str(k) for k in agent.stats.failed_open],
+        "drained": sorted(c for c, d in drains.items() if d["drained"]),
+        "agents": admin_routing.agents_json(agent),
         "swim": _swim_members(agent),
     }
 
@@ -88,6 +104,43 @@ def _swim_members(agent: Agent) -> list[dict[str, Any]]:
         }
         for m in sorted(agent.swim.membership.members.values(), key=lambda m: m.id)
     ]
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _drain(agent: Agent, request: web.Request, drained: bool) -> web.Response:
+    """``POST /drain`` and ``/undrain``: loopback peers only; the decision is kept, then
+    announced (``mesh.daemon.announce``)."""
+    if not admin_routing.loopback(request.remote):
+        return _error(
+            403, f"drain and undrain are taken from loopback only, not from {request.remote}"
+        )
+    reason = ""
+    if drained and request.can_read_body:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, 'the body must be JSON: {"reason": TEXT}')
+        given = body.get("reason", "") if isinstance(body, dict) else None
+        if not isinstance(given, str) or len(given) > MAX_DRAIN_REASON:
+            return _error(400, f"reason must be text of at most {MAX_DRAIN_REASON} characters")
+        reason = given
+    try:
+        drain = await agent.announcer.set(drained, reason)
+    except DrainNotKeptError as exc:
+        return _error(503, str(exc))
+    return web.json_response(
+        {
+            "cluster": agent.catalog.local_id,
+            "replica": agent.catalog.local.replica,
+            "drained": drain.drained,
+            "reason": drain.reason,
+            "at": drain.at,
+            "kept_in": agent.announcer.kept_in,
+        }
+    )
 
 
 def make_app(agent: Agent, exporter: AgentMetrics) -> web.Application:
@@ -110,7 +163,20 @@ def make_app(agent: Agent, exporter: AgentMetrics) -> web.Application:
     async def state(_: web.Request) -> web.Response:
         return web.json_response(debug_state(agent))
 
+    async def service(request: web.Request) -> web.Response:
+        name = request.query.get("name", "")
+        key = admin_routing.service_key(name)
+        if key is None:
+            return _error(400, f"name must be NAMESPACE/NAME, got {name!r}")
+        found = admin_routing.explain(agent, key, request.query.get("addresses") == "1")
+        if found is None:
+            return _error(404, f"no cluster exports {key}")
+        return web.json_response(found)
+
     app = web.Application()
+    app.router.add_get("/debug/service", service)
+    app.router.add_post("/drain", lambda r: _drain(agent, r, True))
+    app.router.add_post("/undrain", lambda r: _drain(agent, r, False))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -130,7 +196,15 @@ class AdminServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        return int(self._runner.addresses[0][1])
+        port = int(self._runner.addresses[0][1])
+        settings = self.agent.settings
+        self.agent.announcer.advertise_admin(
+            settings.admin_advertise
+            or default_dns_advertise(
+                f"{self.host or '0.0.0.0'}:{port}", settings.advertise, self.agent.advertised
+            )
+        )
+        return port
 
     async def close(self) -> None:
         if self._runner is not None:

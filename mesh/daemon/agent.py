@@ -29,8 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dnsserver.query import QueryStats
-from dnsserver.server import LatencyHistogram
+from mesh.daemon.announce import Announcer
 from mesh.daemon.front import DnsFront
 from mesh.daemon.hostinfo import default_advertise, default_replica_id
 from mesh.daemon.inputs import make_source, make_writer
@@ -42,6 +41,7 @@ from mesh.ring.catalog import Catalog, Change
 from mesh.ring.expiry import ClusterExpiry
 from mesh.ring.peers import PeerTable, PeerTimings
 from mesh.ring.records import OriginLog, RecordStore
+from mesh.routing.drains import drained_clusters
 from mesh.routing.planner import AnswerPlanner
 from mesh.routing.policy import Locality
 from mesh.routing.rebuild import Rebuild, answerable, plan_rebuild, some
@@ -100,6 +100,10 @@ class Agent:
         self.planner = AnswerPlanner(self.locality, settings.max_addresses)
         self.front = DnsFront(settings, serial=int(time.time()))
         self.zone = self.front.zone
+        # Its drain and addresses, in its cluster record (mesh.daemon.announce).
+        self.announcer = Announcer(
+            self.catalog, settings.state_dir, self.front.advertised, self._publish
+        )
         self.source = make_source(settings, self._on_exports, self._on_problem)
         self.ring: Ring | None = None
         self.peers: PeerTable | None = None
@@ -126,6 +130,7 @@ class Agent:
         )
         seal = state_seal(self.settings)
         self.publisher = Publisher(self.records.local, None if seal is None else seal.signer)
+        self.announcer.announce()
         local = self.catalog.local
         everything = Change(local.cluster_id, frozenset(local.services), cluster=True)
         self.publisher.publish(local, everything, asyncio.get_running_loop().time())
@@ -159,6 +164,7 @@ class Agent:
         )
         if self.kube_writer is None:
             return []
+        self.announcer.lease = self.kube_writer.keeper  # drains are kept on the Lease too
         return [asyncio.create_task(self.kube_writer.run(), name="kube-writer")]
 
     async def stop(self) -> None:
@@ -212,13 +218,17 @@ class Agent:
         change = self.catalog.set_local(exports)
         if change:
             log.info("local exports changed: %d services", len(exports.services))
-            if self.publisher is not None:
-                now = asyncio.get_running_loop().time()
-                self.publisher.publish(self.catalog.local, change, now)
-            self._on_change(change)
-            if self.ring is not None:
-                self.ring.nudge()
+            self._publish(change)
         self.source_synced.set()
+
+    def _publish(self, change: Change) -> None:
+        """A change of this replica's own state: sealed into records, told to peers."""
+        if self.publisher is not None:
+            now = asyncio.get_running_loop().time()
+            self.publisher.publish(self.catalog.local, change, now)
+        self._on_change(change)
+        if self.ring is not None:
+            self.ring.nudge()
 
     def _on_change(self, change: Change) -> None:
         self.planner.note(change)
@@ -307,9 +317,11 @@ class Agent:
         while True:
             self._choose_replicas()
             self._introduce_peers()
+            self.announcer.adopt()
             if self.synced:
                 healthy = self._current_health()
-                if healthy != self.planner.healthy:
+                drained = drained_clusters(self.catalog.states())
+                if healthy != self.planner.healthy or drained != self.planner.drained:
                     self._dirty.set()
                 self._expire(healthy)
             await asyncio.sleep(min(0.1, self.settings.gossip_interval_s))
@@ -336,19 +348,12 @@ class Agent:
             if self.synced:
                 await self.rebuild_async()
 
-    def rebuild(self) -> None:
-        """Rebuild the answers of the services that changed since the last rebuild."""
-        started = time.perf_counter()
-        planned = self._plan_rebuild()
-        if planned is not None:
-            self.front.apply(planned.updates, planned.serial)
-            self._after_rebuild(planned, started)
-
     async def rebuild_async(self) -> None:
-        """``rebuild``, letting the event loop turn every ``REBUILD_SLICE_S``: a large
-        catch-up re-encodes hundreds of thousands of answers, and DNS queries, SWIM probes
-        and the ring must not wait seconds for it. Each service changes in one step, so a
-        query sees a service before or after its change, never half of it."""
+        """Rebuild the answers of the services changed since the last rebuild, letting the
+        event loop turn every ``REBUILD_SLICE_S``: a large catch-up re-encodes hundreds of
+        thousands of answers, and DNS queries, SWIM probes and the ring must not wait
+        seconds for it. Each service changes in one step, so a query sees a service before
+        or after its change, never half of it."""
         started = time.perf_counter()
         planned = self._plan_rebuild()
         if planned is None:
@@ -373,6 +378,7 @@ class Agent:
             self.catalog.local.namespaces,
             (self.zone.serial, self.zone.synced),
             time.time(),
+            drained_clusters(self.catalog.states()),
         )
         if planned is not None and planned.unreachable:
             log.warning("clusters unreachable: %s", some(planned.unreachable))
@@ -392,7 +398,3 @@ class Agent:
         elapsed = time.perf_counter() - started
         for observe in self.rebuild_observers:
             observe(elapsed)
-
-    def dns_totals(self) -> tuple[QueryStats, QueryStats, LatencyHistogram, int]:
-        """DNS counters: (UDP, TCP, sampled latency, open TCP connections)."""
-        return self.front.totals()

@@ -1,4 +1,5 @@
-"""The ``meshd`` command: ``run`` (the daemon), ``demo``, ``status`` and ``certs``.
+"""The ``meshd`` command: ``run`` (the daemon), ``demo``, ``status``, ``drain``,
+``undrain``, ``drill`` and ``certs``.
 
 Exit status: 0 after a clean shutdown (SIGTERM, SIGINT or ``--duration``), 1 when the agent
 cannot start or dies (a port in use, a background task failing), 2 for a bad flag, variable
@@ -17,6 +18,7 @@ from typing import Any
 
 from mesh.daemon.certs_command import add_certs_parser, certs_command
 from mesh.daemon.flags import OPTIONS, add_run_arguments, resolve
+from mesh.daemon.routing_commands import add_routing_parsers, routing_command
 from mesh.daemon.runner import run_async, serve
 from mesh.daemon.settings import AgentSettings
 from mesh.daemon.values import ConfigError
@@ -118,7 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="the agent's --admin-listen address (default: 127.0.0.1:9090)",
     )
+    status.add_argument(
+        "--service",
+        default=None,
+        metavar="NS/NAME",
+        help="explain one service: its tiers, weights and health, and why each cluster "
+        "left out is out",
+    )
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    add_routing_parsers(sub)
     add_certs_parser(sub)
     return parser
 
@@ -171,7 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         from mesh.daemon.status import status
 
-        return status(args.admin, args.json)
+        return status(args.admin, args.json, args.service)
+    if args.command in ("drain", "undrain", "drill"):
+        return routing_command(args)
     if args.command == "demo":
         from mesh.daemon.demo import demo
 

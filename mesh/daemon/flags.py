@@ -115,9 +115,10 @@ OPTIONS: tuple[Option, ...] = (
         "dns_advertise",
         values.address_port,
         _default("dns_advertise"),
-        "DNS address clients and resolvers reach this agent at; its IP is the address (A or "
-        "AAAA) of the zone's name server ns.dns.<zone> (default: the --dns-listen host, or "
-        "with a wildcard there the --advertise host, with the --dns-listen port)",
+        "DNS address clients, resolvers and `meshd drill` reach this agent at, announced on "
+        "the ring; its IP is the address (A or AAAA) of the zone's name server ns.dns.<zone> "
+        "(default: the --dns-listen host, or with a wildcard there the --advertise host, "
+        "with the --dns-listen port)",
         "IP:PORT",
     ),
     Option("dns_zone", values.zone_value, _default("dns_zone"), "the zone served", "NAME"),
@@ -162,8 +163,18 @@ OPTIONS: tuple[Option, ...] = (
         "admin_listen",
         values.host_port,
         _default("admin_listen"),
-        "address of /metrics, /healthz, /readyz and /debug/state",
+        "address of /metrics, /healthz, /readyz, /debug/state and /debug/service, and of "
+        "the drain and undrain writes (taken from loopback only)",
         "HOST:PORT",
+    ),
+    Option(
+        "admin_advertise",
+        values.address_port,
+        _default("admin_advertise"),
+        "admin address `meshd drill` reaches this agent at, announced on the ring (default: "
+        "the --admin-listen host, or with a wildcard there the --advertise host, with the "
+        "--admin-listen port)",
+        "IP:PORT",
     ),
     Option(
         "tls_cert",

@@ -28,7 +28,8 @@ def default_dns_advertise(dns_listen: str, advertise: str | None, grpc_listen: s
     """``--dns-advertise`` when it is not set: the ``--dns-listen`` host when it names one
     (that is the only address the server answers on), else the ``--advertise`` host (or,
     without it, ``--grpc-listen``'s, a wildcard replaced by this host's address); always
-    with the ``--dns-listen`` port."""
+    with the ``--dns-listen`` port. ``--admin-advertise`` follows the same rule with the
+    ``--admin-listen`` address in place of ``dns_listen``."""
     host, port = split_host_port(dns_listen)
     if host in WILDCARDS:
         host = split_host_port(advertise or grpc_listen)[0]

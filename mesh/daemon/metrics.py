@@ -25,6 +25,7 @@ from dnsserver.wire import RCODE_NAMES, TYPE_NAMES
 from mesh.daemon.agent import Agent
 from mesh.daemon.security import certificate_expiry
 from mesh.ring.records import RecordStore
+from mesh.routing.drains import drained_clusters
 from mesh.security.cert_expiry import CERTS
 from mesh.transport.tls import TlsStats
 
@@ -74,7 +75,7 @@ class _AgentCollector(Collector):
         yield from self._kube()
 
     def _dns(self) -> Iterator[Metric]:
-        udp, tcp, latency, connections = self.agent.dns_totals()
+        udp, tcp, latency, connections = self.agent.front.totals()
         queries = CounterMetricFamily(
             "meshd_dns_queries", "DNS queries answered", labels=["qtype", "rcode", "transport"]
         )
@@ -249,6 +250,17 @@ class _AgentCollector(Collector):
             "meshd_routing_tier_changes",
             "services that moved between first tier, failover tier and failing open",
             value=planner.tier_changes,
+        )
+        yield GaugeMetricFamily(
+            "meshd_drained_clusters",
+            "clusters that announce they take no traffic (meshd drain), as this agent holds them",
+            value=len(drained_clusters(self.agent.catalog.states())),
+        )
+        yield GaugeMetricFamily(
+            "meshd_drained_failed_open_services",
+            "services failing open onto a drained cluster: no healthy, undrained cluster has a "
+            "ready endpoint",
+            value=len(planner.drained_used),
         )
         problems = CounterMetricFamily(
             "meshd_policy_problems",

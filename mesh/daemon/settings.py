@@ -39,6 +39,10 @@ class AgentSettings:
     advertise: str | None = None
     join: tuple[str, ...] = ()
     admin_listen: str | None = "0.0.0.0:9090"
+    # The admin address a drill (`meshd drill`) reaches this agent at, announced on the ring
+    # with the DNS one. None: as for dns_advertise, with the --admin-listen host and port
+    # (mesh.daemon.hostinfo.default_dns_advertise); the port as bound when it is 0.
+    admin_advertise: str | None = None
     state_dir: Path | None = None
     gossip_interval_s: float = DEFAULT_INTERVAL_S
     peer_timeout_s: float = DEFAULT_PEER_TIMEOUT_S

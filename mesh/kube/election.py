@@ -76,6 +76,9 @@ class LeaseRecord:
     renew_time: str = ""  # spec.renewTime
     transitions: int = 0  # spec.leaseTransitions
     resource_version: str = ""  # metadata.resourceVersion; "" for a record not yet created
+    # metadata.annotations, kept through every write (a PUT replaces the whole object):
+    # meshd keeps a cluster's drain there (mesh.daemon.announce).
+    annotations: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> LeaseRecord:
@@ -90,6 +93,7 @@ class LeaseRecord:
             renew_time=_text(spec.get("renewTime")),
             transitions=_count(spec.get("leaseTransitions")),
             resource_version=_text(meta.get("resourceVersion")),
+            annotations=_annotations(meta.get("annotations")),
         )
 
     def spec(self) -> dict[str, Any]:
@@ -100,6 +104,14 @@ class LeaseRecord:
             "renewTime": self.renew_time,
             "leaseTransitions": self.transitions,
         }
+
+
+def _annotations(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, Mapping):
+        return ()
+    return tuple(
+        sorted((k, v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str))
+    )
 
 
 def _text(value: Any) -> str:
@@ -120,6 +132,8 @@ def lease_object(name: str, namespace: str, record: LeaseRecord) -> dict[str, An
     metadata: dict[str, Any] = {"name": name, "namespace": namespace}
     if record.resource_version:
         metadata["resourceVersion"] = record.resource_version
+    if record.annotations:
+        metadata["annotations"] = dict(record.annotations)
     return {
         "apiVersion": LEASE_API_VERSION,
         "kind": "Lease",
@@ -227,6 +241,7 @@ class LeaderElection:
                 stamp,
                 record.transitions + 1,
                 record.resource_version,
+                record.annotations,
             )
             return Action.UPDATE, mine
         return Action.WAIT, None

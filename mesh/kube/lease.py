@@ -12,6 +12,11 @@ update it to renew or take over, or wait), does that call, and feeds the answer 
 - every renewal request is cut off at the renew deadline, so a hanging API server cannot
   keep a stale leader writing; and ``is_leader()`` re-checks the deadline on every call.
 
+The Lease also carries the cluster's drain (``meshd drain``) as the annotation
+``meshd.io/drain``, where every replica reads it each retry period (``annotation``) and any
+replica may set it (``annotate``: get, then update with the resourceVersion read, the same
+verbs). Every write keeps the annotations it read, since a PUT replaces the whole object.
+
 ``on_change(leading)`` is called when this replica starts or stops leading. ``stop()``
 releases the Lease (holder emptied, as client-go's ReleaseOnCancel) so that another replica
 takes over at its next retry instead of a lease duration later.
@@ -29,17 +34,28 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mesh.kube.calls import KubeCalls, KubeUnreachableError
 from mesh.kube.election import Action, LeaderElection, LeaseRecord, LeaseTimings, lease_object
 
-__all__ = ["POD_NAMESPACE_FILE", "LeaseKeeper", "lease_namespace", "replica_identity"]
+__all__ = [
+    "POD_NAMESPACE_FILE",
+    "LeaseKeeper",
+    "LeaseWriteError",
+    "lease_namespace",
+    "replica_identity",
+]
 
 log = logging.getLogger("meshd.lease")
 POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_NAMESPACE = "meshd-system"
+
+
+class LeaseWriteError(Exception):
+    """An annotation could not be written: the API refused it or could not be reached."""
 
 
 def lease_namespace(configured: str = "", pod_file: Path = POD_NAMESPACE_FILE) -> str:
@@ -139,6 +155,40 @@ class LeaseKeeper:
             log.info("released the lease %s/%s (HTTP %s)", self.namespace, self.name, status)
         self.election.released()
         self._note_leading()
+
+    def annotation(self, key: str) -> str | None:
+        """The annotation ``key`` as last read or written (None: absent, or not read yet)."""
+        record = self.election.record
+        return None if record is None else dict(record.annotations).get(key)
+
+    async def annotate(self, key: str, value: str, attempts: int = 5) -> None:
+        """Set one annotation of the Lease; a conflict reads again. ``LeaseWriteError``
+        when that fails."""
+        calls = self._calls
+        if calls is None:
+            raise LeaseWriteError("not connected to the API server yet")
+        path = f"{self.path}/{self.name}"
+        for _ in range(attempts):
+            try:
+                status, body = await calls.call("GET", path)
+            except KubeUnreachableError as exc:
+                raise LeaseWriteError(f"cannot reach the API server: {exc}") from None
+            if status == 404:  # the election creates it within a retry period of starting
+                raise LeaseWriteError("there is no Lease yet; try again in a few seconds")
+            if status != 200 or not isinstance(body, dict):
+                raise LeaseWriteError(f"cannot read the lease: HTTP {status}: {_message(body)}")
+            record = LeaseRecord.from_object(body)
+            notes = dict(record.annotations) | {key: value}
+            record = replace(record, annotations=tuple(sorted(notes.items())))
+            obj = lease_object(self.name, self.namespace, record)
+            status, answer = await calls.write("update", "leases", "PUT", path, obj)
+            if status in (200, 201) and isinstance(answer, dict):
+                now = asyncio.get_running_loop().time()
+                self.election.observe(LeaseRecord.from_object(answer), now)
+                return
+            if status != 409:
+                raise LeaseWriteError(f"cannot write the lease: HTTP {status}: {_message(answer)}")
+        raise LeaseWriteError(f"the lease kept changing under {attempts} attempts")
 
     # ------------------------------------------------------------------ calls
 

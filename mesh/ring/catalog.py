@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from mesh.model import ClusterId, ClusterState, LocalExports, ServiceKey
+from mesh.model import ClusterId, ClusterState, Drain, LocalExports, ServiceKey
 
 NO_KEYS: frozenset[ServiceKey] = frozenset()
 
@@ -36,8 +36,8 @@ class Change:
     """What one catalog update changed, so the zone can rebuild only that.
 
     ``services``: the keys whose export by ``cluster_id`` changed (added, removed or
-    different). ``cluster``: the cluster's locality or namespaces changed, which can change
-    the answer of every service. Truthy when anything changed.
+    different). ``cluster``: the cluster's locality, namespaces, drain or addresses changed,
+    which can change the answer of every service. Truthy when anything changed.
     """
 
     cluster_id: ClusterId
@@ -53,7 +53,12 @@ def diff(old: ClusterState | None, new: ClusterState) -> Change:
     that origin (objects shared between versions compare by identity first)."""
     if old is None:
         return Change(new.cluster_id, frozenset(new.services), cluster=True)
-    cluster = (old.region, old.zone, old.namespaces) != (new.region, new.zone, new.namespaces)
+    cluster = (old.region, old.zone, old.namespaces, old.announced) != (
+        new.region,
+        new.zone,
+        new.namespaces,
+        new.announced,
+    )
     changed = {
         key
         for key in old.services.keys() | new.services.keys()
@@ -116,6 +121,22 @@ class Catalog:
             version=current.version + 1,
             namespaces=exports.namespaces,
             services=exports.services,
+        )
+        change = diff(current, candidate)
+        if change:
+            self._states[self.local_origin] = candidate
+        return change
+
+    def announce(self, drain: Drain, dns_address: str, admin_address: str) -> Change:
+        """Publish a new local version when what this replica announces about itself (its
+        drain, its addresses) changed; the change (falsy if none)."""
+        current = self.local
+        candidate = replace(
+            current,
+            version=current.version + 1,
+            drain=drain,
+            dns_address=dns_address,
+            admin_address=admin_address,
         )
         change = diff(current, candidate)
         if change:

@@ -22,7 +22,7 @@ import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
+from mesh.model import NOT_DRAINED, ClusterId, ClusterState, Drain, ExportedService, ServiceKey
 
 HASH_MODULUS = 1 << 256
 Slot = ServiceKey | None  # None: the cluster's own record
@@ -34,6 +34,12 @@ class ClusterInfo:
     region: str
     zone: str
     namespaces: frozenset[str]
+    drain: Drain = NOT_DRAINED
+    dns_address: str = ""
+    admin_address: str = ""
+
+
+NO_INFO = ClusterInfo("", "", frozenset())
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +182,8 @@ class OriginLog:
     def state(self) -> ClusterState:
         """The records as the model's ``ClusterState`` (cached until the next change)."""
         if self._state is None:
-            info = self.records.get(None)
-            region, zone, namespaces = ("", "", frozenset[str]())
-            if info is not None and info.info is not None:
-                region, zone, namespaces = info.info.region, info.info.zone, info.info.namespaces
+            held = self.records.get(None)
+            info = (held.info if held is not None else None) or NO_INFO
             services = {
                 slot: r.service
                 for slot, r in self.records.items()
@@ -189,11 +193,14 @@ class OriginLog:
                 self.cluster_id,
                 self.generation,
                 self.progress,
-                region,
-                zone,
-                namespaces,
+                info.region,
+                info.zone,
+                info.namespaces,
                 services,
                 self.replica,
+                info.drain,
+                info.dns_address,
+                info.admin_address,
             )
         return self._state
 

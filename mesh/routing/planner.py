@@ -10,7 +10,8 @@ Rules:
 - a change to some services of a cluster dirties those services;
 - a change to a cluster's locality or namespaces, and the first plan, dirty everything
   (locality tiers and namespace sameness can change every answer);
-- a cluster becoming healthy or unhealthy dirties the services it exports;
+- a cluster becoming healthy or unhealthy, drained or undrained, dirties the services it
+  exports;
 - a service leaves the zone when no cluster exports it any more or its namespace does not
   exist in this cluster; ``zone_keys`` tracks what the zone holds, so nothing is left
   behind.
@@ -42,12 +43,14 @@ class AnswerPlanner:
         self.zone_keys: set[ServiceKey] = set()
         self.failed_open: set[ServiceKey] = set()
         self.later_tier: set[ServiceKey] = set()  # answered from a failover tier
+        self.drained_used: set[ServiceKey] = set()  # failing open onto a drained cluster
         self.tier_changes = 0  # services that moved between first tier, later tier, fail open
         # Policy annotations not used, per service, and those not yet reported (the agent
         # logs each once and counts it).
         self.problems: dict[ServiceKey, tuple[Problem, ...]] = {}
         self.new_problems: list[tuple[ServiceKey, Problem]] = []
         self.healthy: frozenset[ClusterId] = frozenset()
+        self.drained: frozenset[ClusterId] = frozenset()
         self._dirty: set[ServiceKey] = set()
         self._everything = True
 
@@ -64,9 +67,19 @@ class AnswerPlanner:
         """Record the healthy clusters; True when that changed anything."""
         healthy = frozenset(healthy)
         flipped = healthy ^ self.healthy
+        self.healthy = healthy
+        return self._dirty_by(flipped, states)
+
+    def note_drained(self, drained: Set[ClusterId], states: Iterable[ClusterState]) -> bool:
+        """Record the drained clusters; True when that changed anything."""
+        drained = frozenset(drained)
+        flipped = drained ^ self.drained
+        self.drained = drained
+        return self._dirty_by(flipped, states)
+
+    def _dirty_by(self, flipped: Set[ClusterId], states: Iterable[ClusterState]) -> bool:
         if not flipped:
             return False
-        self.healthy = healthy
         for state in states:
             if state.cluster_id in flipped:
                 self._dirty.update(state.services)
@@ -95,7 +108,7 @@ class AnswerPlanner:
                 self._note(key, None)
                 continue
             decision = decide_service(
-                key, exporters, self.locality, self.healthy, self.max_addresses
+                key, exporters, self.locality, self.healthy, self.max_addresses, self.drained
             )
             updates.append((key, decision.records))
             self.zone_keys.add(key)
@@ -112,9 +125,12 @@ class AnswerPlanner:
         before = self._state(key)
         self.failed_open.discard(key)
         self.later_tier.discard(key)
+        self.drained_used.discard(key)
         if decision is None:
             self.problems.pop(key, None)
             return
+        if decision.drained_used:
+            self.drained_used.add(key)
         if decision.state == "failed_open":
             self.failed_open.add(key)
         elif decision.state == "later_tier":

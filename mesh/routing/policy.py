@@ -20,10 +20,13 @@ Rules (DESIGN.md "Answers: health, locality, failover", KEP-1645 for the rest):
   ``max_answers`` of them per family and rotates through all of them;
 - headless services: every ready endpoint of every healthy cluster, without duplicates, in
   tier order; SRV priority is the tier, weight the cluster's share of its tier;
-- clusters this agent considers unhealthy are left out; when no healthy cluster has a ready
-  endpoint of a service but an unhealthy one has, the unhealthy clusters' last-known ready
-  endpoints are answered instead, in the same tiers (fail open: an answer that may work
-  beats none), and the service is reported as failing open.
+- clusters this agent considers unhealthy, and drained clusters (``meshd drain``), are left
+  out; when no healthy, undrained cluster has a ready endpoint of a service but another
+  has, every exporter's last-known ready endpoints are answered instead, in the same tiers
+  (fail open: an answer that may work beats none), and the service is reported as failing
+  open (``Decision.drained_used`` when a drained cluster is among them);
+- a cluster whose export lost the type conflict (``MergedService.type_conflicts``) is left
+  out, also when failing open: its endpoints belong to another kind of service.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class Decision:
     records: ServiceRecords
     state: str  # "first_tier", "later_tier" or "failed_open" (meshd_routing_services)
     problems: tuple[Problem, ...] = ()
+    drained_used: bool = False  # failing open, with a drained cluster's endpoints
 
     @property
     def failed_open(self) -> bool:
@@ -96,7 +100,7 @@ def _cluster_set_ip(
     policy: ServicePolicy,
     healthy: Set[ClusterId],
     max_addresses: int,
-) -> tuple[ServiceRecords, str]:
+) -> tuple[ServiceRecords, str, set[ClusterId]]:
     choice = choose(policy, ordered, healthy)
     failed_open = not choice.clusters
     if failed_open:  # nothing healthy has a ready endpoint: the last-known ones, same tiers
@@ -117,7 +121,7 @@ def _cluster_set_ip(
         weighted,
         policy.ttl,
     )
-    return records, _state(choice, failed_open)
+    return records, _state(choice, failed_open), {st.cluster_id for st, _, _ in choice.clusters}
 
 
 def _headless(
@@ -126,7 +130,7 @@ def _headless(
     ordered: list[list[Exporter]],
     policy: ServicePolicy,
     healthy: Set[ClusterId],
-) -> tuple[ServiceRecords, str]:
+) -> tuple[ServiceRecords, str, set[ClusterId]]:
     usable = [[(st, svc) for st, svc in tier if st.cluster_id in healthy] for tier in ordered]
     failed_open = not any(_ready_addresses(svc) for tier in usable for _, svc in tier)
     if failed_open:
@@ -167,7 +171,7 @@ def _headless(
         ttl=policy.ttl,
     )
     outcome = "failed_open" if failed_open and endpoints else _state(Choice((), first), False)
-    return records, outcome
+    return records, outcome, {e.cluster_id for e in endpoints}
 
 
 def _srv_weights(policy: ServicePolicy, tier: list[Exporter]) -> dict[ClusterId, int]:
@@ -196,22 +200,46 @@ def _ports(view: MergedService) -> tuple[tuple[str, str, int], ...]:
     return tuple((p.name, p.protocol, p.port) for p in view.ports)
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What ``decide_service`` starts from: the service's one view, its policy, and its
+    exporters in tiers (type-conflict losers left out)."""
+
+    view: MergedService
+    policy: ServicePolicy
+    problems: tuple[Problem, ...]
+    ordered: list[list[Exporter]]
+
+
+def plan_service(
+    key: ServiceKey, exporters: list[tuple[ClusterState, ExportedService]], locality: Locality
+) -> Plan:
+    view = merge_service(key, [(state.cluster_id, svc) for state, svc in exporters])
+    policy, problems = parse_policy(view.annotations)
+    kept = [e for e in exporters if e[0].cluster_id not in view.type_conflicts]
+    ordered = tiers(policy, kept, locality.cluster_id, locality.region)
+    return Plan(view, policy, tuple(problems), ordered)
+
+
 def decide_service(
     key: ServiceKey,
     exporters: list[tuple[ClusterState, ExportedService]],
     locality: Locality,
     healthy: Set[ClusterId],
     max_addresses: int = DEFAULT_MAX_ADDRESSES,
+    drained: Set[ClusterId] = frozenset(),
 ) -> Decision:
-    """The records of one service from its exporters (local first, then by cluster id)."""
-    view = merge_service(key, [(state.cluster_id, svc) for state, svc in exporters])
-    policy, problems = parse_policy(view.annotations)
-    ordered = tiers(policy, exporters, locality.cluster_id, locality.region)
+    """The records of one service from its exporters (local first, then by cluster id);
+    ``healthy`` less ``drained`` may answer, the rest only when failing open."""
+    plan = plan_service(key, exporters, locality)
+    view, policy, ordered = plan.view, plan.policy, plan.ordered
+    usable = set(healthy) - set(drained) if drained else healthy
     if view.type is ServiceType.HEADLESS:
-        records, state = _headless(key, view, ordered, policy, healthy)
+        records, state, used = _headless(key, view, ordered, policy, usable)
     else:
-        records, state = _cluster_set_ip(key, view, ordered, policy, healthy, max_addresses)
-    return Decision(records, state, tuple(problems))
+        records, state, used = _cluster_set_ip(key, view, ordered, policy, usable, max_addresses)
+    drained_used = state == "failed_open" and not used.isdisjoint(drained)
+    return Decision(records, state, plan.problems, drained_used)
 
 
 def exporters_of(
@@ -229,6 +257,7 @@ def decide(
     local_namespaces: Set[str],
     healthy: Set[ClusterId],
     max_addresses: int = DEFAULT_MAX_ADDRESSES,
+    drained: Set[ClusterId] = frozenset(),
 ) -> PolicyResult:
     """The zone's records for every service exported anywhere in the clusterset."""
     ordered = sorted(states, key=lambda s: (s.cluster_id != locality.cluster_id, s.cluster_id))
@@ -239,7 +268,7 @@ def decide(
                 by_key.setdefault(key, []).append((state, svc))
     result = PolicyResult()
     for key in sorted(by_key):
-        decision = decide_service(key, by_key[key], locality, healthy, max_addresses)
+        decision = decide_service(key, by_key[key], locality, healthy, max_addresses, drained)
         result.records.append(decision.records)
         if decision.failed_open:
             result.failed_open.append(key)

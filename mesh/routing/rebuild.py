@@ -53,12 +53,15 @@ def plan_rebuild(
     local_namespaces: Set[str],
     zone: tuple[int, bool],
     wall_s: float,
+    drained: Set[ClusterId] = frozenset(),
 ) -> Rebuild | None:
     """The zone updates for what changed since the last plan; None when there is nothing to
-    do. ``zone`` is the zone's (serial, built once); ``wall_s`` is epoch seconds."""
+    do. ``zone`` is the zone's (serial, built once); ``wall_s`` is epoch seconds;
+    ``drained``: the clusters that announce they take no traffic."""
     serial_now, built = zone
     gone = planner.healthy - healthy
     flipped = planner.note_health(healthy, states)
+    planner.note_drained(drained, states)
     if not planner.pending and built:
         return None
     before = set(planner.failed_open)

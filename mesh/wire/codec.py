@@ -13,11 +13,14 @@ import math
 from collections.abc import Iterable
 from typing import TypeVar
 
-from mesh.address import ip_version
+from mesh.address import ip_version, valid_host_port
 from mesh.model import (
     ANNOTATION_PREFIX,
     MAX_ANNOTATION_BYTES,
     MAX_ANNOTATIONS,
+    MAX_DRAIN_REASON,
+    ClusterState,
+    Drain,
     Endpoint,
     ExportedService,
     ServiceKey,
@@ -26,6 +29,7 @@ from mesh.model import (
     is_dns_label,
 )
 from mesh.ring.catalog import Digest
+from mesh.ring.records import ClusterInfo
 from mesh.wire.v1 import gossip_pb2 as pb
 
 PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
@@ -141,6 +145,50 @@ def _annotations(items: Iterable[pb.Annotation]) -> tuple[tuple[str, str], ...]:
         ):
             kept[key] = value
     return _shared(tuple(sorted(kept.items())))
+
+
+def info_of(state: ClusterState) -> ClusterInfo:
+    """The cluster record of ``state``: its locality, namespaces, drain and addresses."""
+    return ClusterInfo(
+        state.region,
+        state.zone,
+        state.namespaces,
+        state.drain,
+        state.dns_address,
+        state.admin_address,
+    )
+
+
+def info_to_pb(info: ClusterInfo) -> pb.ClusterInfo:
+    return pb.ClusterInfo(
+        region=info.region,
+        zone=info.zone,
+        namespaces=sorted(info.namespaces),
+        drained=info.drain.drained,
+        drain_reason=info.drain.reason,
+        drain_at=info.drain.at,
+        dns_address=info.dns_address,
+        admin_address=info.admin_address,
+    )
+
+
+def info_from_pb(msg: pb.ClusterInfo) -> ClusterInfo:
+    """A peer's cluster record. Namespaces must be labels (``CodecError`` otherwise); the
+    drain and the addresses are announcements, read leniently so that a bad one never costs
+    the cluster its services: a drain time that is not a finite positive number counts as
+    never, a reason is cut to ``MAX_DRAIN_REASON`` printable characters, and an address that
+    is not HOST:PORT is left out."""
+    namespaces = frozenset(label(n, "namespace") for n in msg.namespaces)
+    at = msg.drain_at if math.isfinite(msg.drain_at) and msg.drain_at > 0 else 0.0
+    reason = "".join(c if c.isprintable() else " " for c in msg.drain_reason[:MAX_DRAIN_REASON])
+    return ClusterInfo(
+        msg.region,
+        msg.zone,
+        namespaces,
+        Drain(msg.drained, reason, at),
+        msg.dns_address if valid_host_port(msg.dns_address) else "",
+        msg.admin_address if valid_host_port(msg.admin_address) else "",
+    )
 
 
 def replica_of(value: str) -> str:

@@ -32,7 +32,6 @@ from mesh.ring.catalog import Change
 from mesh.ring.records import (
     MAX_RECORDS_PER_MESSAGE,
     Chunk,
-    ClusterInfo,
     Head,
     OriginLog,
     OutChunk,
@@ -47,7 +46,16 @@ from mesh.security.signing import (
     Trust,
     verify_sealed,
 )
-from mesh.wire.codec import CodecError, label, replica_of, service_from_pb, service_to_pb
+from mesh.wire.codec import (
+    CodecError,
+    info_from_pb,
+    info_of,
+    info_to_pb,
+    label,
+    replica_of,
+    service_from_pb,
+    service_to_pb,
+)
 from mesh.wire.v1 import gossip_pb2 as pb
 
 
@@ -119,12 +127,8 @@ class Publisher:
             service = None if slot is None else state.services.get(slot)
             info = None
             if slot is None:
-                info = ClusterInfo(state.region, state.zone, state.namespaces)
-                msg.info.CopyFrom(
-                    pb.ClusterInfo(
-                        region=state.region, zone=state.zone, namespaces=sorted(state.namespaces)
-                    )
-                )
+                info = info_of(state)
+                msg.info.CopyFrom(info_to_pb(info))
             elif service is not None:
                 msg.service.CopyFrom(service_to_pb(service))
             else:
@@ -244,9 +248,7 @@ class ChunkOpener:
                 service = service_from_pb(msg.service, cluster_id)
                 return SealedRecord(msg.version, service.key, service, None, sealed)
             if kind == "info":
-                namespaces = frozenset(label(n, "namespace") for n in msg.info.namespaces)
-                info = ClusterInfo(msg.info.region, msg.info.zone, namespaces)
-                return SealedRecord(msg.version, None, None, info, sealed)
+                return SealedRecord(msg.version, None, None, info_from_pb(msg.info), sealed)
             if kind == "deleted":
                 key = ServiceKey(
                     label(msg.deleted.namespace, "namespace"), label(msg.deleted.name, "name")

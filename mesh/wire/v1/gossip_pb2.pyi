@@ -150,14 +150,24 @@ class ServiceRef(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ClusterInfo(_message.Message):
-    __slots__ = ("region", "zone", "namespaces")
+    __slots__ = ("region", "zone", "namespaces", "drained", "drain_reason", "drain_at", "dns_address", "admin_address")
     REGION_FIELD_NUMBER: _ClassVar[int]
     ZONE_FIELD_NUMBER: _ClassVar[int]
     NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    DRAINED_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_REASON_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_AT_FIELD_NUMBER: _ClassVar[int]
+    DNS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     region: str
     zone: str
     namespaces: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, region: _Optional[str] = ..., zone: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ...) -> None: ...
+    drained: bool
+    drain_reason: str
+    drain_at: float
+    dns_address: str
+    admin_address: str
+    def __init__(self, region: _Optional[str] = ..., zone: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ..., drained: _Optional[bool] = ..., drain_reason: _Optional[str] = ..., drain_at: _Optional[float] = ..., dns_address: _Optional[str] = ..., admin_address: _Optional[str] = ...) -> None: ...
 
 class Record(_message.Message):
     __slots__ = ("cluster_id", "replica", "generation", "version", "service", "deleted", "info")
