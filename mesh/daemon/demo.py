@@ -94,6 +94,35 @@ def dig_commands(dns_ports: dict[str, int]) -> list[tuple[str, str]]:
             f"dig @127.0.0.1 -p {east} db-0.west.db.shop.{zone} +short",
             "one endpoint of a headless service, by hostname and cluster",
         ),
+        (
+            f"dig @127.0.0.1 -p {east} search.shop.{zone} +short",
+            "search, failover-order west,south: even east's agent answers west",
+        ),
+        (
+            f"for i in $(seq 10); do dig @127.0.0.1 -p {east} api.shop.{zone} +short; done "
+            "| sort | uniq -c",
+            "api, weights east=70,west=30, max-answers 1: 7 answers east, 3 west",
+        ),
+    ]
+
+
+def routing_commands(meshd: str, admin_ports: dict[str, int]) -> list[tuple[str, str]]:
+    """(command, what it shows) pairs for the routing policy, drains and drills."""
+    east, west = admin_ports["east"], admin_ports["west"]
+    return [
+        (
+            f"{meshd} status --admin 127.0.0.1:{east} --service shop/search",
+            "search's tiers as east sees them, and why each cluster is in or out",
+        ),
+        (
+            f"{meshd} drain --admin 127.0.0.1:{west} --reason demo",
+            "west takes no traffic: search answers from south, api from east only",
+        ),
+        (f"{meshd} undrain --admin 127.0.0.1:{west}", "west takes traffic again"),
+        (
+            f"{meshd} drill --admin 127.0.0.1:{east} --cluster east --service shop/api",
+            "drain east, time every agent's answers both ways, undrain",
+        ),
     ]
 
 
@@ -211,6 +240,9 @@ def _print_banner(workdir: Path, dns_ports: dict[str, int], admin_ports: dict[st
     lines += ["", "Try:"]
     for command, what in dig_commands(dns_ports):
         lines.append(f"  {command:<78} # {what}")
+    lines += ["", "Routing policy, drains and drills:"]
+    for command, what in routing_commands(meshd, admin_ports):
+        lines.append(f"  {command}\n      # {what}")
     lines += [
         "",
         f"Edit the manifests under {workdir}/<cluster>/ and the answers change within a second.",

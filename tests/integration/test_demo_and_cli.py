@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,9 @@ def test_demo_prints_dig_commands_that_answer_from_all_three_clusters() -> None:
         }
         assert clusters_seen == {"1", "2", "3"}, answers
         assert all(out.strip() for out in answers.values()), answers
+        search = next(c for c in commands if " search.shop." in c)
+        assert answers[search].split() == ["10.2.5.10"], answers
+        _check_routing_commands(text)
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=15) == 0
     finally:
@@ -62,6 +67,38 @@ def test_demo_prints_dig_commands_that_answer_from_all_three_clusters() -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def _check_routing_commands(banner: str) -> None:
+    """The weighted loop splits 7/3; the status, drain, undrain and drill commands run as
+    printed and do what their comments say."""
+    (loop,) = re.findall(r"^\s+(for i in .*?)\s+#", banner, re.MULTILINE)
+    counted = subprocess.run(
+        ["bash", "-c", loop], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    assert sorted(counted.split()) == sorted(["7", "10.1.3.10", "3", "10.2.3.10"]), counted
+    printed = re.findall(r"^  (\S+ (?:status|drain|undrain|drill) --admin .*)$", banner, re.M)
+    status, drain, undrain, drill = (shlex.split(c) for c in printed)
+    explained = _run_args(status)
+    assert "no: later tier" in explained, explained  # south and east stand by behind west
+    search = re.search(r"dig @127\.0\.0\.1 -p \d+ search\S+ \+short", banner)
+    assert search is not None
+    _run_args(drain)
+    wait_for_answer(search.group(0), "10.3.5.10")
+    _run_args(undrain)
+    wait_for_answer(search.group(0), "10.2.5.10")
+    assert "passed" in _run_args(drill)
+
+
+def wait_for_answer(command: str, expected: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (answer := _run(command).strip()) != expected:
+        assert time.monotonic() < deadline, f"{command}: {answer!r}, waiting for {expected}"
+        time.sleep(0.05)
+
+
+def _run_args(args: list[str]) -> str:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
 
 
 def _run(command: str) -> str:
