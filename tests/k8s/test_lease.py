@@ -223,3 +223,35 @@ def test_leadership_counts_from_when_the_renewal_was_sent() -> None:
     machine.written(written_by_api(record, "2"), 2.0)
     assert machine.time_left(7.0) == pytest.approx(machine.timings.renew_deadline_s - 5.0)
     assert created.holder == "a"
+
+
+def test_annotations_survive_renewals_takeovers_and_releases() -> None:
+    """A PUT replaces the whole Lease: every write keeps the annotations read (the drain)."""
+    obj = {
+        "metadata": {
+            "name": "meshd-east",
+            "resourceVersion": "7",
+            "annotations": {"meshd.io/drain": "{}", "other": "x", "bad": 5},
+        },
+        "spec": {"holderIdentity": "b", "leaseDurationSeconds": 15},
+    }
+    record = LeaseRecord.from_object(obj)
+    assert record.annotations == (("meshd.io/drain", "{}"), ("other", "x"))
+    written = lease_object("meshd-east", "meshd-system", record)
+    assert written["metadata"]["annotations"] == {"meshd.io/drain": "{}", "other": "x"}
+    machine = LeaderElection("a")
+    machine.observe(record, 0.0)
+    machine.attempted(0.0)
+    machine.observe(record, 2.0)
+    action, takeover = machine.next_action(20.0, WALL + 20)
+    assert action is Action.UPDATE
+    assert takeover is not None
+    assert takeover.annotations == record.annotations
+    machine.written(written_by_api(takeover, "8"), 20.0)
+    action, renewal = machine.next_action(22.0, WALL + 22)
+    assert renewal is not None
+    assert renewal.annotations == record.annotations
+    released = machine.release(WALL + 23)
+    assert released is not None
+    assert released.annotations == record.annotations
+    assert "annotations" not in lease_object("n", "ns", LeaseRecord("a"))["metadata"]
