@@ -25,7 +25,7 @@ from dnsserver.wire import RCODE_NAMES, TYPE_NAMES
 from mesh.daemon.agent import Agent
 from mesh.daemon.security import certificate_expiry
 from mesh.ring.records import RecordStore
-from mesh.routing.drains import drained_clusters
+from mesh.routing.drains import cluster_drains
 from mesh.security.cert_expiry import CERTS
 from mesh.transport.tls import TlsStats
 
@@ -251,11 +251,20 @@ class _AgentCollector(Collector):
             "services that moved between first tier, failover tier and failing open",
             value=planner.tier_changes,
         )
+        drains = cluster_drains(self.agent.catalog.states())
         yield GaugeMetricFamily(
             "meshd_drained_clusters",
             "clusters that announce they take no traffic (meshd drain), as this agent holds them",
-            value=len(drained_clusters(self.agent.catalog.states())),
+            value=sum(1 for d in drains.values() if d.drained),
         )
+        per_cluster = GaugeMetricFamily(
+            "meshd_cluster_drained",
+            "1 while the cluster announces it takes no traffic (meshd drain), else 0",
+            labels=["cluster"],
+        )
+        for cluster, drain in sorted(drains.items()):
+            per_cluster.add_metric([cluster], 1 if drain.drained else 0)
+        yield per_cluster
         yield GaugeMetricFamily(
             "meshd_drained_failed_open_services",
             "services failing open onto a drained cluster: no healthy, undrained cluster has a "

@@ -101,6 +101,8 @@ class AgentProcess:
         self.admin_port = free_port()
         self.log_path = log_dir / f"{cluster}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        # What runs: this checkout's meshd; another release's code for upgrade tests.
+        self.command, self.code = MESHD, REPO
         self._last_start: tuple[list[str], tuple[str, ...], bool] = ([], (), True)
 
     @property
@@ -111,7 +113,7 @@ class AgentProcess:
         """Start the agent; ``insecure=False`` leaves out ``--insecure`` (pass TLS flags)."""
         self._last_start = (join, extra, insecure)
         args = [
-            *MESHD,
+            *self.command,
             "run",
             *(["--insecure"] if insecure else []),
             "--cluster-id",
@@ -136,9 +138,14 @@ class AgentProcess:
         if join:
             args += ["--join", ",".join(join)]
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child owns it until it exits)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(self.code)}
         self.proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            cwd=self.code,
         )
         log.close()
 

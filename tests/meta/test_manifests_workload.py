@@ -272,6 +272,14 @@ def test_network_policy_admits_dns_from_the_cluster_and_the_ring_from_peers(
         assert all(inside) if other != overlay else not any(inside), (overlay, other)
     assert len(blocks) == len(OVERLAYS) - 1
     assert ring == [f for f in ring if set(f) <= {"podSelector", "ipBlock"}]
+    # meshd drill, in an agent's pod of any cluster, queries every agent's DNS port.
+    for port in (("dns", "UDP"), ("dns-tcp", "TCP")):
+        dns_blocks = [
+            ipaddress.ip_network(f["ipBlock"]["cidr"]) for f in by_port[port] if "ipBlock" in f
+        ]
+        for other in OVERLAYS:
+            if other != overlay:
+                assert all(any(a in b for b in dns_blocks) for a in example_addresses(other))
 
 
 # --- CoreDNS and NodeLocal DNSCache ---------------------------------------------------------
