@@ -120,12 +120,13 @@ class Announcer:
         """The operator's decision: keep it (``DrainNotKeptError`` when that fails, and
         nothing changes), then announce it."""
         drain = Drain(drained, reason[:MAX_DRAIN_REASON] if drained else "", wall or time.time())
+        self._keep(drain, strict=True)
         if self.lease is not None:
             try:
                 await self.lease.annotate(LEASE_ANNOTATION, drain_to_json(drain))
             except Exception as exc:  # the API's refusal or absence, said to the operator
+                self._keep(self.drain, strict=False)  # as it was
                 raise DrainNotKeptError(f"cannot write the Lease annotation: {exc}") from None
-        self._keep(drain, strict=True)
         log.warning(
             "cluster %s %s%s",
             self.catalog.local_id,

@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_parser(sub)
     status = sub.add_parser(
         "status",
-        help="members, clusters and services of a running agent",
-        description="Print an agent's view, read from its admin address.",
+        help="members, clusters and services of a running agent, or one service explained",
+        description="Print an agent's view, read from its admin address; with --service, "
+        "one service's tiers, weights and health, and why each cluster left out is out.",
     )
     status.add_argument(
         "--admin",

@@ -217,7 +217,8 @@ OPTIONS: tuple[Option, ...] = (
         "state_dir",
         values.path_value,
         _default("state_dir"),
-        "directory for what a warm restart needs (the last state generation)",
+        "directory for what a restart needs: the last state generation, and the drain "
+        "(meshd drain)",
         "DIR",
     ),
     Option(

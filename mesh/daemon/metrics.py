@@ -223,7 +223,8 @@ class _AgentCollector(Collector):
         )
         yield GaugeMetricFamily(
             "meshd_failed_open_services",
-            "services answered from unreachable clusters because no reachable one exports them",
+            "services failing open: answered from unreachable or drained clusters because no "
+            "reachable, undrained one has a ready endpoint",
             value=len(self.agent.stats.failed_open),
         )
         yield from self._routing()

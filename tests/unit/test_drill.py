@@ -3,6 +3,7 @@ record kept in ``--state-dir``, and who may write to the admin server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,15 @@ from typing import Any
 import pytest
 
 from mesh.daemon.admin_routing import loopback, service_key
-from mesh.daemon.announce import DRAIN_FILE, drain_from_json, drain_to_json, load_drain, save_drain
+from mesh.daemon.announce import (
+    DRAIN_FILE,
+    Announcer,
+    DrainNotKeptError,
+    drain_from_json,
+    drain_to_json,
+    load_drain,
+    save_drain,
+)
 from mesh.daemon.drill_plan import (
     SETTLE_S,
     DrillRefusedError,
@@ -23,7 +32,8 @@ from mesh.daemon.drill_plan import (
     render,
     report,
 )
-from mesh.model import NOT_DRAINED, Drain, ServiceKey
+from mesh.model import NOT_DRAINED, ClusterState, Drain, ServiceKey
+from mesh.ring.catalog import Catalog, Change
 
 
 def view(**services: dict[str, int]) -> dict[str, Any]:
@@ -241,3 +251,79 @@ def test_service_names_are_namespace_slash_name() -> None:
     assert service_key("shop/web") == ServiceKey("shop", "web")
     for bad in ("shop", "shop/", "/web", "Shop/web", "shop/web/x", "a b/c"):
         assert service_key(bad) is None
+
+
+# --- keeping, then announcing ------------------------------------------------------------------
+
+
+class FakeLease:
+    """The Lease as ``Announcer`` sees it: an annotation read, and writes that may fail."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.notes: dict[str, str] = {}
+        self.fail = fail
+
+    def annotation(self, key: str) -> str | None:
+        return self.notes.get(key)
+
+    async def annotate(self, key: str, value: str) -> None:
+        if self.fail:
+            raise RuntimeError("HTTP 403: forbidden")
+        self.notes[key] = value
+
+
+def announcer(
+    state_dir: Path | None, lease: FakeLease | None = None
+) -> tuple[Announcer, list[Change]]:
+    published: list[Change] = []
+    found = Announcer(
+        Catalog(ClusterState("east", 1, 0)), state_dir, "10.0.0.5:53", published.append
+    )
+    found.lease = lease  # type: ignore[assignment]
+    return found, published
+
+
+def test_a_drain_is_kept_then_announced(tmp_path: Path) -> None:
+    lease = FakeLease()
+    found, published = announcer(tmp_path, lease)
+    drain = asyncio.run(found.set(True, "upgrade", wall=1_700_000_000.0))
+    assert drain == Drain(True, "upgrade", 1_700_000_000.0)
+    assert found.kept_in == ["state-dir", "lease"]
+    assert load_drain(tmp_path) == drain
+    assert drain_from_json(lease.notes["meshd.io/drain"]) == drain
+    assert found.catalog.local.drain == drain
+    assert len(published) == 1
+    undone = asyncio.run(found.set(False, "ignored", wall=1_700_000_001.0))
+    assert undone == Drain(False, "", 1_700_000_001.0)
+
+
+def test_a_drain_that_cannot_be_kept_changes_nothing(tmp_path: Path) -> None:
+    found, published = announcer(tmp_path, FakeLease(fail=True))
+    with pytest.raises(DrainNotKeptError, match="403"):
+        asyncio.run(found.set(True, "x"))
+    assert load_drain(tmp_path) == NOT_DRAINED  # the state directory as it was
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    on_disk, _ = announcer(blocked)
+    with pytest.raises(DrainNotKeptError, match="cannot write"):
+        asyncio.run(on_disk.set(True, "x"))
+    assert (found.drain, on_disk.drain) == (NOT_DRAINED, NOT_DRAINED)
+    assert published == []
+
+
+def test_a_newer_decision_is_adopted_from_a_sibling_or_the_lease(tmp_path: Path) -> None:
+    lease = FakeLease()
+    found, _ = announcer(tmp_path, lease)
+    found.adopt()
+    assert found.drain == NOT_DRAINED
+    lease.notes["meshd.io/drain"] = drain_to_json(Drain(True, "from the lease", 5.0))
+    found.adopt()
+    assert found.drain == Drain(True, "from the lease", 5.0)
+    assert load_drain(tmp_path) == found.drain  # kept in its own state directory too
+    sibling = ClusterState("east", 1, 1, replica="b", drain=Drain(False, "", 6.0))
+    found.catalog.put(sibling, None, True)
+    found.adopt()
+    assert found.drain == Drain(False, "", 6.0)
+    lease.notes["meshd.io/drain"] = "garbage"
+    found.adopt()
+    assert found.drain == Drain(False, "", 6.0)
