@@ -23,8 +23,7 @@ from aiohttp import web
 from mesh.address import split_host_port
 from mesh.daemon import admin_routing
 from mesh.daemon.agent import Agent
-from mesh.daemon.announce import DrainNotKeptError
-from mesh.daemon.hostinfo import default_dns_advertise
+from mesh.daemon.announce import DrainNotKeptError, admin_address
 from mesh.daemon.metrics import AgentMetrics
 from mesh.model import MAX_DRAIN_REASON
 
@@ -197,13 +196,8 @@ class AdminServer:
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
         port = int(self._runner.addresses[0][1])
-        settings = self.agent.settings
-        self.agent.announcer.advertise_admin(
-            settings.admin_advertise
-            or default_dns_advertise(
-                f"{self.host or '0.0.0.0'}:{port}", settings.advertise, self.agent.advertised
-            )
-        )
+        address = admin_address(self.agent.settings, self.agent.advertised, port)
+        self.agent.announcer.advertise_admin(address)  # a change only when the port was 0
         return port
 
     async def close(self) -> None:

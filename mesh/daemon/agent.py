@@ -101,9 +101,7 @@ class Agent:
         self.front = DnsFront(settings, serial=int(time.time()))
         self.zone = self.front.zone
         # Its drain and addresses, in its cluster record (mesh.daemon.announce).
-        self.announcer = Announcer(
-            self.catalog, settings.state_dir, self.front.advertised, self._publish
-        )
+        self.announcer = Announcer(self.catalog, settings, self.front.advertised, self._publish)
         self.source = make_source(settings, self._on_exports, self._on_problem)
         self.ring: Ring | None = None
         self.peers: PeerTable | None = None

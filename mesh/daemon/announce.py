@@ -25,6 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mesh.address import split_host_port
+from mesh.daemon.hostinfo import default_dns_advertise
+from mesh.daemon.settings import AgentSettings
 from mesh.model import MAX_DRAIN_REASON, NOT_DRAINED, Drain
 from mesh.ring.catalog import Catalog, Change
 from mesh.routing.drains import siblings, to_adopt
@@ -82,6 +85,22 @@ def save_drain(state_dir: Path, drain: Drain) -> None:
     os.replace(tmp, path)
 
 
+def admin_address(settings: AgentSettings, gossip: str, port: int | None = None) -> str:
+    """``--admin-advertise``, else its default (``default_dns_advertise``'s rule with the
+    admin listen address; ``port``: the one bound); "" without an admin server, or while
+    its port is 0 and not bound yet."""
+    if settings.admin_advertise:
+        return settings.admin_advertise
+    if not settings.admin_listen:
+        return ""
+    host, listen_port = split_host_port(settings.admin_listen)
+    port = listen_port if port is None else port
+    if not port:
+        return ""
+    listen = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
+    return default_dns_advertise(listen, settings.advertise, gossip)
+
+
 class Announcer:
     """This replica's announcements; ``publish`` takes the catalog's change (the agent
     seals it into records and rebuilds)."""
@@ -89,15 +108,17 @@ class Announcer:
     def __init__(
         self,
         catalog: Catalog,
-        state_dir: Path | None,
+        settings: AgentSettings,
         dns_address: str,
         publish: Callable[[Change], None],
     ) -> None:
         self.catalog = catalog
-        self.state_dir = state_dir
+        self.state_dir = settings.state_dir
         self.dns_address = dns_address
-        self.admin_address = ""
-        self.drain = load_drain(state_dir)
+        # Known before the admin server binds unless its port is 0: the first record has it,
+        # and a restarted agent's new generation is not followed at once by another version.
+        self.admin_address = admin_address(settings, settings.advertise or settings.grpc_listen)
+        self.drain = load_drain(settings.state_dir)
         self.lease: LeaseKeeper | None = None  # with the Kubernetes API source
         self._publish = publish
 

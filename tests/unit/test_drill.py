@@ -15,6 +15,7 @@ from mesh.daemon.announce import (
     DRAIN_FILE,
     Announcer,
     DrainNotKeptError,
+    admin_address,
     drain_from_json,
     drain_to_json,
     load_drain,
@@ -32,6 +33,7 @@ from mesh.daemon.drill_plan import (
     render,
     report,
 )
+from mesh.daemon.settings import AgentSettings
 from mesh.model import NOT_DRAINED, ClusterState, Drain, ServiceKey
 from mesh.ring.catalog import Catalog, Change
 
@@ -276,8 +278,9 @@ def announcer(
     state_dir: Path | None, lease: FakeLease | None = None
 ) -> tuple[Announcer, list[Change]]:
     published: list[Change] = []
+    settings = AgentSettings("east", None, state_dir=state_dir, admin_listen=None)
     found = Announcer(
-        Catalog(ClusterState("east", 1, 0)), state_dir, "10.0.0.5:53", published.append
+        Catalog(ClusterState("east", 1, 0)), settings, "10.0.0.5:53", published.append
     )
     found.lease = lease  # type: ignore[assignment]
     return found, published
@@ -327,3 +330,24 @@ def test_a_newer_decision_is_adopted_from_a_sibling_or_the_lease(tmp_path: Path)
     lease.notes["meshd.io/drain"] = "garbage"
     found.adopt()
     assert found.drain == Drain(False, "", 6.0)
+
+
+@pytest.mark.parametrize(
+    ("listen", "advertise", "flag", "port", "expected"),
+    [
+        ("127.0.0.1:9090", None, None, None, "127.0.0.1:9090"),
+        ("0.0.0.0:9090", "10.0.0.5:7946", None, None, "10.0.0.5:9090"),
+        ("[::]:9090", "[fd00::5]:7946", None, None, "[fd00::5]:9090"),
+        ("127.0.0.1:0", None, None, None, ""),  # not bound yet
+        ("127.0.0.1:0", None, None, 40001, "127.0.0.1:40001"),
+        ("0.0.0.0:9090", "10.0.0.5:7946", "192.0.2.9:19090", None, "192.0.2.9:19090"),
+        (None, None, None, None, ""),
+    ],
+)
+def test_the_admin_address_announced(
+    listen: str | None, advertise: str | None, flag: str | None, port: int | None, expected: str
+) -> None:
+    settings = AgentSettings(
+        "east", None, admin_listen=listen, advertise=advertise, admin_advertise=flag
+    )
+    assert admin_address(settings, advertise or "127.0.0.1:7946", port) == expected
