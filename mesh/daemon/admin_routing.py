@@ -9,6 +9,7 @@ every answer, so it is never taken anonymously over the network.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
@@ -89,13 +90,22 @@ def drains_json(agent: Agent) -> dict[str, dict[str, Any]]:
 
 def agents_json(agent: Agent) -> list[dict[str, Any]]:
     """Every agent replica whose record this agent holds, with the addresses it announces
-    and whether SWIM holds it alive (``meshd drill`` measures at each live one)."""
+    and whether it is live (``meshd drill`` measures at each live one): SWIM holds it alive
+    or suspect, or, while SWIM has not heard of it yet (a young ring), this agent's own
+    exchanges reach it."""
     members = {} if agent.swim is None else agent.swim.membership.members
     local = agent.catalog.local_origin
+    now = asyncio.get_running_loop().time()
     rows = []
     for state in agent.catalog.states():
         member = members.get(member_id(state.cluster_id, state.replica))
-        live = state.origin == local or (member is not None and member.state in LIVE_STATES)
+        if state.origin == local:
+            live = True
+        elif member is not None:
+            live = member.state in LIVE_STATES
+        else:
+            peers = agent.peers
+            live = peers is not None and peers.replica_reachable(*state.origin, now)
         rows.append(
             {
                 "cluster": state.cluster_id,

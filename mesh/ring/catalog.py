@@ -36,16 +36,20 @@ class Change:
     """What one catalog update changed, so the zone can rebuild only that.
 
     ``services``: the keys whose export by ``cluster_id`` changed (added, removed or
-    different). ``cluster``: the cluster's locality, namespaces, drain or addresses changed,
-    which can change the answer of every service. Truthy when anything changed.
+    different). ``cluster``: the cluster's locality or namespaces changed, which can change
+    the answer of every service. ``announced``: what the cluster's record announces changed
+    (its drain or its agents' addresses): the record is new, and only the answers of the
+    cluster's own services can change (``mesh.routing.planner`` follows drains by cluster).
+    Truthy when anything changed.
     """
 
     cluster_id: ClusterId
     services: frozenset[ServiceKey] = NO_KEYS
     cluster: bool = False
+    announced: bool = False
 
     def __bool__(self) -> bool:
-        return self.cluster or bool(self.services)
+        return self.cluster or self.announced or bool(self.services)
 
 
 def diff(old: ClusterState | None, new: ClusterState) -> Change:
@@ -53,18 +57,17 @@ def diff(old: ClusterState | None, new: ClusterState) -> Change:
     that origin (objects shared between versions compare by identity first)."""
     if old is None:
         return Change(new.cluster_id, frozenset(new.services), cluster=True)
-    cluster = (old.region, old.zone, old.namespaces, old.announced) != (
-        new.region,
-        new.zone,
-        new.namespaces,
-        new.announced,
-    )
+    cluster = _where(old) != _where(new)
     changed = {
         key
         for key in old.services.keys() | new.services.keys()
         if (a := old.services.get(key)) is not (b := new.services.get(key)) and a != b
     }
-    return Change(new.cluster_id, frozenset(changed), cluster)
+    return Change(new.cluster_id, frozenset(changed), cluster, old.announced != new.announced)
+
+
+def _where(state: ClusterState) -> tuple[str, str, frozenset[str]]:
+    return (state.region, state.zone, state.namespaces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +176,10 @@ class Catalog:
         if best is not state:
             return Change(state.cluster_id) if best is before else diff(before, best)
         if before is not None and before is previous and services is not None:
-            return Change(state.cluster_id, services, cluster)  # the same replica, moved on
+            # The same replica, moved on; its cluster record changed what, if anything?
+            where = cluster and _where(before) != _where(state)
+            announced = cluster and before.announced != state.announced
+            return Change(state.cluster_id, services, where, announced)
         return diff(before, best)
 
     def forget(self, cluster_id: ClusterId) -> Change:

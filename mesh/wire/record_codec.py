@@ -1,10 +1,11 @@
 """Records on the wire: this origin's records made and sealed, peers' chunks opened.
 
 ``Publisher`` turns each local change into records of the local ``OriginLog``: one per
-changed service (a tombstone for a removed one) and one for the cluster when its locality
-or namespaces changed, each with the next version, serialized once, sealed once (signed
-with the cluster's key when the ring is secure) and kept as those bytes, which is what
-every relay forwards. After each change it seals a new ``Head`` (count and set hash).
+changed service (a tombstone for a removed one) and one for the cluster when its locality,
+namespaces, drain or addresses changed, each with the next version, serialized once,
+sealed once (signed with the cluster's key when the ring is secure) and kept as those
+bytes, which is what every relay forwards. After each change it seals a new ``Head``
+(count and set hash).
 
 ``ChunkOpener`` checks everything a peer's ``OriginChunk`` carries before the store sees
 it: names, generation, strictly ascending versions above ``from_version``, every record's
@@ -102,7 +103,7 @@ class Publisher:
     def publish(self, state: ClusterState, change: Change, now: float) -> None:
         """Records for what ``change`` changed in ``state`` (this origin's new state)."""
         slots: list[Slot] = [*sorted(change.services)]
-        if change.cluster or None not in self.log.records:
+        if change.cluster or change.announced or None not in self.log.records:
             slots.insert(0, None)
         self._write(state, slots, now)
 

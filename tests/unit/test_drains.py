@@ -172,7 +172,7 @@ def test_a_replica_adopts_a_newer_decision_only() -> None:
 def test_announcing_changes_the_local_state_once() -> None:
     catalog = Catalog(ClusterState("east", 1, 0))
     change = catalog.announce(DRAINED, "10.0.0.5:53", "10.0.0.5:9090")
-    assert change.cluster
+    assert change.announced
     assert catalog.local.drain == DRAINED
     assert catalog.local.version == 1
     assert not catalog.announce(DRAINED, "10.0.0.5:53", "10.0.0.5:9090")
@@ -319,3 +319,32 @@ def test_the_explanation_never_raises_on_bad_annotations() -> None:
         "bad_weights", "bad_ttl", "unknown_annotation"
     }  # fmt: skip
     assert explained["policy"]["ttl_s"] == 5
+
+
+def test_a_drain_changes_the_cluster_record_but_not_every_answer() -> None:
+    """A drain or an address is the cluster record's news: it is published and taken, but
+    rebuilds only the drained cluster's services (the planner follows drains by cluster)."""
+    catalog = Catalog(ClusterState("east", 1, 0))
+    change = catalog.announce(DRAINED, "", "")
+    assert change
+    assert (change.announced, change.cluster) == (True, False)
+    log = OriginLog("east", "", 1)
+    Publisher(log, None).publish(catalog.local, change, 0.0)
+    (record,) = log.records.values()
+    assert record.info is not None
+    assert record.info.drain == DRAINED
+    here = Catalog(ClusterState("west", 1, 0))
+    first = ClusterState("east", 1, 1, "us", "", frozenset({"shop"}), {WEB: svc("10.1.0.1")})
+    here.put(first, None, True)
+    moved = ClusterState(
+        "east", 1, 2, "us", "", frozenset({"shop"}), {WEB: svc("10.1.0.1")}, drain=DRAINED
+    )
+    taken = here.put(moved, frozenset(), True)
+    assert taken
+    assert (taken.announced, taken.cluster, taken.services) == (True, False, frozenset())
+    planner = AnswerPlanner(HERE)
+    planner.plan([first], {"shop"})
+    planner.note(taken)
+    assert not planner.pending  # nothing to rebuild until the drained set flips
+    assert planner.note_drained({"east"}, [moved])
+    assert planner.pending
