@@ -1,5 +1,5 @@
-"""A ring in the middle of a rolling upgrade: agents of the release before drains (the
-merge base with main, run from its own source tree) next to agents that drain.
+"""A ring in the middle of a rolling upgrade: agents of the release before drains (commit
+``OLDER_RELEASE``, run from its own source tree) next to agents that drain.
 
 The older agent takes the newer agents' cluster records with their new fields (it ignores
 them: nothing is rejected) and keeps answering, drained clusters included; the newer agents
@@ -29,6 +29,8 @@ from tests.integration.test_drain import (
 )
 
 pytestmark = pytest.mark.integration
+# The last commit of main before drains (the routing policy's merge): the "older release".
+OLDER_RELEASE = "234ea1fcb3c36635bac6e48abfe21ba4edca63f6"
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +38,10 @@ def older_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The source tree of the release before drains, as ``git archive`` gives it."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("needs the git history of this checkout")
-    base = subprocess.run(
-        ["git", "-C", str(REPO), "merge-base", "HEAD", "main"], capture_output=True, text=True
-    ).stdout.strip()
-    if not base:
-        pytest.skip("no main branch to take the older release from")
+    base = OLDER_RELEASE
+    known = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{base}^{{commit}}"])
+    if known.returncode != 0:
+        pytest.skip(f"this checkout's history lacks {base}, the release before drains")
     tree = tmp_path_factory.mktemp("older")
     archive = subprocess.run(
         ["git", "-C", str(REPO), "archive", base, "mesh", "dnsserver"],
