@@ -122,9 +122,20 @@ class ExportedService:
     # they travel as text and are read by the routing policy (``mesh.routing.annotations``),
     # so an agent that does not know an annotation still carries it unchanged.
     annotations: tuple[tuple[str, str], ...] = ()
+    # What its pods listen on: the ports of its EndpointSlices (the Service's targetPort
+    # resolved), one per (name, protocol); empty when no slice says (or an older agent).
+    endpoint_ports: tuple[ServicePort, ...] = ()
 
     def ready_endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(e for e in self.endpoints if e.ready)
+
+    def endpoint_port(self, port: ServicePort) -> int | None:
+        """The number the endpoints listen on for the Service port ``port`` (matched by
+        name and protocol, as kube-proxy matches them), None when unknown."""
+        for held in self.endpoint_ports:
+            if held.name == port.name and held.protocol == port.protocol:
+                return held.port
+        return None
 
 
 def _frozen_services(

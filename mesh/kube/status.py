@@ -21,7 +21,8 @@ Outputs (``Write``):
   ``InvalidServiceType`` for ExternalName, ``InvalidService``) and, on valid exports, the
   ``Conflict`` condition (True ``TypeConflict``/``PortConflict``, comma-joined when both,
   naming the winning cluster and who disagrees; False ``NoConflicts``). KEP-1645 sets it on
-  every export of a conflicted service, the oldest one's included. Conditions of other
+  every export of a conflicted service, the oldest one's included. Also on valid exports,
+  ``meshd.io/Ports`` (``mesh.kube.conditions``), from this cluster's own export. Conditions of other
   types are kept as they are. ``lastTransitionTime`` moves only when a condition's status
   changes; ``observedGeneration`` is the export's generation. Written with a merge patch of
   ``/status`` carrying the resourceVersion read, so a concurrent change gives a 409;
@@ -43,7 +44,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mesh.model import ClusterId, ClusterState, ServiceKey, ServicePort
+from mesh.kube.conditions import PORTS, ports_condition
+from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey, ServicePort
 from mesh.routing.view import MergedService, merge_clusterset
 from mesh.sources.translate import ExportVerdict
 
@@ -64,6 +66,7 @@ MCS_API_VERSION = "multicluster.x-k8s.io/v1alpha1"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "meshd"
 VALID, CONFLICT = "Valid", "Conflict"
+_OURS = (VALID, CONFLICT, PORTS)  # the condition types meshd owns; others are left alone
 Obj = dict[str, Any]
 
 
@@ -140,10 +143,15 @@ def reconcile(
     now: float,
 ) -> Plan:
     """The writes that make the API hold what the MCS API expects (none when it does)."""
+    states = list(states)
     merged = merge_clusterset(states)
+    mine = max(
+        (s for s in states if s.cluster_id == cluster_id), key=lambda s: s.stamp, default=None
+    )
+    local = mine.services if mine is not None else {}
     plan = Plan()
     for key in sorted(exports):
-        write = _export_status(cluster_id, exports[key], merged.get(key), now)
+        write = _export_status(cluster_id, exports[key], merged.get(key), local.get(key), now)
         if write is not None:
             plan.writes.append(write)
     present = set(namespaces)
@@ -199,14 +207,19 @@ def _condition(
 
 
 def _export_status(
-    cluster_id: ClusterId, export: LocalExport, merged: MergedService | None, now: float
+    cluster_id: ClusterId,
+    export: LocalExport,
+    merged: MergedService | None,
+    local: ExportedService | None,
+    now: float,
 ) -> Write | None:
     verdict = export.verdict
     valid = "True" if verdict.valid else "False"
     ours = [_condition(VALID, valid, verdict.reason, verdict.message, export, now)]
     if verdict.valid:
         ours.append(_condition(CONFLICT, *conflict_condition(merged), export, now))
-    others = [dict(c) for c in export.conditions if c.get("type") not in (VALID, CONFLICT)]
+        ours.append(_condition(PORTS, *ports_condition(local), export, now))
+    others = [dict(c) for c in export.conditions if c.get("type") not in _OURS]
     conditions = others + ours
     if conditions == [dict(c) for c in export.conditions]:
         return None

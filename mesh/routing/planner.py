@@ -47,6 +47,9 @@ class AnswerPlanner:
         # logs each once and counts it).
         self.problems: dict[ServiceKey, tuple[Problem, ...]] = {}
         self.new_problems: list[tuple[ServiceKey, Problem]] = []
+        # Services whose answers' ports are not their Service ports (``Decision.ports_note``;
+        # reported once with the problems, as ``target_port_differs``).
+        self.port_notes: dict[ServiceKey, str] = {}
         self.healthy: frozenset[ClusterId] = frozenset()
         self._dirty: set[ServiceKey] = set()
         self._everything = True
@@ -112,6 +115,7 @@ class AnswerPlanner:
         before = self._state(key)
         self.failed_open.discard(key)
         self.later_tier.discard(key)
+        self._note_ports(key, decision.ports_note if decision is not None else "")
         if decision is None:
             self.problems.pop(key, None)
             return
@@ -127,6 +131,12 @@ class AnswerPlanner:
             self.problems[key] = decision.problems
         else:
             self.problems.pop(key, None)
+
+    def _note_ports(self, key: ServiceKey, note: str) -> None:
+        if note:
+            self.port_notes[key] = note
+        else:
+            self.port_notes.pop(key, None)
 
     def _state(self, key: ServiceKey) -> str | None:
         if key not in self.zone_keys:

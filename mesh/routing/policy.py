@@ -18,6 +18,9 @@ Rules (DESIGN.md "Answers: health, locality, failover", KEP-1645 for the rest):
   the first tier with a healthy cluster that has ready endpoints, interleaved across that
   tier's clusters, led by each cluster as often as its weight; the zone shows
   ``max_answers`` of them per family and rotates through all of them;
+- ports (``mesh.routing.ports``): answers of endpoint addresses carry, in SRV, the port the
+  endpoints listen on (the EndpointSlice port, the Service's targetPort), not the Service
+  port; a service where the two differ is noted (``Decision.ports_note``);
 - headless services: every ready endpoint of every healthy cluster, without duplicates, in
   tier order; SRV priority is the tier, weight the cluster's share of its tier;
 - clusters this agent considers unhealthy are left out; when no healthy cluster has a ready
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from dnsserver.zone import HeadlessEndpoint, ServiceRecords
 from mesh.model import ClusterId, ClusterState, Endpoint, ExportedService, ServiceKey, ServiceType
 from mesh.routing.annotations import Problem, ServicePolicy, parse_policy
+from mesh.routing.ports import PortPlan, plan_ports
 from mesh.routing.tiers import Choice, Exporter, choose, tiers
 from mesh.routing.view import MergedService, merge_service
 
@@ -77,6 +81,7 @@ class Decision:
     records: ServiceRecords
     state: str  # "first_tier", "later_tier" or "failed_open" (meshd_routing_services)
     problems: tuple[Problem, ...] = ()
+    ports_note: str = ""  # the answers' ports are not the Service's (``mesh.routing.ports``)
 
     @property
     def failed_open(self) -> bool:
@@ -96,7 +101,7 @@ def _cluster_set_ip(
     policy: ServicePolicy,
     healthy: Set[ClusterId],
     max_addresses: int,
-) -> tuple[ServiceRecords, str]:
+) -> tuple[ServiceRecords, str, PortPlan]:
     choice = choose(policy, ordered, healthy)
     failed_open = not choice.clusters
     if failed_open:  # nothing healthy has a ready endpoint: the last-known ones, same tiers
@@ -106,18 +111,19 @@ def _cluster_set_ip(
     columns = [(_ready_addresses(svc), weight) for _, svc, weight in choice.clusters]
     addresses = tuple(_interleave([c for c, _ in columns]))
     weighted = tuple((tuple(c), w) for c, w in columns) if policy.weights else ()
+    ports = plan_ports(view.ports, [(st.cluster_id, svc) for st, svc, _ in choice.clusters], False)
     records = ServiceRecords(
         key.namespace,
         key.name,
         False,
         addresses,
-        _ports(view),
+        ports.ports,
         (),
         policy.max_answers or max_addresses,
         weighted,
         policy.ttl,
     )
-    return records, _state(choice, failed_open)
+    return records, _state(choice, failed_open), ports
 
 
 def _headless(
@@ -126,12 +132,13 @@ def _headless(
     ordered: list[list[Exporter]],
     policy: ServicePolicy,
     healthy: Set[ClusterId],
-) -> tuple[ServiceRecords, str]:
+) -> tuple[ServiceRecords, str, PortPlan]:
     usable = [[(st, svc) for st, svc in tier if st.cluster_id in healthy] for tier in ordered]
     failed_open = not any(_ready_addresses(svc) for tier in usable for _, svc in tier)
     if failed_open:
         usable = ordered
     endpoints: list[HeadlessEndpoint] = []
+    answering: list[tuple[ClusterId, ExportedService]] = []
     addresses: list[str] = []
     seen: set[str] = set()
     priority = 0
@@ -154,20 +161,23 @@ def _headless(
                         )
                     )
                     added = True
+                    if not answering or answering[-1][1] is not svc:
+                        answering.append((state.cluster_id, svc))
         if added:
             first = index if first < 0 else first
             priority += 1
+    ports = plan_ports(view.ports, answering, False)
     records = ServiceRecords(
         key.namespace,
         key.name,
         True,
         tuple(addresses),
-        _ports(view),
+        ports.ports,
         tuple(endpoints),
         ttl=policy.ttl,
     )
     outcome = "failed_open" if failed_open and endpoints else _state(Choice((), first), False)
-    return records, outcome
+    return records, outcome, ports
 
 
 def _srv_weights(policy: ServicePolicy, tier: list[Exporter]) -> dict[ClusterId, int]:
@@ -192,10 +202,6 @@ def _fresh(ep: Endpoint, seen: set[str]) -> list[str]:
     return fresh
 
 
-def _ports(view: MergedService) -> tuple[tuple[str, str, int], ...]:
-    return tuple((p.name, p.protocol, p.port) for p in view.ports)
-
-
 def decide_service(
     key: ServiceKey,
     exporters: list[tuple[ClusterState, ExportedService]],
@@ -208,10 +214,12 @@ def decide_service(
     policy, problems = parse_policy(view.annotations)
     ordered = tiers(policy, exporters, locality.cluster_id, locality.region)
     if view.type is ServiceType.HEADLESS:
-        records, state = _headless(key, view, ordered, policy, healthy)
+        records, state, ports = _headless(key, view, ordered, policy, healthy)
     else:
-        records, state = _cluster_set_ip(key, view, ordered, policy, healthy, max_addresses)
-    return Decision(records, state, tuple(problems))
+        records, state, ports = _cluster_set_ip(key, view, ordered, policy, healthy, max_addresses)
+    if ports.note:
+        problems.append(Problem("target_port_differs", ports.note))
+    return Decision(records, state, tuple(problems), ports.note)
 
 
 def exporters_of(

@@ -73,6 +73,22 @@ def _port(where: str, item: Any) -> ServicePort:
     return ServicePort(name=name, protocol=protocol, port=port)
 
 
+def slice_ports(raw: Any) -> tuple[ServicePort, ...]:
+    """An EndpointSlice's ``ports``: the numbers its endpoints listen on, named as the
+    Service's ports are. A port without a number (it means "all ports") says nothing and
+    is left out."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidFieldError(f"ports must be a list, got {describe(raw)}")
+    found = []
+    for i, item in enumerate(raw):
+        if isinstance(item, Mapping) and item.get("port") is None:
+            continue
+        found.append(_port(f"ports[{i}]", item))
+    return tuple(found)
+
+
 def endpoint(where: str, item: Any, version: int, publish_not_ready: bool) -> Endpoint:
     if not isinstance(item, Mapping):
         raise InvalidFieldError(f"{where} must be a mapping, got {describe(item)}")

@@ -42,6 +42,7 @@ from mesh.model import (
     ExportedService,
     LocalExports,
     ServiceKey,
+    ServicePort,
     is_dns_label,
 )
 from mesh.sources.documents import (
@@ -59,6 +60,7 @@ from mesh.sources.fields import (
     routing_annotations,
     service_ports,
     service_type,
+    slice_ports,
 )
 
 __all__ = [
@@ -290,10 +292,30 @@ def _service(
         problems.append(obj.problem(str(exc)))
         return None
     endpoints: list[Endpoint] = []
+    # (name, protocol) -> (ready endpoints of the slice, its port): slices may disagree
+    # mid-rollout (a changed targetPort); the port most ready endpoints listen on wins.
+    listening: dict[tuple[str, str], tuple[int, ServicePort]] = {}
     for endpoint_slice in sorted(slices, key=lambda s: s.name):
-        endpoints.extend(_slice_endpoints(endpoint_slice, bool(publish), problems))
+        found = _slice_endpoints(endpoint_slice, bool(publish), problems)
+        endpoints.extend(found)
+        ready = sum(1 for e in found if e.ready)
+        for port in _ports_of(endpoint_slice, problems):
+            held = listening.get((port.name, port.protocol))
+            if held is None or ready > held[0]:
+                listening[(port.name, port.protocol)] = (ready, port)
     key = ServiceKey(obj.namespace, obj.name)
-    return ExportedService(key, kind, ports, tuple(endpoints), exported_at)
+    endpoint_ports = tuple(port for _, port in sorted(listening.values(), key=lambda v: v[1]))
+    return ExportedService(
+        key, kind, ports, tuple(endpoints), exported_at, endpoint_ports=endpoint_ports
+    )
+
+
+def _ports_of(obj: _Object, problems: list[SourceProblem]) -> tuple[ServicePort, ...]:
+    try:
+        return slice_ports(obj.body.get("ports"))
+    except InvalidFieldError as exc:
+        problems.append(obj.problem(f"{exc}; its ports are ignored"))
+        return ()
 
 
 def _slice_endpoints(

@@ -179,8 +179,8 @@ def test_invalid_exports_get_valid_false_and_no_conflict_condition(
 def test_transition_time_moves_only_with_the_status_and_foreign_conditions_stay() -> None:
     states = [state("east", svc(at=T0)), state("west", svc(at=T0 + 1))]
     first = conditions_of(reconcile("east", export(), {"shop"}, states, {}, T0))
-    foreign = {"type": "Ready", "status": "True", "reason": "Exported", "message": "elsewhere"}
-    held = (foreign, first["Valid"], first["Conflict"])
+    foreign = {"type": "example.com/Audited", "status": "True", "reason": "Done", "message": ""}
+    held = (foreign, *first.values())
     # Nothing changed, an hour later: no write at all.
     later = reconcile("east", export(conditions=held), {"shop"}, states, {}, T0 + 3600)
     assert [w for w in later.writes if w.resource == "serviceexports"] == []

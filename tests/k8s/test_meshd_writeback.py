@@ -65,7 +65,10 @@ def test_meshd_run_writes_imports_and_conditions_and_releases_the_lease(
         export = stored(api, "ServiceExport", "shop", "web") or {}
         return {c["type"] for c in (export.get("status") or {}).get("conditions", [])}
 
-    wait_until("Valid and Conflict", lambda: condition_types() == {"Valid", "Conflict"})
+    wait_until(
+        "Valid, Conflict and meshd.io/Ports",
+        lambda: condition_types() >= {"Valid", "Conflict", "meshd.io/Ports"},
+    )
     lease = stored(api, "Lease", "meshd-system", "meshd-east")
     assert lease is not None
     assert lease["spec"]["holderIdentity"]

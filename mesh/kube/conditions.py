@@ -1,0 +1,42 @@
+"""Conditions meshd sets on this cluster's ServiceExports besides ``Valid`` and ``Conflict``
+(pure; ``mesh.kube.status`` writes them with the others).
+
+- ``meshd.io/Ports``: whether a client that dials the Service port reaches the service
+  through the answers it gets. With endpoint answers (answer mode ``endpoints``, and every
+  headless service) a client reaches a pod directly, on the port the pod listens on: the
+  EndpointSlice port, the Service's targetPort resolved. When that differs from the Service
+  port, the condition is ``False`` with reason ``TargetPortDiffers`` and a message that names
+  the ports and the ways out (dial the SRV port, make targetPort equal port, or answer with
+  a ClusterIP or the clusterset VIP, whose proxy maps the port). Otherwise ``True``:
+  ``PortsMatch``.
+
+Each function returns (status, reason, message); ``mesh.kube.status`` adds the times.
+"""
+
+from __future__ import annotations
+
+from mesh.model import ExportedService
+from mesh.routing.view import port_text
+
+__all__ = ["PORTS", "ports_condition"]
+
+PORTS = "meshd.io/Ports"
+
+
+def ports_condition(local: ExportedService | None) -> tuple[str, str, str]:
+    """The ``meshd.io/Ports`` condition of this cluster's export of a service."""
+    differs = []
+    for port in local.ports if local is not None else ():
+        number = local.endpoint_port(port) if local is not None else None
+        if number is not None and number != port.port:
+            differs.append(f"{port_text(port)} -> {number}")
+    if not differs:
+        return "True", "PortsMatch", "its endpoints listen on the Service ports"
+    message = (
+        f"its endpoints do not listen on the Service port ({', '.join(differs)}): "
+        "DNS answers pod addresses (answer mode endpoints), so a client that dials the "
+        "Service port fails. Dial the port SRV answers, make targetPort equal port, or "
+        "answer with a ClusterIP or the clusterset VIP (meshd.io/answer-mode: cluster-ip "
+        "or clusterset-ip), whose proxy maps the port"
+    )
+    return "False", "TargetPortDiffers", message
