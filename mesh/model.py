@@ -125,6 +125,9 @@ class ExportedService:
     # What its pods listen on: the ports of its EndpointSlices (the Service's targetPort
     # resolved), one per (name, protocol); empty when no slice says (or an older agent).
     endpoint_ports: tuple[ServicePort, ...] = ()
+    # The Service's ClusterIP(s) in its cluster (spec.clusterIPs, at most one per family),
+    # answered in answer mode cluster-ip; empty for a headless service (or an older agent).
+    cluster_ips: tuple[str, ...] = ()
 
     def ready_endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(e for e in self.endpoints if e.ready)

@@ -42,6 +42,7 @@ from mesh.ring.catalog import Catalog, Change
 from mesh.ring.expiry import ClusterExpiry
 from mesh.ring.peers import PeerTable, PeerTimings
 from mesh.ring.records import OriginLog, RecordStore
+from mesh.routing.modes import Answering
 from mesh.routing.planner import AnswerPlanner
 from mesh.routing.policy import Locality
 from mesh.routing.rebuild import Rebuild, answerable, plan_rebuild, some
@@ -97,7 +98,8 @@ class Agent:
         self.rebuild_observers: list[Callable[[float], None]] = []
         self.source_synced = asyncio.Event()
         self.synced = False
-        self.planner = AnswerPlanner(self.locality, settings.max_addresses)
+        answering = Answering(settings.answer_mode, vips=settings.manifests is None)
+        self.planner = AnswerPlanner(self.locality, settings.max_addresses, answering)
         self.front = DnsFront(settings, serial=int(time.time()))
         self.zone = self.front.zone
         self.source = make_source(settings, self._on_exports, self._on_problem)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from mesh.daemon.settings import AgentSettings
 from mesh.model import ClusterState, LocalExports
+from mesh.routing.modes import Answering
 from mesh.sources.manifests import ManifestSource, SourceProblem
 
 if TYPE_CHECKING:
@@ -44,7 +45,10 @@ def make_writer(
         return None
     from mesh.kube.writer import KubeWriter, WriterSettings
 
-    writer_settings = WriterSettings(lease_namespace=settings.lease_namespace)
+    writer_settings = WriterSettings(
+        lease_namespace=settings.lease_namespace,
+        answering=Answering(settings.answer_mode, vips=True),
+    )
     return KubeWriter(
         settings.cluster_id, source, clusters, writer_settings, ring_synced=ring_synced
     )

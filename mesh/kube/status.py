@@ -44,8 +44,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mesh.kube.conditions import PORTS, ports_condition
+from mesh.kube.conditions import PORTS, answer_mode, ports_condition
 from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey, ServicePort
+from mesh.routing.modes import DEFAULT_ANSWERING, Answering
 from mesh.routing.view import MergedService, merge_clusterset
 from mesh.sources.translate import ExportVerdict
 
@@ -141,8 +142,10 @@ def reconcile(
     states: Iterable[ClusterState],
     imports: Mapping[ServiceKey, Mapping[str, Any]],
     now: float,
+    answering: Answering = DEFAULT_ANSWERING,
 ) -> Plan:
-    """The writes that make the API hold what the MCS API expects (none when it does)."""
+    """The writes that make the API hold what the MCS API expects (none when it does);
+    ``answering``: the agent's default answer mode (for ``meshd.io/Ports``)."""
     states = list(states)
     merged = merge_clusterset(states)
     mine = max(
@@ -151,7 +154,8 @@ def reconcile(
     local = mine.services if mine is not None else {}
     plan = Plan()
     for key in sorted(exports):
-        write = _export_status(cluster_id, exports[key], merged.get(key), local.get(key), now)
+        mode = answer_mode(merged.get(key), answering)
+        write = _export_status(cluster_id, exports[key], merged.get(key), local.get(key), mode, now)
         if write is not None:
             plan.writes.append(write)
     present = set(namespaces)
@@ -211,6 +215,7 @@ def _export_status(
     export: LocalExport,
     merged: MergedService | None,
     local: ExportedService | None,
+    mode: str,
     now: float,
 ) -> Write | None:
     verdict = export.verdict
@@ -218,7 +223,7 @@ def _export_status(
     ours = [_condition(VALID, valid, verdict.reason, verdict.message, export, now)]
     if verdict.valid:
         ours.append(_condition(CONFLICT, *conflict_condition(merged), export, now))
-        ours.append(_condition(PORTS, *ports_condition(local), export, now))
+        ours.append(_condition(PORTS, *ports_condition(local, mode), export, now))
     others = [dict(c) for c in export.conditions if c.get("type") not in _OURS]
     conditions = others + ours
     if conditions == [dict(c) for c in export.conditions]:

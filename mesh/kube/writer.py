@@ -51,6 +51,7 @@ from mesh.kube.reflector import WatchTimings, follow_kind
 from mesh.kube.source import KubernetesSource
 from mesh.kube.status import MCS_API_VERSION, Plan, Write, local_exports, reconcile
 from mesh.model import ClusterState, ServiceKey
+from mesh.routing.modes import Answering
 from mesh.sources.translate import translate_exports
 from mesh.sources.watchstate import KindStore, Resource, backoff_delay
 
@@ -89,6 +90,8 @@ class WriterSettings:
     min_interval_s: float = 0.2
     watch: WatchTimings = field(default_factory=WatchTimings)
     overlay_ttl_s: float = 30.0
+    # The agent's default answer mode (--answer-mode), for what depends on it.
+    answering: Answering = field(default_factory=lambda: Answering(vips=True))
 
 
 class KubeWriter:
@@ -240,6 +243,7 @@ class KubeWriter:
             self.states(),
             imports,
             self._wall(),
+            self.settings.answering,
         )
 
     async def write_pass(self) -> bool:

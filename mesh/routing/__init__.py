@@ -2,6 +2,6 @@
 answers (health filter, locality tiers, fail open), and what a zone rebuild changes.
 Called when data changes, never per query.
 
-Pure cores: view, annotations, tiers, ports, policy, planner, rebuild.
+Pure cores: view, annotations, tiers, ports, modes, policy, planner, rebuild.
 Adapters: none.
 """

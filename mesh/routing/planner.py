@@ -24,6 +24,7 @@ from dnsserver.records import ServiceRecords
 from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
 from mesh.ring.catalog import Change
 from mesh.routing.annotations import Problem
+from mesh.routing.modes import DEFAULT_ANSWERING, Answering
 from mesh.routing.policy import (
     DEFAULT_MAX_ADDRESSES,
     Decision,
@@ -36,9 +37,15 @@ Update = tuple[ServiceKey, ServiceRecords | None]
 
 
 class AnswerPlanner:
-    def __init__(self, locality: Locality, max_addresses: int = DEFAULT_MAX_ADDRESSES) -> None:
+    def __init__(
+        self,
+        locality: Locality,
+        max_addresses: int = DEFAULT_MAX_ADDRESSES,
+        answering: Answering = DEFAULT_ANSWERING,
+    ) -> None:
         self.locality = locality
         self.max_addresses = max_addresses
+        self.answering = answering
         self.zone_keys: set[ServiceKey] = set()
         self.failed_open: set[ServiceKey] = set()
         self.later_tier: set[ServiceKey] = set()  # answered from a failover tier
@@ -98,7 +105,7 @@ class AnswerPlanner:
                 self._note(key, None)
                 continue
             decision = decide_service(
-                key, exporters, self.locality, self.healthy, self.max_addresses
+                key, exporters, self.locality, self.healthy, self.max_addresses, self.answering
             )
             updates.append((key, decision.records))
             self.zone_keys.add(key)

@@ -13,6 +13,8 @@ Rules (DESIGN.md "Answers: health, locality, failover", KEP-1645 for the rest):
   the oldest export's type and ``meshd.io/`` annotations win, ports are merged with the
   older definition winning), the same view the ServiceImport write-back publishes, so DNS
   and the MCS API never disagree;
+- answer modes (``mesh.routing.modes``): a ClusterSetIP service answers its endpoints, each
+  chosen cluster's ClusterIP, or the clusterset VIP; the same tiers choose in every mode;
 - tiers and weights (``mesh.routing.tiers``, from the annotations and this locality; by
   default this cluster, then its region, then the rest): ClusterSetIP services answer from
   the first tier with a healthy cluster that has ready endpoints, interleaved across that
@@ -37,11 +39,20 @@ from dataclasses import dataclass, field
 from dnsserver.zone import HeadlessEndpoint, ServiceRecords
 from mesh.model import ClusterId, ClusterState, Endpoint, ExportedService, ServiceKey, ServiceType
 from mesh.routing.annotations import Problem, ServicePolicy, parse_policy
+from mesh.routing.modes import (
+    CLUSTER_IP,
+    CLUSTERSET_IP,
+    DEFAULT_ANSWERING,
+    ENDPOINTS,
+    Answering,
+    resolve_mode,
+)
 from mesh.routing.ports import PortPlan, plan_ports
 from mesh.routing.tiers import Choice, Exporter, choose, tiers
 from mesh.routing.view import MergedService, merge_service
 
 DEFAULT_MAX_ADDRESSES = 8
+NO_CHOICE = Choice((), -1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +93,8 @@ class Decision:
     state: str  # "first_tier", "later_tier" or "failed_open" (meshd_routing_services)
     problems: tuple[Problem, ...] = ()
     ports_note: str = ""  # the answers' ports are not the Service's (``mesh.routing.ports``)
+    mode: str = ENDPOINTS  # the answer mode it answers in (``mesh.routing.modes``)
+    choice: Choice = NO_CHOICE  # the clusters chosen (ClusterSetIP services)
 
     @property
     def failed_open(self) -> bool:
@@ -101,17 +114,26 @@ def _cluster_set_ip(
     policy: ServicePolicy,
     healthy: Set[ClusterId],
     max_addresses: int,
-) -> tuple[ServiceRecords, str, PortPlan]:
+    mode: str,
+    vip: tuple[str, ...],
+) -> tuple[ServiceRecords, str, PortPlan, Choice]:
     choice = choose(policy, ordered, healthy)
     failed_open = not choice.clusters
     if failed_open:  # nothing healthy has a ready endpoint: the last-known ones, same tiers
         everyone = {st.cluster_id for tier in ordered for st, _ in tier}
         choice = choose(policy, ordered, everyone)
         failed_open = bool(choice.clusters)
-    columns = [(_ready_addresses(svc), weight) for _, svc, weight in choice.clusters]
+    answering = [(st.cluster_id, svc) for st, svc, _ in choice.clusters]
+    if mode == CLUSTERSET_IP and vip:  # the cluster's data plane balances the VIP;
+        # until it exists, the service answers its endpoints
+        columns: list[tuple[list[str], int]] = [(list(vip), 1)]
+    else:
+        of = _cluster_ips if mode == CLUSTER_IP else _ready_addresses
+        columns = [(of(svc), weight) for _, svc, weight in choice.clusters]
     addresses = tuple(_interleave([c for c, _ in columns]))
     weighted = tuple((tuple(c), w) for c, w in columns) if policy.weights else ()
-    ports = plan_ports(view.ports, [(st.cluster_id, svc) for st, svc, _ in choice.clusters], False)
+    proxied = mode == CLUSTER_IP or (mode == CLUSTERSET_IP and bool(vip))
+    ports = plan_ports(view.ports, answering, mapped=proxied)
     records = ServiceRecords(
         key.namespace,
         key.name,
@@ -123,7 +145,17 @@ def _cluster_set_ip(
         weighted,
         policy.ttl,
     )
-    return records, _state(choice, failed_open), ports
+    return records, _state(choice, failed_open), ports, choice
+
+
+def _cluster_ips(svc: ExportedService) -> list[str]:
+    return list(svc.cluster_ips)
+
+
+def _with_cluster_ips(ordered: list[list[Exporter]]) -> list[list[Exporter]]:
+    """The tiers without the exporters that carry no ClusterIP (cluster-ip mode)."""
+    kept = [[(st, svc) for st, svc in tier if svc.cluster_ips] for tier in ordered]
+    return [tier for tier in kept if tier]
 
 
 def _headless(
@@ -208,18 +240,36 @@ def decide_service(
     locality: Locality,
     healthy: Set[ClusterId],
     max_addresses: int = DEFAULT_MAX_ADDRESSES,
+    answering: Answering = DEFAULT_ANSWERING,
+    vip: tuple[str, ...] = (),
 ) -> Decision:
-    """The records of one service from its exporters (local first, then by cluster id)."""
+    """The records of one service from its exporters (local first, then by cluster id);
+    ``vip``: the service's clusterset VIP in this cluster, once it has one."""
     view = merge_service(key, [(state.cluster_id, svc) for state, svc in exporters])
     policy, problems = parse_policy(view.annotations)
     ordered = tiers(policy, exporters, locality.cluster_id, locality.region)
+    mode, problem = resolve_mode(policy, view.type, answering)
+    problems.extend([problem] if problem is not None else [])
+    if mode == CLUSTER_IP and not _with_cluster_ips(ordered):
+        problems.append(
+            Problem(
+                "no_cluster_ip",
+                "no exporting cluster gives a ClusterIP: "
+                "answering endpoints (answer mode cluster-ip)",
+            )
+        )
+        mode = ENDPOINTS
+    choice = NO_CHOICE
     if view.type is ServiceType.HEADLESS:
         records, state, ports = _headless(key, view, ordered, policy, healthy)
     else:
-        records, state, ports = _cluster_set_ip(key, view, ordered, policy, healthy, max_addresses)
+        candidates = _with_cluster_ips(ordered) if mode == CLUSTER_IP else ordered
+        records, state, ports, choice = _cluster_set_ip(
+            key, view, candidates, policy, healthy, max_addresses, mode, vip
+        )
     if ports.note:
         problems.append(Problem("target_port_differs", ports.note))
-    return Decision(records, state, tuple(problems), ports.note)
+    return Decision(records, state, tuple(problems), ports.note, mode, choice)
 
 
 def exporters_of(

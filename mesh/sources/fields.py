@@ -46,6 +46,30 @@ def service_type(spec: Mapping[str, Any]) -> ServiceType:
     return ServiceType.HEADLESS if cluster_ip == "None" else ServiceType.CLUSTER_SET_IP
 
 
+def cluster_ips(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """The Service's ClusterIPs (``spec.clusterIPs``, else ``spec.clusterIP``) in canonical
+    text, at most one per family; none for a headless Service or one not yet allocated."""
+    raw = spec.get("clusterIPs")
+    where = "spec.clusterIPs"
+    if raw is None:
+        single = spec.get("clusterIP")
+        raw, where = ([] if single in (None, "") else [single]), "spec.clusterIP"
+    if not isinstance(raw, list) or len(raw) > 2:
+        raise InvalidFieldError(f"{where} must be a list of at most 2 addresses, got {raw!r}")
+    if raw == ["None"]:
+        return ()
+    found: dict[int, str] = {}
+    for text in raw:
+        try:
+            address = ipaddress.ip_address(text if isinstance(text, str) else "")
+        except ValueError:
+            raise InvalidFieldError(f"{where}: {text!r} is not an IP address") from None
+        if address.version in found:
+            raise InvalidFieldError(f"{where}: two IPv{address.version} addresses")
+        found[address.version] = str(address)
+    return tuple(found.values())
+
+
 def service_ports(raw: Any) -> tuple[ServicePort, ...]:
     if raw is None:
         return ()

@@ -56,6 +56,7 @@ from mesh.sources.documents import (
 from mesh.sources.fields import (
     LABEL_RULE,
     InvalidFieldError,
+    cluster_ips,
     endpoint,
     routing_annotations,
     service_ports,
@@ -282,6 +283,7 @@ def _service(
         elif not isinstance(spec, Mapping):
             raise InvalidFieldError(f"spec must be a mapping, got {describe(spec)}")
         kind = service_type(spec)
+        addresses = cluster_ips(spec)
         ports = service_ports(spec.get("ports"))
         publish = spec.get("publishNotReadyAddresses")
         if publish is not None and not isinstance(publish, bool):
@@ -306,7 +308,13 @@ def _service(
     key = ServiceKey(obj.namespace, obj.name)
     endpoint_ports = tuple(port for _, port in sorted(listening.values(), key=lambda v: v[1]))
     return ExportedService(
-        key, kind, ports, tuple(endpoints), exported_at, endpoint_ports=endpoint_ports
+        key,
+        kind,
+        ports,
+        tuple(endpoints),
+        exported_at,
+        endpoint_ports=endpoint_ports,
+        cluster_ips=addresses,
     )
 
 

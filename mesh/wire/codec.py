@@ -55,6 +55,7 @@ def service_to_pb(svc: ExportedService) -> pb.Service:
         exported_at=svc.exported_at,
         annotations=[pb.Annotation(key=k, value=v) for k, v in svc.annotations],
         endpoint_ports=_ports_to_pb(svc.endpoint_ports),
+        cluster_ips=list(svc.cluster_ips),
     )
 
 
@@ -122,7 +123,21 @@ def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
         exported_at=msg.exported_at or 0.0,
         annotations=_annotations(msg.annotations),
         endpoint_ports=_ports_from_pb(msg.endpoint_ports, where),
+        cluster_ips=_cluster_ips(msg.cluster_ips, where),
     )
+
+
+def _cluster_ips(items: Iterable[str], where: str) -> tuple[str, ...]:
+    """At most one address per family, as Kubernetes allows (spec.clusterIPs)."""
+    families = []
+    for address in items:
+        try:
+            families.append(ip_version(address))
+        except ValueError:
+            raise CodecError(f"{where}: bad cluster IP {address!r}") from None
+    if len(set(families)) != len(families):
+        raise CodecError(f"{where}: two cluster IPs of one family")
+    return tuple(items)
 
 
 def _ports_from_pb(items: Iterable[pb.Port], where: str) -> tuple[ServicePort, ...]:

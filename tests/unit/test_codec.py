@@ -162,6 +162,7 @@ def cluster_states(draw: st.DrawFn) -> ClusterState:
             endpoints=tuple(draw(st.lists(endpoints, max_size=4))),
             exported_at=draw(st.floats(0, 2e9)),
             endpoint_ports=tuple(draw(st.lists(ports, max_size=2))),
+            cluster_ips=draw(st.sampled_from([(), ("10.96.0.1",), ("fd00::1", "10.96.0.2")])),
         )
         for key in keys
     }
@@ -248,6 +249,14 @@ def _set_bad_endpoint_port_name(msg: pb.Service) -> None:
     msg.endpoint_ports.append(pb.Port(name="Http", protocol="TCP", port=8080))
 
 
+def _set_bad_cluster_ip(msg: pb.Service) -> None:
+    msg.cluster_ips.append("10.96.0.256")
+
+
+def _set_two_cluster_ips_of_a_family(msg: pb.Service) -> None:
+    msg.cluster_ips.extend(["10.96.0.1", "10.96.0.2"])
+
+
 def _set_no_addresses(msg: pb.Service) -> None:
     msg.endpoints.append(pb.Endpoint(ready=True))
 
@@ -286,6 +295,8 @@ SERVICE_VIOLATIONS: list[tuple[str, Callable[[pb.Service], None], str]] = [
     ("port-name", _set_bad_port_name, r"shop/web: port name 'HTTP_1'"),
     ("endpoint-port", _set_bad_endpoint_port, r"shop/web: bad port TCP/70000"),
     ("endpoint-port-name", _set_bad_endpoint_port_name, r"shop/web: port name 'Http'"),
+    ("cluster-ip", _set_bad_cluster_ip, r"shop/web: bad cluster IP '10\.96\.0\.256'"),
+    ("cluster-ips", _set_two_cluster_ips_of_a_family, r"shop/web: two cluster IPs of one family"),
     ("no-addresses", _set_no_addresses, r"shop/web: endpoint without addresses"),
     ("bad-address", _set_bad_address, r"shop/web: bad address '10\.0\.0\.256'"),
     ("name-address", _set_name_address, r"shop/web: bad address 'web\.example\.org'"),
