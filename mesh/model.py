@@ -128,6 +128,10 @@ class ExportedService:
     # The Service's ClusterIP(s) in its cluster (spec.clusterIPs, at most one per family),
     # answered in answer mode cluster-ip; empty for a headless service (or an older agent).
     cluster_ips: tuple[str, ...] = ()
+    # The Service's session affinity: "ClientIP" or "" (None), and the ClientIP timeout in
+    # seconds (0 when not ClientIP); the ServiceImport and the derived Service carry them.
+    session_affinity: str = ""
+    affinity_timeout_s: int = 0
 
     def ready_endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(e for e in self.endpoints if e.ready)

@@ -1,6 +1,12 @@
-"""Conditions meshd sets on this cluster's ServiceExports besides ``Valid`` and ``Conflict``
-(pure; ``mesh.kube.status`` writes them with the others).
+"""Conditions meshd sets besides ``Valid`` and ``Conflict`` (pure; ``mesh.kube.status``
+and ``mesh.kube.imports`` write them), and how any condition keeps its time.
 
+On this cluster's ServiceExports:
+
+- ``Ready`` (MCS v1beta1): ``True`` ``Exported`` once the export is on the ring (this
+  cluster's published state holds it; meshd writes only after the ring has synced);
+  ``False`` ``Pending`` while it is valid but not yet published; ``False`` ``Failed`` when it
+  is not valid (the message says why, as ``Valid`` does).
 - ``meshd.io/Ports``: whether a client that dials the Service port reaches the service
   through the answers it gets. With endpoint answers (answer mode ``endpoints``, and every
   headless service) a client reaches a pod directly, on the port the pod listens on: the
@@ -10,19 +16,90 @@
   a ClusterIP or the clusterset VIP, whose proxy maps the port). Otherwise ``True``:
   ``PortsMatch``, or ``Proxied`` when the service answers a ClusterIP or the VIP.
 
-Each function returns (status, reason, message); ``mesh.kube.status`` adds the times.
+On ServiceImports, ``Ready`` (MCS v1beta1): ``True`` ``Ready``, except in answer mode
+``clusterset-ip`` until the cluster has allocated the VIP (``False`` ``Pending``).
+
+The condition functions return (status, reason, message); ``condition`` adds the times:
+``lastTransitionTime`` moves only when the status changes (metav1.Condition).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
 from mesh.model import ExportedService
 from mesh.routing.annotations import parse_policy
-from mesh.routing.modes import ENDPOINTS, Answering, resolve_mode
+from mesh.routing.modes import CLUSTERSET_IP, ENDPOINTS, Answering, resolve_mode
 from mesh.routing.view import MergedService, port_text
 
-__all__ = ["PORTS", "answer_mode", "ports_condition"]
+__all__ = [
+    "PORTS",
+    "READY",
+    "answer_mode",
+    "condition",
+    "export_ready",
+    "import_ready",
+    "ports_condition",
+    "rfc3339",
+]
 
 PORTS = "meshd.io/Ports"
+READY = "Ready"
+Condition = tuple[str, str, str]  # (status, reason, message)
+
+
+def rfc3339(epoch_s: float) -> str:
+    """A metav1.Time: seconds precision, UTC."""
+    return datetime.fromtimestamp(int(epoch_s), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(
+    kind: str,
+    found: Condition,
+    held: Sequence[Mapping[str, Any]],
+    generation: int,
+    now: float,
+) -> dict[str, Any]:
+    """The condition ``kind`` as ``found``, its time kept from ``held`` (the object's
+    conditions now) unless its status changes."""
+    status, reason, message = found
+    old = next((c for c in held if c.get("type") == kind), None)
+    since = old.get("lastTransitionTime") if old is not None else None
+    if old is None or old.get("status") != status or not isinstance(since, str):
+        since = rfc3339(now)
+    made: dict[str, Any] = {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
+    if generation:
+        made["observedGeneration"] = generation
+    return made
+
+
+def export_ready(
+    valid: bool, why_not: str, local: ExportedService | None, cluster_id: str
+) -> Condition:
+    """``Ready`` of this cluster's export (see the module docstring)."""
+    if not valid:
+        return "False", "Failed", why_not
+    if local is None:
+        return "False", "Pending", "valid, not yet published to the clusterset"
+    return "True", "Exported", f"exported to the clusterset by cluster {cluster_id}"
+
+
+def import_ready(mode: str, vip: Sequence[str], derived: str) -> Condition:
+    """``Ready`` of a ServiceImport that answers in ``mode``, with the VIP ``vip`` (of the
+    derived Service ``derived``) when it has one."""
+    if mode != CLUSTERSET_IP:
+        return "True", "Ready", f"imported (answer mode {mode})"
+    if not vip:
+        return "False", "Pending", f"waiting for the cluster to allocate the VIP of {derived}"
+    return "True", "Ready", f"clusterset VIP {', '.join(vip)} (Service {derived})"
 
 
 def answer_mode(merged: MergedService | None, answering: Answering) -> str:

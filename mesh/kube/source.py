@@ -3,9 +3,11 @@
 Theory of operation
 -------------------
 The source follows four kinds across all namespaces: ``Namespace`` (v1), ``Service`` (v1),
-``EndpointSlice`` (discovery.k8s.io/v1) and ``ServiceExport``
-(multicluster.x-k8s.io/v1alpha1). For each, one task runs the list-then-watch loop of
-``mesh.kube.reflector`` (client-go's reflector, kopf's ``continuous_watch``): list in
+``EndpointSlice`` (discovery.k8s.io/v1) and ``ServiceExport`` (multicluster.x-k8s.io, in
+the newest version the API server serves: v1beta1, else v1alpha1; ``discover_version``
+asks before every full list, so CRDs upgraded in place are followed from the next
+relist). For each, one task runs the list-then-watch loop of ``mesh.kube.reflector``
+(client-go's reflector, kopf's ``continuous_watch``): list in
 pages, watch from the list's resourceVersion with bookmarks, watch again when a stream ends
 or stays silent, list again on ``410 Gone``, back off with jitter while the API server
 cannot be reached or answers with an error. Meanwhile the last known objects stay, so DNS
@@ -34,29 +36,36 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from mesh.kube.calls import KubeAccess, KubeCalls, KubernetesConfigError, api_client
-from mesh.kube.reflector import Reflector, WatchTimings
+from mesh.kube.reflector import Reflector, WatchError, WatchTimings
 from mesh.model import LocalExports
 from mesh.sources.translate import SourceProblem, translate
-from mesh.sources.watchstate import KindStore, Resource, WatchState
+from mesh.sources.watchstate import KindStore, Resource, WatchState, failure_text
 
 __all__ = [
+    "MCS_GROUP",
+    "MCS_VERSIONS",
     "PERMISSIONS",
     "RESOURCES",
     "KubeAccess",
     "KubernetesConfigError",
     "KubernetesSource",
     "WatchTimings",
+    "discover_version",
 ]
 
 log = logging.getLogger("meshd.kubernetes")
 
+MCS_GROUP = "multicluster.x-k8s.io"
+MCS_VERSIONS = ("v1beta1", "v1alpha1")  # in order of preference: the newest served wins
 RESOURCES: tuple[Resource, ...] = (
     Resource("Namespace", "v1", "namespaces"),
     Resource("Service", "v1", "services"),
     Resource("EndpointSlice", "discovery.k8s.io/v1", "endpointslices"),
-    Resource("ServiceExport", "multicluster.x-k8s.io/v1alpha1", "serviceexports"),
+    Resource("ServiceExport", f"{MCS_GROUP}/{MCS_VERSIONS[0]}", "serviceexports"),
 )
 # (API group, resource, verb) of every call this source makes, cluster-wide.
 PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
@@ -103,11 +112,12 @@ class KubernetesSource:
                 self._rand,
                 log,
             )
+            # The MCS kinds: their version is discovered before every full list.
+            mcs = replace(reflector, prepare=lambda store: discover_version(calls, store, log))
             async with asyncio.TaskGroup() as group:
                 for store in self.state.stores.values():
-                    group.create_task(
-                        reflector.follow(store), name=f"watch {store.resource.plural}"
-                    )
+                    follower = mcs if store.resource.group == MCS_GROUP else reflector
+                    group.create_task(follower.follow(store), name=f"watch {store.resource.plural}")
                 group.create_task(self._publish_loop(), name="publish")
 
     # ------------------------------------------------------------------ publishing
@@ -157,6 +167,35 @@ class KubernetesSource:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+async def discover_version(calls: KubeCalls, store: KindStore, log: logging.Logger) -> None:
+    """Make ``store`` follow its MCS kind in the newest version the API server serves
+    (``MCS_VERSIONS``: the upstream CRDs serve v1beta1 and v1alpha1, older ones v1alpha1
+    only); raises ``WatchError`` when it serves none, as a list of it would fail."""
+    resource = store.resource
+    for version in MCS_VERSIONS:
+        status, body = await calls.call("GET", f"/apis/{resource.group}/{version}")
+        if status == 200 and _serves(body, resource.plural):
+            api_version = f"{resource.group}/{version}"
+            if api_version != resource.api_version:
+                log.info("%s: the API server serves version %s", resource.title, version)
+                store.resource = replace(resource, api_version=api_version)
+            return
+        if status not in (200, 404):
+            raise WatchError(failure_text("discover", resource, status, body))
+    message = f"not served in {' or '.join(MCS_VERSIONS)}"
+    raise WatchError(
+        failure_text("list", resource, 404, {"reason": "NotFound", "message": message})
+    )
+
+
+def _serves(body: Any, plural: str) -> bool:
+    """True when an APIResourceList names ``plural``."""
+    found = body.get("resources") if isinstance(body, dict) else None
+    return isinstance(found, list) and any(
+        isinstance(r, dict) and r.get("name") == plural for r in found
+    )
 
 
 def _log_problem(problem: SourceProblem) -> None:

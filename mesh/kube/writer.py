@@ -48,7 +48,7 @@ from mesh.kube.election import LeaseTimings
 from mesh.kube.lease import LeaseKeeper, lease_namespace, replica_identity
 from mesh.kube.overlay import Overlay
 from mesh.kube.reflector import WatchTimings, follow_kind
-from mesh.kube.source import KubernetesSource
+from mesh.kube.source import KubernetesSource, discover_version
 from mesh.kube.status import MCS_API_VERSION, Plan, Write, local_exports, reconcile
 from mesh.model import ClusterState, ServiceKey
 from mesh.routing.modes import Answering
@@ -149,7 +149,13 @@ class KubeWriter:
                     group.create_task(self.keeper.run(calls), name="lease")
                     group.create_task(
                         follow_kind(
-                            calls, self.imports, self.settings.watch, self.poke, self._rand, log
+                            calls,
+                            self.imports,
+                            self.settings.watch,
+                            self.poke,
+                            self._rand,
+                            log,
+                            lambda store: discover_version(calls, store, log),
                         ),
                         name="watch serviceimports",
                     )
@@ -244,6 +250,7 @@ class KubeWriter:
             imports,
             self._wall(),
             self.settings.answering,
+            self.imports.resource.api_version,
         )
 
     async def write_pass(self) -> bool:
@@ -271,7 +278,7 @@ class KubeWriter:
     # ------------------------------------------------------------------ one write
 
     async def _apply(self, calls: KubeCalls, write: Write) -> bool:
-        path = _path(write)
+        path = _path(write, self._api_version(write.resource))
         body = write.body
         content_type = "application/json"
         if write.verb == "patch_status":
@@ -299,7 +306,8 @@ class KubeWriter:
     async def _read_again(self, calls: KubeCalls, write: Write, now: float) -> None:
         """After a 409 (or a 404): plan the next pass from the object as it is now."""
         try:
-            status, answer = await calls.call("GET", _object_path(write))
+            path = _object_path(write, self._api_version(write.resource))
+            status, answer = await calls.call("GET", path)
         except KubeUnreachableError:
             return
         entry = (write.resource, write.key)
@@ -327,6 +335,12 @@ class KubeWriter:
             level, "cannot %s %s %s: %s", _RBAC_VERB[write.verb], _title(write), write.key, text
         )
 
+    def _api_version(self, resource: str) -> str:
+        """The group/version a write of ``resource`` goes to: as the API serves it."""
+        if resource == "serviceexports":
+            return self.source.state.stores["ServiceExport"].resource.api_version
+        return self.imports.resource.api_version
+
     def _leading_changed(self, leading: bool) -> None:
         if leading:
             self.poke()
@@ -338,17 +352,18 @@ def _title(write: Write) -> str:
     return f"{write.resource}/status" if write.verb == "patch_status" else write.resource
 
 
-def _collection(write: Write) -> str:
-    return f"/apis/{MCS_API_VERSION}/namespaces/{write.key.namespace}/{write.resource}"
+def _collection(write: Write, api_version: str) -> str:
+    root = "/apis" if "/" in api_version else "/api"
+    return f"{root}/{api_version}/namespaces/{write.key.namespace}/{write.resource}"
 
 
-def _object_path(write: Write) -> str:
-    return f"{_collection(write)}/{write.key.name}"
+def _object_path(write: Write, api_version: str) -> str:
+    return f"{_collection(write, api_version)}/{write.key.name}"
 
 
-def _path(write: Write) -> str:
+def _path(write: Write, api_version: str) -> str:
     if write.verb == "create":
-        return _collection(write)
+        return _collection(write, api_version)
     if write.verb == "patch_status":
-        return f"{_object_path(write)}/status"
-    return _object_path(write)
+        return f"{_object_path(write, api_version)}/status"
+    return _object_path(write, api_version)

@@ -70,6 +70,27 @@ def cluster_ips(spec: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(found.values())
 
 
+def session_affinity(spec: Mapping[str, Any]) -> tuple[str, int]:
+    """(``"ClientIP"`` and its timeout in seconds) or (``""``, 0) for ``None``, as the API
+    server defaults and checks ``spec.sessionAffinity`` and ``sessionAffinityConfig``."""
+    affinity = spec.get("sessionAffinity")
+    if affinity in (None, "None"):
+        return "", 0
+    if affinity != "ClientIP":
+        raise InvalidFieldError(f"spec.sessionAffinity must be ClientIP or None, got {affinity!r}")
+    config = spec.get("sessionAffinityConfig")
+    client = config.get("clientIP") if isinstance(config, Mapping) else None
+    timeout = client.get("timeoutSeconds") if isinstance(client, Mapping) else None
+    if timeout is None:
+        return "ClientIP", 10800  # the API server's default: 3 hours
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 < timeout <= 86400:
+        raise InvalidFieldError(
+            "spec.sessionAffinityConfig.clientIP.timeoutSeconds must be an integer 1-86400, "
+            f"got {timeout!r}"
+        )
+    return "ClientIP", timeout
+
+
 def service_ports(raw: Any) -> tuple[ServicePort, ...]:
     if raw is None:
         return ()

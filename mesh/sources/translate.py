@@ -9,8 +9,8 @@ Two steps:
 1. ``parse_documents`` (in ``mesh.sources.documents``, re-exported here) turns the text of
    one file into Kubernetes objects, with a problem per bad document.
 2. ``translate`` reads the objects of every file together, as the API server would hold them:
-   ``Namespace`` (v1), ``Service`` (v1), ``ServiceExport`` (multicluster.x-k8s.io/v1alpha1)
-   and ``EndpointSlice`` (discovery.k8s.io/v1). Other kinds are ignored. A Service is
+   ``Namespace`` (v1), ``Service`` (v1), ``ServiceExport`` (multicluster.x-k8s.io/v1beta1,
+   or v1alpha1) and ``EndpointSlice`` (discovery.k8s.io/v1). Other kinds are ignored. A Service is
    exported when a ServiceExport of the same namespace and name exists; its endpoints come
    from the EndpointSlices labelled ``kubernetes.io/service-name: <service>``, and its
    ``exported_at`` from the ServiceExport's ``metadata.creationTimestamp`` (0 when absent).
@@ -61,6 +61,7 @@ from mesh.sources.fields import (
     routing_annotations,
     service_ports,
     service_type,
+    session_affinity,
     slice_ports,
 )
 
@@ -82,9 +83,13 @@ API_VERSIONS: Mapping[str, str] = MappingProxyType(
     {
         "Namespace": "v1",
         "Service": "v1",
-        "ServiceExport": "multicluster.x-k8s.io/v1alpha1",
+        "ServiceExport": "multicluster.x-k8s.io/v1beta1",
         "EndpointSlice": "discovery.k8s.io/v1",
     }
+)
+# Older versions still read: the MCS CRDs serve v1beta1 (stored) and v1alpha1 alike.
+ALSO_ACCEPTED: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"ServiceExport": ("multicluster.x-k8s.io/v1alpha1",)}
 )
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 # RFC 1123 subdomain: what Kubernetes allows for EndpointSlice names.
@@ -195,8 +200,10 @@ def _group(api_version: Any) -> str:
 
 def _identity_error(obj: _Object, api_version: Any, namespace: Any, name: Any) -> str | None:
     expected = API_VERSIONS[obj.kind]
-    if api_version != expected:
-        return f"apiVersion must be {expected}, got {api_version!r}"
+    others = ALSO_ACCEPTED.get(obj.kind, ())
+    if api_version != expected and api_version not in others:
+        allowed = " or ".join((expected, *others))
+        return f"apiVersion must be {allowed}, got {api_version!r}"
     if not isinstance(name, str) or not name:
         return "missing metadata.name"
     if obj.kind != "Namespace" and not (isinstance(namespace, str) and is_dns_label(namespace)):
@@ -284,6 +291,7 @@ def _service(
             raise InvalidFieldError(f"spec must be a mapping, got {describe(spec)}")
         kind = service_type(spec)
         addresses = cluster_ips(spec)
+        affinity = session_affinity(spec)
         ports = service_ports(spec.get("ports"))
         publish = spec.get("publishNotReadyAddresses")
         if publish is not None and not isinstance(publish, bool):
@@ -315,6 +323,8 @@ def _service(
         exported_at,
         endpoint_ports=endpoint_ports,
         cluster_ips=addresses,
+        session_affinity=affinity[0],
+        affinity_timeout_s=affinity[1],
     )
 
 

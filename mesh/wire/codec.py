@@ -29,6 +29,7 @@ from mesh.ring.catalog import Digest
 from mesh.wire.v1 import gossip_pb2 as pb
 
 PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
+MAX_AFFINITY_TIMEOUT_S = 86400  # Kubernetes' limit on sessionAffinityConfig.clientIP
 _TYPE_TO_PB = {ServiceType.CLUSTER_SET_IP: pb.CLUSTER_SET_IP, ServiceType.HEADLESS: pb.HEADLESS}
 _TYPE_FROM_PB = {v: k for k, v in _TYPE_TO_PB.items()}
 
@@ -56,6 +57,8 @@ def service_to_pb(svc: ExportedService) -> pb.Service:
         annotations=[pb.Annotation(key=k, value=v) for k, v in svc.annotations],
         endpoint_ports=_ports_to_pb(svc.endpoint_ports),
         cluster_ips=list(svc.cluster_ips),
+        session_affinity=svc.session_affinity,
+        affinity_timeout_seconds=svc.affinity_timeout_s,
     )
 
 
@@ -112,6 +115,14 @@ def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
     where = f"cluster {cluster_id} service {key}"
     if msg.type not in _TYPE_FROM_PB:
         raise CodecError(f"{where}: unknown service type {msg.type}")
+    if msg.session_affinity not in ("", "ClientIP") or (
+        msg.affinity_timeout_seconds > MAX_AFFINITY_TIMEOUT_S
+        or bool(msg.session_affinity) != bool(msg.affinity_timeout_seconds)
+    ):
+        raise CodecError(
+            f"{where}: bad session affinity {msg.session_affinity!r} "
+            f"({msg.affinity_timeout_seconds} s)"
+        )
     if not (math.isfinite(msg.exported_at) and msg.exported_at >= 0):
         raise CodecError(f"{where}: bad exported_at {msg.exported_at!r}")
     return ExportedService(
@@ -124,6 +135,8 @@ def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
         annotations=_annotations(msg.annotations),
         endpoint_ports=_ports_from_pb(msg.endpoint_ports, where),
         cluster_ips=_cluster_ips(msg.cluster_ips, where),
+        session_affinity=_shared(msg.session_affinity),
+        affinity_timeout_s=msg.affinity_timeout_seconds,
     )
 
 

@@ -34,7 +34,7 @@ from tests.k8s.writeback import (
 Start = Callable[..., Replica]
 WEB = ServiceKey("shop", "web")
 # The condition types meshd sets on a valid export.
-OURS = {"Valid", "Conflict", "meshd.io/Ports"}
+OURS = {"Valid", "Ready", "Conflict", "meshd.io/Ports"}
 MANAGED = {"app.kubernetes.io/managed-by": "meshd"}
 
 
@@ -191,11 +191,20 @@ async def test_imports_come_and_go_with_exports_and_nothing_is_left(
         east,
     )
     assert web["metadata"]["labels"] == MANAGED
+    assert web["apiVersion"] == "multicluster.x-k8s.io/v1beta1"  # stored as the CRD says
     assert web["spec"] == {
         "type": "ClusterSetIP",
         "ports": [{"name": "http", "protocol": "TCP", "port": 80}],
+        "sessionAffinity": "None",
+        "ipFamilies": ["IPv4"],
     }
-    assert web["status"] == {"clusters": [{"cluster": "east"}]}
+    assert web["status"]["clusters"] == [{"cluster": "east"}]
+    (ready,) = web["status"]["conditions"]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "Ready")
+    # The writer discovered v1beta1 and wrote in it.
+    posts = [r.path for r in api.requests if r.method == "POST" and "serviceimports" in r.path]
+    assert posts
+    assert all("/multicluster.x-k8s.io/v1beta1/" in p for p in posts)
 
     # A remote cluster's exports arrive by a catalog merge: one in a namespace that exists
     # here (billing), one in a namespace that does not (payroll).
@@ -229,6 +238,10 @@ async def test_imports_come_and_go_with_exports_and_nothing_is_left(
     assert not [r for r in api.requests if "legacy" in r.path and r.method != "GET"]
     # Every call the writer made is one it declares, and RBAC granted each of them.
     made = [r for r in api.requests if api.agents.get(id(r), "").startswith("meshd/")]
+    # Discovery (/apis/GROUP/VERSION) is a non-resource URL every authenticated user may
+    # read (the system:discovery role): no RBAC of ours.
+    assert any(r.path == "/apis/multicluster.x-k8s.io/v1beta1" for r in made)
+    made = [r for r in made if r.resource]
     assert {(r.group, r.resource, r.verb) for r in made} <= PERMISSIONS
     assert [r for r in made if r.status == 403] == []
 

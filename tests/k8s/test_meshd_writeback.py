@@ -59,7 +59,8 @@ def test_meshd_run_writes_imports_and_conditions_and_releases_the_lease(
         "the ServiceImport",
         lambda: (stored(api, "ServiceImport", "shop", "web") or {}).get("status"),
     )
-    assert imported == {"clusters": [{"cluster": "east"}]}
+    assert imported["clusters"] == [{"cluster": "east"}]
+    assert [(c["type"], c["status"]) for c in imported["conditions"]] == [("Ready", "True")]
 
     def condition_types() -> set[str]:
         export = stored(api, "ServiceExport", "shop", "web") or {}
@@ -67,7 +68,7 @@ def test_meshd_run_writes_imports_and_conditions_and_releases_the_lease(
 
     wait_until(
         "Valid, Conflict and meshd.io/Ports",
-        lambda: condition_types() >= {"Valid", "Conflict", "meshd.io/Ports"},
+        lambda: condition_types() == {"Valid", "Ready", "Conflict", "meshd.io/Ports"},
     )
     lease = stored(api, "Lease", "meshd-system", "meshd-east")
     assert lease is not None

@@ -163,6 +163,9 @@ def cluster_states(draw: st.DrawFn) -> ClusterState:
             exported_at=draw(st.floats(0, 2e9)),
             endpoint_ports=tuple(draw(st.lists(ports, max_size=2))),
             cluster_ips=draw(st.sampled_from([(), ("10.96.0.1",), ("fd00::1", "10.96.0.2")])),
+            **draw(
+                st.sampled_from([{}, {"session_affinity": "ClientIP", "affinity_timeout_s": 10800}])
+            ),
         )
         for key in keys
     }
@@ -257,6 +260,15 @@ def _set_two_cluster_ips_of_a_family(msg: pb.Service) -> None:
     msg.cluster_ips.extend(["10.96.0.1", "10.96.0.2"])
 
 
+def _set_bad_affinity(msg: pb.Service) -> None:
+    msg.session_affinity = "Cookie"
+    msg.affinity_timeout_seconds = 60
+
+
+def _set_affinity_without_timeout(msg: pb.Service) -> None:
+    msg.session_affinity = "ClientIP"
+
+
 def _set_no_addresses(msg: pb.Service) -> None:
     msg.endpoints.append(pb.Endpoint(ready=True))
 
@@ -297,6 +309,8 @@ SERVICE_VIOLATIONS: list[tuple[str, Callable[[pb.Service], None], str]] = [
     ("endpoint-port-name", _set_bad_endpoint_port_name, r"shop/web: port name 'Http'"),
     ("cluster-ip", _set_bad_cluster_ip, r"shop/web: bad cluster IP '10\.96\.0\.256'"),
     ("cluster-ips", _set_two_cluster_ips_of_a_family, r"shop/web: two cluster IPs of one family"),
+    ("affinity", _set_bad_affinity, r"shop/web: bad session affinity 'Cookie' \(60 s\)"),
+    ("affinity-0", _set_affinity_without_timeout, r"shop/web: bad session affinity 'ClientIP'"),
     ("no-addresses", _set_no_addresses, r"shop/web: endpoint without addresses"),
     ("bad-address", _set_bad_address, r"shop/web: bad address '10\.0\.0\.256'"),
     ("name-address", _set_name_address, r"shop/web: bad address 'web\.example\.org'"),
