@@ -33,7 +33,7 @@ from dnsserver.query import QueryStats
 from dnsserver.server import LatencyHistogram
 from mesh.daemon.front import DnsFront
 from mesh.daemon.hostinfo import default_advertise, default_replica_id
-from mesh.daemon.inputs import make_source, make_writer
+from mesh.daemon.inputs import answering_of, make_source, make_writer
 from mesh.daemon.security import ring_tls, state_seal, watchers
 from mesh.daemon.settings import AgentSettings
 from mesh.daemon.state_dir import next_generation
@@ -42,7 +42,6 @@ from mesh.ring.catalog import Catalog, Change
 from mesh.ring.expiry import ClusterExpiry
 from mesh.ring.peers import PeerTable, PeerTimings
 from mesh.ring.records import OriginLog, RecordStore
-from mesh.routing.modes import Answering
 from mesh.routing.planner import AnswerPlanner
 from mesh.routing.policy import Locality
 from mesh.routing.rebuild import Rebuild, answerable, plan_rebuild, some
@@ -98,11 +97,12 @@ class Agent:
         self.rebuild_observers: list[Callable[[float], None]] = []
         self.source_synced = asyncio.Event()
         self.synced = False
-        answering = Answering(settings.answer_mode, vips=settings.manifests is None)
-        self.planner = AnswerPlanner(self.locality, settings.max_addresses, answering)
+        self.planner = AnswerPlanner(self.locality, settings.max_addresses, answering_of(settings))
         self.front = DnsFront(settings, serial=int(time.time()))
         self.zone = self.front.zone
-        self.source = make_source(settings, self._on_exports, self._on_problem)
+        self.source = make_source(
+            settings, self._on_exports, self._on_problem, self.planner, self._on_change
+        )
         self.ring: Ring | None = None
         self.peers: PeerTable | None = None
         self._dirty = asyncio.Event()
@@ -157,7 +157,7 @@ class Agent:
     def _kube_writer_tasks(self) -> list[asyncio.Task[None]]:
         """With the Kubernetes API source, the MCS write-back (``inputs.make_writer``)."""
         self.kube_writer = make_writer(
-            self.settings, self.source, self.catalog.clusters, lambda: self.synced
+            self.settings, self.source, self.catalog.clusters, lambda: self.synced, self.planner
         )
         if self.kube_writer is None:
             return []

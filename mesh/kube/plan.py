@@ -34,6 +34,25 @@ class Write:
     body: Mapping[str, Any]
     why: str
 
+    @property
+    def title(self) -> str:
+        """The resource as RBAC names what this write does: ``serviceimports/status``."""
+        return f"{self.resource}/status" if self.verb == "patch_status" else self.resource
+
+    def object_path(self, api_version: str) -> str:
+        """The object's URL path, its resource served as ``api_version``."""
+        root = "/apis" if "/" in api_version else "/api"
+        namespace, name = self.key.namespace, self.key.name
+        return f"{root}/{api_version}/namespaces/{namespace}/{self.resource}/{name}"
+
+    def path(self, api_version: str) -> str:
+        """Where this write goes: the collection (create), ``/status``, or the object."""
+        if self.verb == "create":
+            return self.object_path(api_version).rpartition("/")[0]
+        if self.verb == "patch_status":
+            return f"{self.object_path(api_version)}/status"
+        return self.object_path(api_version)
+
 
 @dataclass
 class Plan:

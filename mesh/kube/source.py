@@ -15,7 +15,9 @@ keeps answering from the last known state.
 
 Every change marks the state dirty; one publishing task then translates all objects with
 ``mesh.sources.translate.translate`` (the same rules as the manifests source) and calls
-``on_change`` when the exports differ from the last ones delivered. The first call waits
+``on_change`` when the exports differ from the last ones delivered, and ``on_vips`` when the
+clusterset VIPs (the ClusterIPs of the Services meshd derived for answer mode
+``clusterset-ip``, ``mesh.kube.derived.vips_of``) changed. The first call waits
 until every kind has been listed once, so ``/readyz`` means "the first full list of every
 kind is in". Problems (unreachable API, denied calls, invalid objects) go to ``on_problem``
 once each while they last; objects keep being read around an invalid one.
@@ -40,8 +42,9 @@ from dataclasses import replace
 from typing import Any
 
 from mesh.kube.calls import KubeAccess, KubeCalls, KubernetesConfigError, api_client
+from mesh.kube.derived import vips_of
 from mesh.kube.reflector import Reflector, WatchError, WatchTimings
-from mesh.model import LocalExports
+from mesh.model import LocalExports, ServiceKey
 from mesh.sources.translate import SourceProblem, translate
 from mesh.sources.watchstate import KindStore, Resource, WatchState, failure_text
 
@@ -59,6 +62,7 @@ __all__ = [
 
 log = logging.getLogger("meshd.kubernetes")
 
+PUBLISH_INTERVAL_S = 0.1  # translations at most this often (well within "a second")
 MCS_GROUP = "multicluster.x-k8s.io"
 MCS_VERSIONS = ("v1beta1", "v1alpha1")  # in order of preference: the newest served wins
 RESOURCES: tuple[Resource, ...] = (
@@ -83,6 +87,7 @@ class KubernetesSource:
         on_problem: Callable[[SourceProblem], None] | None = None,
         timings: WatchTimings | None = None,
         rand: Callable[[], float] = random.random,
+        on_vips: Callable[[dict[ServiceKey, tuple[str, ...]]], None] | None = None,
     ) -> None:
         self.access = access
         self.timings = timings or WatchTimings()
@@ -97,6 +102,8 @@ class KubernetesSource:
         self._failing: dict[str, str] = {}  # kind -> the reason reported for it
         self._reported: set[SourceProblem] = set()
         self._translation: list[SourceProblem] = []
+        self._on_vips = on_vips
+        self.vips: dict[ServiceKey, tuple[str, ...]] = {}
 
     async def run(self) -> None:
         """List and watch forever; cancel to stop. Raises KubernetesConfigError."""
@@ -123,10 +130,16 @@ class KubernetesSource:
     # ------------------------------------------------------------------ publishing
 
     async def _publish_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -PUBLISH_INTERVAL_S
         while True:
             await self._dirty.wait()
+            # Each publish translates every object: a stream of events (a writer creating
+            # many objects, a rollout) costs one per PUBLISH_INTERVAL_S, not one per event.
+            await asyncio.sleep(max(0.0, last + PUBLISH_INTERVAL_S - loop.time()))
             self._dirty.clear()
             if self.state.synced:
+                last = loop.time()
                 self.publish()
 
     def publish(self) -> None:
@@ -141,6 +154,11 @@ class KubernetesSource:
                 log.info("first full list of every kind: %s", counts)
             self._delivered = exports
             self._on_change(exports)
+        vips = vips_of(self.state.stores["Service"].objects.values())
+        if vips != self.vips:
+            self.vips = vips
+            if self._on_vips is not None:
+                self._on_vips(vips)
 
     def _failed(self, store: KindStore, reason: str) -> None:
         self._failing[store.resource.kind] = reason

@@ -30,7 +30,10 @@ Outputs (``Write``):
   ``/status`` carrying the resourceVersion read, so a concurrent change gives a 409;
 - a ServiceImport for every service exported anywhere in the clusterset, in its namespace
   when that exists here (``mesh.kube.imports``), in the MCS API version the server serves
-  (``mcs_api_version``).
+  (``mcs_api_version``);
+- for services that answer in mode ``clusterset-ip``: the derived Service and EndpointSlices
+  of the VIP (``mesh.kube.derived``), once the import exists; the VIP goes to the import's
+  ``spec.ips`` once the cluster has allocated it. Derived objects no longer wanted go.
 
 Idempotent: when the API already holds what is wanted, the plan is empty.
 """
@@ -51,10 +54,18 @@ from mesh.kube.conditions import (
     ports_condition,
     rfc3339,
 )
+from mesh.kube.derived import (
+    Selection,
+    derived_name,
+    derived_writes,
+    garbage_writes,
+    held_for,
+    vips_of,
+)
 from mesh.kube.imports import import_writes
 from mesh.kube.plan import MANAGED_BY, MANAGED_BY_LABEL, Plan, Write
 from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
-from mesh.routing.modes import DEFAULT_ANSWERING, Answering
+from mesh.routing.modes import CLUSTERSET_IP, DEFAULT_ANSWERING, Answering
 from mesh.routing.view import MergedService, merge_clusterset
 from mesh.sources.translate import ExportVerdict
 
@@ -62,6 +73,7 @@ __all__ = [
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
     "MCS_API_VERSION",
+    "Derived",
     "LocalExport",
     "Plan",
     "Write",
@@ -74,6 +86,16 @@ __all__ = [
 MCS_API_VERSION = "multicluster.x-k8s.io/v1beta1"  # the preferred; the writer discovers it
 VALID, CONFLICT = "Valid", "Conflict"
 _OURS = (VALID, READY, CONFLICT, PORTS)  # the condition types meshd owns; others stay
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What answer mode ``clusterset-ip`` plans from: the policy's choice per service
+    (``mesh.routing``), and the Services and EndpointSlices in the API, by (namespace, name)."""
+
+    selections: Mapping[ServiceKey, Selection]
+    services: Mapping[ServiceKey, Mapping[str, Any]]
+    slices: Mapping[ServiceKey, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -126,10 +148,12 @@ def reconcile(
     now: float,
     answering: Answering = DEFAULT_ANSWERING,
     mcs_api_version: str = MCS_API_VERSION,
+    derived: Derived | None = None,
 ) -> Plan:
     """The writes that make the API hold what the MCS API expects (none when it does);
     ``answering``: the agent's default answer mode; ``mcs_api_version``: the version of the
-    MCS API the server serves (what new imports are written in)."""
+    MCS API the server serves (what new imports are written in); ``derived``: what answer
+    mode ``clusterset-ip`` needs (None: nothing derived is planned or removed)."""
     states = list(states)
     merged = merge_clusterset(states)
     mine = max(
@@ -145,17 +169,37 @@ def reconcile(
             plan.writes.append(write)
     present = set(namespaces)
     wanted = {k: m for k, m in merged.items() if k.namespace in present}
+    kept: set[ServiceKey] = set()
     for key in sorted(wanted.keys() | imports.keys()):
         view = wanted.get(key)
+        mode = answer_mode(view, answering)
+        vip: tuple[str, ...] = ()
+        name = ""
+        if derived is not None and view is not None and mode == CLUSTERSET_IP:
+            name = derived_name(key)
+            service = derived.services.get(ServiceKey(key.namespace, name))
+            vip = vips_of([service] if service is not None else []).get(key, ())
+            selection = derived.selections.get(key)
+            held = imports.get(key)
+            if selection is None:  # not planned yet (the agent's first rebuild): keep all
+                kept |= held_for(key, derived.services, derived.slices)
+            elif held is not None:
+                kept |= derived_writes(
+                    key, view, selection, held, derived.services, derived.slices, plan
+                )
         import_writes(
             key,
             view,
             imports.get(key),
             plan,
             api_version=mcs_api_version,
-            mode=answer_mode(view, answering),
+            mode=mode,
             now=now,
+            vip=vip,
+            derived=name,
         )
+    if derived is not None:
+        garbage_writes(kept, derived.services, derived.slices, plan)
     return plan
 
 

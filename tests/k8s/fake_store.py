@@ -9,6 +9,8 @@ It behaves like kube-apiserver over etcd, as far as a client can tell:
   from before it gets ``410 Gone`` (reason ``Expired``);
 - ``snapshot(resource, rv)`` rebuilds a collection as it was at ``rv`` from the history
   (for consistent ``limit``/``continue`` pages);
+- the garbage collector: deleting an object deletes the objects whose ``ownerReferences``
+  name it, at once (background propagation, without its delay);
 - create, update (PUT), patch (merge, JSON, strategic without lists, apply) and delete,
   with optimistic concurrency: a stale ``metadata.resourceVersion`` (or a delete
   precondition) gives ``409 Conflict``; the ``status`` subresource writes only ``status``,
@@ -364,7 +366,19 @@ class Store:
                         self._commit(
                             other, "DELETED", copy.deepcopy(self.objects[other.plural][key2]), None
                         )
-        return self._commit(res, "DELETED", copy.deepcopy(old), None)
+        deleted = self._commit(res, "DELETED", copy.deepcopy(old), None)
+        self._collect_garbage(str(old["metadata"].get("uid")))
+        return deleted
+
+    def _collect_garbage(self, uid: str) -> None:
+        """The garbage collector, done at once (background propagation): objects whose
+        ``ownerReferences`` name the deleted object's uid are deleted, and theirs in turn."""
+        for other in self.resources.values():
+            for key in sorted(self.objects[other.plural]):
+                obj = self.objects[other.plural].get(key)
+                owners = (obj or {}).get("metadata", {}).get("ownerReferences") or []
+                if any(isinstance(o, dict) and o.get("uid") == uid for o in owners):
+                    self.delete(other, key[0], key[1])
 
     # ------------------------------------------------------------------ test helpers
 

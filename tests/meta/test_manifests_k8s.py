@@ -52,6 +52,12 @@ RBAC_GRANTS = {
         for v in (*_READ, "create", "update", "patch", "delete")
     ),
     *(("ClusterRole", "", _MCS, "serviceimports/status", v) for v in ("update", "patch")),
+    # Answer mode clusterset-ip: the derived Service and EndpointSlices.
+    *(("ClusterRole", "", "", "services", v) for v in ("create", "update", "delete")),
+    *(
+        ("ClusterRole", "", "discovery.k8s.io", "endpointslices", v)
+        for v in ("create", "update", "delete")
+    ),
     *(("Role", NAMESPACE, "coordination.k8s.io", "leases", v) for v in ("get", "create", "update")),
 }
 
