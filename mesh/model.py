@@ -127,9 +127,27 @@ class ExportedService:
     # they travel as text and are read by the routing policy (``mesh.routing.annotations``),
     # so an agent that does not know an annotation still carries it unchanged.
     annotations: tuple[tuple[str, str], ...] = ()
+    # What its pods listen on: the ports of its EndpointSlices (the Service's targetPort
+    # resolved), one per (name, protocol); empty when no slice says (or an older agent).
+    endpoint_ports: tuple[ServicePort, ...] = ()
+    # The Service's ClusterIP(s) in its cluster (spec.clusterIPs, at most one per family),
+    # answered in answer mode cluster-ip; empty for a headless service (or an older agent).
+    cluster_ips: tuple[str, ...] = ()
+    # The Service's session affinity: "ClientIP" or "" (None), and the ClientIP timeout in
+    # seconds (0 when not ClientIP); the ServiceImport and the derived Service carry them.
+    session_affinity: str = ""
+    affinity_timeout_s: int = 0
 
     def ready_endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(e for e in self.endpoints if e.ready)
+
+    def endpoint_port(self, port: ServicePort) -> int | None:
+        """The number the endpoints listen on for the Service port ``port`` (matched by
+        name and protocol, as kube-proxy matches them), None when unknown."""
+        for held in self.endpoint_ports:
+            if held.name == port.name and held.protocol == port.protocol:
+                return held.port
+        return None
 
 
 MAX_DRAIN_REASON = 256  # characters of a drain's reason kept (longer ones are cut)

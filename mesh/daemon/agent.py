@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from mesh.daemon.announce import Announcer
 from mesh.daemon.front import DnsFront
 from mesh.daemon.hostinfo import default_advertise, default_replica_id
-from mesh.daemon.inputs import make_source, make_writer
+from mesh.daemon.inputs import answering_of, make_source, make_writer
 from mesh.daemon.security import ring_tls, state_seal, watchers
 from mesh.daemon.settings import AgentSettings
 from mesh.daemon.state_dir import next_generation
@@ -97,12 +97,14 @@ class Agent:
         self.rebuild_observers: list[Callable[[float], None]] = []
         self.source_synced = asyncio.Event()
         self.synced = False
-        self.planner = AnswerPlanner(self.locality, settings.max_addresses)
+        self.planner = AnswerPlanner(self.locality, settings.max_addresses, answering_of(settings))
         self.front = DnsFront(settings, serial=int(time.time()))
         self.zone = self.front.zone
         # Its drain and addresses, in its cluster record (mesh.daemon.announce).
         self.announcer = Announcer(self.catalog, settings, self.front.advertised, self._publish)
-        self.source = make_source(settings, self._on_exports, self._on_problem)
+        self.source = make_source(
+            settings, self._on_exports, self._on_problem, self.planner, self._on_change
+        )
         self.ring: Ring | None = None
         self.peers: PeerTable | None = None
         self._dirty = asyncio.Event()
@@ -158,7 +160,7 @@ class Agent:
     def _kube_writer_tasks(self) -> list[asyncio.Task[None]]:
         """With the Kubernetes API source, the MCS write-back (``inputs.make_writer``)."""
         self.kube_writer = make_writer(
-            self.settings, self.source, self.catalog.clusters, lambda: self.synced
+            self.settings, self.source, self.catalog.clusters, lambda: self.synced, self.planner
         )
         if self.kube_writer is None:
             return []

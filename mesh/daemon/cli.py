@@ -95,6 +95,12 @@ def _check_source(values: dict[str, Any], environ: Mapping[str, str]) -> None:
             "a source is required: --manifests DIR or --kubeconfig PATH (the in-cluster "
             "config is used only in a pod, where KUBERNETES_SERVICE_HOST is set)"
         )
+    if manifests is not None and values["answer_mode"] == "clusterset-ip":
+        raise UsageError(
+            "--answer-mode clusterset-ip needs the Kubernetes API source (meshd derives a "
+            "Service and EndpointSlices per ServiceImport there); with --manifests use "
+            "endpoints or cluster-ip"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -91,6 +91,10 @@ def dig_commands(dns_ports: dict[str, int]) -> list[tuple[str, str]]:
             "SRV for the named port http",
         ),
         (
+            f"dig @127.0.0.1 -p {east} catalog.shop.{zone} +short",
+            "catalog answers ClusterIPs (answer mode cluster-ip): east's and west's",
+        ),
+        (
             f"dig @127.0.0.1 -p {east} db-0.west.db.shop.{zone} +short",
             "one endpoint of a headless service, by hostname and cluster",
         ),

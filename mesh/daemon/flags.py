@@ -20,6 +20,7 @@ import yaml
 from mesh.daemon import values
 from mesh.daemon.settings import AgentSettings
 from mesh.daemon.values import ConfigError
+from mesh.routing.annotations import ANSWER_MODES
 
 SETTING_FIELDS = {f.name: f.default for f in fields(AgentSettings)}
 
@@ -271,6 +272,15 @@ OPTIONS: tuple[Option, ...] = (
         _default("max_addresses"),
         "most A (and AAAA) records in a ClusterSetIP answer",
         "N",
+    ),
+    Option(
+        "answer_mode",
+        values.choice(ANSWER_MODES),
+        _default("answer_mode"),
+        "what ClusterSetIP services answer: endpoints (pod addresses), cluster-ip (each "
+        "chosen cluster's Service ClusterIP) or clusterset-ip (a virtual IP meshd derives in "
+        "this cluster; Kubernetes API source only); per service: meshd.io/answer-mode",
+        "MODE",
     ),
     Option("log_level", values.log_level, "INFO", "debug, info, warning or error", "LEVEL"),
 )

@@ -274,12 +274,19 @@ class _AgentCollector(Collector):
         )
         problems = CounterMetricFamily(
             "meshd_policy_problems",
-            "meshd.io/ annotations not used (bad value, unknown key, conflict), by reason",
+            "meshd.io/ annotations not used (bad value, unknown key, conflict), and "
+            "answers that cannot be what was asked (target_port_differs, ...), by reason",
             labels=["reason"],
         )
         for reason, count in sorted(self.agent.stats.policy_problems.items()):
             problems.add_metric([reason], count)
         yield problems
+        yield GaugeMetricFamily(
+            "meshd_target_port_differs_services",
+            "services answered with endpoint addresses whose endpoints do not listen on the "
+            "Service port (clients must dial the SRV port), or whose clusters disagree on it",
+            value=len(planner.port_notes),
+        )
 
     def _kube(self) -> Iterator[Metric]:
         writer = self.agent.kube_writer

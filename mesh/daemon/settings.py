@@ -51,6 +51,8 @@ class AgentSettings:
     cluster_expiry_s: float = DEFAULT_CLUSTER_EXPIRY_S
     sync_timeout_s: float = 5.0
     max_addresses: int = DEFAULT_MAX_ADDRESSES
+    # What ClusterSetIP services answer (mesh.routing.modes); meshd.io/answer-mode per service.
+    answer_mode: str = "endpoints"
     kubeconfig: Path | None = None  # with manifests None; None here too: in-cluster
     # Mutual TLS between agents (all three, or none for plaintext; see mesh.transport.tls).
     tls_cert: Path | None = None

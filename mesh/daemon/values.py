@@ -104,6 +104,15 @@ def path_value(value: str) -> Path:
     return Path(str(value)).expanduser()
 
 
+def choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if str(value) not in allowed:
+            raise ValueError(f"must be {', '.join(allowed[:-1])} or {allowed[-1]}")
+        return str(value)
+
+    return parse
+
+
 def log_level(value: str) -> str:
     level = str(value).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +111,9 @@ class Reflector:
     on_recovery: Callable[[KindStore], None]
     rand: Callable[[], float]
     log: logging.Logger
+    # Called before every full list (a kind whose served version must be discovered first:
+    # ``mesh.kube.source.discover_version``); what it raises fails the round like a list.
+    prepare: Callable[[KindStore], Awaitable[None]] | None = None
 
     async def follow(self, store: KindStore) -> None:
         """List, then watch, forever; cancel to stop."""
@@ -121,6 +124,8 @@ class Reflector:
             fresh = store.resource_version is None
             try:
                 if fresh:
+                    if self.prepare is not None:
+                        await self.prepare(store)
                     await self._list(store)
                     self.on_change()
                 healthy = await self._watch(store, fresh)
@@ -284,8 +289,11 @@ async def follow_kind(
     on_change: Callable[[], None],
     rand: Callable[[], float],
     log: logging.Logger,
+    prepare: Callable[[KindStore], Awaitable[None]] | None = None,
 ) -> None:
     """Follow ``store``'s resource forever for a writer: failures go to ``log``, once each."""
     once = _LogOnce(log)
-    reflector = Reflector(calls, timings, on_change, once.failed, once.recovered, rand, log)
+    reflector = Reflector(
+        calls, timings, on_change, once.failed, once.recovered, rand, log, prepare
+    )
     await reflector.follow(store)

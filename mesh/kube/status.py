@@ -18,32 +18,54 @@ Inputs:
 Outputs (``Write``):
 
 - on each ServiceExport, the ``Valid`` condition (True ``Valid``; False ``NoService``,
-  ``InvalidServiceType`` for ExternalName, ``InvalidService``) and, on valid exports, the
-  ``Conflict`` condition (True ``TypeConflict``/``PortConflict``, comma-joined when both,
-  naming the winning cluster and who disagrees; False ``NoConflicts``). KEP-1645 sets it on
-  every export of a conflicted service, the oldest one's included. Conditions of other
-  types are kept as they are. ``lastTransitionTime`` moves only when a condition's status
-  changes; ``observedGeneration`` is the export's generation. Written with a merge patch of
+  ``InvalidServiceType`` for ExternalName, ``InvalidService``), ``Ready`` (MCS v1beta1:
+  ``Exported``, ``Pending``, ``Failed``) and, on valid exports, the ``Conflict`` condition
+  (True ``TypeConflict``/``PortConflict``/``SessionAffinityConflict``/
+  ``SessionAffinityConfigConflict``, comma-joined, naming the winning cluster and who
+  disagrees; False ``NoConflicts``). KEP-1645 sets it on every export of a conflicted
+  service, the oldest one's included. Also on valid exports, ``meshd.io/Ports``
+  (``mesh.kube.conditions``), from this cluster's own export. Conditions of other types are
+  kept as they are. ``lastTransitionTime`` moves only when a condition's status changes;
+  ``observedGeneration`` is the export's generation. Written with a merge patch of
   ``/status`` carrying the resourceVersion read, so a concurrent change gives a 409;
-- a ServiceImport (``spec.type``, ``spec.ports``; ``status.clusters``) for every service
-  exported anywhere in the clusterset, in its namespace when that exists here. meshd labels
-  its imports ``app.kubernetes.io/managed-by: meshd``; it creates them, updates them (PUT
-  with the resourceVersion read, then ``/status``) and deletes them (with a resourceVersion
-  precondition) when no cluster exports the service any more. A ServiceImport without that
-  label belongs to someone else: it is never touched, and reported in ``Plan.skipped``.
+- a ServiceImport for every service exported anywhere in the clusterset, in its namespace
+  when that exists here (``mesh.kube.imports``), in the MCS API version the server serves
+  (``mcs_api_version``);
+- for services that answer in mode ``clusterset-ip``: the derived Service and EndpointSlices
+  of the VIP (``mesh.kube.derived``), once the import exists; the VIP goes to the import's
+  ``spec.ips`` once the cluster has allocated it. Derived objects no longer wanted go.
 
 Idempotent: when the API already holds what is wanted, the plan is empty.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from mesh.model import ClusterId, ClusterState, ServiceKey, ServicePort
+from mesh.kube.conditions import (
+    PORTS,
+    READY,
+    Condition,
+    answer_mode,
+    condition,
+    export_ready,
+    ports_condition,
+    rfc3339,
+)
+from mesh.kube.derived import (
+    Selection,
+    derived_name,
+    derived_writes,
+    garbage_writes,
+    held_for,
+    vips_of,
+)
+from mesh.kube.imports import import_writes
+from mesh.kube.plan import MANAGED_BY, MANAGED_BY_LABEL, Plan, Write
+from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
+from mesh.routing.modes import CLUSTERSET_IP, DEFAULT_ANSWERING, Answering
 from mesh.routing.view import MergedService, merge_clusterset
 from mesh.sources.translate import ExportVerdict
 
@@ -51,6 +73,7 @@ __all__ = [
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
     "MCS_API_VERSION",
+    "Derived",
     "LocalExport",
     "Plan",
     "Write",
@@ -60,11 +83,19 @@ __all__ = [
     "rfc3339",
 ]
 
-MCS_API_VERSION = "multicluster.x-k8s.io/v1alpha1"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "meshd"
+MCS_API_VERSION = "multicluster.x-k8s.io/v1beta1"  # the preferred; the writer discovers it
 VALID, CONFLICT = "Valid", "Conflict"
-Obj = dict[str, Any]
+_OURS = (VALID, READY, CONFLICT, PORTS)  # the condition types meshd owns; others stay
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What answer mode ``clusterset-ip`` plans from: the policy's choice per service
+    (``mesh.routing``), and the Services and EndpointSlices in the API, by (namespace, name)."""
+
+    selections: Mapping[ServiceKey, Selection]
+    services: Mapping[ServiceKey, Mapping[str, Any]]
+    slices: Mapping[ServiceKey, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -76,29 +107,6 @@ class LocalExport:
     resource_version: str = ""
     generation: int = 0
     conditions: tuple[Mapping[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class Write:
-    """One API call: ``verb`` is create, update (PUT), patch_status (merge patch of
-    ``/status``) or delete; ``resource`` is serviceimports or serviceexports."""
-
-    verb: str
-    resource: str
-    key: ServiceKey
-    body: Mapping[str, Any]
-    why: str
-
-
-@dataclass
-class Plan:
-    writes: list[Write] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # objects left alone, and why
-
-
-def rfc3339(epoch_s: float) -> str:
-    """A metav1.Time: seconds precision, UTC."""
-    return datetime.fromtimestamp(int(epoch_s), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def local_exports(
@@ -138,28 +146,74 @@ def reconcile(
     states: Iterable[ClusterState],
     imports: Mapping[ServiceKey, Mapping[str, Any]],
     now: float,
+    answering: Answering = DEFAULT_ANSWERING,
+    mcs_api_version: str = MCS_API_VERSION,
+    derived: Derived | None = None,
 ) -> Plan:
-    """The writes that make the API hold what the MCS API expects (none when it does)."""
+    """The writes that make the API hold what the MCS API expects (none when it does);
+    ``answering``: the agent's default answer mode; ``mcs_api_version``: the version of the
+    MCS API the server serves (what new imports are written in); ``derived``: what answer
+    mode ``clusterset-ip`` needs (None: nothing derived is planned or removed)."""
+    states = list(states)
     merged = merge_clusterset(states)
+    mine = max(
+        (s for s in states if s.cluster_id == cluster_id), key=lambda s: s.stamp, default=None
+    )
+    local = mine.services if mine is not None else {}
     plan = Plan()
     for key in sorted(exports):
-        write = _export_status(cluster_id, exports[key], merged.get(key), now)
+        view = merged.get(key)
+        mode = answer_mode(view, answering)
+        write = _export_status(cluster_id, exports[key], view, local.get(key), mode, now)
         if write is not None:
             plan.writes.append(write)
     present = set(namespaces)
     wanted = {k: m for k, m in merged.items() if k.namespace in present}
+    kept: set[ServiceKey] = set()
     for key in sorted(wanted.keys() | imports.keys()):
-        _import_writes(key, wanted.get(key), imports.get(key), plan)
+        view = wanted.get(key)
+        mode = answer_mode(view, answering)
+        vip: tuple[str, ...] = ()
+        name = ""
+        if derived is not None and view is not None and mode == CLUSTERSET_IP:
+            name = derived_name(key)
+            service = derived.services.get(ServiceKey(key.namespace, name))
+            vip = vips_of([service] if service is not None else []).get(key, ())
+            selection = derived.selections.get(key)
+            held = imports.get(key)
+            if selection is None:  # not planned yet (the agent's first rebuild): keep all
+                kept |= held_for(key, derived.services, derived.slices)
+            elif held is not None:
+                kept |= derived_writes(
+                    key, view, selection, held, derived.services, derived.slices, plan
+                )
+        import_writes(
+            key,
+            view,
+            imports.get(key),
+            plan,
+            api_version=mcs_api_version,
+            mode=mode,
+            now=now,
+            vip=vip,
+            derived=name,
+        )
+    if derived is not None:
+        garbage_writes(kept, derived.services, derived.slices, plan)
     return plan
 
 
 # ---------------------------------------------------------------------- export status
 
 
-def conflict_condition(merged: MergedService | None) -> tuple[str, str, str]:
+def conflict_condition(merged: MergedService | None) -> Condition:
     """(status, reason, message) of the Conflict condition of an export of ``merged``."""
     if merged is None or not merged.conflicted:
-        return "False", "NoConflicts", "every exporting cluster agrees on type and ports"
+        return (
+            "False",
+            "NoConflicts",
+            "every exporting cluster agrees on type, ports and session affinity",
+        )
     total = len(merged.clusters)
     reasons, parts = [], []
     if merged.type_conflicts:
@@ -176,37 +230,43 @@ def conflict_condition(merged: MergedService | None) -> tuple[str, str, str]:
             f"{len(merged.port_conflicts)}/{total} clusters disagree "
             f"({', '.join(merged.port_conflicts)})."
         )
+    for losers, reason, what in (
+        (merged.affinity_conflicts, "SessionAffinityConflict", "session affinity"),
+        (merged.affinity_config_conflicts, "SessionAffinityConfigConflict", "ClientIP timeout"),
+    ):
+        if losers:
+            reasons.append(reason)
+            held = merged.session_affinity or "None"
+            if merged.session_affinity:
+                held += f", {merged.affinity_timeout_s} s"
+            parts.append(
+                f'Conflicting {what}: using "{held}" from the oldest export, in '
+                f'"{merged.oldest}"; {len(losers)}/{total} clusters disagree '
+                f"({', '.join(losers)})."
+            )
     return "True", ",".join(reasons), " ".join(parts)
 
 
-def _condition(
-    kind: str, status: str, reason: str, message: str, export: LocalExport, now: float
-) -> Obj:
-    old = next((c for c in export.conditions if c.get("type") == kind), None)
-    since = old.get("lastTransitionTime") if old is not None else None
-    if old is None or old.get("status") != status or not isinstance(since, str):
-        since = rfc3339(now)
-    condition: Obj = {
-        "type": kind,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since,
-    }
-    if export.generation:
-        condition["observedGeneration"] = export.generation
-    return condition
-
-
 def _export_status(
-    cluster_id: ClusterId, export: LocalExport, merged: MergedService | None, now: float
+    cluster_id: ClusterId,
+    export: LocalExport,
+    merged: MergedService | None,
+    local: ExportedService | None,
+    mode: str,
+    now: float,
 ) -> Write | None:
     verdict = export.verdict
     valid = "True" if verdict.valid else "False"
-    ours = [_condition(VALID, valid, verdict.reason, verdict.message, export, now)]
+
+    def made(kind: str, found: Condition) -> dict[str, Any]:
+        return condition(kind, found, export.conditions, export.generation, now)
+
+    ours = [made(VALID, (valid, verdict.reason, verdict.message))]
+    ours.append(made(READY, export_ready(verdict.valid, verdict.message, local, cluster_id)))
     if verdict.valid:
-        ours.append(_condition(CONFLICT, *conflict_condition(merged), export, now))
-    others = [dict(c) for c in export.conditions if c.get("type") not in (VALID, CONFLICT)]
+        ours.append(made(CONFLICT, conflict_condition(merged)))
+        ours.append(made(PORTS, ports_condition(local, mode)))
+    others = [dict(c) for c in export.conditions if c.get("type") not in _OURS]
     conditions = others + ours
     if conditions == [dict(c) for c in export.conditions]:
         return None
@@ -217,104 +277,3 @@ def _export_status(
     }
     why = f"ServiceExport {export.key} in cluster {cluster_id}: {summary}"
     return Write("patch_status", "serviceexports", export.key, body, why)
-
-
-# ---------------------------------------------------------------------- imports
-
-
-def _port(port: ServicePort) -> Obj:
-    item: Obj = {"name": port.name} if port.name else {}
-    item.update(protocol=port.protocol, port=port.port)
-    return item
-
-
-def _port_key(item: Any) -> tuple[str, str, Any]:
-    if not isinstance(item, Mapping):
-        return ("", "", item)
-    return (item.get("name") or "", item.get("protocol") or "TCP", item.get("port"))
-
-
-def _spec_matches(existing: Mapping[str, Any], merged: MergedService) -> bool:
-    spec = existing.get("spec")
-    spec = spec if isinstance(spec, Mapping) else {}
-    ports = spec.get("ports")
-    ports = ports if isinstance(ports, list) else []
-    return spec.get("type") == merged.type.value and [_port_key(p) for p in ports] == [
-        _port_key(_port(p)) for p in merged.ports
-    ]
-
-
-def _clusters(merged: MergedService) -> list[Obj]:
-    return [{"cluster": c} for c in merged.clusters]
-
-
-def _managed(obj: Mapping[str, Any]) -> bool:
-    meta = obj.get("metadata")
-    labels = meta.get("labels") if isinstance(meta, Mapping) else None
-    return isinstance(labels, Mapping) and labels.get(MANAGED_BY_LABEL) == MANAGED_BY
-
-
-def _describe(merged: MergedService) -> str:
-    ports = ", ".join(f"{p.protocol}/{p.port}" for p in merged.ports) or "no ports"
-    return f"{merged.type.value}, {ports}, from {', '.join(merged.clusters)}"
-
-
-def _import_writes(
-    key: ServiceKey,
-    merged: MergedService | None,
-    existing: Mapping[str, Any] | None,
-    plan: Plan,
-) -> None:
-    if existing is not None and not _managed(existing):
-        if merged is not None:
-            plan.skipped.append(
-                f"ServiceImport {key} exists without {MANAGED_BY_LABEL}={MANAGED_BY}: "
-                "it is someone else's, meshd leaves it alone"
-            )
-        return
-    if merged is None:
-        if existing is not None:
-            rv = _resource_version(existing)
-            options = {"preconditions": {"resourceVersion": rv}} if rv else {}
-            why = f"ServiceImport {key}: deleted, no cluster exports it any more"
-            plan.writes.append(Write("delete", "serviceimports", key, options, why))
-        return
-    status = {"status": {"clusters": _clusters(merged)}}
-    if existing is None:
-        body: Obj = {
-            "apiVersion": MCS_API_VERSION,
-            "kind": "ServiceImport",
-            "metadata": {
-                "name": key.name,
-                "namespace": key.namespace,
-                "labels": {MANAGED_BY_LABEL: MANAGED_BY},
-            },
-            "spec": {"type": merged.type.value, "ports": [_port(p) for p in merged.ports]},
-        }
-        why = f"ServiceImport {key}: created ({_describe(merged)})"
-        plan.writes.append(Write("create", "serviceimports", key, body, why))
-        plan.writes.append(Write("patch_status", "serviceimports", key, status, why))
-        return
-    if not _spec_matches(existing, merged):
-        updated = copy.deepcopy(dict(existing))
-        spec = updated.get("spec")
-        updated["spec"] = dict(spec) if isinstance(spec, Mapping) else {}
-        updated["spec"].update(type=merged.type.value, ports=[_port(p) for p in merged.ports])
-        updated.pop("status", None)
-        why = f"ServiceImport {key}: updated ({_describe(merged)})"
-        plan.writes.append(Write("update", "serviceimports", key, updated, why))
-    if _held_clusters(existing) != _clusters(merged):
-        why = f"ServiceImport {key}: exported by {', '.join(merged.clusters)}"
-        plan.writes.append(Write("patch_status", "serviceimports", key, status, why))
-
-
-def _held_clusters(obj: Mapping[str, Any]) -> Sequence[Any]:
-    status = obj.get("status")
-    clusters = status.get("clusters") if isinstance(status, Mapping) else None
-    return clusters if isinstance(clusters, list) else []
-
-
-def _resource_version(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata")
-    rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
-    return rv if isinstance(rv, str) else ""

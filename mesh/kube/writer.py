@@ -5,10 +5,12 @@ Theory of operation
 Every replica of meshd in a cluster runs a ``KubeWriter`` next to its ``KubernetesSource``;
 only the one whose ``LeaseKeeper`` holds the ``meshd-<cluster>`` Lease writes. Each writer:
 
-- follows the ServiceImports of the cluster (list + watch, ``follow_kind``); the
-  ServiceExports, Services and Namespaces it reads from the source's own stores;
+- follows the ServiceImports of the cluster (list + watch, ``follow_kind``, in the MCS
+  version the API serves); the ServiceExports, Services, EndpointSlices and Namespaces it
+  reads from the source's own stores;
 - while leading, runs a *pass* whenever something it plans from changed: the stores'
-  resourceVersions, the clusterset's states (their stamps), its own imports, or leadership
+  resourceVersions, the clusterset's states (their stamps), its own imports, the routing
+  policy's choices for answer mode clusterset-ip (the agent's planner), or leadership
   (polled every ``poll_s``, and at least every ``resync_s``). A pass translates the
   Services and ServiceExports (``translate_exports``: the verdict on every export), calls
   the pure ``mesh.kube.status.reconcile`` and makes the writes it returns, in order;
@@ -44,14 +46,17 @@ from mesh.kube.calls import (
     WriteStats,
     api_client,
 )
+from mesh.kube.derived import Choices
 from mesh.kube.election import LeaseTimings
 from mesh.kube.lease import LeaseKeeper, lease_namespace, replica_identity
 from mesh.kube.overlay import Overlay
+from mesh.kube.plan import managed
 from mesh.kube.reflector import WatchTimings, follow_kind
-from mesh.kube.source import KubernetesSource
-from mesh.kube.status import MCS_API_VERSION, Plan, Write, local_exports, reconcile
+from mesh.kube.source import KubernetesSource, discover_version
+from mesh.kube.status import MCS_API_VERSION, Derived, Plan, Write, local_exports, reconcile
 from mesh.model import ClusterState, ServiceKey
-from mesh.sources.translate import translate_exports
+from mesh.routing.modes import Answering
+from mesh.sources.translate import ExportVerdict, translate_exports
 from mesh.sources.watchstate import KindStore, Resource, backoff_delay
 
 __all__ = ["IMPORTS", "PERMISSIONS", "KubeWriter", "WriterSettings"]
@@ -63,6 +68,8 @@ _GROUP = "multicluster.x-k8s.io"
 _KINDS_READ = ("Namespace", "Service", "ServiceExport")
 _METHODS = {"create": "POST", "update": "PUT", "patch_status": "PATCH", "delete": "DELETE"}
 _RBAC_VERB = {"create": "create", "update": "update", "patch_status": "patch", "delete": "delete"}
+# Where the derived objects of answer mode clusterset-ip are written.
+_CORE = {"services": "v1", "endpointslices": "discovery.k8s.io/v1"}
 # (API group, resource, verb) of every call the writer and the lease make; the RBAC
 # manifests must grant them (leases: in meshd's namespace only).
 PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
@@ -70,7 +77,11 @@ PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
     | {(_GROUP, "serviceimports", "delete"), (_GROUP, "serviceimports/status", "patch")}
     | {(_GROUP, "serviceexports", "get"), (_GROUP, "serviceexports/status", "patch")}
     | {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
-)
+    # Answer mode clusterset-ip: the derived Service and EndpointSlices (and a read after a
+    # conflict).
+    | {(g, r, v) for g, r in (("", "services"), ("discovery.k8s.io", "endpointslices"))
+       for v in ("get", "create", "update", "delete")}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,8 @@ class WriterSettings:
     min_interval_s: float = 0.2
     watch: WatchTimings = field(default_factory=WatchTimings)
     overlay_ttl_s: float = 30.0
+    # The agent's default answer mode (--answer-mode), for what depends on it.
+    answering: Answering = field(default_factory=lambda: Answering(vips=True))
 
 
 class KubeWriter:
@@ -102,11 +115,14 @@ class KubeWriter:
         wall: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         ring_synced: Callable[[], bool] = lambda: True,
+        planner: Choices | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         # The catalog holds the other clusters' exports only once the ring has synced: a
         # pass before that would delete the ServiceImports of every remote-only service.
         self.ring_synced = ring_synced
+        # The routing policy's choices (the agent's planner), for answer mode clusterset-ip.
+        self.planner = planner
         self.source = source
         self.states = states
         self.settings = settings or WriterSettings()
@@ -128,6 +144,7 @@ class KubeWriter:
         self._reported: dict[tuple[str, str, ServiceKey], str] = {}
         self._calls: KubeCalls | None = None
         self._skipped: set[str] = set()
+        self._verdicts: tuple[object, Mapping[ServiceKey, ExportVerdict]] = (None, {})
 
     def is_leader(self) -> bool:
         return self.keeper.is_leader()
@@ -146,7 +163,13 @@ class KubeWriter:
                     group.create_task(self.keeper.run(calls), name="lease")
                     group.create_task(
                         follow_kind(
-                            calls, self.imports, self.settings.watch, self.poke, self._rand, log
+                            calls,
+                            self.imports,
+                            self.settings.watch,
+                            self.poke,
+                            self._rand,
+                            log,
+                            lambda store: discover_version(calls, store, log),
                         ),
                         name="watch serviceimports",
                     )
@@ -202,19 +225,28 @@ class KubeWriter:
 
     def _fingerprint(self) -> object:
         stores = self.source.state.stores
+        planner = self.planner
+        derived = planner is not None and bool(planner.selections)
         return (
             tuple(stores[kind].resource_version for kind in _KINDS_READ),
             self.imports.resource_version,
             tuple((s.cluster_id, s.stamp) for s in self.states()),
             len(self._overlay),
+            planner.selections_version if planner is not None else 0,
+            # Derived EndpointSlices: repaired when someone changes them (only followed
+            # while some service answers in mode clusterset-ip).
+            stores["EndpointSlice"].resource_version if derived else None,
         )
 
     def plan(self) -> Plan:
         """What the API should be told now (pure planning from the views held)."""
         now = asyncio.get_running_loop().time()
         stores = self.source.state.stores
-        objects = [("kubernetes", o) for k in _KINDS_READ for o in stores[k].objects.values()]
-        verdicts = translate_exports(objects).verdicts
+        read_at = tuple(stores[kind].resource_version for kind in _KINDS_READ)
+        if read_at != self._verdicts[0]:  # translate again only when what it reads changed
+            objects = [("kubernetes", o) for k in _KINDS_READ for o in stores[k].objects.values()]
+            self._verdicts = (read_at, translate_exports(objects).verdicts)
+        verdicts = self._verdicts[1]
         exports = [
             seen
             for key, obj in stores["ServiceExport"].objects.items()
@@ -233,6 +265,13 @@ class KubeWriter:
             for (_, name), obj in stores["Namespace"].objects.items()
             if (obj.get("status") or {}).get("phase") != "Terminating"
         }
+        derived = None
+        if self.planner is not None:
+            derived = Derived(
+                self.planner.selections,
+                self._held("services", stores["Service"], now),
+                self._held("endpointslices", stores["EndpointSlice"], now),
+            )
         return reconcile(
             self.cluster_id,
             local_exports(exports, verdicts),
@@ -240,7 +279,24 @@ class KubeWriter:
             self.states(),
             imports,
             self._wall(),
+            self.settings.answering,
+            self.imports.resource.api_version,
+            derived,
         )
+
+    def _held(self, resource: str, store: KindStore, now: float) -> dict[ServiceKey, Any]:
+        """The objects of ``store`` as this writer should see them (its own writes too)."""
+        held: dict[ServiceKey, Any] = {ServiceKey(*k): o for k, o in store.objects.items()}
+        for kind, key in self._overlay.pending():
+            if kind == resource:
+                held.setdefault(key, None)
+        for key in [k for k, o in held.items() if o is None or managed(o)]:
+            seen = self._overlay.view((resource, key), held[key], now)
+            if seen is None:
+                del held[key]
+            else:
+                held[key] = seen
+        return held
 
     async def write_pass(self) -> bool:
         """Plan and write; True when every write was made (or nothing was needed)."""
@@ -267,7 +323,7 @@ class KubeWriter:
     # ------------------------------------------------------------------ one write
 
     async def _apply(self, calls: KubeCalls, write: Write) -> bool:
-        path = _path(write)
+        path = write.path(self._api_version(write.resource))
         body = write.body
         content_type = "application/json"
         if write.verb == "patch_status":
@@ -278,7 +334,7 @@ class KubeWriter:
         # A write must not land after our leadership could have ended.
         limit = max(0.1, min(self.settings.watch.request_timeout_s, self.keeper.time_left()))
         status, answer = await calls.write(
-            _RBAC_VERB[write.verb], _title(write), method, path, body, content_type, limit
+            _RBAC_VERB[write.verb], write.title, method, path, body, content_type, limit
         )
         now = asyncio.get_running_loop().time()
         entry = (write.resource, write.key)
@@ -295,7 +351,8 @@ class KubeWriter:
     async def _read_again(self, calls: KubeCalls, write: Write, now: float) -> None:
         """After a 409 (or a 404): plan the next pass from the object as it is now."""
         try:
-            status, answer = await calls.call("GET", _object_path(write))
+            path = write.object_path(self._api_version(write.resource))
+            status, answer = await calls.call("GET", path)
         except KubeUnreachableError:
             return
         entry = (write.resource, write.key)
@@ -319,32 +376,16 @@ class KubeWriter:
             return
         self._reported[key] = text
         level = logging.INFO if status == 409 else logging.WARNING
-        log.log(
-            level, "cannot %s %s %s: %s", _RBAC_VERB[write.verb], _title(write), write.key, text
-        )
+        log.log(level, "cannot %s %s %s: %s", _RBAC_VERB[write.verb], write.title, write.key, text)
+
+    def _api_version(self, resource: str) -> str:
+        """The group/version a write of ``resource`` goes to: as the API serves it."""
+        if resource == "serviceexports":
+            return self.source.state.stores["ServiceExport"].resource.api_version
+        return _CORE.get(resource, self.imports.resource.api_version)
 
     def _leading_changed(self, leading: bool) -> None:
         if leading:
             self.poke()
         else:
             self._overlay = Overlay(self.settings.overlay_ttl_s)
-
-
-def _title(write: Write) -> str:
-    return f"{write.resource}/status" if write.verb == "patch_status" else write.resource
-
-
-def _collection(write: Write) -> str:
-    return f"/apis/{MCS_API_VERSION}/namespaces/{write.key.namespace}/{write.resource}"
-
-
-def _object_path(write: Write) -> str:
-    return f"{_collection(write)}/{write.key.name}"
-
-
-def _path(write: Write) -> str:
-    if write.verb == "create":
-        return _collection(write)
-    if write.verb == "patch_status":
-        return f"{_object_path(write)}/status"
-    return _object_path(write)

@@ -20,7 +20,8 @@ like the type and the ports. What each one means (README, "Routing policy"):
 - ``meshd.io/min-healthy: N | P%``: a tier with fewer ready endpoints than N (or than P% of
   its endpoints) also takes the next tier's.
 - ``meshd.io/ttl: SECONDS`` (0-3600): the TTL of the service's answers.
-- ``meshd.io/answer-mode``: read by the answer modes, not here.
+- ``meshd.io/answer-mode: endpoints | cluster-ip | clusterset-ip``: what a ClusterSetIP
+  service's A/AAAA answer (``mesh.routing.modes``); default ``--answer-mode``.
 
 A bad value never breaks answers: that one setting takes its default and a ``Problem``
 says why (the agent logs it once and counts it in ``meshd_policy_problems_total``).
@@ -37,6 +38,7 @@ from types import MappingProxyType
 from mesh.model import ANNOTATION_PREFIX, is_dns_label
 
 AFFINITIES = ("local", "remote", "none")
+ANSWER_MODES = ("endpoints", "cluster-ip", "clusterset-ip")
 MAX_WEIGHT = 1_000_000
 MAX_ANSWERS = 64
 MAX_TTL = 3600
@@ -81,6 +83,7 @@ class ServicePolicy:
     max_answers: int | None = None
     min_healthy: MinHealthy | None = None
     ttl: int | None = None
+    answer_mode: str | None = None  # one of ANSWER_MODES; None: the agent's --answer-mode
 
 
 DEFAULT_POLICY = ServicePolicy()
@@ -119,6 +122,7 @@ def parse_policy(annotations: Iterable[tuple[str, str]]) -> tuple[ServicePolicy,
         max_answers=_bounded(values, "max-answers", 1, MAX_ANSWERS, problems),
         min_healthy=_min_healthy(values, problems),
         ttl=_bounded(values, "ttl", 0, MAX_TTL, problems),
+        answer_mode=_answer_mode(values, problems),
     )
     return (DEFAULT_POLICY if policy == DEFAULT_POLICY else policy), problems
 
@@ -138,6 +142,16 @@ def _affinity(values: Mapping[str, str], problems: list[Problem]) -> str:
         return value.strip()
     _bad(problems, "affinity", value, "must be local, remote or none")
     return "local"
+
+
+def _answer_mode(values: Mapping[str, str], problems: list[Problem]) -> str | None:
+    value = values.get(ANNOTATION_PREFIX + "answer-mode")
+    if value is None:
+        return None
+    if value.strip() in ANSWER_MODES:
+        return value.strip()
+    _bad(problems, "answer-mode", value, "must be endpoints, cluster-ip or clusterset-ip")
+    return None
 
 
 def _names(text: str, separator: str) -> list[str] | None:

@@ -12,6 +12,7 @@ Rules:
   (locality tiers and namespace sameness can change every answer);
 - a cluster becoming healthy or unhealthy, drained or undrained, dirties the services it
   exports;
+- a service whose clusterset VIP changed (``note_vips``) is dirty;
 - a service leaves the zone when no cluster exports it any more or its namespace does not
   exist in this cluster; ``zone_keys`` tracks what the zone holds, so nothing is left
   behind.
@@ -19,12 +20,13 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Mapping, Set
 
 from dnsserver.records import ServiceRecords
 from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
 from mesh.ring.catalog import Change
 from mesh.routing.annotations import Problem
+from mesh.routing.modes import CLUSTERSET_IP, DEFAULT_ANSWERING, Answering
 from mesh.routing.policy import (
     DEFAULT_MAX_ADDRESSES,
     Decision,
@@ -34,12 +36,20 @@ from mesh.routing.policy import (
 )
 
 Update = tuple[ServiceKey, ServiceRecords | None]
+# The clusters the policy chose for a service: (cluster, its export, its weight), in order.
+Selection = tuple[tuple[ClusterId, ExportedService, int], ...]
 
 
 class AnswerPlanner:
-    def __init__(self, locality: Locality, max_addresses: int = DEFAULT_MAX_ADDRESSES) -> None:
+    def __init__(
+        self,
+        locality: Locality,
+        max_addresses: int = DEFAULT_MAX_ADDRESSES,
+        answering: Answering = DEFAULT_ANSWERING,
+    ) -> None:
         self.locality = locality
         self.max_addresses = max_addresses
+        self.answering = answering
         self.zone_keys: set[ServiceKey] = set()
         self.failed_open: set[ServiceKey] = set()
         self.later_tier: set[ServiceKey] = set()  # answered from a failover tier
@@ -49,6 +59,15 @@ class AnswerPlanner:
         # logs each once and counts it).
         self.problems: dict[ServiceKey, tuple[Problem, ...]] = {}
         self.new_problems: list[tuple[ServiceKey, Problem]] = []
+        # Services whose answers' ports are not their Service ports (``Decision.ports_note``;
+        # reported once with the problems, as ``target_port_differs``).
+        self.port_notes: dict[ServiceKey, str] = {}
+        # Answer mode clusterset-ip: each service's VIP in this cluster (from its source),
+        # and the clusters the policy chose for each service that answers in that mode (the
+        # writer derives EndpointSlices from them); the version moves when a choice does.
+        self.vips: dict[ServiceKey, tuple[str, ...]] = {}
+        self.selections: dict[ServiceKey, Selection] = {}
+        self.selections_version = 0
         self.healthy: frozenset[ClusterId] = frozenset()
         self.drained: frozenset[ClusterId] = frozenset()
         self._dirty: set[ServiceKey] = set()
@@ -62,6 +81,14 @@ class AnswerPlanner:
         if change.cluster:
             self._everything = True
         self._dirty |= change.services
+
+    def note_vips(self, vips: Mapping[ServiceKey, tuple[str, ...]]) -> Change:
+        """Take the VIPs the source holds now; the change dirties the services whose VIP
+        changed (``ClusterId`` "" : no cluster's export changed)."""
+        changed = {k for k in vips.keys() | self.vips.keys() if vips.get(k) != self.vips.get(k)}
+        self.vips = dict(vips)
+        self._dirty |= changed
+        return Change("", frozenset(changed))
 
     def note_health(self, healthy: Set[ClusterId], states: Iterable[ClusterState]) -> bool:
         """Record the healthy clusters; True when that changed anything."""
@@ -108,7 +135,14 @@ class AnswerPlanner:
                 self._note(key, None)
                 continue
             decision = decide_service(
-                key, exporters, self.locality, self.healthy, self.max_addresses, self.drained
+                key,
+                exporters,
+                self.locality,
+                self.healthy,
+                self.max_addresses,
+                self.drained,
+                self.answering,
+                self.vips.get(key, ()),
             )
             updates.append((key, decision.records))
             self.zone_keys.add(key)
@@ -126,6 +160,8 @@ class AnswerPlanner:
         self.failed_open.discard(key)
         self.later_tier.discard(key)
         self.drained_used.discard(key)
+        self._note_ports(key, decision.ports_note if decision is not None else "")
+        self._note_selection(key, decision)
         if decision is None:
             self.problems.pop(key, None)
             return
@@ -143,6 +179,24 @@ class AnswerPlanner:
             self.problems[key] = decision.problems
         else:
             self.problems.pop(key, None)
+
+    def _note_selection(self, key: ServiceKey, decision: Decision | None) -> None:
+        held = self.selections.get(key)
+        if decision is None or decision.mode != CLUSTERSET_IP:
+            if held is not None:
+                del self.selections[key]
+                self.selections_version += 1
+            return
+        chosen = tuple((st.cluster_id, svc, w) for st, svc, w in decision.choice.clusters)
+        if chosen != held:
+            self.selections[key] = chosen
+            self.selections_version += 1
+
+    def _note_ports(self, key: ServiceKey, note: str) -> None:
+        if note:
+            self.port_notes[key] = note
+        else:
+            self.port_notes.pop(key, None)
 
     def _state(self, key: ServiceKey) -> str | None:
         if key not in self.zone_keys:

@@ -13,11 +13,16 @@ Rules (DESIGN.md "Answers: health, locality, failover", KEP-1645 for the rest):
   the oldest export's type and ``meshd.io/`` annotations win, ports are merged with the
   older definition winning), the same view the ServiceImport write-back publishes, so DNS
   and the MCS API never disagree;
+- answer modes (``mesh.routing.modes``): a ClusterSetIP service answers its endpoints, each
+  chosen cluster's ClusterIP, or the clusterset VIP; the same tiers choose in every mode;
 - tiers and weights (``mesh.routing.tiers``, from the annotations and this locality; by
   default this cluster, then its region, then the rest): ClusterSetIP services answer from
   the first tier with a healthy cluster that has ready endpoints, interleaved across that
   tier's clusters, led by each cluster as often as its weight; the zone shows
   ``max_answers`` of them per family and rotates through all of them;
+- ports (``mesh.routing.ports``): answers of endpoint addresses carry, in SRV, the port the
+  endpoints listen on (the EndpointSlice port, the Service's targetPort), not the Service
+  port; a service where the two differ is noted (``Decision.ports_note``);
 - headless services: every ready endpoint of every healthy cluster, without duplicates, in
   tier order; SRV priority is the tier, weight the cluster's share of its tier;
 - clusters this agent considers unhealthy, and drained clusters (``meshd drain``), are left
@@ -37,10 +42,20 @@ from dataclasses import dataclass, field
 from dnsserver.zone import HeadlessEndpoint, ServiceRecords
 from mesh.model import ClusterId, ClusterState, Endpoint, ExportedService, ServiceKey, ServiceType
 from mesh.routing.annotations import Problem, ServicePolicy, parse_policy
+from mesh.routing.modes import (
+    CLUSTER_IP,
+    CLUSTERSET_IP,
+    DEFAULT_ANSWERING,
+    ENDPOINTS,
+    Answering,
+    resolve_mode,
+)
+from mesh.routing.ports import PortPlan, plan_ports
 from mesh.routing.tiers import Choice, Exporter, choose, tiers
 from mesh.routing.view import MergedService, merge_service
 
 DEFAULT_MAX_ADDRESSES = 8
+NO_CHOICE = Choice((), -1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +95,9 @@ class Decision:
     records: ServiceRecords
     state: str  # "first_tier", "later_tier" or "failed_open" (meshd_routing_services)
     problems: tuple[Problem, ...] = ()
+    ports_note: str = ""  # the answers' ports are not the Service's (``mesh.routing.ports``)
+    mode: str = ENDPOINTS  # the answer mode it answers in (``mesh.routing.modes``)
+    choice: Choice = NO_CHOICE  # the clusters chosen (ClusterSetIP services)
     drained_used: bool = False  # failing open, with a drained cluster's endpoints
 
     @property
@@ -100,28 +118,48 @@ def _cluster_set_ip(
     policy: ServicePolicy,
     healthy: Set[ClusterId],
     max_addresses: int,
-) -> tuple[ServiceRecords, str, set[ClusterId]]:
+    mode: str,
+    vip: tuple[str, ...],
+) -> tuple[ServiceRecords, str, PortPlan, Choice]:
     choice = choose(policy, ordered, healthy)
     failed_open = not choice.clusters
     if failed_open:  # nothing healthy has a ready endpoint: the last-known ones, same tiers
         everyone = {st.cluster_id for tier in ordered for st, _ in tier}
         choice = choose(policy, ordered, everyone)
         failed_open = bool(choice.clusters)
-    columns = [(_ready_addresses(svc), weight) for _, svc, weight in choice.clusters]
+    answering = [(st.cluster_id, svc) for st, svc, _ in choice.clusters]
+    if mode == CLUSTERSET_IP and vip:  # the cluster's data plane balances the VIP;
+        # until it exists, the service answers its endpoints
+        columns: list[tuple[list[str], int]] = [(list(vip), 1)]
+    else:
+        of = _cluster_ips if mode == CLUSTER_IP else _ready_addresses
+        columns = [(of(svc), weight) for _, svc, weight in choice.clusters]
     addresses = tuple(_interleave([c for c, _ in columns]))
     weighted = tuple((tuple(c), w) for c, w in columns) if policy.weights else ()
+    proxied = mode == CLUSTER_IP or (mode == CLUSTERSET_IP and bool(vip))
+    ports = plan_ports(view.ports, answering, mapped=proxied)
     records = ServiceRecords(
         key.namespace,
         key.name,
         False,
         addresses,
-        _ports(view),
+        ports.ports,
         (),
         policy.max_answers or max_addresses,
         weighted,
         policy.ttl,
     )
-    return records, _state(choice, failed_open), {st.cluster_id for st, _, _ in choice.clusters}
+    return records, _state(choice, failed_open), ports, choice
+
+
+def _cluster_ips(svc: ExportedService) -> list[str]:
+    return list(svc.cluster_ips)
+
+
+def _with_cluster_ips(ordered: list[list[Exporter]]) -> list[list[Exporter]]:
+    """The tiers without the exporters that carry no ClusterIP (cluster-ip mode)."""
+    kept = [[(st, svc) for st, svc in tier if svc.cluster_ips] for tier in ordered]
+    return [tier for tier in kept if tier]
 
 
 def _headless(
@@ -130,12 +168,13 @@ def _headless(
     ordered: list[list[Exporter]],
     policy: ServicePolicy,
     healthy: Set[ClusterId],
-) -> tuple[ServiceRecords, str, set[ClusterId]]:
+) -> tuple[ServiceRecords, str, PortPlan, set[ClusterId]]:
     usable = [[(st, svc) for st, svc in tier if st.cluster_id in healthy] for tier in ordered]
     failed_open = not any(_ready_addresses(svc) for tier in usable for _, svc in tier)
     if failed_open:
         usable = ordered
     endpoints: list[HeadlessEndpoint] = []
+    answering: list[tuple[ClusterId, ExportedService]] = []
     addresses: list[str] = []
     seen: set[str] = set()
     priority = 0
@@ -158,20 +197,23 @@ def _headless(
                         )
                     )
                     added = True
+                    if not answering or answering[-1][1] is not svc:
+                        answering.append((state.cluster_id, svc))
         if added:
             first = index if first < 0 else first
             priority += 1
+    ports = plan_ports(view.ports, answering, False)
     records = ServiceRecords(
         key.namespace,
         key.name,
         True,
         tuple(addresses),
-        _ports(view),
+        ports.ports,
         tuple(endpoints),
         ttl=policy.ttl,
     )
     outcome = "failed_open" if failed_open and endpoints else _state(Choice((), first), False)
-    return records, outcome, {e.cluster_id for e in endpoints}
+    return records, outcome, ports, {e.cluster_id for e in endpoints}
 
 
 def _srv_weights(policy: ServicePolicy, tier: list[Exporter]) -> dict[ClusterId, int]:
@@ -194,10 +236,6 @@ def _fresh(ep: Endpoint, seen: set[str]) -> list[str]:
     fresh = [a for a in ep.addresses if a not in seen]
     seen.update(fresh)
     return fresh
-
-
-def _ports(view: MergedService) -> tuple[tuple[str, str, int], ...]:
-    return tuple((p.name, p.protocol, p.port) for p in view.ports)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,18 +266,40 @@ def decide_service(
     healthy: Set[ClusterId],
     max_addresses: int = DEFAULT_MAX_ADDRESSES,
     drained: Set[ClusterId] = frozenset(),
+    answering: Answering = DEFAULT_ANSWERING,
+    vip: tuple[str, ...] = (),
 ) -> Decision:
-    """The records of one service from its exporters (local first, then by cluster id);
-    ``healthy`` less ``drained`` may answer, the rest only when failing open."""
+    """The records of one service from its exporters (local first, then by cluster id):
+    ``healthy`` less ``drained`` may answer, the rest only when failing open; ``vip``: the
+    service's clusterset VIP in this cluster, once it has one."""
     plan = plan_service(key, exporters, locality)
     view, policy, ordered = plan.view, plan.policy, plan.ordered
+    problems = list(plan.problems)
     usable = set(healthy) - set(drained) if drained else healthy
+    mode, problem = resolve_mode(policy, view.type, answering)
+    problems.extend([problem] if problem is not None else [])
+    if mode == CLUSTER_IP and not _with_cluster_ips(ordered):
+        problems.append(
+            Problem(
+                "no_cluster_ip",
+                "no exporting cluster gives a ClusterIP: "
+                "answering endpoints (answer mode cluster-ip)",
+            )
+        )
+        mode = ENDPOINTS
+    choice = NO_CHOICE
     if view.type is ServiceType.HEADLESS:
-        records, state, used = _headless(key, view, ordered, policy, usable)
+        records, state, ports, used = _headless(key, view, ordered, policy, usable)
     else:
-        records, state, used = _cluster_set_ip(key, view, ordered, policy, usable, max_addresses)
+        candidates = _with_cluster_ips(ordered) if mode == CLUSTER_IP else ordered
+        records, state, ports, choice = _cluster_set_ip(
+            key, view, candidates, policy, usable, max_addresses, mode, vip
+        )
+        used = {st.cluster_id for st, _, _ in choice.clusters}
+    if ports.note:
+        problems.append(Problem("target_port_differs", ports.note))
     drained_used = state == "failed_open" and not used.isdisjoint(drained)
-    return Decision(records, state, plan.problems, drained_used)
+    return Decision(records, state, tuple(problems), ports.note, mode, choice, drained_used)
 
 
 def exporters_of(

@@ -11,6 +11,11 @@ The rules are KEP-1645's "Constraints and Conflict Resolution":
 - the *type* (ClusterSetIP or Headless) is the oldest export's; every cluster whose export
   has another type disagrees (``TypeConflict``);
 - the *routing annotations* (``meshd.io/...``) are the oldest export's, whole;
+- the *session affinity* (``ClientIP`` or none, and its timeout) is the oldest export's;
+  every cluster whose Service has another affinity disagrees (``SessionAffinityConflict``),
+  and one with ClientIP and another timeout too (``SessionAffinityConfigConflict``);
+- the *IP families* are those of every export: its ClusterIPs, or for a headless one its
+  endpoints' addresses (IPv4 first);
 - the *ports* are the union of every export's ports, merged first by name, then by
   (protocol, port): a port whose name is taken by a different definition, or whose
   (protocol, port) is taken under another name, loses to the older export's, and its
@@ -51,10 +56,20 @@ class MergedService:
     port_conflicts: tuple[ClusterId, ...] = ()  # clusters with a port that lost
     port_detail: str = ""  # the first port that lost, for the condition message
     annotations: tuple[tuple[str, str], ...] = ()  # the oldest export's routing annotations
+    session_affinity: str = ""  # "ClientIP" or "" (None): the oldest export's
+    affinity_timeout_s: int = 0
+    affinity_conflicts: tuple[ClusterId, ...] = ()  # another affinity than the oldest's
+    affinity_config_conflicts: tuple[ClusterId, ...] = ()  # ClientIP with another timeout
+    ip_families: tuple[str, ...] = ()  # "IPv4", "IPv6": of every export
 
     @property
     def conflicted(self) -> bool:
-        return bool(self.type_conflicts or self.port_conflicts)
+        return bool(
+            self.type_conflicts
+            or self.port_conflicts
+            or self.affinity_conflicts
+            or self.affinity_config_conflicts
+        )
 
 
 def port_text(port: ServicePort) -> str:
@@ -102,6 +117,13 @@ def merge_service(
             ports.append(port)
             by_name[port.name] = port
             by_number[(port.protocol, port.port)] = port
+    affinity = [c for c, s in ranked[1:] if s.session_affinity != first.session_affinity]
+    timeout = [
+        c
+        for c, s in ranked[1:]
+        if s.session_affinity == first.session_affinity
+        and s.affinity_timeout_s != first.affinity_timeout_s
+    ]
     return MergedService(
         key=key,
         type=first.type,
@@ -112,7 +134,26 @@ def merge_service(
         port_conflicts=tuple(sorted(losers)),
         port_detail=detail,
         annotations=first.annotations,
+        session_affinity=first.session_affinity,
+        affinity_timeout_s=first.affinity_timeout_s,
+        affinity_conflicts=tuple(sorted(set(affinity))),
+        affinity_config_conflicts=tuple(sorted(set(timeout))),
+        ip_families=_families(s for _, s in ranked),
     )
+
+
+def _families(exports: Iterable[ExportedService]) -> tuple[str, ...]:
+    """IPv4 and/or IPv6: each export's ClusterIPs, else its endpoints' addresses."""
+    seen: set[bool] = set()  # True: IPv6
+    for service in exports:
+        addresses: Iterable[str] = service.cluster_ips or (
+            a for e in service.endpoints for a in e.addresses
+        )
+        for address in addresses:
+            seen.add(":" in address)
+            if len(seen) == 2:
+                return ("IPv4", "IPv6")
+    return tuple(name for v6, name in ((False, "IPv4"), (True, "IPv6")) if v6 in seen)
 
 
 def _one_per_cluster(states: Iterable[ClusterState]) -> list[ClusterState]:

@@ -46,6 +46,51 @@ def service_type(spec: Mapping[str, Any]) -> ServiceType:
     return ServiceType.HEADLESS if cluster_ip == "None" else ServiceType.CLUSTER_SET_IP
 
 
+def cluster_ips(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """The Service's ClusterIPs (``spec.clusterIPs``, else ``spec.clusterIP``) in canonical
+    text, at most one per family; none for a headless Service or one not yet allocated."""
+    raw = spec.get("clusterIPs")
+    where = "spec.clusterIPs"
+    if raw is None:
+        single = spec.get("clusterIP")
+        raw, where = ([] if single in (None, "") else [single]), "spec.clusterIP"
+    if not isinstance(raw, list) or len(raw) > 2:
+        raise InvalidFieldError(f"{where} must be a list of at most 2 addresses, got {raw!r}")
+    if raw == ["None"]:
+        return ()
+    found: dict[int, str] = {}
+    for text in raw:
+        try:
+            address = ipaddress.ip_address(text if isinstance(text, str) else "")
+        except ValueError:
+            raise InvalidFieldError(f"{where}: {text!r} is not an IP address") from None
+        if address.version in found:
+            raise InvalidFieldError(f"{where}: two IPv{address.version} addresses")
+        found[address.version] = str(address)
+    return tuple(found.values())
+
+
+def session_affinity(spec: Mapping[str, Any]) -> tuple[str, int]:
+    """(``"ClientIP"`` and its timeout in seconds) or (``""``, 0) for ``None``, as the API
+    server defaults and checks ``spec.sessionAffinity`` and ``sessionAffinityConfig``."""
+    affinity = spec.get("sessionAffinity")
+    if affinity in (None, "None"):
+        return "", 0
+    if affinity != "ClientIP":
+        raise InvalidFieldError(f"spec.sessionAffinity must be ClientIP or None, got {affinity!r}")
+    config = spec.get("sessionAffinityConfig")
+    client = config.get("clientIP") if isinstance(config, Mapping) else None
+    timeout = client.get("timeoutSeconds") if isinstance(client, Mapping) else None
+    if timeout is None:
+        return "ClientIP", 10800  # the API server's default: 3 hours
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 < timeout <= 86400:
+        raise InvalidFieldError(
+            "spec.sessionAffinityConfig.clientIP.timeoutSeconds must be an integer 1-86400, "
+            f"got {timeout!r}"
+        )
+    return "ClientIP", timeout
+
+
 def service_ports(raw: Any) -> tuple[ServicePort, ...]:
     if raw is None:
         return ()
@@ -71,6 +116,22 @@ def _port(where: str, item: Any) -> ServicePort:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise InvalidFieldError(f"{where}.port must be an integer 1-65535, got {port!r}")
     return ServicePort(name=name, protocol=protocol, port=port)
+
+
+def slice_ports(raw: Any) -> tuple[ServicePort, ...]:
+    """An EndpointSlice's ``ports``: the numbers its endpoints listen on, named as the
+    Service's ports are. A port without a number (it means "all ports") says nothing and
+    is left out."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidFieldError(f"ports must be a list, got {describe(raw)}")
+    found = []
+    for i, item in enumerate(raw):
+        if isinstance(item, Mapping) and item.get("port") is None:
+            continue
+        found.append(_port(f"ports[{i}]", item))
+    return tuple(found)
 
 
 def endpoint(where: str, item: Any, version: int, publish_not_ready: bool) -> Endpoint:

@@ -9,8 +9,8 @@ Two steps:
 1. ``parse_documents`` (in ``mesh.sources.documents``, re-exported here) turns the text of
    one file into Kubernetes objects, with a problem per bad document.
 2. ``translate`` reads the objects of every file together, as the API server would hold them:
-   ``Namespace`` (v1), ``Service`` (v1), ``ServiceExport`` (multicluster.x-k8s.io/v1alpha1)
-   and ``EndpointSlice`` (discovery.k8s.io/v1). Other kinds are ignored. A Service is
+   ``Namespace`` (v1), ``Service`` (v1), ``ServiceExport`` (multicluster.x-k8s.io/v1beta1,
+   or v1alpha1) and ``EndpointSlice`` (discovery.k8s.io/v1). Other kinds are ignored. A Service is
    exported when a ServiceExport of the same namespace and name exists; its endpoints come
    from the EndpointSlices labelled ``kubernetes.io/service-name: <service>``, and its
    ``exported_at`` from the ServiceExport's ``metadata.creationTimestamp`` (0 when absent).
@@ -42,6 +42,7 @@ from mesh.model import (
     ExportedService,
     LocalExports,
     ServiceKey,
+    ServicePort,
     is_dns_label,
 )
 from mesh.sources.documents import (
@@ -55,10 +56,13 @@ from mesh.sources.documents import (
 from mesh.sources.fields import (
     LABEL_RULE,
     InvalidFieldError,
+    cluster_ips,
     endpoint,
     routing_annotations,
     service_ports,
     service_type,
+    session_affinity,
+    slice_ports,
 )
 
 __all__ = [
@@ -79,9 +83,13 @@ API_VERSIONS: Mapping[str, str] = MappingProxyType(
     {
         "Namespace": "v1",
         "Service": "v1",
-        "ServiceExport": "multicluster.x-k8s.io/v1alpha1",
+        "ServiceExport": "multicluster.x-k8s.io/v1beta1",
         "EndpointSlice": "discovery.k8s.io/v1",
     }
+)
+# Older versions still read: the MCS CRDs serve v1beta1 (stored) and v1alpha1 alike.
+ALSO_ACCEPTED: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"ServiceExport": ("multicluster.x-k8s.io/v1alpha1",)}
 )
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 # RFC 1123 subdomain: what Kubernetes allows for EndpointSlice names.
@@ -192,8 +200,10 @@ def _group(api_version: Any) -> str:
 
 def _identity_error(obj: _Object, api_version: Any, namespace: Any, name: Any) -> str | None:
     expected = API_VERSIONS[obj.kind]
-    if api_version != expected:
-        return f"apiVersion must be {expected}, got {api_version!r}"
+    others = ALSO_ACCEPTED.get(obj.kind, ())
+    if api_version != expected and api_version not in others:
+        allowed = " or ".join((expected, *others))
+        return f"apiVersion must be {allowed}, got {api_version!r}"
     if not isinstance(name, str) or not name:
         return "missing metadata.name"
     if obj.kind != "Namespace" and not (isinstance(namespace, str) and is_dns_label(namespace)):
@@ -280,6 +290,8 @@ def _service(
         elif not isinstance(spec, Mapping):
             raise InvalidFieldError(f"spec must be a mapping, got {describe(spec)}")
         kind = service_type(spec)
+        addresses = cluster_ips(spec)
+        affinity = session_affinity(spec)
         ports = service_ports(spec.get("ports"))
         publish = spec.get("publishNotReadyAddresses")
         if publish is not None and not isinstance(publish, bool):
@@ -290,10 +302,38 @@ def _service(
         problems.append(obj.problem(str(exc)))
         return None
     endpoints: list[Endpoint] = []
+    # (name, protocol) -> (ready endpoints of the slice, its port): slices may disagree
+    # mid-rollout (a changed targetPort); the port most ready endpoints listen on wins.
+    listening: dict[tuple[str, str], tuple[int, ServicePort]] = {}
     for endpoint_slice in sorted(slices, key=lambda s: s.name):
-        endpoints.extend(_slice_endpoints(endpoint_slice, bool(publish), problems))
+        found = _slice_endpoints(endpoint_slice, bool(publish), problems)
+        endpoints.extend(found)
+        ready = sum(1 for e in found if e.ready)
+        for port in _ports_of(endpoint_slice, problems):
+            held = listening.get((port.name, port.protocol))
+            if held is None or ready > held[0]:
+                listening[(port.name, port.protocol)] = (ready, port)
     key = ServiceKey(obj.namespace, obj.name)
-    return ExportedService(key, kind, ports, tuple(endpoints), exported_at)
+    endpoint_ports = tuple(port for _, port in sorted(listening.values(), key=lambda v: v[1]))
+    return ExportedService(
+        key,
+        kind,
+        ports,
+        tuple(endpoints),
+        exported_at,
+        endpoint_ports=endpoint_ports,
+        cluster_ips=addresses,
+        session_affinity=affinity[0],
+        affinity_timeout_s=affinity[1],
+    )
+
+
+def _ports_of(obj: _Object, problems: list[SourceProblem]) -> tuple[ServicePort, ...]:
+    try:
+        return slice_ports(obj.body.get("ports"))
+    except InvalidFieldError as exc:
+        problems.append(obj.problem(f"{exc}; its ports are ignored"))
+        return ()
 
 
 def _slice_endpoints(

@@ -33,6 +33,7 @@ from mesh.ring.records import ClusterInfo
 from mesh.wire.v1 import gossip_pb2 as pb
 
 PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
+MAX_AFFINITY_TIMEOUT_S = 86400  # Kubernetes' limit on sessionAffinityConfig.clientIP
 _TYPE_TO_PB = {ServiceType.CLUSTER_SET_IP: pb.CLUSTER_SET_IP, ServiceType.HEADLESS: pb.HEADLESS}
 _TYPE_FROM_PB = {v: k for k, v in _TYPE_TO_PB.items()}
 
@@ -46,7 +47,7 @@ def service_to_pb(svc: ExportedService) -> pb.Service:
         namespace=svc.key.namespace,
         name=svc.key.name,
         type=_TYPE_TO_PB[svc.type],
-        ports=[pb.Port(name=p.name, protocol=p.protocol, port=p.port) for p in svc.ports],
+        ports=_ports_to_pb(svc.ports),
         endpoints=[
             pb.Endpoint(
                 addresses=list(e.addresses),
@@ -58,7 +59,15 @@ def service_to_pb(svc: ExportedService) -> pb.Service:
         ],
         exported_at=svc.exported_at,
         annotations=[pb.Annotation(key=k, value=v) for k, v in svc.annotations],
+        endpoint_ports=_ports_to_pb(svc.endpoint_ports),
+        cluster_ips=list(svc.cluster_ips),
+        session_affinity=svc.session_affinity,
+        affinity_timeout_seconds=svc.affinity_timeout_s,
     )
+
+
+def _ports_to_pb(ports: Iterable[ServicePort]) -> list[pb.Port]:
+    return [pb.Port(name=p.name, protocol=p.protocol, port=p.port) for p in ports]
 
 
 def label(value: str, what: str) -> str:
@@ -110,24 +119,53 @@ def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
     where = f"cluster {cluster_id} service {key}"
     if msg.type not in _TYPE_FROM_PB:
         raise CodecError(f"{where}: unknown service type {msg.type}")
-    ports = []
-    for p in msg.ports:
-        if p.protocol not in PROTOCOLS or not 0 < p.port < 65536:
-            raise CodecError(f"{where}: bad port {p.protocol}/{p.port}")
-        if p.name:
-            label(p.name, f"{where}: port name")
-        ports.append(ServicePort(_shared(p.name), _shared(p.protocol), p.port))
+    if msg.session_affinity not in ("", "ClientIP") or (
+        msg.affinity_timeout_seconds > MAX_AFFINITY_TIMEOUT_S
+        or bool(msg.session_affinity) != bool(msg.affinity_timeout_seconds)
+    ):
+        raise CodecError(
+            f"{where}: bad session affinity {msg.session_affinity!r} "
+            f"({msg.affinity_timeout_seconds} s)"
+        )
     if not (math.isfinite(msg.exported_at) and msg.exported_at >= 0):
         raise CodecError(f"{where}: bad exported_at {msg.exported_at!r}")
     return ExportedService(
         key=key,
         type=_TYPE_FROM_PB[msg.type],
-        ports=_shared(tuple(ports)),
+        ports=_ports_from_pb(msg.ports, where),
         endpoints=tuple(_endpoint(e, where) for e in msg.endpoints),
         # 0.0 (unknown, as from a manifest) as the one shared float, not a new one each
         exported_at=msg.exported_at or 0.0,
         annotations=_annotations(msg.annotations),
+        endpoint_ports=_ports_from_pb(msg.endpoint_ports, where),
+        cluster_ips=_cluster_ips(msg.cluster_ips, where),
+        session_affinity=_shared(msg.session_affinity),
+        affinity_timeout_s=msg.affinity_timeout_seconds,
     )
+
+
+def _cluster_ips(items: Iterable[str], where: str) -> tuple[str, ...]:
+    """At most one address per family, as Kubernetes allows (spec.clusterIPs)."""
+    families = []
+    for address in items:
+        try:
+            families.append(ip_version(address))
+        except ValueError:
+            raise CodecError(f"{where}: bad cluster IP {address!r}") from None
+    if len(set(families)) != len(families):
+        raise CodecError(f"{where}: two cluster IPs of one family")
+    return tuple(items)
+
+
+def _ports_from_pb(items: Iterable[pb.Port], where: str) -> tuple[ServicePort, ...]:
+    ports = []
+    for p in items:
+        if p.protocol not in PROTOCOLS or not 0 < p.port < 65536:
+            raise CodecError(f"{where}: bad port {p.protocol}/{p.port}")
+        if p.name:
+            label(p.name, f"{where}: port name")
+        ports.append(ServicePort(_shared(p.name), _shared(p.protocol), p.port))
+    return _shared(tuple(ports))
 
 
 def _annotations(items: Iterable[pb.Annotation]) -> tuple[tuple[str, str], ...]:

@@ -48,6 +48,8 @@ def test_demo_prints_dig_commands_that_answer_from_all_three_clusters() -> None:
         answers = {c: _run(c) for c in commands}
         db = next(c for c in commands if " db.shop." in c)
         assert set(answers[db].split()) == {"10.1.1.5", "10.2.1.5", "10.3.1.5"}, answers
+        catalog = next(c for c in commands if " catalog.shop." in c)  # answer mode cluster-ip
+        assert set(answers[catalog].split()) == {"10.96.0.20", "10.97.0.20"}, answers
         clusters_seen = {
             a.split(".")[1]
             for out in answers.values()

@@ -6,7 +6,10 @@ protocol a client sees (Kubernetes API concepts, "Efficient detection of changes
 - HTTPS with a throw-away CA (``tls=True``, the default) and bearer-token authentication
   (401 without it), and RBAC read from ``manifests/`` (403 with a real ``Status`` for a
   verb or resource the shipped roles do not grant; see ``fake_rbac``);
-- discovery: ``/api``, ``/apis``, ``/api/v1``, ``/apis/GROUP/VERSION``, ``/version``;
+- discovery: ``/api``, ``/apis``, ``/apis/GROUP``, ``/api/v1``, ``/apis/GROUP/VERSION``,
+  ``/version``; a custom resource may be served in several versions (the MCS CRDs: v1beta1
+  stored, v1alpha1 served too, ``fake_store.mcs_resources``), each client reading and
+  writing it in the version of its path;
 - list (``GET`` a collection, across all namespaces or in one) with ``resourceVersion``,
   ``resourceVersionMatch=Exact``, ``limit``/``continue`` pages that are one consistent
   snapshot, ``labelSelector`` (``=``, ``==``, ``!=``, exists, ``!``) and ``fieldSelector``
@@ -100,6 +103,7 @@ class Watcher:
     selector: Callable[[Obj], bool]
     bookmarks: bool
     request: web.Request
+    version: str
     queue: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     stalled: bool = False
@@ -245,7 +249,7 @@ class FakeApiServer:
         discovery = self._discovery(parts)
         if discovery is not None:
             return web.json_response(discovery)
-        res, namespace, name, sub = self._parse(parts)
+        res, namespace, name, sub, version = self._parse(parts)
         query = request.query
         watching = query.get("watch") in ("1", "true")
         verb = _verb(request.method, bool(name), watching)
@@ -256,29 +260,32 @@ class FakeApiServer:
             details = {"name": name, "group": res.group, "kind": res.plural}
             raise ApiError(403, "Forbidden", message, {k: v for k, v in details.items() if v})
         if verb == "watch":
-            return await self._watch(request, res, namespace, record)
+            return await self._watch(request, res, namespace, record, version)
         if verb == "list":
-            return web.json_response(self._list(res, namespace, query))
+            return web.json_response(self._list(res, namespace, query, version))
         body = (
             await _body(request) if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
         )
+
+        def answer(obj: Obj, status: int = 200) -> web.Response:
+            return web.json_response(res.served_as(obj, version), status=status)
+
         if verb == "get":
-            return web.json_response(self.store.get(res, namespace, name))
+            return answer(self.store.get(res, namespace, name))
         if verb == "create":
-            return web.json_response(self.store.create(res, namespace, body), status=201)
+            return answer(self.store.create(res, namespace, body), 201)
         if verb == "update":
-            return web.json_response(self.store.update(res, namespace, name, body, sub))
+            return answer(self.store.update(res, namespace, name, body, sub))
         if verb == "patch":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             manager = query.get("fieldManager")
-            obj = self.store.patch(res, namespace, name, content_type, body, sub, manager)
-            return web.json_response(obj)
+            return answer(self.store.patch(res, namespace, name, content_type, body, sub, manager))
         if verb == "delete":
-            return web.json_response(self.store.delete(res, namespace, name, body))
+            return answer(self.store.delete(res, namespace, name, body))
         raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported by the fake API server")
 
-    def _parse(self, parts: list[str]) -> tuple[ResourceType, str, str, str]:
-        """(resource, namespace, name, subresource) of a resource path, or 404."""
+    def _parse(self, parts: list[str]) -> tuple[ResourceType, str, str, str, str]:
+        """(resource, namespace, name, subresource, version) of a resource path, or 404."""
         if parts[:2] == ["api", "v1"]:
             group, rest = "", parts[2:]
         elif len(parts) >= 3 and parts[0] == "apis":
@@ -292,7 +299,7 @@ class FakeApiServer:
         elif rest[:1] == ["namespaces"] and group == "":
             pass  # the namespaces resource itself
         for res in self.store.resources.values():
-            if res.group == group and res.version == version and rest and res.plural == rest[0]:
+            if res.group == group and version in res.versions and rest and res.plural == rest[0]:
                 break
         else:
             raise _no_such_path()
@@ -302,11 +309,13 @@ class FakeApiServer:
         sub = rest[2] if len(rest) > 2 else ""
         if sub and sub not in res.subresources:
             raise _no_such_path()
-        return res, namespace, name, sub
+        return res, namespace, name, sub, version
 
     # ------------------------------------------------------------------ list
 
-    def _list(self, res: ResourceType, namespace: str, query: Mapping[str, str]) -> Obj:
+    def _list(
+        self, res: ResourceType, namespace: str, query: Mapping[str, str], version: str
+    ) -> Obj:
         limit = _int(query.get("limit", "0") or "0", "limit")
         token, start = query.get("continue", ""), ""
         rv_text, match = query.get("resourceVersion", ""), query.get("resourceVersionMatch", "")
@@ -344,13 +353,14 @@ class FakeApiServer:
             items = items[:limit]
             metadata["continue"] = encode_continue(at, object_path_key(items[-1]))
             metadata["remainingItemCount"] = len(rest)
+        items = [res.served_as(obj, version) for obj in items]
         if not res.custom:
             for obj in items:
                 obj.pop("kind", None)
                 obj.pop("apiVersion", None)
         return {
             "kind": res.list_kind,
-            "apiVersion": res.api_version,
+            "apiVersion": res.api_version_of(version),
             "metadata": metadata,
             "items": items,
         }
@@ -358,7 +368,12 @@ class FakeApiServer:
     # ------------------------------------------------------------------ watch
 
     async def _watch(
-        self, request: web.Request, res: ResourceType, namespace: str, record: RequestRecord
+        self,
+        request: web.Request,
+        res: ResourceType,
+        namespace: str,
+        record: RequestRecord,
+        version: str,
     ) -> web.StreamResponse:
         query = request.query
         bookmarks = query.get("allowWatchBookmarks") in ("1", "true")
@@ -369,7 +384,7 @@ class FakeApiServer:
         )
         rv_text = query.get("resourceVersion", "")
         selector = _selector(query)
-        watcher = Watcher(res, namespace, selector, bookmarks, request)
+        watcher = Watcher(res, namespace, selector, bookmarks, request, version)
         try:
             if rv_text in ("", "0"):
                 initial = [("ADDED", obj) for obj in self.store.items(res) if selector(obj)]
@@ -393,7 +408,8 @@ class FakeApiServer:
             response = await _stream(request)
             record.status = 200
             for event_type, obj in initial:
-                await response.write(_line({"type": event_type, "object": obj}))
+                served = res.served_as(obj, version)
+                await response.write(_line({"type": event_type, "object": served}))
             await self._pump(watcher, response, asyncio.get_running_loop().time() + timeout_s)
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await response.write_eof()
@@ -413,7 +429,7 @@ class FakeApiServer:
             now = loop.time()
             if now >= deadline:
                 if watcher.bookmarks and not watcher.stalled:
-                    await response.write(self._bookmark(watcher.resource))
+                    await response.write(self._bookmark(watcher))
                 return
             if watcher.stalled:
                 with contextlib.suppress(TimeoutError):
@@ -421,7 +437,7 @@ class FakeApiServer:
                 continue
             interval = self.bookmark_interval_s
             if interval is not None and watcher.bookmarks and now - quiet_since >= interval:
-                await response.write(self._bookmark(watcher.resource))
+                await response.write(self._bookmark(watcher))
                 quiet_since = now
             try:
                 kind, item = await asyncio.wait_for(watcher.queue.get(), min(0.2, deadline - now))
@@ -438,7 +454,7 @@ class FakeApiServer:
                 status = expired(text)
                 await response.write(_line({"type": "ERROR", "object": status.status()}))
                 return
-            line = self._bookmark(watcher.resource) if kind == "bookmark" else _line(item)
+            line = self._bookmark(watcher) if kind == "bookmark" else _line(item)
             await response.write(line)
             quiet_since = loop.time()
 
@@ -446,7 +462,8 @@ class FakeApiServer:
         for watcher in self.watchers:
             visible = self._visible(watcher, event)
             if visible is not None and _in_scope(watcher, visible[1]):
-                watcher.queue.put_nowait(("event", {"type": visible[0], "object": visible[1]}))
+                served = watcher.resource.served_as(visible[1], watcher.version)
+                watcher.queue.put_nowait(("event", {"type": visible[0], "object": served}))
 
     @staticmethod
     def _visible(watcher: Watcher, event: StoredEvent) -> tuple[str, Obj] | None:
@@ -463,8 +480,9 @@ class FakeApiServer:
             return ("ADDED", event.obj)
         return ("DELETED", event.obj) if before else None
 
-    def _bookmark(self, res: ResourceType) -> bytes:
-        obj: Obj = {"kind": res.kind, "apiVersion": res.api_version}
+    def _bookmark(self, watcher: Watcher) -> bytes:
+        res = watcher.resource
+        obj: Obj = {"kind": res.kind, "apiVersion": res.api_version_of(watcher.version)}
         obj["metadata"] = {"resourceVersion": str(self.store.rv)}
         if not res.custom:
             obj["metadata"]["creationTimestamp"] = None
@@ -488,15 +506,24 @@ class FakeApiServer:
                 "versions": ["v1"],
                 "serverAddressByClientCIDRs": [address],
             }
+        groups: dict[str, list[str]] = {}
+        for res in self.store.resources.values():
+            for version in res.versions if res.group else ():
+                if version not in groups.setdefault(res.group, []):
+                    groups[res.group].append(version)
         if parts == ["apis"]:
-            groups: dict[str, list[str]] = {}
-            for res in self.store.resources.values():
-                if res.group and res.version not in groups.setdefault(res.group, []):
-                    groups[res.group].append(res.version)
             return {
                 "kind": "APIGroupList",
                 "apiVersion": "v1",
                 "groups": [_group_doc(g, vs) for g, vs in groups.items()],
+            }
+        if len(parts) == 2 and parts[0] == "apis":
+            if parts[1] not in groups:
+                raise _no_such_path()
+            return {
+                "kind": "APIGroup",
+                "apiVersion": "v1",
+                **_group_doc(parts[1], groups[parts[1]]),
             }
         if parts == ["api", "v1"]:
             return self._resource_list("", "v1")
@@ -510,7 +537,7 @@ class FakeApiServer:
     def _resource_list(self, group: str, version: str) -> Obj:
         resources: list[Obj] = []
         for res in self.store.resources.values():
-            if res.group == group and res.version == version:
+            if res.group == group and version in res.versions:
                 verbs = [
                     "create",
                     "delete",

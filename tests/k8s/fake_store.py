@@ -9,6 +9,8 @@ It behaves like kube-apiserver over etcd, as far as a client can tell:
   from before it gets ``410 Gone`` (reason ``Expired``);
 - ``snapshot(resource, rv)`` rebuilds a collection as it was at ``rv`` from the history
   (for consistent ``limit``/``continue`` pages);
+- the garbage collector: deleting an object deletes the objects whose ``ownerReferences``
+  name it, at once (background propagation, without its delay);
 - create, update (PUT), patch (merge, JSON, strategic without lists, apply) and delete,
   with optimistic concurrency: a stale ``metadata.resourceVersion`` (or a delete
   precondition) gives ``409 Conflict``; the ``status`` subresource writes only ``status``,
@@ -51,10 +53,27 @@ class ResourceType:
     has_generation: bool = False
     create_on_update: bool = False  # PUT of a missing object creates it (leases)
     short_names: tuple[str, ...] = ()
+    # Versions served besides ``version`` (the storage version), converted as a CRD with
+    # conversion strategy None converts: the same object, its apiVersion rewritten.
+    also_served: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """Every version served, the storage version first."""
+        return (self.version, *self.also_served)
+
+    def api_version_of(self, version: str) -> str:
+        return f"{self.group}/{version}" if self.group else version
+
+    def served_as(self, obj: Obj, version: str) -> Obj:
+        """``obj`` (as stored) as a client of ``version`` reads it."""
+        if version == self.version or obj.get("apiVersion") != self.api_version:
+            return obj
+        return {**obj, "apiVersion": self.api_version_of(version)}
 
     @property
     def list_kind(self) -> str:
@@ -71,6 +90,30 @@ class ResourceType:
 
 
 MCS = "multicluster.x-k8s.io"
+
+
+def mcs_resources(
+    storage: str = "v1beta1", served: tuple[str, ...] = ("v1alpha1",)
+) -> tuple[ResourceType, ...]:
+    """ServiceExport and ServiceImport as the upstream CRDs serve them: now v1beta1 stored and
+    v1alpha1 served too; ``mcs_resources("v1alpha1", ())`` is an installation of the old CRDs."""
+    return (
+        ResourceType(MCS, storage, "serviceexports", "ServiceExport", True, custom=True,
+                     subresources=("status",), has_generation=True, short_names=("svcex",),
+                     also_served=served),
+        ResourceType(MCS, storage, "serviceimports", "ServiceImport", True, custom=True,
+                     subresources=("status",), has_generation=True, short_names=("svcim",),
+                     also_served=served),
+    )  # fmt: skip
+
+
+def resources(mcs: tuple[ResourceType, ...] | None = None) -> tuple[ResourceType, ...]:
+    """Every resource type the fake serves, with ``mcs`` for the MCS CRDs (default: both
+    versions)."""
+    core = [r for r in RESOURCES if r.group != MCS]
+    return (*core[:3], *(mcs if mcs is not None else mcs_resources()), *core[3:])
+
+
 RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "Namespace", False, subresources=("status",),
                  short_names=("ns",)),
@@ -78,10 +121,7 @@ RESOURCES: tuple[ResourceType, ...] = (
                  short_names=("svc",)),
     ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True,
                  has_generation=True),
-    ResourceType(MCS, "v1alpha1", "serviceexports", "ServiceExport", True, custom=True,
-                 subresources=("status",), has_generation=True, short_names=("svcex",)),
-    ResourceType(MCS, "v1alpha1", "serviceimports", "ServiceImport", True, custom=True,
-                 subresources=("status",), has_generation=True, short_names=("svcim",)),
+    *mcs_resources(),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, create_on_update=True),
 )  # fmt: skip
 
@@ -326,7 +366,19 @@ class Store:
                         self._commit(
                             other, "DELETED", copy.deepcopy(self.objects[other.plural][key2]), None
                         )
-        return self._commit(res, "DELETED", copy.deepcopy(old), None)
+        deleted = self._commit(res, "DELETED", copy.deepcopy(old), None)
+        self._collect_garbage(str(old["metadata"].get("uid")))
+        return deleted
+
+    def _collect_garbage(self, uid: str) -> None:
+        """The garbage collector, done at once (background propagation): objects whose
+        ``ownerReferences`` name the deleted object's uid are deleted, and theirs in turn."""
+        for other in self.resources.values():
+            for key in sorted(self.objects[other.plural]):
+                obj = self.objects[other.plural].get(key)
+                owners = (obj or {}).get("metadata", {}).get("ownerReferences") or []
+                if any(isinstance(o, dict) and o.get("uid") == uid for o in owners):
+                    self.delete(other, key[0], key[1])
 
     # ------------------------------------------------------------------ test helpers
 
@@ -358,9 +410,10 @@ class Store:
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the body of the request was in an unknown format")
         obj = copy.deepcopy(body)
+        served = {res.api_version_of(v) for v in res.versions}
         if obj.get("kind") not in (None, res.kind) or obj.get("apiVersion") not in (
             None,
-            res.api_version,
+            *served,
         ):
             message = (
                 f"the API version in the data ({obj.get('apiVersion')}) does not match the "

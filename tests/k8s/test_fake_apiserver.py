@@ -21,7 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.k8s.fake_apiserver import FakeApiServer
 from tests.k8s.fake_rbac import Rbac
-from tests.k8s.objects import exported_service, service, service_export
+from tests.k8s.objects import exported_service, namespace, service, service_export
 
 MCS = ("multicluster.x-k8s.io", "v1alpha1")
 
@@ -317,4 +317,41 @@ async def test_discovery(api: FakeApiServer, http: aiohttp.ClientSession) -> Non
     _, mcs = await get(http, "/apis/multicluster.x-k8s.io/v1alpha1")
     assert {r["name"] for r in mcs["resources"]} >= {"serviceexports", "serviceexports/status"}
     status, _ = await get(http, "/apis/nope/v1")
+    assert status == 404
+
+
+@pytest.mark.asyncio
+async def test_a_crd_served_in_two_versions(
+    api: FakeApiServer, http: aiohttp.ClientSession
+) -> None:
+    """The MCS CRDs store v1beta1 and serve v1alpha1 too: one object, read and written in
+    the version of the path (conversion strategy None: only apiVersion changes)."""
+    api.put(namespace("shop"))
+    alpha = "/apis/multicluster.x-k8s.io/v1alpha1/namespaces/shop/serviceimports"
+    beta = "/apis/multicluster.x-k8s.io/v1beta1/namespaces/shop/serviceimports"
+    body = {
+        "apiVersion": "multicluster.x-k8s.io/v1alpha1",
+        "kind": "ServiceImport",
+        "metadata": {"name": "web"},
+        "spec": {"type": "ClusterSetIP", "ports": []},
+    }
+    async with http.post(alpha, json=body) as response:
+        assert response.status == 201
+        assert (await response.json())["apiVersion"] == "multicluster.x-k8s.io/v1alpha1"
+    stored = api.store.get(api.store.resource("ServiceImport"), "shop", "web")
+    assert stored["apiVersion"] == "multicluster.x-k8s.io/v1beta1"
+    status, as_beta = await get(http, f"{beta}/web")
+    assert (status, as_beta["apiVersion"]) == (200, "multicluster.x-k8s.io/v1beta1")
+    status, as_alpha = await get(http, f"{alpha}/web")
+    assert as_alpha == {**as_beta, "apiVersion": "multicluster.x-k8s.io/v1alpha1"}
+    _, listed = await get(http, alpha)
+    assert listed["apiVersion"] == "multicluster.x-k8s.io/v1alpha1"
+    assert [i["apiVersion"] for i in listed["items"]] == ["multicluster.x-k8s.io/v1alpha1"]
+    events = await watch_lines(http, beta, resourceVersion="0", timeoutSeconds="1")
+    assert [e["object"]["apiVersion"] for e in events] == ["multicluster.x-k8s.io/v1beta1"]
+    _, group = await get(http, "/apis/multicluster.x-k8s.io")
+    assert group["kind"] == "APIGroup"
+    assert [v["version"] for v in group["versions"]] == ["v1beta1", "v1alpha1"]
+    assert group["preferredVersion"]["version"] == "v1beta1"
+    status, _ = await get(http, "/apis/nope.example.com")
     assert status == 404

@@ -33,6 +33,8 @@ from tests.k8s.writeback import (
 
 Start = Callable[..., Replica]
 WEB = ServiceKey("shop", "web")
+# The condition types meshd sets on a valid export.
+OURS = {"Valid", "Ready", "Conflict", "meshd.io/Ports"}
 MANAGED = {"app.kubernetes.io/managed-by": "meshd"}
 
 
@@ -93,8 +95,16 @@ async def test_conflict_between_two_clusters_the_oldest_wins(
     await until("east exports web", lambda: WEB in east.catalog.local.services, east)
     at = local_export(east).exported_at
     assert at > 0  # from the ServiceExport's creationTimestamp
-    await until("Valid and Conflict", lambda: len(conditions(api, "shop/web")) == 2, east)
+    await until(
+        "Valid, Conflict and meshd.io/Ports",
+        lambda: {"Valid", "Conflict", "meshd.io/Ports"} <= set(conditions(api, "shop/web")),
+        east,
+    )
     assert conditions(api, "shop/web")["Conflict"]["status"] == "False"
+    # The Service listens on 80, its pods on 8080: endpoint answers cannot use 80.
+    ports = conditions(api, "shop/web")["meshd.io/Ports"]
+    assert (ports["status"], ports["reason"]) == ("False", "TargetPortDiffers")
+    assert '"http" TCP/80 -> 8080' in ports["message"]
 
     # West exported web earlier, headless, with port "http" on 8080: west wins both.
     west_ports = (ServicePort("http", "TCP", 8080), ServicePort("admin", "TCP", 9000))
@@ -181,11 +191,20 @@ async def test_imports_come_and_go_with_exports_and_nothing_is_left(
         east,
     )
     assert web["metadata"]["labels"] == MANAGED
+    assert web["apiVersion"] == "multicluster.x-k8s.io/v1beta1"  # stored as the CRD says
     assert web["spec"] == {
         "type": "ClusterSetIP",
         "ports": [{"name": "http", "protocol": "TCP", "port": 80}],
+        "sessionAffinity": "None",
+        "ipFamilies": ["IPv4"],
     }
-    assert web["status"] == {"clusters": [{"cluster": "east"}]}
+    assert web["status"]["clusters"] == [{"cluster": "east"}]
+    (ready,) = web["status"]["conditions"]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "Ready")
+    # The writer discovered v1beta1 and wrote in it.
+    posts = [r.path for r in api.requests if r.method == "POST" and "serviceimports" in r.path]
+    assert posts
+    assert all("/multicluster.x-k8s.io/v1beta1/" in p for p in posts)
 
     # A remote cluster's exports arrive by a catalog merge: one in a namespace that exists
     # here (billing), one in a namespace that does not (payroll).
@@ -219,6 +238,10 @@ async def test_imports_come_and_go_with_exports_and_nothing_is_left(
     assert not [r for r in api.requests if "legacy" in r.path and r.method != "GET"]
     # Every call the writer made is one it declares, and RBAC granted each of them.
     made = [r for r in api.requests if api.agents.get(id(r), "").startswith("meshd/")]
+    # Discovery (/apis/GROUP/VERSION) is a non-resource URL every authenticated user may
+    # read (the system:discovery role): no RBAC of ours.
+    assert any(r.path == "/apis/multicluster.x-k8s.io/v1beta1" for r in made)
+    made = [r for r in made if r.resource]
     assert {(r.group, r.resource, r.verb) for r in made} <= PERMISSIONS
     assert [r for r in made if r.status == 403] == []
 
@@ -249,7 +272,7 @@ async def test_leader_hand_over_between_two_replicas_without_double_writes(
         "a wrote the import and the conditions",
         lambda: (
             objects(api, "ServiceImport").get("shop/web", {}).get("status")
-            and len(conditions(api, "shop/web")) == 2
+            and set(conditions(api, "shop/web")) == OURS
         ),
         a,
         b,
@@ -376,7 +399,7 @@ async def test_api_server_down_and_back(api: RecordingApiServer, start: Start) -
         a,
         timeout_s=10.0,
     )
-    await until("cart's conditions", lambda: len(conditions(api, "shop/cart")) == 2, a)
+    await until("cart's conditions", lambda: set(conditions(api, "shop/cart")) == OURS, a)
     creates = [r for r in api.writes(kind="serviceimports") if r.method == "POST"]
     assert len(creates) == 2  # web once, cart once: nothing written twice
 
@@ -415,7 +438,7 @@ async def test_denied_and_invalid_writes_are_logged_counted_and_survived(
     seed(api, exported_service("shop", "web", [("10.1.0.1", True)]))
     seed(api, exported_service("shop", "cart", [("10.1.0.2", True)]))
     east = start()
-    await until("web's conditions", lambda: len(conditions(api, "shop/web")) == 2, east)
+    await until("web's conditions", lambda: set(conditions(api, "shop/web")) == OURS, east)
     stats = east.writer.stats
 
     def logged(text: str) -> list[logging.LogRecord]:
@@ -442,7 +465,7 @@ async def test_denied_and_invalid_writes_are_logged_counted_and_survived(
         lambda: set(objects(api, "ServiceImport")) == {"shop/web", "shop/cart"},
         east,
     )
-    await until("cart's conditions", lambda: len(conditions(api, "shop/cart")) == 2, east)
+    await until("cart's conditions", lambda: set(conditions(api, "shop/cart")) == OURS, east)
     assert stats.writes[("create", "serviceimports", "ok")] == 2
 
 

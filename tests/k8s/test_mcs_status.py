@@ -172,15 +172,18 @@ def test_invalid_exports_get_valid_false_and_no_conflict_condition(
     stale = {"type": "Conflict", "status": "True", "reason": "TypeConflict", "message": "x"}
     plan = reconcile("east", export(verdict, (stale,)), {"shop"}, [state("east")], {}, T0)
     conditions = conditions_of(plan)
-    assert set(conditions) == {"Valid"}
+    assert set(conditions) == {"Valid", "Ready"}
     assert (conditions["Valid"]["status"], conditions["Valid"]["reason"]) == ("False", reason)
+    ready = conditions["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "Failed")
+    assert ready["message"] == verdict.message
 
 
 def test_transition_time_moves_only_with_the_status_and_foreign_conditions_stay() -> None:
     states = [state("east", svc(at=T0)), state("west", svc(at=T0 + 1))]
     first = conditions_of(reconcile("east", export(), {"shop"}, states, {}, T0))
-    foreign = {"type": "Ready", "status": "True", "reason": "Exported", "message": "elsewhere"}
-    held = (foreign, first["Valid"], first["Conflict"])
+    foreign = {"type": "example.com/Audited", "status": "True", "reason": "Done", "message": ""}
+    held = (foreign, *first.values())
     # Nothing changed, an hour later: no write at all.
     later = reconcile("east", export(conditions=held), {"shop"}, states, {}, T0 + 3600)
     assert [w for w in later.writes if w.resource == "serviceexports"] == []
@@ -206,10 +209,16 @@ def test_imports_are_created_updated_and_deleted_as_exports_come_and_go() -> Non
     assert imported(plan) == [("create", "shop/web"), ("patch_status", "shop/web")]
     create = plan.writes[0].body
     assert create["metadata"]["labels"] == {MANAGED_BY_LABEL: MANAGED_BY}
+    assert create["apiVersion"] == "multicluster.x-k8s.io/v1beta1"
     assert create["spec"] == {
         "type": "ClusterSetIP",
         "ports": [{"name": "http", "protocol": "TCP", "port": 80}],
+        "sessionAffinity": "None",
     }
+    status = plan.writes[1].body["status"]
+    assert [(c["type"], c["status"], c["reason"]) for c in status["conditions"]] == [
+        ("Ready", "True", "Ready")
+    ]
     assert "status" not in create  # a status subresource: written through /status
     apply(plan, imports)
     assert reconcile("east", {}, {"shop"}, states, imports, T0 + 1).writes == []
@@ -220,7 +229,7 @@ def test_imports_are_created_updated_and_deleted_as_exports_come_and_go() -> Non
     plan = reconcile("east", {}, {"shop"}, states, imports, T0 + 2)
     assert imported(plan) == [("update", "shop/web"), ("patch_status", "shop/web")]
     apply(plan, imports)
-    assert imports[WEB]["status"] == {"clusters": [{"cluster": "east"}, {"cluster": "west"}]}
+    assert imports[WEB]["status"]["clusters"] == [{"cluster": "east"}, {"cluster": "west"}]
     assert reconcile("east", {}, {"shop"}, states, imports, T0 + 3).writes == []
 
     # West stops exporting: its extra port and its cluster leave; then east stops too: the
@@ -286,3 +295,57 @@ def test_local_exports_from_api_objects_with_translate_verdicts() -> None:
     assert "ExternalName" in ext.message
     ghost = found[ServiceKey("shop", "ghost")].verdict
     assert (ghost.valid, ghost.reason) == (False, "NoService")
+
+
+# ---------------------------------------------------------------------- MCS v1beta1
+
+
+def affine(
+    timeout: int = 600, at: float = T0, cluster_ips: tuple[str, ...] = ()
+) -> ExportedService:
+    return ExportedService(
+        WEB,
+        ServiceType.CLUSTER_SET_IP,
+        (HTTP,),
+        exported_at=at,
+        cluster_ips=cluster_ips,
+        session_affinity="ClientIP",
+        affinity_timeout_s=timeout,
+    )
+
+
+def test_session_affinity_and_ip_families_reach_the_import() -> None:
+    states = [state("east", affine(cluster_ips=("10.96.0.1", "fd00::1")))]
+    plan = reconcile("east", {}, {"shop"}, states, {}, T0)
+    create = plan.writes[0].body
+    assert create["spec"]["sessionAffinity"] == "ClientIP"
+    assert create["spec"]["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 600}}
+    assert create["spec"]["ipFamilies"] == ["IPv4", "IPv6"]
+    assert "ips" not in create["spec"]  # no VIP outside answer mode clusterset-ip
+
+
+def test_session_affinity_conflicts_are_reported_and_the_oldest_wins() -> None:
+    states = [
+        state("east", affine(timeout=600, at=T0)),
+        state("west", svc(at=T0 + 1)),
+        state("south", affine(timeout=60, at=T0 + 2)),
+    ]
+    merged = merge_clusterset(states)[WEB]
+    assert (merged.session_affinity, merged.affinity_timeout_s) == ("ClientIP", 600)
+    assert merged.affinity_conflicts == ("west",)
+    assert merged.affinity_config_conflicts == ("south",)
+    conflict = conditions_of(reconcile("east", export(), {"shop"}, states, {}, T0))["Conflict"]
+    assert conflict["status"] == "True"
+    assert conflict["reason"] == "SessionAffinityConflict,SessionAffinityConfigConflict"
+    assert 'Conflicting session affinity: using "ClientIP, 600 s"' in conflict["message"]
+    assert "(west)" in conflict["message"]
+    assert "(south)" in conflict["message"]
+
+
+def test_ready_says_exported_pending_or_failed() -> None:
+    states = [state("east", svc())]
+    ready = conditions_of(reconcile("east", export(), {"shop"}, states, {}, T0))["Ready"]
+    assert (ready["status"], ready["reason"]) == ("True", "Exported")
+    # Valid, but this cluster's published state does not hold it yet.
+    ready = conditions_of(reconcile("east", export(), {"shop"}, [state("east")], {}, T0))["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "Pending")

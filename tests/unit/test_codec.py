@@ -161,6 +161,11 @@ def cluster_states(draw: st.DrawFn) -> ClusterState:
             ports=tuple(draw(st.lists(ports, max_size=3))),
             endpoints=tuple(draw(st.lists(endpoints, max_size=4))),
             exported_at=draw(st.floats(0, 2e9)),
+            endpoint_ports=tuple(draw(st.lists(ports, max_size=2))),
+            cluster_ips=draw(st.sampled_from([(), ("10.96.0.1",), ("fd00::1", "10.96.0.2")])),
+            **draw(
+                st.sampled_from([{}, {"session_affinity": "ClientIP", "affinity_timeout_s": 10800}])
+            ),
         )
         for key in keys
     }
@@ -239,6 +244,31 @@ def _set_bad_port_name(msg: pb.Service) -> None:
     msg.ports[0].name = "HTTP_1"
 
 
+def _set_bad_endpoint_port(msg: pb.Service) -> None:
+    msg.endpoint_ports.append(pb.Port(name="http", protocol="TCP", port=70000))
+
+
+def _set_bad_endpoint_port_name(msg: pb.Service) -> None:
+    msg.endpoint_ports.append(pb.Port(name="Http", protocol="TCP", port=8080))
+
+
+def _set_bad_cluster_ip(msg: pb.Service) -> None:
+    msg.cluster_ips.append("10.96.0.256")
+
+
+def _set_two_cluster_ips_of_a_family(msg: pb.Service) -> None:
+    msg.cluster_ips.extend(["10.96.0.1", "10.96.0.2"])
+
+
+def _set_bad_affinity(msg: pb.Service) -> None:
+    msg.session_affinity = "Cookie"
+    msg.affinity_timeout_seconds = 60
+
+
+def _set_affinity_without_timeout(msg: pb.Service) -> None:
+    msg.session_affinity = "ClientIP"
+
+
 def _set_no_addresses(msg: pb.Service) -> None:
     msg.endpoints.append(pb.Endpoint(ready=True))
 
@@ -275,6 +305,12 @@ SERVICE_VIOLATIONS: list[tuple[str, Callable[[pb.Service], None], str]] = [
     ("protocol", _set_bad_protocol, r"shop/web: bad port HTTP/80"),
     ("protocol-case", _set_lower_protocol, r"shop/web: bad port tcp/80"),
     ("port-name", _set_bad_port_name, r"shop/web: port name 'HTTP_1'"),
+    ("endpoint-port", _set_bad_endpoint_port, r"shop/web: bad port TCP/70000"),
+    ("endpoint-port-name", _set_bad_endpoint_port_name, r"shop/web: port name 'Http'"),
+    ("cluster-ip", _set_bad_cluster_ip, r"shop/web: bad cluster IP '10\.96\.0\.256'"),
+    ("cluster-ips", _set_two_cluster_ips_of_a_family, r"shop/web: two cluster IPs of one family"),
+    ("affinity", _set_bad_affinity, r"shop/web: bad session affinity 'Cookie' \(60 s\)"),
+    ("affinity-0", _set_affinity_without_timeout, r"shop/web: bad session affinity 'ClientIP'"),
     ("no-addresses", _set_no_addresses, r"shop/web: endpoint without addresses"),
     ("bad-address", _set_bad_address, r"shop/web: bad address '10\.0\.0\.256'"),
     ("name-address", _set_name_address, r"shop/web: bad address 'web\.example\.org'"),

@@ -46,6 +46,7 @@ def test_defaults() -> None:
     assert values["join"] == ()
     assert values["insecure"] is False
     assert values["max_addresses"] == 8
+    assert values["answer_mode"] == "endpoints"
     assert set(values) == {o.name for o in OPTIONS}
 
 
@@ -172,6 +173,7 @@ BAD_VALUES = [
     ("max_addresses", "0"),
     ("log_level", "loud"),
     ("insecure", "maybe"),
+    ("answer_mode", "vip"),
 ]
 
 
@@ -383,6 +385,23 @@ def test_main_bad_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     )
     assert code == 2
     _assert_one_error_line(err, r"--dns-ttl: .*'3601'")
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_main_clusterset_ip_needs_the_kubernetes_source(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    extra = ["--answer-mode", "clusterset-ip"] if how == "flag" else []
+    if how == "env":
+        monkeypatch.setenv("MESHD_ANSWER_MODE", "clusterset-ip")
+    code, err = run_main(
+        capsys, "--cluster-id", "east", "--manifests", str(tmp_path), "--insecure", *extra
+    )
+    assert code == 2
+    _assert_one_error_line(err, r"--answer-mode clusterset-ip needs the Kubernetes API source")
 
 
 def test_main_bad_environment_value(

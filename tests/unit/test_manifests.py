@@ -158,6 +158,7 @@ def test_source_problem_str() -> None:
     ("objects", "exported"),
     [
         ([service(), export()], {WEB}),
+        ([service(), {**export(), "apiVersion": "multicluster.x-k8s.io/v1beta1"}], {WEB}),
         ([service()], set()),
         ([service(), export(ns="other"), service(ns="other")], {ServiceKey("other", "web")}),
         ([service(ns=None), export(ns=None)], {ServiceKey("default", "web")}),
@@ -384,9 +385,9 @@ def test_namespaces_are_namespace_objects_and_namespaces_of_objects_and_default(
             "Service shop/web: apiVersion must be v1, got 'v2'",
         ),
         (
-            {**export(), "apiVersion": "multicluster.x-k8s.io/v1beta1"},
-            "ServiceExport shop/web: apiVersion must be multicluster.x-k8s.io/v1alpha1, "
-            "got 'multicluster.x-k8s.io/v1beta1'",
+            {**export(), "apiVersion": "multicluster.x-k8s.io/v2"},
+            "ServiceExport shop/web: apiVersion must be multicluster.x-k8s.io/v1beta1 or "
+            "multicluster.x-k8s.io/v1alpha1, got 'multicluster.x-k8s.io/v2'",
         ),
         (
             {**endpoint_slice(), "apiVersion": "discovery.k8s.io/v1beta1"},
@@ -750,3 +751,48 @@ async def test_run_keeps_the_last_exports_when_the_directory_vanishes(tmp_path: 
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({}, ("", 0)),
+        ({"sessionAffinity": "None"}, ("", 0)),
+        ({"sessionAffinity": "ClientIP"}, ("ClientIP", 10800)),
+        (
+            {
+                "sessionAffinity": "ClientIP",
+                "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
+            },
+            ("ClientIP", 60),
+        ),
+    ],
+)
+def test_session_affinity_is_read_from_the_service(
+    spec: dict[str, Any], expected: tuple[str, int]
+) -> None:
+    exports, problems = run_translate(service(**spec), export())
+    assert problems == []
+    exported = exports.services[WEB]
+    assert (exported.session_affinity, exported.affinity_timeout_s) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ({"sessionAffinity": "Cookie"}, "spec.sessionAffinity must be ClientIP or None"),
+        (
+            {
+                "sessionAffinity": "ClientIP",
+                "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}},
+            },
+            "timeoutSeconds must be an integer 1-86400",
+        ),
+    ],
+)
+def test_a_bad_session_affinity_makes_the_service_invalid(
+    spec: dict[str, Any], reason: str
+) -> None:
+    exports, problems = run_translate(service(**spec), export())
+    assert WEB not in exports.services
+    assert any(reason in p for p in problems), problems

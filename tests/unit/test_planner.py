@@ -10,6 +10,7 @@ import pytest
 from mesh.model import ClusterState, Endpoint, ExportedService, ServiceKey, ServiceType
 from mesh.ring.catalog import Change
 from mesh.routing import planner as planner_module
+from mesh.routing.modes import Answering
 from mesh.routing.planner import AnswerPlanner
 from mesh.routing.policy import Locality
 
@@ -48,3 +49,32 @@ def test_the_indexed_plan_equals_the_plan_of_a_scan_per_service(
     assert plans[0] == plans[1]
     assert len(plans[0][0]) > 30
     assert plans[0][1]  # some services failed open
+
+
+def test_clusterset_ip_selections_and_vips() -> None:
+    """The planner keeps the policy's choice of each service answering in mode
+    clusterset-ip (with a version the writer follows), and a VIP dirties its service."""
+    web = ServiceKey("shop", "web")
+    east = ExportedService(web, ServiceType.CLUSTER_SET_IP, endpoints=(Endpoint(("10.0.0.1",)),))
+    west = ExportedService(web, ServiceType.CLUSTER_SET_IP, endpoints=(Endpoint(("10.1.0.1",)),))
+    states = [
+        ClusterState("east", 1, 1, "us", "", frozenset({"shop"}), {web: east}),
+        ClusterState("west", 1, 1, "us", "", frozenset({"shop"}), {web: west}),
+    ]
+    planner = AnswerPlanner(Locality("east", "us"), answering=Answering("clusterset-ip", True))
+    planner.note_health({"east", "west"}, states)
+    [(_, records)] = planner.plan(states, frozenset({"shop"}))
+    assert records is not None
+    assert records.addresses == ("10.0.0.1",)  # no VIP yet: endpoints
+    assert [c for c, _, _ in planner.selections[web]] == ["east"]
+    version = planner.selections_version
+    planner.note_health({"west"}, states)  # east dead: the choice moves to west
+    planner.plan(states, frozenset({"shop"}))
+    assert [c for c, _, _ in planner.selections[web]] == ["west"]
+    assert planner.selections_version == version + 1
+    change = planner.note_vips({web: ("10.96.0.9",)})
+    assert change.services == {web}
+    [(_, records)] = planner.plan(states, frozenset({"shop"}))
+    assert records is not None
+    assert records.addresses == ("10.96.0.9",)
+    assert not planner.note_vips({web: ("10.96.0.9",)})  # unchanged: nothing dirty

@@ -70,6 +70,7 @@ def decide(healthy: set[str] | None = None, **services: ExportedService):  # typ
         ("min-healthy", "120%", "bad_min_healthy"),
         ("ttl", "3601", "bad_ttl"),
         ("ttl", "five", "bad_ttl"),
+        ("answer-mode", "vip", "bad_answer_mode"),
         ("wieghts", "east=1", "unknown_annotation"),
     ],
 )

@@ -52,7 +52,7 @@ class Endpoint(_message.Message):
     def __init__(self, addresses: _Optional[_Iterable[str]] = ..., ready: _Optional[bool] = ..., hostname: _Optional[str] = ..., zone: _Optional[str] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("namespace", "name", "type", "ports", "endpoints", "exported_at", "annotations")
+    __slots__ = ("namespace", "name", "type", "ports", "endpoints", "exported_at", "annotations", "endpoint_ports", "cluster_ips", "session_affinity", "affinity_timeout_seconds")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,10 @@ class Service(_message.Message):
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     EXPORTED_AT_FIELD_NUMBER: _ClassVar[int]
     ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_PORTS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_IPS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_AFFINITY_FIELD_NUMBER: _ClassVar[int]
+    AFFINITY_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     type: ServiceType
@@ -67,7 +71,11 @@ class Service(_message.Message):
     endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
     exported_at: float
     annotations: _containers.RepeatedCompositeFieldContainer[Annotation]
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ServiceType, str]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., exported_at: _Optional[float] = ..., annotations: _Optional[_Iterable[_Union[Annotation, _Mapping]]] = ...) -> None: ...
+    endpoint_ports: _containers.RepeatedCompositeFieldContainer[Port]
+    cluster_ips: _containers.RepeatedScalarFieldContainer[str]
+    session_affinity: str
+    affinity_timeout_seconds: int
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[ServiceType, str]] = ..., ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., exported_at: _Optional[float] = ..., annotations: _Optional[_Iterable[_Union[Annotation, _Mapping]]] = ..., endpoint_ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., cluster_ips: _Optional[_Iterable[str]] = ..., session_affinity: _Optional[str] = ..., affinity_timeout_seconds: _Optional[int] = ...) -> None: ...
 
 class Annotation(_message.Message):
     __slots__ = ("key", "value")
