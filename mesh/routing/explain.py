@@ -90,7 +90,7 @@ def explain_service(
     or "unreachable", drained clusters)."""
     healthy, down, drained = health
     plan = plan_service(key, exporters, locality)
-    decision = decide_service(key, exporters, locality, healthy, max_addresses, drained)
+    decision = decide_service(key, exporters, locality, healthy, max_addresses, drained=drained)
     policy, ordered = plan.policy, plan.ordered
     headless = plan.view.type is ServiceType.HEADLESS
     failed_open = decision.state == "failed_open"

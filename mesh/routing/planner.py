@@ -140,9 +140,9 @@ class AnswerPlanner:
                 self.locality,
                 self.healthy,
                 self.max_addresses,
-                self.drained,
-                self.answering,
-                self.vips.get(key, ()),
+                drained=self.drained,
+                answering=self.answering,
+                vip=self.vips.get(key, ()),
             )
             updates.append((key, decision.records))
             self.zone_keys.add(key)

@@ -265,6 +265,7 @@ def decide_service(
     locality: Locality,
     healthy: Set[ClusterId],
     max_addresses: int = DEFAULT_MAX_ADDRESSES,
+    *,
     drained: Set[ClusterId] = frozenset(),
     answering: Answering = DEFAULT_ANSWERING,
     vip: tuple[str, ...] = (),
@@ -328,7 +329,9 @@ def decide(
                 by_key.setdefault(key, []).append((state, svc))
     result = PolicyResult()
     for key in sorted(by_key):
-        decision = decide_service(key, by_key[key], locality, healthy, max_addresses, drained)
+        decision = decide_service(
+            key, by_key[key], locality, healthy, max_addresses, drained=drained
+        )
         result.records.append(decision.records)
         if decision.failed_open:
             result.failed_open.append(key)

@@ -58,7 +58,7 @@ def decide(
     ]
     found.sort(key=lambda p: (p[0].cluster_id != HERE.cluster_id, p[0].cluster_id))
     alive = set(services) if healthy is None else healthy
-    return decide_service(WEB, found, HERE, alive, 8, answering, vip)
+    return decide_service(WEB, found, HERE, alive, 8, answering=answering, vip=vip)
 
 
 def query(records: Any, rtype: str) -> list[Any]:
