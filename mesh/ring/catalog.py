@@ -71,6 +71,7 @@ class Digest:
     partial: bool = False  # a copy being built aside (mesh/ring/records.py), held up to version
     checked: int = 0  # a copy in use: the version of the last head it was checked against
     target: int = 0  # a copy built aside: the version of the snapshot it is built from
+    head_hash: bytes = b""  # a copy in use: its checked head's set hash, first 8 bytes
 
 
 Origin = tuple[ClusterId, str]

@@ -80,6 +80,7 @@ class Chunk:
     head: Head | None = None
     certificate: bytes = b""
     target: int = 0  # a reset: the version of the sender's copy it is a snapshot of
+    direct: bool = False  # sent by its origin itself (``mesh.ring.records``: its word wins)
 
     @property
     def origin(self) -> Origin:
@@ -119,6 +120,7 @@ class OriginLog:
         self.set_hash = 0
         self.broken = False  # failed its head check: ask for a reset
         self.target = 0  # a copy built aside: the version of the snapshot it is built from
+        self.from_origin = False  # built aside from its origin's own reset: its word wins
         self.certificate = b""
         self._state: ClusterState | None = None
 

@@ -118,7 +118,9 @@ class Exchange:
             )
         if _valid_member(sender):
             self.peers.succeeded(sender.address, sender.cluster_id, now, sender.replica)
-        self._absorb(request.members, request, now, wall)
+        # The caller's certificate names the sender's cluster (checked above): its chunks of
+        # its own records are its word (mesh.ring.records). Without TLS, it says so.
+        self._absorb(request.members, request, now, wall, _origin(sender))
         mine = self._lists(now)
         digests: list[Digest] | None = None
         if request.digests:
@@ -178,7 +180,10 @@ class Exchange:
             return False
         if is_dns_label(reply.responder.cluster_id) and _valid_replica(reply.responder.replica):
             self.peers.succeeded(address, reply.responder.cluster_id, now, reply.responder.replica)
-        self._absorb(reply.members, reply, now, wall)
+        # A server's certificate is not checked against the cluster it answers for, so with
+        # TLS its chunks are a relay's; without TLS nothing is checked anyway.
+        speaker = _origin(reply.responder) if self.seal is None else None
+        self._absorb(reply.members, reply, now, wall, speaker)
         digests: list[Digest] | None
         try:
             digests = [digest_from_pb(d) for d in reply.digests]
@@ -265,7 +270,10 @@ class Exchange:
         message: pb.PushPullRequest | pb.PushPullResponse,
         now: float,
         wall: float,
+        speaker: tuple[str, str] | None,
     ) -> None:
+        """Take what a peer's message carries; ``speaker`` is the origin whose own word the
+        message is (its chunks of that origin are ``direct``), None if nobody's."""
         for m in members:
             if _valid_member(m):
                 self.peers.learned(m.cluster_id, m.address, now, m.replica)
@@ -279,14 +287,14 @@ class Exchange:
             return
         for msg in message.chunks:
             try:
-                self._take_chunk(msg, now, wall)
+                self._take_chunk(msg, now, wall, (msg.cluster_id, msg.replica) == speaker)
             except Exception:  # a peer's bytes must never stop the ring: count, go on
                 self.stats.reject("chunk:error")
                 log.exception("records of %r from a peer could not be used", msg.cluster_id)
 
-    def _take_chunk(self, msg: pb.OriginChunk, now: float, wall: float) -> None:
+    def _take_chunk(self, msg: pb.OriginChunk, now: float, wall: float, direct: bool) -> None:
         try:
-            chunk = self.opener.open(msg, wall, self.store.skip_through)
+            chunk = self.opener.open(msg, wall, self.store.skip_through, direct=direct)
         except ChunkError as exc:
             self.stats.reject(f"chunk:{exc.reason}")
             log.debug("dropped records of %r from a peer: %s", msg.cluster_id, exc)
@@ -315,6 +323,10 @@ def swim_source_cluster(datagram: pb.SwimDatagram) -> str:
         return ""
     source: str = getattr(datagram, kind).source_id
     return source.split("/", 1)[0]
+
+
+def _origin(member: pb.Member) -> tuple[str, str]:
+    return (member.cluster_id, member.replica)
 
 
 def _valid_replica(replica: str) -> bool:
