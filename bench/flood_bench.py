@@ -3,9 +3,10 @@
 Two ``meshd run`` processes on loopback, ``--insecure`` (no signature stands in the way):
 ``east`` (the victim) and ``west`` (an observer that joined it). Once both answer each
 other's services, the bench sends east, as any peer could, one SWIM push-pull and one ring
-push-pull, each naming ``--members`` made-up agents (cluster ``fake-N``, one agent each, at
-``127.77.x.y:9``: loopback addresses where nothing listens, so dialling them fails at once
-and no packet leaves the machine). For ``--seconds`` after that it measures:
+push-pull, each naming ``--members`` made-up agents (``--per-cluster`` of them in each
+made-up cluster ``fake-N``, at ``127.77.x.y:9``: loopback addresses where nothing listens,
+so dialling them fails at once and no packet leaves the machine). For ``--seconds`` after
+that it measures:
 
 - east's DNS answer time, one query every 10 ms from this process (a stall of east's event
   loop shows as a slow answer; a lost answer counts as the 1 s timeout);
@@ -14,7 +15,8 @@ and no packet leaves the machine). For ``--seconds`` after that it measures:
   cluster it holds healthy, so east drops out of it whenever west thinks east is down).
 
 The same is measured for ``--baseline`` seconds before the flood. Usage:
-``.venv/bin/python bench/flood_bench.py [--members 5000] [--seconds 20] [--out FILE]``.
+``.venv/bin/python bench/flood_bench.py [--members 5000] [--per-cluster 1] [--seconds 20]
+[--out FILE]``.
 """
 
 from __future__ import annotations
@@ -120,16 +122,20 @@ def fake_address(i: int) -> str:
     return f"127.77.{i // 250}.{i % 250 + 1}:9"
 
 
-def flood(east: Agent, members: int) -> None:
+def flood(east: Agent, members: int, per_cluster: int) -> None:
     """One SWIM push-pull and one ring push-pull, each naming ``members`` made-up agents."""
+
+    def cluster(i: int) -> str:
+        return f"fake-{i // per_cluster}"
+
     swim = pb.SwimDatagram(
         push_pull=pb.SwimPushPull(
-            source_id="fake-0/a",
+            source_id="fake-0/a0",
             source_address=fake_address(0),
             members=[
                 pb.SwimMember(
-                    id=f"fake-{i}/a",
-                    cluster_id=f"fake-{i}",
+                    id=f"{cluster(i)}/a{i}",
+                    cluster_id=cluster(i),
                     address=fake_address(i),
                     incarnation=1,
                     state=pb.SWIM_ALIVE,
@@ -140,9 +146,9 @@ def flood(east: Agent, members: int) -> None:
         )
     )
     ring = pb.PushPullRequest(
-        sender=pb.Member(cluster_id="fake-0", address=fake_address(0), replica="a"),
+        sender=pb.Member(cluster_id="fake-0", address=fake_address(0), replica="a0"),
         members=[
-            pb.Member(cluster_id=f"fake-{i}", address=fake_address(i), replica="a")
+            pb.Member(cluster_id=cluster(i), address=fake_address(i), replica=f"a{i}")
             for i in range(members)
         ],
         more=False,
@@ -201,6 +207,7 @@ def watch(east: Agent, west: Agent, seconds: float) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=5000)
+    parser.add_argument("--per-cluster", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--baseline", type=float, default=5.0)
     parser.add_argument("--out", type=Path)
@@ -213,7 +220,7 @@ def main() -> None:
         wait("west answers with east's db", lambda: (west.addresses(DB) or set()) & EAST_DB)
         before = watch(east, west, args.baseline)
         sent = time.monotonic()
-        flood(east, args.members)
+        flood(east, args.members, args.per_cluster)
         sent_s = time.monotonic() - sent
         after = watch(east, west, args.seconds)
         alive = east.proc.poll() is None
@@ -225,11 +232,12 @@ def main() -> None:
     commit = subprocess.run(git, capture_output=True, text=True, cwd=ROOT).stdout.strip()
     rows = [("before", before, args.baseline), ("after the flood", after, args.seconds)]
     lines = [
-        f"## {datetime.date.today()} — one push-pull of {args.members:,} made-up members "
-        f"(`--insecure`, real processes, {commit})",
+        f"## {datetime.date.today()} — one push-pull of {args.members:,} made-up members, "
+        f"{args.per_cluster} per cluster (`--insecure`, real processes, {commit})",
         "",
         f"Command: `.venv/bin/python bench/flood_bench.py --members {args.members} "
-        f"--seconds {args.seconds:g}` at {commit}. Machine: {machine()}. One SWIM push-pull "
+        f"--per-cluster {args.per_cluster} --seconds {args.seconds:g}` at {commit}. "
+        f"Machine: {machine()}. One SWIM push-pull "
         f"and one ring push-pull, each of {args.members:,} made-up agents, sent to east "
         f"(taking both took {sent_s:.2f} s); DNS queried at east every 10 ms; west queried "
         f"every 100 ms. East still running at the end: {'yes' if alive else 'NO'}.",

@@ -166,6 +166,19 @@ class Catalog:
         del self._chosen[cluster_id]
         return Change(cluster_id, frozenset(before.services), cluster=True)
 
+    def drop(self, origin: Origin) -> Change:
+        """Drop one origin's state (its copy made room for another replica's,
+        ``mesh.ring.origin_room``); the change to the answers' view."""
+        cluster_id = origin[0]
+        before = self.get(cluster_id)
+        if origin == self.local_origin or self._states.pop(origin, None) is None:
+            return Change(cluster_id)
+        if any(o[0] == cluster_id for o in self._states):
+            return self._rechoose(cluster_id, before) or Change(cluster_id)
+        del self._chosen[cluster_id]
+        services = NO_KEYS if before is None else frozenset(before.services)
+        return Change(cluster_id, services, cluster=True)
+
     def choose(self, prefer: Callable[[ClusterState], bool]) -> list[Change]:
         """Re-pick each cluster's replica with ``prefer`` (e.g. "this agent reaches it"):
         among a cluster's replicas, preferred ones first, then the larger (generation,

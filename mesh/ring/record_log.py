@@ -11,7 +11,8 @@ computed from the sealed bytes when the record is taken or replaced, which costs
 microsecond or two then and saves about 60 octets per record held.
 
 The rules for what a copy takes and who gets what are in ``mesh.ring.records``; this module
-only keeps a copy consistent with itself.
+only keeps a copy consistent with itself, and holds the types the store hands in and out
+(``Chunk`` in, ``Applied`` and ``OutChunk`` out, ``StoreStats``).
 
 Pure: no IO, no clock (tombstone expiry takes ``now``).
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
 
@@ -98,6 +99,7 @@ class Applied:
     slots: frozenset[Slot] = frozenset()
     everything: bool = False
     dropped: str = ""  # why the chunk was not used ("" when it was): a counter label
+    forgot: tuple[Origin, ...] = ()  # copies forgotten to make room (``origin_room``)
 
 
 class OriginLog:
@@ -202,3 +204,35 @@ class OriginLog:
 
 def _version(record: Record) -> int:
     return record.version
+
+
+CHUNK_OVERHEAD = 16  # bytes a record adds to a chunk beyond its own (tag, length)
+
+
+@dataclass(frozen=True, slots=True)
+class OutChunk:
+    """What to send for one origin: sealed records ascending, and its head when reached."""
+
+    cluster_id: ClusterId
+    replica: str
+    generation: int
+    from_version: int
+    reset: bool
+    records: tuple[bytes, ...]
+    head: bytes = b""
+    certificate: bytes = b""
+    target: int = 0
+
+    def size(self) -> int:
+        return sum(len(r) + CHUNK_OVERHEAD for r in self.records) + len(self.head) + 64
+
+
+@dataclass(slots=True)
+class StoreStats:
+    taken: int = 0  # records taken
+    swapped: int = 0  # copies built aside and swapped in (resets, new generations)
+    expired: int = 0  # tombstones purged
+    dropped: dict[str, int] = field(default_factory=dict)  # chunks not used, by reason
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1

@@ -56,11 +56,13 @@ passed in; nothing here does IO.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 from mesh.model import ClusterId
 from mesh.ring.catalog import Digest
+from mesh.ring.origin_room import DEFAULT_LIMITS, OriginLimits, OriginRoom
 from mesh.ring.record_log import (
+    CHUNK_OVERHEAD,
     HASH_MODULUS,
     Applied,
     Chunk,
@@ -68,8 +70,10 @@ from mesh.ring.record_log import (
     Head,
     Origin,
     OriginLog,
+    OutChunk,
     Record,
     Slot,
+    StoreStats,
 )
 from mesh.ring.record_plan import head_mark, plan
 
@@ -97,47 +101,25 @@ DEFAULT_CHUNK_BYTES = 256 * 1024
 # Records in one message, at most: bounds the signatures one message makes a receiver check
 # (about 60 us each). A signed record is over 140 bytes, so 256 KiB holds under 2,000.
 MAX_RECORDS_PER_MESSAGE = 20_000
-CHUNK_OVERHEAD = 16  # bytes a record adds to a chunk beyond its own (tag, length)
-
-
-@dataclass(frozen=True, slots=True)
-class OutChunk:
-    """What to send for one origin: sealed records ascending, and its head when reached."""
-
-    cluster_id: ClusterId
-    replica: str
-    generation: int
-    from_version: int
-    reset: bool
-    records: tuple[bytes, ...]
-    head: bytes = b""
-    certificate: bytes = b""
-    target: int = 0
-
-    def size(self) -> int:
-        return sum(len(r) + CHUNK_OVERHEAD for r in self.records) + len(self.head) + 64
-
-
-@dataclass(slots=True)
-class StoreStats:
-    taken: int = 0  # records taken
-    swapped: int = 0  # copies built aside and swapped in (resets, new generations)
-    expired: int = 0  # tombstones purged
-    dropped: dict[str, int] = field(default_factory=dict)  # chunks not used, by reason
-
-    def drop(self, reason: str) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
 
 class RecordStore:
     """Every origin's copy held by this agent (its own among them), and the exchange rules."""
 
-    def __init__(self, local: OriginLog, *, tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL_S):
+    def __init__(
+        self,
+        local: OriginLog,
+        *,
+        tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL_S,
+        limits: OriginLimits = DEFAULT_LIMITS,
+    ):
         self.local = local
         self.tombstone_ttl = tombstone_ttl
+        self.limits = limits
         self.logs: dict[Origin, OriginLog] = {local.origin: local}
         self.pending: dict[Origin, OriginLog] = {}  # copies built aside
         self.forgotten: dict[Origin, int] = {}  # origin -> last generation forgotten
+        self.room = OriginRoom(local.origin, limits)
         self._turn = 0
         self.stats = StoreStats()
 
@@ -175,13 +157,24 @@ class RecordStore:
         for origin in origins:
             if origin == self.local.origin:
                 continue
-            generations = [
-                c.generation for c in (self.logs.get(origin), self.pending.get(origin)) if c
-            ]
-            self.forgotten[origin] = max(generations)
-            self.logs.pop(origin, None)
-            self.pending.pop(origin, None)
+            self.forgotten[origin] = self._generation(origin)
+            self._drop(origin)
+        while len(self.forgotten) > self.limits.origins:  # the oldest news goes first
+            del self.forgotten[next(iter(self.forgotten))]
         return [o for o in origins if o != self.local.origin]
+
+    def _drop(self, origin: Origin) -> None:
+        self.logs.pop(origin, None)
+        self.pending.pop(origin, None)
+        self._release(origin)
+
+    def _release(self, origin: Origin) -> None:
+        if origin not in self.logs and origin not in self.pending:
+            self.room.release(origin)
+
+    def _generation(self, origin: Origin) -> int:
+        copies = (self.logs.get(origin), self.pending.get(origin))
+        return max(c.generation for c in copies if c is not None)
 
     def expire(self, now: float) -> int:
         purged = sum(log.expire(now, self.tombstone_ttl) for log in self.logs.values())
@@ -192,18 +185,26 @@ class RecordStore:
 
     def apply(self, chunk: Chunk, now: float) -> Applied:
         """Take what ``chunk`` adds (see the module docstring for the rules)."""
-        building = self.pending.get(chunk.origin)
+        origin = chunk.origin
+        building = self.pending.get(origin)
         if chunk.direct and building is not None and _claims_more(building, chunk):
-            del self.pending[chunk.origin]  # not the origin's: made up, or from before
+            del self.pending[origin]  # not the origin's: made up, or from before
+            self._release(origin)
         target, reason = self._route(chunk)
         if target is None:
             return self._dropped(reason)
-        if (
-            target is not self.logs.get(chunk.origin)
-            and self.pending.get(chunk.origin) is not target
-        ):
-            self.pending[chunk.origin] = target  # a new copy to build aside
-        return self._take(target, chunk, now)
+        forgot: tuple[Origin, ...] = ()
+        if origin not in self.logs and origin not in self.pending:
+            gone, reason = self.room.make_way(origin, chunk.generation, self._generation)
+            if reason:
+                return self._dropped(reason)
+            if gone is not None:  # a replica started longest ago (mesh.ring.origin_room)
+                self._drop(gone)
+                forgot = (gone,)
+        if target is not self.logs.get(origin) and self.pending.get(origin) is not target:
+            self.pending[origin] = target  # a new copy to build aside
+        applied = self._take(target, chunk, now)
+        return replace(applied, forgot=forgot) if forgot else applied
 
     def skip_through(self, chunk: Chunk) -> int:
         """Records of ``chunk`` at or below this version would be ignored (the copy it goes
@@ -288,6 +289,7 @@ class RecordStore:
             return Applied(len(taken), state, frozenset(taken), dropped=dropped)
         if not checked:
             del self.pending[target.origin]
+            self._release(target.origin)
             return self._dropped("inconsistent")
         if not target.complete:
             return Applied(len(taken))

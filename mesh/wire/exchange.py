@@ -19,11 +19,11 @@ refused (``RefusedError``). Nothing a peer sends raises out of here except ``Ref
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mesh.address import valid_host_port
-from mesh.model import ServiceKey, is_dns_label
+from mesh.model import MAX_AGENTS, ServiceKey, is_dns_label
 from mesh.ring.catalog import Catalog, Change, Digest
 from mesh.ring.peers import PeerTable
 from mesh.ring.records import MAX_RECORDS_PER_MESSAGE, OutChunk, RecordStore
@@ -125,7 +125,7 @@ class Exchange:
         digests: list[Digest] | None = None
         if request.digests:
             try:
-                digests = [digest_from_pb(d) for d in request.digests]
+                digests = self._digests(request.digests)
             except CodecError as exc:
                 raise RefusedError("invalid", str(exc)) from None
         elif request.digests_hash == mine.digests_hash:
@@ -186,7 +186,7 @@ class Exchange:
         self._absorb(reply.members, reply, now, wall, speaker)
         digests: list[Digest] | None
         try:
-            digests = [digest_from_pb(d) for d in reply.digests]
+            digests = self._digests(reply.digests)
         except CodecError:
             digests = None
         if not reply.digests and reply.digests_hash == mine.digests_hash:
@@ -198,6 +198,9 @@ class Exchange:
             return False
         self._their_digests[address] = digests
         self._their_hashes[address] = (reply.digests_hash, reply.members_hash)
+        if len(self._their_digests) > len(self.peers.peers):  # peers forgotten since
+            for gone in [a for a in self._their_digests if a not in self.peers.peers]:
+                self._forget_lists(gone)
         moved = digests != sent.theirs
         pushed_or_pulled = len(request.chunks) > 0 or len(reply.chunks) > 0
         return (sent.more or reply.more) and (pushed_or_pulled or moved)
@@ -266,7 +269,7 @@ class Exchange:
 
     def _absorb(
         self,
-        members: Iterable[pb.Member],
+        members: Sequence[pb.Member],
         message: pb.PushPullRequest | pb.PushPullResponse,
         now: float,
         wall: float,
@@ -274,18 +277,20 @@ class Exchange:
     ) -> None:
         """Take what a peer's message carries; ``speaker`` is the origin whose own word the
         message is (its chunks of that origin are ``direct``), None if nobody's."""
-        for m in members:
-            if _valid_member(m):
-                self.peers.learned(m.cluster_id, m.address, now, m.replica)
-            else:
+        self._drop_extra("member:too_many", len(members))
+        for m in members[:MAX_AGENTS]:
+            if not _valid_member(m):
                 self.stats.reject("member")
+            elif refused := self.peers.learned(m.cluster_id, m.address, now, m.replica):
+                self.stats.reject(f"member:{refused}")
         legacy = len(message.states) + len(message.signed_states)
         if legacy:  # a meshd from before per-service records: its states cannot be used
             self.stats.reject("legacy_state", legacy)
         if sum(len(msg.records) for msg in message.chunks) > MAX_RECORDS_PER_MESSAGE:
             self.stats.reject("chunk:too_large", len(message.chunks))
             return
-        for msg in message.chunks:
+        self._drop_extra("chunk:too_many", len(message.chunks))
+        for msg in message.chunks[:MAX_AGENTS]:
             try:
                 self._take_chunk(msg, now, wall, (msg.cluster_id, msg.replica) == speaker)
             except Exception:  # a peer's bytes must never stop the ring: count, go on
@@ -300,6 +305,9 @@ class Exchange:
             log.debug("dropped records of %r from a peer: %s", msg.cluster_id, exc)
             return
         applied = self.store.apply(chunk, now)
+        for origin in applied.forgot:  # made room for this one (mesh.ring.origin_room)
+            if change := self.catalog.drop(origin):
+                self.on_change(change)
         if applied.dropped:
             self.stats.reject(f"chunk:{applied.dropped}")
         if applied.taken:
@@ -310,6 +318,17 @@ class Exchange:
             change = self.catalog.put(applied.state, services, cluster)
             if change:
                 self.on_change(change)
+
+    def _drop_extra(self, kind: str, count: int) -> None:
+        """Items of a message past ``MAX_AGENTS`` (one per agent is all a message needs)
+        are left out unread, and counted."""
+        if count > MAX_AGENTS:
+            self.stats.reject(kind, count - MAX_AGENTS)
+
+    def _digests(self, items: Sequence[pb.Digest]) -> list[Digest]:
+        """A peer's digests, one per origin it holds: at most ``MAX_AGENTS`` are read."""
+        self._drop_extra("digest:too_many", len(items))
+        return [digest_from_pb(d) for d in items[:MAX_AGENTS]]
 
 
 def _services(slots: frozenset[ServiceKey | None]) -> frozenset[ServiceKey]:

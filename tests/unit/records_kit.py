@@ -37,10 +37,11 @@ class Node:
         trust: Trust | None = None,
         clusterset: str = "",
         now: float = 0.0,
+        replica: str = "",
     ) -> None:
         self.cluster = cluster
-        self.catalog = Catalog(ClusterState(cluster, generation, 0))
-        self.store = RecordStore(OriginLog(cluster, "", generation), tombstone_ttl=ttl)
+        self.catalog = Catalog(ClusterState(cluster, generation, 0, replica=replica))
+        self.store = RecordStore(OriginLog(cluster, replica, generation), tombstone_ttl=ttl)
         self.publisher = Publisher(self.store.local, signer)
         self.publisher.publish(self.catalog.local, Change(cluster, cluster=True), now)
         self.opener = ChunkOpener(trust)
@@ -77,6 +78,8 @@ class Node:
             self.dropped.append(exc.reason)
             return
         applied = self.store.apply(chunk, now)
+        for origin in applied.forgot:
+            self.catalog.drop(origin)
         if applied.dropped:
             self.dropped.append(applied.dropped)
         if applied.state is not None:
