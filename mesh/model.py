@@ -47,6 +47,25 @@ def is_dns_label(value: str) -> bool:
 
 ClusterId = str
 
+# How large a clusterset may be, as one agent sees it. Every table that a peer's message can
+# grow (SWIM's members, the ring's peers, the record store's origins) holds at most these,
+# and a message is taken up to them, the rest dropped and counted: without bounds, one
+# message naming thousands of made-up agents (any peer can send one without TLS; with TLS a
+# cluster can still sign made-up replicas of its own) would grow every table, and the work
+# of every probe and exchange round, without end.
+#
+# Agents of one cluster: its replicas, and for a day the dead ones that rollouts leave
+# behind (new pod names); the ones down the longest make room.
+MAX_AGENTS_PER_CLUSTER = 64
+# Clusters: two and a half times the largest clusterset measured (200 clusters,
+# bench/RESULTS.md); past it, a new cluster is refused until one that is down is forgotten.
+MAX_CLUSTERS = 512
+# Agents in all: four replicas for each of 512 clusters. A full SWIM table is then a
+# push-pull of about 350 KB signed (well under gRPC's message limit), and a cycle of
+# probes takes 17 minutes at one probe per 0.5 s, which only bounds when a made-up member
+# is found dead, not how fast a real one is (every member probes).
+MAX_AGENTS = 2048
+
 
 class ServiceType(enum.Enum):
     """How the clusterset answers for a service (KEP-1645 ServiceImport types)."""

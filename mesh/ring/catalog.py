@@ -79,6 +79,7 @@ class Digest:
     partial: bool = False  # a copy being built aside (mesh/ring/records.py), held up to version
     checked: int = 0  # a copy in use: the version of the last head it was checked against
     target: int = 0  # a copy built aside: the version of the snapshot it is built from
+    head_hash: bytes = b""  # a copy in use: its checked head's set hash, first 8 bytes
 
 
 Origin = tuple[ClusterId, str]
@@ -191,6 +192,19 @@ class Catalog:
             del self._states[origin]
         del self._chosen[cluster_id]
         return Change(cluster_id, frozenset(before.services), cluster=True)
+
+    def drop(self, origin: Origin) -> Change:
+        """Drop one origin's state (its copy made room for another replica's,
+        ``mesh.ring.origin_room``); the change to the answers' view."""
+        cluster_id = origin[0]
+        before = self.get(cluster_id)
+        if origin == self.local_origin or self._states.pop(origin, None) is None:
+            return Change(cluster_id)
+        if any(o[0] == cluster_id for o in self._states):
+            return self._rechoose(cluster_id, before) or Change(cluster_id)
+        del self._chosen[cluster_id]
+        services = NO_KEYS if before is None else frozenset(before.services)
+        return Change(cluster_id, services, cluster=True)
 
     def choose(self, prefer: Callable[[ClusterState], bool]) -> list[Change]:
         """Re-pick each cluster's replica with ``prefer`` (e.g. "this agent reaches it"):

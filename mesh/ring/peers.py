@@ -9,7 +9,13 @@ Rules:
 - a peer that fails is retried with a capped exponential backoff, so a dead address costs
   little but a returning agent is found within ``max_backoff_s``;
 - each peer is contacted every ``round_s()``: the interval, or longer on a ring too large
-  for that (at most ``max_exchanges_per_s`` exchanges a second in all);
+  for that (at most ``max_exchanges_per_s`` exchanges a second in all). Only seeds and
+  peers that have answered count toward that size, and ``due`` hands out at most a round's
+  worth of the rate at a time, those that answered before first: addresses that never
+  answered (made up, or gone) cannot slow the contact with real peers;
+- the table is bounded (``PeerLimits``: per cluster, clusters, peers; ``mesh.model`` says
+  why). A new peer beyond a bound takes the place of one that failed and is unreachable
+  (the one silent longest; seeds stay), or is refused, and ``learned`` says why;
 - a cluster is *healthy* when one of its members answered this agent directly within
   ``timeout_s()`` (``peer_timeout_s``, or two and a half rounds on a large ring), or
   nothing this agent tried since has failed (its own stall is no evidence); a cluster
@@ -21,9 +27,11 @@ Pure: every method takes ``now`` (monotonic seconds) from the caller.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mesh.model import ClusterId
+from mesh.model import MAX_AGENTS, MAX_AGENTS_PER_CLUSTER, MAX_CLUSTERS, ClusterId
 
 # The defaults of --gossip-interval, --peer-timeout and --max-exchange-rate. A full mesh every
 # half second keeps idle exchanges cheap (hashes only) and notices a cut link within four
@@ -60,6 +68,15 @@ class PeerTimings:
     max_exchanges_per_s: float = DEFAULT_MAX_EXCHANGES_PER_S
 
 
+@dataclass(frozen=True, slots=True)
+class PeerLimits:
+    """How many peers the table holds (the reasons are ``mesh.model``'s)."""
+
+    per_cluster: int = MAX_AGENTS_PER_CLUSTER
+    clusters: int = MAX_CLUSTERS
+    peers: int = MAX_AGENTS
+
+
 class PeerTable:
     def __init__(
         self,
@@ -67,23 +84,30 @@ class PeerTable:
         self_address: str,
         seeds: list[str],
         timings: PeerTimings = PeerTimings(),
+        limits: PeerLimits = PeerLimits(),
     ) -> None:
         self.local_cluster = local_cluster
         self.self_address = self_address
         self.timings = timings
+        self.limits = limits
         self.peers: dict[str, Peer] = {}
+        self.refused: dict[str, int] = {}  # reason -> new peers refused
+        self._of: dict[ClusterId, set[str]] = {}  # cluster -> addresses of its peers
+        self._counted = 0  # seeds and peers that have answered: the ring's size for round_s
+        # At this time a search found no peer (or no cluster) to drop: none until it moves.
+        self._none_to_drop_at: tuple[float | None, float | None] = (None, None)
         for address in seeds:
             self.add_seed(address)
 
     def add_seed(self, address: str) -> None:
         if address != self.self_address:
             peer = self.peers.setdefault(address, Peer(address))
-            peer.seed = True
+            self._count(peer, seed=True)
 
     def round_s(self) -> float:
         """Seconds between two exchanges with one peer: the interval, stretched on a ring
-        too large to contact every peer that often."""
-        return max(self.timings.interval_s, len(self.peers) / self.timings.max_exchanges_per_s)
+        too large to contact every peer (every seed and peer that answered) that often."""
+        return max(self.timings.interval_s, self._counted / self.timings.max_exchanges_per_s)
 
     def timeout_s(self) -> float:
         """Silence after which a peer is unreachable: ``peer_timeout_s``, or two and a half
@@ -91,13 +115,24 @@ class PeerTable:
         return max(self.timings.peer_timeout_s, 2.5 * self.round_s())
 
     def due(self, now: float) -> list[str]:
-        """Addresses to contact in this round."""
-        return [p.address for p in self.peers.values() if p.next_attempt <= now]
+        """Addresses to contact in this round: at most a round's worth of the exchange rate,
+        peers that have answered before (and seeds) first, then the longest waiting."""
+        ready = [p for p in self.peers.values() if p.next_attempt <= now]
+        budget = max(1, math.ceil(self.timings.max_exchanges_per_s * self.timings.interval_s))
+        if len(ready) > budget:
+            ready.sort(key=lambda p: (p.last_ok is None and not p.seed, p.next_attempt))
+            del ready[budget:]
+        return [p.address for p in ready]
 
     def succeeded(self, address: str, cluster_id: ClusterId, now: float, replica: str = "") -> None:
-        peer = self.peers.setdefault(address, Peer(address))
-        peer.cluster_id = cluster_id
+        peer = self.peers.get(address)
+        if peer is None:
+            if self._refusal(cluster_id, now):
+                return
+            peer = self.peers[address] = Peer(address)
+        self._assign(peer, cluster_id)
         peer.replica = replica or peer.replica
+        self._count(peer, answered=True)
         peer.last_ok = now
         peer.last_reported = now
         peer.failures = 0
@@ -110,25 +145,104 @@ class PeerTable:
         peer.failures += 1
         backoff = min(self.timings.interval_s * 2**peer.failures, self.timings.max_backoff_s)
         peer.next_attempt = now + backoff
+        self._none_to_drop_at = (None, None)  # it may make room now
         silent = now - max(peer.last_ok or 0.0, peer.last_reported)
         if not peer.seed and silent > self.timings.forget_after_s:
-            del self.peers[address]
+            self.forget(address)
 
     def forget(self, address: str) -> None:
-        self.peers.pop(address, None)
-
-    def learned(self, cluster_id: ClusterId, address: str, now: float, replica: str = "") -> None:
-        """A peer told us about a member; remember it (not ourselves)."""
-        if address == self.self_address or not address:
+        peer = self.peers.pop(address, None)
+        if peer is None:
             return
+        self._none_to_drop_at = (None, None)
+        self._counted -= int(peer.seed or peer.last_ok is not None)
+        mine = self._of.get(peer.cluster_id)
+        if mine is not None:
+            mine.discard(address)
+            if not mine:
+                del self._of[peer.cluster_id]
+
+    def learned(self, cluster_id: ClusterId, address: str, now: float, replica: str = "") -> str:
+        """A peer told us about a member; remember it (not ourselves). Returns why it was
+        refused (``cluster_full``, ``table_full``), or "" when it is held."""
+        if address == self.self_address or not address:
+            return ""
         peer = self.peers.get(address)
         if peer is None:
-            peer = self.peers[address] = Peer(address, cluster_id=cluster_id, next_attempt=now)
+            refused = self._refusal(cluster_id, now)
+            if refused:
+                return refused
+            peer = self.peers[address] = Peer(address, next_attempt=now)
         if not peer.cluster_id:
-            peer.cluster_id = cluster_id
+            self._assign(peer, cluster_id)
         if not peer.replica:
             peer.replica = replica
         peer.last_reported = now
+        return ""
+
+    # --- bounds --------------------------------------------------------------------------
+
+    def _count(self, peer: Peer, seed: bool = False, answered: bool = False) -> None:
+        """Count ``peer`` toward the ring's size once it is a seed or has answered."""
+        was = peer.seed or peer.last_ok is not None
+        peer.seed = peer.seed or seed
+        self._counted += int(not was and (seed or answered))
+
+    def _assign(self, peer: Peer, cluster_id: ClusterId) -> None:
+        if peer.cluster_id == cluster_id:
+            return
+        mine = self._of.get(peer.cluster_id)
+        if mine is not None:
+            mine.discard(peer.address)
+            if not mine:
+                del self._of[peer.cluster_id]
+        peer.cluster_id = cluster_id
+        if cluster_id:
+            self._of.setdefault(cluster_id, set()).add(peer.address)
+
+    def _refusal(self, cluster_id: ClusterId, now: float) -> str:
+        """Why a new peer of ``cluster_id`` finds no room, after dropping peers that failed
+        if a bound is reached; "" when it fits. Refusals are counted in ``refused``."""
+        mine = self._of.get(cluster_id)
+        reason = ""
+        if mine is not None and len(mine) >= self.limits.per_cluster:
+            reason = "" if self._drop_one(mine, now) else "cluster_full"
+        elif mine is None and len(self._of) >= self.limits.clusters:
+            reason = "" if self._drop_cluster(now) else "table_full"
+        if not reason and len(self.peers) >= self.limits.peers:
+            reason = "" if self._drop_one(self.peers, now) else "table_full"
+        if reason:
+            self.refused[reason] = self.refused.get(reason, 0) + 1
+        return reason
+
+    def _droppable(self, peer: Peer, now: float) -> bool:
+        return not peer.seed and peer.failures > 0 and not self.reachable(peer.address, now)
+
+    def _drop_one(self, addresses: Iterable[str], now: float) -> bool:
+        """Forget the peer among ``addresses`` that failed and has been silent longest."""
+        if self._none_to_drop_at[0] == now:
+            return False  # the table was searched at this very time: nothing changed since
+        peers = [self.peers[a] for a in addresses]
+        down = [p for p in peers if self._droppable(p, now)]
+        if not down:
+            if len(peers) == len(self.peers):
+                self._none_to_drop_at = (now, self._none_to_drop_at[1])
+            return False
+        stalest = min(down, key=lambda p: (max(p.last_ok or 0.0, p.last_reported), p.address))
+        self.forget(stalest.address)
+        return True
+
+    def _drop_cluster(self, now: float) -> bool:
+        """Forget a cluster none of whose peers is held for good reason (all failed)."""
+        if self._none_to_drop_at[1] == now:
+            return False
+        for addresses in self._of.values():
+            if all(self._droppable(self.peers[a], now) for a in addresses):
+                for address in list(addresses):
+                    self.forget(address)
+                return True
+        self._none_to_drop_at = (self._none_to_drop_at[0], now)
+        return False
 
     def reachable(self, address: str, now: float) -> bool:
         """It answered within ``timeout_s()``, or nothing we tried since has failed: silence

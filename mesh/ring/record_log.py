@@ -11,7 +11,8 @@ computed from the sealed bytes when the record is taken or replaced, which costs
 microsecond or two then and saves about 60 octets per record held.
 
 The rules for what a copy takes and who gets what are in ``mesh.ring.records``; this module
-only keeps a copy consistent with itself.
+only keeps a copy consistent with itself, and holds the types the store hands in and out
+(``Chunk`` in, ``Applied`` and ``OutChunk`` out, ``StoreStats``).
 
 Pure: no IO, no clock (tombstone expiry takes ``now``).
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mesh.model import NOT_DRAINED, ClusterId, ClusterState, Drain, ExportedService, ServiceKey
 
@@ -86,6 +87,7 @@ class Chunk:
     head: Head | None = None
     certificate: bytes = b""
     target: int = 0  # a reset: the version of the sender's copy it is a snapshot of
+    direct: bool = False  # sent by its origin itself (``mesh.ring.records``: its word wins)
 
     @property
     def origin(self) -> Origin:
@@ -103,6 +105,7 @@ class Applied:
     slots: frozenset[Slot] = frozenset()
     everything: bool = False
     dropped: str = ""  # why the chunk was not used ("" when it was): a counter label
+    forgot: tuple[Origin, ...] = ()  # copies forgotten to make room (``origin_room``)
 
 
 class OriginLog:
@@ -125,6 +128,7 @@ class OriginLog:
         self.set_hash = 0
         self.broken = False  # failed its head check: ask for a reset
         self.target = 0  # a copy built aside: the version of the snapshot it is built from
+        self.from_origin = False  # built aside from its origin's own reset: its word wins
         self.certificate = b""
         self._state: ClusterState | None = None
 
@@ -207,3 +211,35 @@ class OriginLog:
 
 def _version(record: Record) -> int:
     return record.version
+
+
+CHUNK_OVERHEAD = 16  # bytes a record adds to a chunk beyond its own (tag, length)
+
+
+@dataclass(frozen=True, slots=True)
+class OutChunk:
+    """What to send for one origin: sealed records ascending, and its head when reached."""
+
+    cluster_id: ClusterId
+    replica: str
+    generation: int
+    from_version: int
+    reset: bool
+    records: tuple[bytes, ...]
+    head: bytes = b""
+    certificate: bytes = b""
+    target: int = 0
+
+    def size(self) -> int:
+        return sum(len(r) + CHUNK_OVERHEAD for r in self.records) + len(self.head) + 64
+
+
+@dataclass(slots=True)
+class StoreStats:
+    taken: int = 0  # records taken
+    swapped: int = 0  # copies built aside and swapped in (resets, new generations)
+    expired: int = 0  # tombstones purged
+    dropped: dict[str, int] = field(default_factory=dict)  # chunks not used, by reason
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1

@@ -19,7 +19,8 @@ into chunks bounded in bytes and records: the next exchange continues from where
 one stopped, and origins take turns at the front of a message so one large catch-up does
 not starve the others' news.
 
-Three kinds of stream, chosen by the sender from the receiver's digest (``_plan``):
+Three kinds of stream, chosen by the sender from the receiver's digest
+(``mesh.ring.record_plan``):
 
 - delta: the receiver holds this generation at ``p >= floor``: every record above ``p``,
   tombstones included, applied in place. Records at or below the receiver's progress are
@@ -34,8 +35,12 @@ Three kinds of stream, chosen by the sender from the receiver's digest (``_plan`
   only from that very snapshot (live records again) or from a newer copy that still has
   every tombstone above the copy's progress (a delta); one that is behind leaves it alone.
   A reset of an older snapshot than the copy in use, or than the copy being built, is
-  refused (no rollback), and so is one of an older generation. A copy built from a reset
-  has no tombstones below its snapshot, so its floor is raised to it;
+  refused (no rollback), and so is one of an older generation; except from the origin
+  itself (``Chunk.direct``), whose own copy is the truth: a copy that claims more than it
+  holds is made up (without TLS) or from before it went back, and the origin's reset of
+  its own copy is built aside and swapped in (``mesh.ring.record_plan``). A relay's
+  chunks never roll a copy back. A copy built from a reset has no tombstones below its
+  snapshot, so its floor is raised to it;
 - nothing: the receiver is as far as the sender or further (or lacks only the head: then
   the head alone).
 
@@ -51,11 +56,13 @@ passed in; nothing here does IO.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 from mesh.model import ClusterId
 from mesh.ring.catalog import Digest
+from mesh.ring.origin_room import DEFAULT_LIMITS, OriginLimits, OriginRoom
 from mesh.ring.record_log import (
+    CHUNK_OVERHEAD,
     HASH_MODULUS,
     Applied,
     Chunk,
@@ -63,9 +70,12 @@ from mesh.ring.record_log import (
     Head,
     Origin,
     OriginLog,
+    OutChunk,
     Record,
     Slot,
+    StoreStats,
 )
+from mesh.ring.record_plan import head_mark, plan
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -91,47 +101,25 @@ DEFAULT_CHUNK_BYTES = 256 * 1024
 # Records in one message, at most: bounds the signatures one message makes a receiver check
 # (about 60 us each). A signed record is over 140 bytes, so 256 KiB holds under 2,000.
 MAX_RECORDS_PER_MESSAGE = 20_000
-CHUNK_OVERHEAD = 16  # bytes a record adds to a chunk beyond its own (tag, length)
-
-
-@dataclass(frozen=True, slots=True)
-class OutChunk:
-    """What to send for one origin: sealed records ascending, and its head when reached."""
-
-    cluster_id: ClusterId
-    replica: str
-    generation: int
-    from_version: int
-    reset: bool
-    records: tuple[bytes, ...]
-    head: bytes = b""
-    certificate: bytes = b""
-    target: int = 0
-
-    def size(self) -> int:
-        return sum(len(r) + CHUNK_OVERHEAD for r in self.records) + len(self.head) + 64
-
-
-@dataclass(slots=True)
-class StoreStats:
-    taken: int = 0  # records taken
-    swapped: int = 0  # copies built aside and swapped in (resets, new generations)
-    expired: int = 0  # tombstones purged
-    dropped: dict[str, int] = field(default_factory=dict)  # chunks not used, by reason
-
-    def drop(self, reason: str) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
 
 class RecordStore:
     """Every origin's copy held by this agent (its own among them), and the exchange rules."""
 
-    def __init__(self, local: OriginLog, *, tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL_S):
+    def __init__(
+        self,
+        local: OriginLog,
+        *,
+        tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL_S,
+        limits: OriginLimits = DEFAULT_LIMITS,
+    ):
         self.local = local
         self.tombstone_ttl = tombstone_ttl
+        self.limits = limits
         self.logs: dict[Origin, OriginLog] = {local.origin: local}
         self.pending: dict[Origin, OriginLog] = {}  # copies built aside
         self.forgotten: dict[Origin, int] = {}  # origin -> last generation forgotten
+        self.room = OriginRoom(local.origin, limits)
         self._turn = 0
         self.stats = StoreStats()
 
@@ -154,9 +142,11 @@ class RecordStore:
                 )
                 continue
             log = self.logs[origin]
-            checked = 0 if log.head is None else log.head.version
             version = 0 if log.broken else log.progress
-            out.append(Digest(origin[0], log.generation, version, origin[1], checked=checked))
+            checked, head_hash = (0, b"") if log.head is None else head_mark(log.head)
+            out.append(
+                Digest(origin[0], log.generation, version, origin[1], False, checked, 0, head_hash)
+            )
         return out
 
     def forget(self, cluster_id: ClusterId) -> list[Origin]:
@@ -167,13 +157,24 @@ class RecordStore:
         for origin in origins:
             if origin == self.local.origin:
                 continue
-            generations = [
-                c.generation for c in (self.logs.get(origin), self.pending.get(origin)) if c
-            ]
-            self.forgotten[origin] = max(generations)
-            self.logs.pop(origin, None)
-            self.pending.pop(origin, None)
+            self.forgotten[origin] = self._generation(origin)
+            self._drop(origin)
+        while len(self.forgotten) > self.limits.origins:  # the oldest news goes first
+            del self.forgotten[next(iter(self.forgotten))]
         return [o for o in origins if o != self.local.origin]
+
+    def _drop(self, origin: Origin) -> None:
+        self.logs.pop(origin, None)
+        self.pending.pop(origin, None)
+        self._release(origin)
+
+    def _release(self, origin: Origin) -> None:
+        if origin not in self.logs and origin not in self.pending:
+            self.room.release(origin)
+
+    def _generation(self, origin: Origin) -> int:
+        copies = (self.logs.get(origin), self.pending.get(origin))
+        return max(c.generation for c in copies if c is not None)
 
     def expire(self, now: float) -> int:
         purged = sum(log.expire(now, self.tombstone_ttl) for log in self.logs.values())
@@ -184,15 +185,26 @@ class RecordStore:
 
     def apply(self, chunk: Chunk, now: float) -> Applied:
         """Take what ``chunk`` adds (see the module docstring for the rules)."""
+        origin = chunk.origin
+        building = self.pending.get(origin)
+        if chunk.direct and building is not None and _claims_more(building, chunk):
+            del self.pending[origin]  # not the origin's: made up, or from before
+            self._release(origin)
         target, reason = self._route(chunk)
         if target is None:
             return self._dropped(reason)
-        if (
-            target is not self.logs.get(chunk.origin)
-            and self.pending.get(chunk.origin) is not target
-        ):
-            self.pending[chunk.origin] = target  # a new copy to build aside
-        return self._take(target, chunk, now)
+        forgot: tuple[Origin, ...] = ()
+        if origin not in self.logs and origin not in self.pending:
+            gone, reason = self.room.make_way(origin, chunk.generation, self._generation)
+            if reason:
+                return self._dropped(reason)
+            if gone is not None:  # a replica started longest ago (mesh.ring.origin_room)
+                self._drop(gone)
+                forgot = (gone,)
+        if target is not self.logs.get(origin) and self.pending.get(origin) is not target:
+            self.pending[origin] = target  # a new copy to build aside
+        applied = self._take(target, chunk, now)
+        return replace(applied, forgot=forgot) if forgot else applied
 
     def skip_through(self, chunk: Chunk) -> int:
         """Records of ``chunk`` at or below this version would be ignored (the copy it goes
@@ -209,6 +221,10 @@ class RecordStore:
             return None, "forgotten"
         held = self.logs.get(origin)
         building = self.pending.get(origin)
+        if chunk.direct and held is not None and _claims_more(held, chunk):
+            held = None  # not the origin's (it answers until the origin's copy is built)
+        if chunk.direct and building is not None and _claims_more(building, chunk):
+            building = None
         if building is not None and chunk.generation < building.generation:
             return None, "stale"
         if held is not None and chunk.generation < held.generation:
@@ -223,14 +239,15 @@ class RecordStore:
                     return None, "gap"
                 return building, ""
             same = held is not None and held.generation == chunk.generation
-            if same and held is not None and not held.broken and held.progress >= chunk.target:
+            newer = same and held is not None and not held.broken and held.progress >= chunk.target
+            if newer and not chunk.direct:  # (the origin resets a copy not its own: see above)
                 return None, "stale"  # an older snapshot than the copy in use: no rollback
             if building is not None and chunk.target < building.target:
                 return None, "stale"
             if building is not None and chunk.target == building.target:
                 return building, ""  # the same snapshot: continue it
             fresh = OriginLog(chunk.cluster_id, chunk.replica, chunk.generation)
-            fresh.target = chunk.target
+            fresh.target, fresh.from_origin = chunk.target, chunk.direct
             return fresh, ""
         if building is not None:
             copy = building
@@ -272,6 +289,7 @@ class RecordStore:
             return Applied(len(taken), state, frozenset(taken), dropped=dropped)
         if not checked:
             del self.pending[target.origin]
+            self._release(target.origin)
             return self._dropped("inconsistent")
         if not target.complete:
             return Applied(len(taken))
@@ -283,6 +301,7 @@ class RecordStore:
             and held.generation == target.generation
             and not held.broken
             and held.progress >= target.head.version
+            and not (chunk.direct or target.from_origin)
         ):
             return self._dropped("stale")  # the copy in use moved past it meanwhile
         # Built aside from a snapshot without tombstones: it cannot serve a delta to a peer
@@ -314,10 +333,10 @@ class RecordStore:
             log = self.logs[origin]
             if log.broken or log.head is None:
                 continue
-            plan = _plan(log, known.get(origin))
-            if plan is None:
+            planned = plan(log, known.get(origin), own=origin == self.local.origin)
+            if planned is None:
                 continue
-            start, reset = plan
+            start, reset = planned
             records: list[bytes] = []
             more = False
             for record in log.since(start, live_only=reset):
@@ -359,27 +378,10 @@ class RecordStore:
         return [self.local.origin, *rest]
 
 
-def _plan(log: OriginLog, digest: Digest | None) -> tuple[int, bool] | None:
-    """Where to start for a peer at ``digest``, and whether it is a reset; None: nothing."""
-    assert log.head is not None
-    if digest is None or digest.generation < log.generation:
-        return (0, True)
-    if digest.generation > log.generation:
-        return None
-    if digest.partial:  # it builds a copy of this generation aside, from a snapshot
-        ahead = digest.version < log.progress
-        head_only = digest.version == log.progress == log.head.version
-        if log.progress == digest.target:  # that very snapshot: the rest of its live records
-            return (digest.version, True) if ahead or head_only else None
-        if log.progress < digest.target:
-            return None  # behind the snapshot: leave it to those that are not
-        # A newer copy continues it with every record above its progress, tombstones
-        # included, if it still holds them; else it starts a newer snapshot.
-        return (digest.version, False) if log.floor <= digest.version else (0, True)
-    if digest.version == 0 or digest.version < log.floor:
-        return (0, True)
-    if digest.version < log.progress:
-        return (digest.version, False)
-    if digest.version == log.progress == log.head.version > digest.checked:
-        return (digest.version, False)  # it has every record but not the head: check it
-    return None
+def _claims_more(copy: OriginLog, chunk: Chunk) -> bool:
+    """``copy`` holds more than the origin says it wrote, in a chunk of its own records: a
+    newer generation, or more of its generation than a reset's snapshot or a head reach."""
+    if copy.generation != chunk.generation:
+        return copy.generation > chunk.generation
+    reached = chunk.target if chunk.reset else None if chunk.head is None else chunk.head.version
+    return reached is not None and max(copy.progress, copy.target) > reached

@@ -26,6 +26,8 @@ from collections.abc import MutableSequence, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol, TypeVar
 
+from mesh.model import MAX_AGENTS, MAX_AGENTS_PER_CLUSTER, MAX_CLUSTERS
+
 _T = TypeVar("_T")
 
 
@@ -93,7 +95,16 @@ class Config:
     # rollout): at the cap, the member of that cluster down the longest is forgotten to make
     # room, and a 65th live one is refused. Without a cap, one cluster could fill every
     # table with made-up members (signed by its own key) and starve the probes of real ones.
-    max_members_per_cluster: int = 64
+    max_members_per_cluster: int = MAX_AGENTS_PER_CLUSTER
+    # At most 512 clusters and 2,048 members in all (``mesh.model`` says why), so that
+    # without TLS, where any peer can make up members of made-up clusters, no message can
+    # grow the table (and every push-pull of it) without end (``mesh.swim.room``).
+    max_clusters: int = MAX_CLUSTERS
+    max_members: int = MAX_AGENTS
+    # At most 64 indirect probes relayed for others at a time (each lives for
+    # ``nack_timeout_s``): a few members probing through us need a handful; more is a flood
+    # of ping requests, whose targets we would otherwise ping at the sender's word.
+    max_relays: int = 64
     # At most 20 updates ride on one message: about what memberlist fits in a 1400-byte
     # packet; more would grow every probe during a burst of changes.
     max_piggyback: int = 20

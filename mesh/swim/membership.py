@@ -127,15 +127,14 @@ class Membership:
         return self._table.refutes
 
     @property
-    def refused_members(self) -> int:
-        """New members refused because their cluster holds ``max_members_per_cluster``."""
-        return self._table.refused_members
+    def refused(self) -> Mapping[str, int]:
+        """New members refused for want of room, by reason (``mesh.swim.room``)."""
+        return self._table.room.refused
 
     @property
     def leave_done(self) -> bool:
-        """After ``leave``: our ``Left`` has been sent as often as the retransmit limit says,
-        or there is nobody left to tell. The adapter should still bound its wait (a second
-        or two): with every message lost this never becomes true."""
+        """After ``leave``: our ``Left`` was sent as often as the retransmit limit says, or
+        nobody is left to tell. Bound the wait anyway: if every message is lost, it never is."""
         table = self._table
         return table.leaving and (self.me.id not in self._broadcasts or table.live_count == 0)
 
@@ -169,9 +168,8 @@ class Membership:
         reconnect pace, so a healed link rejoins within a round trip. It learns it was
         declared dead and refutes. At most once per probe interval per member."""
         for member in self._table.members.values():
-            if member.address != address or member.state is not MemberState.DEAD:
-                continue
-            if member.id == self._table.self_id:
+            dead = member.state is MemberState.DEAD and member.id != self._table.self_id
+            if member.address != address or not dead:
                 continue
             if self._table.try_reconnect(member.id, now, self.config.probe_interval_s):
                 self._send(address, self._push_pull_message(reply=False))
@@ -360,6 +358,8 @@ class Membership:
             self._send(relay.requester_address, forward)
 
     def _on_ping_req(self, request: PingReq, source: str, now: float) -> None:
+        if len(self._relays) >= self.config.max_relays:
+            return  # a flood of requests: the asker's probe goes on without this relay
         self._seq += 1
         ping = Ping(self._seq, request.target_id, self.me.id, self.me.address, self._updates())
         self._send(request.target_address, ping)

@@ -44,9 +44,10 @@ member by incarnation, then by how grave the news is:
   one peer's table (true or forged) could shorten every timer. A table can make us look
   sooner, never accuse.
 - Dead and left members stay known (so their last address can be retried) until
-  ``reap_after_s`` after their last state change, or until a new member of their cluster
-  needs the room: a cluster holds at most ``max_members_per_cluster`` records, and a new
-  member beyond that is refused (``refused_members``) while all of them are live.
+  ``reap_after_s`` after their last state change, or until a new member needs the room:
+  the table holds at most so many members per cluster, clusters and members in all, and a
+  new member beyond that is refused (``refused``, by reason) while no member that is down
+  can make way (``mesh.swim.room``).
 
 The probe order is a shuffled round-robin over the known members: each cycle probes every
 live member once; a new member is inserted at a random position; the list is reshuffled (and
@@ -78,6 +79,7 @@ from mesh.swim.messages import (
     Update,
 )
 from mesh.swim.probes import ProbeOrder, ReconnectLog
+from mesh.swim.room import Room
 from mesh.swim.suspicion import Awareness, Suspicion
 
 # A claim about us at or above this is not followed (we refute one above our own instead), so
@@ -117,9 +119,10 @@ class MemberTable:
         self.events: deque[Event] = deque()
         self.leaving = False
         self.refutes = 0
-        self.refused_members = 0
         self.live_count = 0
-        self._cluster_sizes: dict[str, int] = {}
+        self.room = Room(
+            config.max_members_per_cluster, config.max_clusters, config.max_members, self.self_id
+        )
         self._set(replace(self_member, state=ALIVE), 0.0)
         self._probes = ProbeOrder(rng)
         self._reconnects = ReconnectLog()
@@ -130,11 +133,10 @@ class MemberTable:
 
     def _set(self, member: Member, now: float) -> None:
         old = self.members.get(member.id)
-        if old is None or old.cluster_id != member.cluster_id:
-            sizes = self._cluster_sizes
-            sizes[member.cluster_id] = sizes.get(member.cluster_id, 0) + 1
+        if old is None or (old.cluster_id, old.live) != (member.cluster_id, member.live):
             if old is not None:
-                sizes[old.cluster_id] -= 1
+                self.room.released(old.id, old.cluster_id)
+            self.room.held(member.id, member.cluster_id, member.live)
         if old is None or old.state != member.state:
             self.changed_at[member.id] = now
             self.live_count += int(member.live) - int(old is not None and old.live)
@@ -161,8 +163,7 @@ class MemberTable:
         old = self.members.get(alive.member_id)
         if old is not None and alive.incarnation <= old.incarnation:
             return
-        if old is None and not self._room_in(alive.cluster_id):
-            self.refused_members += 1
+        if old is None and not self._make_room(alive.cluster_id):
             return
         new = Member(
             alive.member_id, alive.cluster_id, alive.address, alive.incarnation, ALIVE, alive.proof
@@ -316,26 +317,19 @@ class MemberTable:
 
     # ------------------------------------------------------------------ choosing members
 
-    def _room_in(self, cluster_id: str) -> bool:
-        """Room for one more member of ``cluster_id``, after forgetting the one of its
-        members that has been down the longest if the cluster is at the cap."""
-        if self._cluster_sizes.get(cluster_id, 0) < self.config.max_members_per_cluster:
-            return True
-        down = [
-            m
-            for m in self.members.values()
-            if m.cluster_id == cluster_id and not m.live and m.id != self.self_id
-        ]
-        if not down:
-            return False
-        self._forget(min(down, key=lambda m: (self.changed_at[m.id], m.id)))
-        return True
+    def _make_room(self, cluster_id: str) -> bool:
+        """Room for one more member of ``cluster_id``, after forgetting members that are
+        down if a limit is reached (``mesh.swim.room``); False: refused."""
+        gone = self.room.make_way(cluster_id, self.changed_at)
+        for member_id in gone or ():
+            self._forget(self.members[member_id])
+        return gone is not None
 
     def _forget(self, member: Member) -> None:
         del self.members[member.id], self.changed_at[member.id]
         self._reconnects.forget(member.id)
         self.suspicions.pop(member.id, None)
-        self._cluster_sizes[member.cluster_id] -= 1
+        self.room.released(member.id, member.cluster_id)
 
     def _probe_next(self, member_id: str) -> None:
         """Probe ``member_id`` next in the round-robin (it stays once in the cycle)."""

@@ -50,6 +50,10 @@ log = logging.getLogger("meshd.ring")
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_ROUNDS = 64  # exchanges in a row with one peer while either side has more
+# Open channels, at most: one per peer and SWIM target in use. A channel costs tens of KB,
+# and every address a peer names (made up, without TLS) would otherwise keep one open
+# forever; 512 covers a ring of 200 clusters with two replicas each.
+MAX_CHANNELS = 512
 EXPIRY_CHECK_S = 30.0  # how often tombstones are looked at for expiry
 _REFUSED_CODES = {
     "identity": grpc.StatusCode.PERMISSION_DENIED,
@@ -263,26 +267,36 @@ class Ring(pb_grpc.GossipServicer):
     def _channel(self, address: str) -> grpc.aio.Channel:
         if self.tls is not None:
             return self._tls_channel(address, self.tls)
-        channel = self._channels.get(address)
+        channel = self._channels.pop(address, None)
         if channel is None:
             channel = grpc.aio.insecure_channel(address, options=self._options)
-            self._channels[address] = channel
+        return self._keep(address, channel)
+
+    def _keep(self, address: str, channel: grpc.aio.Channel) -> grpc.aio.Channel:
+        """``channel`` as the most recently used; past ``MAX_CHANNELS`` the least recently
+        used one is closed (a later call to its address dials again)."""
+        self._channels[address] = channel
+        while len(self._channels) > MAX_CHANNELS:
+            oldest = next(iter(self._channels))
+            self._retire(self._channels.pop(oldest))
         return channel
+
+    def _retire(self, channel: grpc.aio.Channel) -> None:
+        task = asyncio.get_running_loop().create_task(channel.close(grace=1.0))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def _tls_channel(self, address: str, tls: RingTls) -> grpc.aio.Channel:
         creds, options, generation = tls.channel_security()
         if generation != self._tls_generation:  # the certificate files changed: redial
             self._tls_generation = generation
             for old in self._channels.values():
-                task = asyncio.get_running_loop().create_task(old.close(grace=1.0))
-                self._retiring.add(task)
-                task.add_done_callback(self._retiring.discard)
+                self._retire(old)
             self._channels.clear()
-        channel = self._channels.get(address)
+        channel = self._channels.pop(address, None)
         if channel is None:
             channel = grpc.aio.secure_channel(address, creds, options=self._options + options)
-            self._channels[address] = channel
-        return channel
+        return self._keep(address, channel)
 
     async def close(self) -> None:
         if self._server is not None:

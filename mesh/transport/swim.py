@@ -22,18 +22,27 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from mesh.security.swim_claims import CERTIFICATES_RESEND_S, SwimAuth
 from mesh.swim.membership import Membership
 from mesh.swim.messages import Event, PushPull
 from mesh.transport.gossip import Ring
 from mesh.wire.codec import CodecError
-from mesh.wire.swim_codec import from_pb, to_pb
+from mesh.wire.swim_codec import from_pb, to_pb, trim
 from mesh.wire.v1 import gossip_pb2 as pb
 
 log = logging.getLogger("meshd.swim")
 
 Sender = Callable[[str, pb.SwimDatagram], Awaitable[bool]]
+
+
+class Reject(Protocol):
+    """Counts ``count`` items dropped for ``reason`` (``swim:<reason>``)."""
+
+    def __call__(self, reason: str, count: int = 1) -> None: ...
+
+
 LEAVE_BUDGET_S = 2.0
 
 
@@ -44,7 +53,7 @@ class SwimPump:
         send: Sender,
         on_event: Callable[[Event], None],
         auth: SwimAuth | None = None,
-        reject: Callable[[str], None] = lambda reason: None,
+        reject: Reject = lambda reason, count=1: None,
     ) -> None:
         self.membership = membership
         self.send = send
@@ -63,8 +72,8 @@ class SwimPump:
         """SWIM datagrams as the ring's ``Swim`` RPCs; with TLS (the ring has a seal) every
         claim signed by the cluster that makes it; drops counted as ``swim:<reason>``."""
 
-        def reject(reason: str) -> None:
-            ring.stats.reject(f"swim:{reason}")
+        def reject(reason: str, count: int = 1) -> None:
+            ring.stats.reject(f"swim:{reason}", count)
 
         me = membership.me.id
         auth = None if ring.seal is None else SwimAuth(ring.seal, me, reject)
@@ -88,6 +97,9 @@ class SwimPump:
         self._flush()
 
     def receive(self, datagram: pb.SwimDatagram, source: str) -> None:
+        extra = trim(datagram)
+        if extra:
+            self.reject("too_many_members", extra)
         try:
             message = from_pb(datagram)
         except CodecError as exc:
@@ -97,10 +109,11 @@ class SwimPump:
         if self.auth is not None:
             certificates = datagram.push_pull.certificates if isinstance(message, PushPull) else ()
             message = self.auth.admit(message, certificates, time.time())
-        refused = self.membership.refused_members
+        refused = dict(self.membership.refused)
         self.membership.receive(message, source, self._now())
-        if self.membership.refused_members > refused:
-            self.reject("cluster_full")  # counted once a datagram: its sender is the suspect
+        for reason, count in self.membership.refused.items():
+            if count > refused.get(reason, 0):
+                self.reject(reason)  # once a datagram and reason: its sender is the suspect
         self._flush()
         self._wake.set()  # the next timer may be earlier now
 

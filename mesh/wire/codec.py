@@ -29,6 +29,7 @@ from mesh.model import (
     is_dns_label,
 )
 from mesh.ring.catalog import Digest
+from mesh.ring.record_plan import HEAD_HASH_BYTES
 from mesh.ring.records import ClusterInfo
 from mesh.wire.v1 import gossip_pb2 as pb
 
@@ -245,12 +246,22 @@ def digest_to_pb(d: Digest) -> pb.Digest:
         partial=d.partial,
         checked=d.checked,
         target=d.target,
+        head_hash=d.head_hash,
     )
 
 
 def digest_from_pb(msg: pb.Digest) -> Digest:
     cluster_id = label(msg.cluster_id, "cluster id")
     replica = replica_of(msg.replica)
+    if len(msg.head_hash) not in (0, HEAD_HASH_BYTES):
+        raise CodecError(f"digest of {cluster_id}: a head hash of {len(msg.head_hash)} bytes")
     return Digest(
-        cluster_id, msg.generation, msg.version, replica, msg.partial, msg.checked, msg.target
+        cluster_id,
+        msg.generation,
+        msg.version,
+        replica,
+        msg.partial,
+        msg.checked,
+        msg.target,
+        msg.head_hash,
     )

@@ -19,11 +19,11 @@ refused (``RefusedError``). Nothing a peer sends raises out of here except ``Ref
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mesh.address import valid_host_port
-from mesh.model import ServiceKey, is_dns_label
+from mesh.model import MAX_AGENTS, ServiceKey, is_dns_label
 from mesh.ring.catalog import Catalog, Change, Digest
 from mesh.ring.peers import PeerTable
 from mesh.ring.records import MAX_RECORDS_PER_MESSAGE, OutChunk, RecordStore
@@ -118,12 +118,14 @@ class Exchange:
             )
         if _valid_member(sender):
             self.peers.succeeded(sender.address, sender.cluster_id, now, sender.replica)
-        self._absorb(request.members, request, now, wall)
+        # The caller's certificate names the sender's cluster (checked above): its chunks of
+        # its own records are its word (mesh.ring.records). Without TLS, it says so.
+        self._absorb(request.members, request, now, wall, _origin(sender))
         mine = self._lists(now)
         digests: list[Digest] | None = None
         if request.digests:
             try:
-                digests = [digest_from_pb(d) for d in request.digests]
+                digests = self._digests(request.digests)
             except CodecError as exc:
                 raise RefusedError("invalid", str(exc)) from None
         elif request.digests_hash == mine.digests_hash:
@@ -178,10 +180,13 @@ class Exchange:
             return False
         if is_dns_label(reply.responder.cluster_id) and _valid_replica(reply.responder.replica):
             self.peers.succeeded(address, reply.responder.cluster_id, now, reply.responder.replica)
-        self._absorb(reply.members, reply, now, wall)
+        # A server's certificate is not checked against the cluster it answers for, so with
+        # TLS its chunks are a relay's; without TLS nothing is checked anyway.
+        speaker = _origin(reply.responder) if self.seal is None else None
+        self._absorb(reply.members, reply, now, wall, speaker)
         digests: list[Digest] | None
         try:
-            digests = [digest_from_pb(d) for d in reply.digests]
+            digests = self._digests(reply.digests)
         except CodecError:
             digests = None
         if not reply.digests and reply.digests_hash == mine.digests_hash:
@@ -193,6 +198,9 @@ class Exchange:
             return False
         self._their_digests[address] = digests
         self._their_hashes[address] = (reply.digests_hash, reply.members_hash)
+        if len(self._their_digests) > len(self.peers.peers):  # peers forgotten since
+            for gone in [a for a in self._their_digests if a not in self.peers.peers]:
+                self._forget_lists(gone)
         moved = digests != sent.theirs
         pushed_or_pulled = len(request.chunks) > 0 or len(reply.chunks) > 0
         return (sent.more or reply.more) and (pushed_or_pulled or moved)
@@ -261,37 +269,45 @@ class Exchange:
 
     def _absorb(
         self,
-        members: Iterable[pb.Member],
+        members: Sequence[pb.Member],
         message: pb.PushPullRequest | pb.PushPullResponse,
         now: float,
         wall: float,
+        speaker: tuple[str, str] | None,
     ) -> None:
-        for m in members:
-            if _valid_member(m):
-                self.peers.learned(m.cluster_id, m.address, now, m.replica)
-            else:
+        """Take what a peer's message carries; ``speaker`` is the origin whose own word the
+        message is (its chunks of that origin are ``direct``), None if nobody's."""
+        self._drop_extra("member:too_many", len(members))
+        for m in members[:MAX_AGENTS]:
+            if not _valid_member(m):
                 self.stats.reject("member")
+            elif refused := self.peers.learned(m.cluster_id, m.address, now, m.replica):
+                self.stats.reject(f"member:{refused}")
         legacy = len(message.states) + len(message.signed_states)
         if legacy:  # a meshd from before per-service records: its states cannot be used
             self.stats.reject("legacy_state", legacy)
         if sum(len(msg.records) for msg in message.chunks) > MAX_RECORDS_PER_MESSAGE:
             self.stats.reject("chunk:too_large", len(message.chunks))
             return
-        for msg in message.chunks:
+        self._drop_extra("chunk:too_many", len(message.chunks))
+        for msg in message.chunks[:MAX_AGENTS]:
             try:
-                self._take_chunk(msg, now, wall)
+                self._take_chunk(msg, now, wall, (msg.cluster_id, msg.replica) == speaker)
             except Exception:  # a peer's bytes must never stop the ring: count, go on
                 self.stats.reject("chunk:error")
                 log.exception("records of %r from a peer could not be used", msg.cluster_id)
 
-    def _take_chunk(self, msg: pb.OriginChunk, now: float, wall: float) -> None:
+    def _take_chunk(self, msg: pb.OriginChunk, now: float, wall: float, direct: bool) -> None:
         try:
-            chunk = self.opener.open(msg, wall, self.store.skip_through)
+            chunk = self.opener.open(msg, wall, self.store.skip_through, direct=direct)
         except ChunkError as exc:
             self.stats.reject(f"chunk:{exc.reason}")
             log.debug("dropped records of %r from a peer: %s", msg.cluster_id, exc)
             return
         applied = self.store.apply(chunk, now)
+        for origin in applied.forgot:  # made room for this one (mesh.ring.origin_room)
+            if change := self.catalog.drop(origin):
+                self.on_change(change)
         if applied.dropped:
             self.stats.reject(f"chunk:{applied.dropped}")
         if applied.taken:
@@ -302,6 +318,17 @@ class Exchange:
             change = self.catalog.put(applied.state, services, cluster)
             if change:
                 self.on_change(change)
+
+    def _drop_extra(self, kind: str, count: int) -> None:
+        """Items of a message past ``MAX_AGENTS`` (one per agent is all a message needs)
+        are left out unread, and counted."""
+        if count > MAX_AGENTS:
+            self.stats.reject(kind, count - MAX_AGENTS)
+
+    def _digests(self, items: Sequence[pb.Digest]) -> list[Digest]:
+        """A peer's digests, one per origin it holds: at most ``MAX_AGENTS`` are read."""
+        self._drop_extra("digest:too_many", len(items))
+        return [digest_from_pb(d) for d in items[:MAX_AGENTS]]
 
 
 def _services(slots: frozenset[ServiceKey | None]) -> frozenset[ServiceKey]:
@@ -315,6 +342,10 @@ def swim_source_cluster(datagram: pb.SwimDatagram) -> str:
         return ""
     source: str = getattr(datagram, kind).source_id
     return source.split("/", 1)[0]
+
+
+def _origin(member: pb.Member) -> tuple[str, str]:
+    return (member.cluster_id, member.replica)
 
 
 def _valid_replica(replica: str) -> bool:

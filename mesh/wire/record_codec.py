@@ -177,10 +177,13 @@ class ChunkOpener:
         msg: pb.OriginChunk,
         now_wall: float,
         skip_through: Callable[[Chunk], int] | None = None,
+        *,
+        direct: bool = False,
     ) -> Chunk:
         """The chunk, checked. ``skip_through`` (given the chunk without its records) says
         up to which version the receiver already holds this copy: records at or below it
-        would be ignored, so they are left out without checking their signatures."""
+        would be ignored, so they are left out without checking their signatures.
+        ``direct``: the message came from the chunk's origin itself (the caller knows)."""
         try:
             cluster_id = label(msg.cluster_id, "cluster id")
             replica = replica_of(msg.replica)
@@ -202,6 +205,7 @@ class ChunkOpener:
             None,
             msg.certificate if self.trust is not None else b"",
             msg.target,
+            direct,
         )
         skip = 0 if skip_through is None else skip_through(shape)
         records = []

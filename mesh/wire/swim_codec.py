@@ -5,13 +5,15 @@ Everything decoded comes from a peer and is untrusted: member ids must be
 addresses ``host:port``, incarnations and sequence numbers within 64 bits, proofs at most
 ``MAX_PROOF_BYTES`` (their content is ``mesh.security.swim_claims``'s to check), and lists bounded.
 A datagram that breaks a rule raises ``CodecError`` and is dropped whole: SWIM tolerates
-lost datagrams by design, so dropping is always safe.
+lost datagrams by design, so dropping is always safe. A push-pull naming more members than
+a table holds (``mesh.model.MAX_AGENTS``) is taken up to that many: ``trim`` drops the
+rest before anything is decoded, and says how many, for the caller to count.
 """
 
 from __future__ import annotations
 
 from mesh.address import valid_host_port
-from mesh.model import is_dns_label
+from mesh.model import MAX_AGENTS, is_dns_label
 from mesh.swim.messages import (
     Ack,
     Alive,
@@ -32,7 +34,7 @@ from mesh.wire.codec import CodecError
 from mesh.wire.v1 import gossip_pb2 as pb
 
 MAX_UPDATES = 256
-MAX_MEMBERS = 10_000
+MAX_MEMBERS = MAX_AGENTS  # a whole table, at most (a push-pull carries one)
 MAX_PROOF_BYTES = 128
 
 _STATE_TO_PB = {
@@ -157,6 +159,17 @@ def _member_from_pb(m: pb.SwimMember) -> Member:
         raise CodecError(f"member {m.id!r}: unknown state {m.state}")
     return Member(_id(m.id), _cluster(m.cluster_id), _address(m.address), m.incarnation,
                   _STATE_FROM_PB[m.state], _proof(m.proof))  # fmt: skip
+
+
+def trim(msg: pb.SwimDatagram) -> int:
+    """Drop a push-pull's members past ``MAX_MEMBERS`` (in place); how many were dropped."""
+    if msg.WhichOneof("kind") != "push_pull":
+        return 0
+    extra = len(msg.push_pull.members) - MAX_MEMBERS
+    if extra <= 0:
+        return 0
+    del msg.push_pull.members[MAX_MEMBERS:]
+    return extra
 
 
 def from_pb(msg: pb.SwimDatagram) -> Message:

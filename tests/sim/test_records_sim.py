@@ -35,12 +35,28 @@ def _exchange(
         for message in messages:
             if rng.random() < 0.1:
                 continue  # lost
-            dst.take(message, now)
+            dst.take(message, now, sender=src)
             if rng.random() < 0.2:
                 replay.append(message)
 
 
-def _run(seed: int) -> None:
+def _forge(rng: random.Random, nodes: dict[str, Node], now: float) -> None:
+    """A forger (no TLS) sends one agent made-up records of another cluster: a newer
+    generation, or the origin's own generation continued further, whole or cut short."""
+    origin = nodes[rng.choice(CLUSTERS)]
+    victim = nodes[rng.choice([c for c in CLUSTERS if c != origin.cluster])]
+    generation = origin.store.local.generation + rng.choice((0, 0, 1, 50))
+    forger = Node(origin.cluster, generation=generation, ttl=TTL, now=now)
+    for _ in range(rng.randrange(1, 30)):
+        _change(rng, forger, now)
+    if rng.random() < 0.3:
+        forger.store.local.floor = forger.store.local.progress  # a reset is due
+    messages, _ = wire(forger, victim, budget=rng.choice((150, 600, 5000)))
+    for message in messages[: rng.randrange(1, len(messages) + 1)] if messages else []:
+        victim.take(message, now)
+
+
+def _run(seed: int, forgeries: bool = False) -> None:
     rng = random.Random(seed)
     nodes = {c: Node(c, generation=1, ttl=TTL) for c in CLUSTERS}
     cut: set[str] = set()
@@ -64,6 +80,8 @@ def _run(seed: int) -> None:
         elif roll < 0.5:
             for node in nodes.values():
                 node.store.expire(now)
+        elif forgeries and roll < 0.53:
+            _forge(rng, nodes, now)
         else:
             a, b = rng.sample(CLUSTERS, 2)
             if (a in cut) == (b in cut):
@@ -91,3 +109,14 @@ def test_records_converge_without_loss_or_resurrection(seed: int) -> None:
         _run(seed)
     except AssertionError as exc:
         raise AssertionError(f"seed {seed}: {exc}") from exc
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_origin_wins_back_its_copy_from_forged_records(seed: int) -> None:
+    """Without TLS any peer can send made-up records of any origin (a newer generation, a
+    version or snapshot ahead); once the forger stops, every origin's own word must win
+    back every copy of it."""
+    try:
+        _run(seed, forgeries=True)
+    except AssertionError as exc:
+        raise AssertionError(f"seed {seed} (with forgeries): {exc}") from exc

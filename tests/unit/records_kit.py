@@ -37,16 +37,21 @@ class Node:
         trust: Trust | None = None,
         clusterset: str = "",
         now: float = 0.0,
+        replica: str = "",
     ) -> None:
         self.cluster = cluster
-        self.catalog = Catalog(ClusterState(cluster, generation, 0))
-        self.store = RecordStore(OriginLog(cluster, "", generation), tombstone_ttl=ttl)
+        self.catalog = Catalog(ClusterState(cluster, generation, 0, replica=replica))
+        self.store = RecordStore(OriginLog(cluster, replica, generation), tombstone_ttl=ttl)
         self.publisher = Publisher(self.store.local, signer)
         self.publisher.publish(self.catalog.local, Change(cluster, cluster=True), now)
         self.opener = ChunkOpener(trust)
         self.clusterset = clusterset
         self.changes: list[Change] = []
         self.dropped: list[str] = []
+
+    @property
+    def origin(self) -> tuple[str, str]:
+        return self.store.local.origin
 
     def export(self, services: dict[ServiceKey, ExportedService], now: float = 0.0) -> None:
         change = self.catalog.set_local(LocalExports(frozenset({"shop"}), services))
@@ -60,13 +65,21 @@ class Node:
         """What answers use: every cluster's services."""
         return {s.cluster_id: dict(s.services) for s in self.catalog.clusters()}
 
-    def take(self, message: pb.OriginChunk, now: float, wall: float = 0.0) -> None:
+    def take(
+        self, message: pb.OriginChunk, now: float, wall: float = 0.0, sender: Node | None = None
+    ) -> None:
+        """``message`` as it arrives from ``sender`` (None: from someone else than its origin;
+        a chunk of the sender's own records is its origin's word, as the exchange sees it)."""
+        direct = sender is not None and (message.cluster_id, message.replica) == sender.origin
         try:
-            chunk = self.opener.open(pb.OriginChunk.FromString(message.SerializeToString()), wall)
+            wire = pb.OriginChunk.FromString(message.SerializeToString())
+            chunk = self.opener.open(wire, wall, self.store.skip_through, direct=direct)
         except ChunkError as exc:
             self.dropped.append(exc.reason)
             return
         applied = self.store.apply(chunk, now)
+        for origin in applied.forgot:
+            self.catalog.drop(origin)
         if applied.dropped:
             self.dropped.append(applied.dropped)
         if applied.state is not None:
@@ -88,7 +101,7 @@ def send(src: Node, dst: Node, now: float = 0.0, budget: int = 1 << 20) -> bool:
     """``src`` sends ``dst`` what it lacks; True when more was left for another round."""
     messages, more = wire(src, dst, budget)
     for message in messages:
-        dst.take(message, now)
+        dst.take(message, now, sender=src)
     return more
 
 

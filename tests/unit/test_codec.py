@@ -129,6 +129,10 @@ def test_digest_round_trip() -> None:
     assert digest_from_pb(pb.Digest.FromString(digest_to_pb(d).SerializeToString())) == d
     with pytest.raises(CodecError, match="cluster id"):
         digest_from_pb(pb.Digest(cluster_id="Bad_Name", generation=1, version=1))
+    marked = Digest("west", 2, 7, checked=7, head_hash=bytes(range(8)))
+    assert digest_from_pb(digest_to_pb(marked)) == marked
+    with pytest.raises(CodecError, match="head hash of 9 bytes"):
+        digest_from_pb(pb.Digest(cluster_id="west", generation=1, head_hash=bytes(9)))
 
 
 labels = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?\Z")

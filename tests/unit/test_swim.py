@@ -555,7 +555,7 @@ def test_one_cluster_holds_at_most_so_many_records_and_the_longest_down_make_roo
         "north/fake-1",
         "north/fake-2",
     ]
-    assert m.refused_members == 2
+    assert m.refused == {"cluster_full": 2}
     m.receive(Gossip("x", (Dead("north/fake-1", 0, ME.id),)), "x", 2.0)
     m.receive(Gossip("x", (Dead("north/fake-0", 0, ME.id),)), "x", 2.5)
     m.receive(Gossip("x", (fakes[3],)), "x", 3.0)

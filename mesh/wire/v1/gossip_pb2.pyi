@@ -106,7 +106,7 @@ class ClusterState(_message.Message):
     def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ..., services: _Optional[_Iterable[_Union[Service, _Mapping]]] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class Digest(_message.Message):
-    __slots__ = ("cluster_id", "generation", "version", "replica", "partial", "checked", "target")
+    __slots__ = ("cluster_id", "generation", "version", "replica", "partial", "checked", "target", "head_hash")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class Digest(_message.Message):
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     CHECKED_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     generation: int
     version: int
@@ -121,7 +122,8 @@ class Digest(_message.Message):
     partial: bool
     checked: int
     target: int
-    def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., replica: _Optional[str] = ..., partial: _Optional[bool] = ..., checked: _Optional[int] = ..., target: _Optional[int] = ...) -> None: ...
+    head_hash: bytes
+    def __init__(self, cluster_id: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., replica: _Optional[str] = ..., partial: _Optional[bool] = ..., checked: _Optional[int] = ..., target: _Optional[int] = ..., head_hash: _Optional[bytes] = ...) -> None: ...
 
 class Member(_message.Message):
     __slots__ = ("cluster_id", "address", "replica")
