@@ -33,6 +33,7 @@ from dnsserver.server import LatencyHistogram
 from mesh.daemon.front import DnsFront
 from mesh.daemon.hostinfo import default_advertise, default_replica_id
 from mesh.daemon.inputs import make_source, make_writer
+from mesh.daemon.publishing import LocalPublisher
 from mesh.daemon.security import reload_seal, ring_tls, state_seal
 from mesh.daemon.settings import AgentSettings
 from mesh.daemon.state_dir import next_generation
@@ -88,6 +89,7 @@ class Agent:
             tombstone_ttl=settings.tombstone_ttl_s,
         )
         self.publisher: Publisher | None = None
+        self.local_records: LocalPublisher | None = None  # publishes local changes in slices
         self.expiry = ClusterExpiry(settings.cluster_expiry_s)
         self.locality = Locality(settings.cluster_id, settings.region, settings.zone)
         self.stats = AgentStats()
@@ -136,12 +138,17 @@ class Agent:
             tls=ring_tls(self.settings),
             seal=seal,
         )
+        # Local changes become records in slices; once published, the ring pushes them.
+        self.local_records = LocalPublisher(
+            self.publisher, lambda: self.catalog.local, self.ring.nudge
+        )
         port = await self.ring.start(self.settings.grpc_listen)
         if advertise is None:
             self.peers.self_address = default_advertise(self.settings.grpc_listen, port)
         self._tasks = [
             asyncio.create_task(self.source.run(), name="source"),
             asyncio.create_task(self.ring.run(self.settings.gossip_interval_s), name="ring"),
+            asyncio.create_task(self.local_records.run(), name="publish"),
             asyncio.create_task(self._rebuild_loop(), name="rebuild"),
             asyncio.create_task(self._health_loop(), name="health"),
             asyncio.create_task(self._sync_gate(), name="sync"),
@@ -208,15 +215,14 @@ class Agent:
     # --- inputs ------------------------------------------------------------------------
 
     def _on_exports(self, exports: LocalExports) -> None:
+        """The source's new view: into the catalog now; into ring records (signed) and the
+        zone by tasks that work in bounded steps (``mesh.daemon.publishing``)."""
         change = self.catalog.set_local(exports)
         if change:
             log.info("local exports changed: %d services", len(exports.services))
-            if self.publisher is not None:
-                now = asyncio.get_running_loop().time()
-                self.publisher.publish(self.catalog.local, change, now)
+            if self.local_records is not None:
+                self.local_records.note(change)
             self._on_change(change)
-            if self.ring is not None:
-                self.ring.nudge()
         self.source_synced.set()
 
     def _on_change(self, change: Change) -> None:
@@ -335,33 +341,27 @@ class Agent:
             if self.synced:
                 await self.rebuild_async()
 
-    def rebuild(self) -> None:
-        """Rebuild the answers of the services that changed since the last rebuild."""
-        started = time.perf_counter()
-        planned = self._plan_rebuild()
-        if planned is not None:
-            self.apply(planned.updates, planned.serial)
-            self._after_rebuild(planned, started)
-
     async def rebuild_async(self) -> None:
-        """``rebuild``, letting the event loop turn every ``REBUILD_SLICE_S``: a large
-        catch-up re-encodes hundreds of thousands of answers, and DNS queries, SWIM probes
-        and the ring must not wait seconds for it. Each service changes in one step, so a
-        query sees a service before or after its change, never half of it."""
+        """Rebuild the answers of the services that changed since the last rebuild, letting
+        the event loop turn every ``REBUILD_SLICE_S``: a large catch-up or a namespace change
+        re-plans and re-encodes every answer, and DNS queries, SWIM probes and the ring must
+        not wait seconds for it. Each service changes in one step, so a query sees a
+        service before or after its change, never half of it."""
         started = time.perf_counter()
         planned = self._plan_rebuild()
         if planned is None:
             return
-        updates, serial = planned.updates, planned.serial
+        batch: list[Update] = []
         sliced = time.perf_counter()
-        for start in range(0, len(updates), REBUILD_CHECK):
-            end = start + REBUILD_CHECK
-            self.apply(updates[start:end], serial)
-            if end < len(updates) and time.perf_counter() - sliced >= REBUILD_SLICE_S:
-                await asyncio.sleep(0)
-                sliced = time.perf_counter()
-        if not updates:
-            self.apply([], serial)
+        for update in planned.updates:  # each drawn update runs that service's policy
+            batch.append(update)
+            if len(batch) == REBUILD_CHECK:
+                self.apply(batch, planned.serial)
+                batch = []
+                if time.perf_counter() - sliced >= REBUILD_SLICE_S:
+                    await asyncio.sleep(0)
+                    sliced = time.perf_counter()
+        self.apply(batch, planned.serial)  # the rest; with no update, the serial and synced
         self._after_rebuild(planned, started)
 
     def _plan_rebuild(self) -> Rebuild | None:
@@ -378,10 +378,10 @@ class Agent:
         return planned
 
     def _after_rebuild(self, planned: Rebuild, started: float) -> None:
-        if planned.newly_failed_open:
+        if newly_failed_open := planned.newly_failed_open(self.planner):
             log.warning(
                 "failing open for %s: no reachable cluster has a ready endpoint",
-                some(planned.newly_failed_open),
+                some(newly_failed_open),
             )
         self.stats.failed_open = tuple(sorted(self.planner.failed_open))
         self.stats.zone_rebuilds += 1

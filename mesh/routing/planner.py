@@ -18,7 +18,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Iterator, Set
 
 from dnsserver.records import ServiceRecords
 from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
@@ -61,6 +61,14 @@ class AnswerPlanner:
 
     def plan(self, states: list[ClusterState], local_namespaces: Set[str]) -> list[Update]:
         """The zone updates for every dirty service, in key order; clears the dirt."""
+        return list(self.plan_steps(states, local_namespaces))
+
+    def plan_steps(
+        self, states: list[ClusterState], local_namespaces: Set[str]
+    ) -> Iterator[Update]:
+        """``plan``, one service at a time, so that a caller can let its event loop turn
+        between updates. The dirt is taken when the first update is asked for; what is
+        noted meanwhile waits for the next plan."""
         if self._everything:
             keys = set(self.zone_keys)
             for state in states:
@@ -69,28 +77,40 @@ class AnswerPlanner:
             keys = self._dirty
         self._dirty, self._everything = set(), False
         index = _exporters_index(keys, states, self.locality.cluster_id)
-        updates: list[Update] = []
-        for key in sorted(keys):
-            if index is None:
-                exporters = exporters_of(key, states, self.locality.cluster_id)
-            else:
-                exporters = index.get(key, [])
-            if not exporters or key.namespace not in local_namespaces:
-                if key in self.zone_keys:
-                    updates.append((key, None))
-                self.zone_keys.discard(key)
-                self.failed_open.discard(key)
-                continue
-            records, failed_open = decide_service(
-                key, exporters, self.locality, self.healthy, self.max_addresses
-            )
-            updates.append((key, records))
-            self.zone_keys.add(key)
-            if failed_open:
-                self.failed_open.add(key)
-            else:
-                self.failed_open.discard(key)
-        return updates
+        for key in sorted(keys, key=_order):
+            update = self._decide(key, states, index, local_namespaces)
+            if update is not None:
+                yield update
+
+    def _decide(
+        self,
+        key: ServiceKey,
+        states: list[ClusterState],
+        index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] | None,
+        local_namespaces: Set[str],
+    ) -> Update | None:
+        if index is None:
+            exporters = exporters_of(key, states, self.locality.cluster_id)
+        else:
+            exporters = index.get(key, [])
+        if not exporters or key.namespace not in local_namespaces:
+            gone = key in self.zone_keys
+            self.zone_keys.discard(key)
+            self.failed_open.discard(key)
+            return (key, None) if gone else None
+        records, failed_open = decide_service(
+            key, exporters, self.locality, self.healthy, self.max_addresses
+        )
+        self.zone_keys.add(key)
+        if failed_open:
+            self.failed_open.add(key)
+        else:
+            self.failed_open.discard(key)
+        return (key, records)
+
+
+def _order(key: ServiceKey) -> tuple[str, str]:
+    return (key.namespace, key.name)  # sorts in C: ServiceKey's own order compares in Python
 
 
 INDEX_FROM = 64  # dirty services from which one pass over every state beats a scan per key

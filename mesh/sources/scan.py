@@ -1,4 +1,4 @@
-"""The manifests source: a directory of Kubernetes YAML, watched by polling.
+"""The scan of a manifests directory: which files changed, their objects, the exports.
 
 Theory of operation
 -------------------
@@ -11,7 +11,8 @@ translates all the objects together into one ``LocalExports``.
 
 Each file is cached under its ``(mtime_ns, size, inode)``, as ``stat`` reports them after
 following links: an unchanged file is never read again, and when nothing changed at all the
-translation is skipped too, so a poll of an idle directory costs one ``stat`` per file.
+translation is skipped too (the very same ``LocalExports`` object comes back), so a scan of
+an idle directory costs one ``stat`` per file.
 
 Bad input loses nothing:
 
@@ -19,22 +20,15 @@ Bad input loses nothing:
 - a file that cannot be read (permissions, not UTF-8, vanished while being read) or is not
   YAML at all keeps the objects of its last good version, so a half-saved edit does not
   withdraw a service from the whole clusterset; deleting a file does withdraw its objects;
-- when the directory itself vanishes or cannot be listed, ``run`` keeps the last exports
-  (it delivers nothing) until the directory is back.
+- when the directory itself vanishes or cannot be listed, ``scan`` raises
+  ``ManifestDirectoryError`` and keeps its cache.
 
-Problems go to ``on_problem`` (by default a warning on the ``meshd.manifests`` logger) once
-each: a problem present in the previous scan is not reported again, unless its file changed
-since. ``problems`` always holds the problems of the latest scan, for a status page.
-
-``run`` polls every ``poll_interval_s`` and calls ``on_change`` with the first exports and
-then whenever they differ from the last ones delivered. Scans run in the event loop: they
-are a handful of ``stat`` calls, and the parsing of the files that changed.
+A scan is blocking work: parsing a large file takes seconds. ``mesh.sources.manifests`` runs
+it in a worker process (``mesh.sources.offload``), never in the agent's event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import stat
 from collections.abc import Callable
@@ -48,19 +42,10 @@ from mesh.sources.translate import (
     SourceProblem,
     check_documents,
     load_stream,
-    parse_documents,
     translate,
 )
 
-__all__ = [
-    "ManifestDirectoryError",
-    "ManifestSource",
-    "SourceProblem",
-    "parse_documents",
-    "translate",
-]
-
-log = logging.getLogger("meshd.manifests")
+__all__ = ["ManifestDirectoryError", "ManifestScanner", "Scan", "SourceProblem"]
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -86,71 +71,48 @@ class _FileEntry:
     problems: list[SourceProblem]
 
 
-def _log_problem(problem: SourceProblem) -> None:
-    log.warning("%s", problem)
+@dataclass(frozen=True)
+class Scan:
+    """One scan: the exports, every current problem, and the files that changed since the
+    previous scan (their problems may be reported again)."""
+
+    exports: LocalExports
+    problems: list[SourceProblem]
+    touched: list[str]
 
 
-class ManifestSource:
-    """Scans ``directory`` for manifests and reports what it exports."""
+class ManifestScanner:
+    """Scans ``directory`` (see the module docstring); blocking, so not in an event loop."""
 
-    def __init__(
-        self,
-        directory: Path,
-        on_change: Callable[[LocalExports], None],
-        on_problem: Callable[[SourceProblem], None] | None = None,
-        poll_interval_s: float = 0.25,
-    ) -> None:
+    def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self.poll_interval_s = poll_interval_s
-        self.problems: list[SourceProblem] = []
-        self._on_change = on_change
-        self._on_problem = on_problem if on_problem is not None else _log_problem
         self._files: dict[str, _FileEntry] = {}
-        self._reported: set[SourceProblem] = set()
         # The input of the last translation (held, so that identity comparison is sound).
         self._last_input: list[tuple[str, list[dict[str, Any]]]] | None = None
         self._last_result: tuple[LocalExports, list[SourceProblem]] | None = None
 
-    def load(self) -> LocalExports:
-        """Scan now; report new problems; return the exports. Raises ManifestDirectoryError."""
-        exports, problems = self._scan()
-        self._publish(problems)
-        return exports
-
-    async def run(self) -> None:
-        """Scan forever, delivering exports when they change; cancel to stop.
-
-        An exception raised by ``on_change`` or ``on_problem`` ends ``run`` with it.
-        """
-        delivered: LocalExports | None = None
-        while True:
-            try:
-                exports = self.load()
-            except ManifestDirectoryError as exc:
-                # Keep the last exports: a vanished directory withdraws nothing.
-                self._publish([SourceProblem(str(self.directory), str(exc))])
-            else:
-                if delivered is None or exports != delivered:
-                    delivered = exports
-                    self._on_change(exports)
-            await asyncio.sleep(self.poll_interval_s)
-
-    # ------------------------------------------------------------------ scanning
-
-    def _scan(self) -> tuple[LocalExports, list[SourceProblem]]:
+    def scan(self, on_reading: Callable[[list[str]], None] | None = None) -> Scan:
+        """Scan now; ``on_reading`` is told which files changed before they are read and
+        parsed (when any did). Raises ``ManifestDirectoryError``."""
         paths, problems = self._list_files()
+        stats = {path: _stat(path) for path in paths}
+        if on_reading is not None:
+            fresh = [p for p, info in stats.items() if self._changed(p, info)]
+            if fresh:
+                on_reading(fresh)
         files: dict[str, _FileEntry] = {}
+        touched = []
         for path in paths:
             old = self._files.get(path)
-            entry = self._refresh(path, old)
+            entry = self._refresh(path, old, stats[path])
             if entry.key is not None and (old is None or old.key != entry.key):
-                self._forget_reported(path)  # changed: its problems may be reported again
+                touched.append(path)
             files[path] = entry
         self._files = files
         for entry in files.values():
             problems.extend(entry.problems)
         exports, translation_problems = self._translate(files)
-        return exports, problems + translation_problems
+        return Scan(exports, problems + translation_problems, touched)
 
     def _translate(self, files: dict[str, _FileEntry]) -> tuple[LocalExports, list[SourceProblem]]:
         """Translate the objects of every file, unless they are the very same as last time."""
@@ -189,12 +151,19 @@ class ManifestSource:
             found.update(p for p in self._files if p.startswith(where + os.sep))
         return sorted(found), problems
 
-    def _refresh(self, path: str, old: _FileEntry | None) -> _FileEntry:
+    def _changed(self, path: str, info: os.stat_result | OSError) -> bool:
+        old = self._files.get(path)
+        return not isinstance(info, OSError) and (old is None or old.key != _key(info))
+
+    def _refresh(
+        self, path: str, old: _FileEntry | None, info: os.stat_result | OSError
+    ) -> _FileEntry:
         """The entry of one file: the cached one when unchanged, else read and parsed."""
         kept = old.objects if old is not None else _NO_OBJECTS
         try:
-            info = os.stat(path)
-            key = (info.st_mtime_ns, info.st_size, info.st_ino)
+            if isinstance(info, OSError):
+                raise info
+            key = _key(info)
             if old is not None and old.key == key:
                 return old
             text = _read_text(path, info)
@@ -209,18 +178,16 @@ class ManifestSource:
         objects, problems = check_documents(documents, path)
         return _FileEntry(key, objects, problems)
 
-    # ------------------------------------------------------------------ problems
 
-    def _forget_reported(self, path: str) -> None:
-        self._reported = {p for p in self._reported if p.origin != path}
+def _stat(path: str) -> os.stat_result | OSError:
+    try:
+        return os.stat(path)
+    except OSError as exc:
+        return exc
 
-    def _publish(self, problems: list[SourceProblem]) -> None:
-        """Make ``problems`` the current ones; report those not reported before."""
-        self.problems = problems
-        fresh = [p for p in dict.fromkeys(problems) if p not in self._reported]
-        self._reported = set(problems)
-        for problem in fresh:
-            self._on_problem(problem)
+
+def _key(info: os.stat_result) -> _StatKey:
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
 
 
 def _walk(top: str) -> tuple[set[str], list[OSError]]:

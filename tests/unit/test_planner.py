@@ -48,3 +48,27 @@ def test_the_indexed_plan_equals_the_plan_of_a_scan_per_service(
     assert plans[0] == plans[1]
     assert len(plans[0][0]) > 30
     assert plans[0][1]  # some services failed open
+
+
+def test_plan_steps_runs_the_policy_only_as_updates_are_drawn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    states = _states(7)
+    decided: list[ServiceKey] = []
+    real = planner_module.decide_service
+
+    def counting(key: ServiceKey, *args: object, **kwargs: object) -> object:
+        decided.append(key)
+        return real(key, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(planner_module, "decide_service", counting)
+    planner = AnswerPlanner(Locality("c1", "us"))
+    planner.note_health({"c0", "c1", "c2", "c3", "c4"}, states)
+    steps = planner.plan_steps(states, frozenset({"shop", "ops"}))
+    assert decided == []
+    first = next(steps)
+    assert decided == [first[0]]  # one service's policy run, the rest waits for the caller
+    planner.note(Change("c0", frozenset({first[0]})))  # noted meanwhile: for the next plan
+    rest = list(steps)
+    assert [k for k, _ in [first, *rest]] == sorted(k for k, _ in [first, *rest])
+    assert planner.plan(states, frozenset({"shop", "ops"}))[0][0] == first[0]

@@ -1,0 +1,146 @@
+"""The manifests source: a directory of Kubernetes YAML, watched by polling.
+
+Theory of operation
+-------------------
+``mesh.sources.scan`` reads the directory: which files changed (by ``stat``), their objects
+(each file parsed once per change), the exports they make together (``translate``), and
+the problems found. A bad file keeps its last good objects; a vanished directory keeps the
+last exports (``run`` delivers nothing) until it is back.
+
+``run`` polls every ``poll_interval_s`` and calls ``on_change`` with the first exports and
+then whenever they differ from the last ones delivered. The scan runs in a worker process
+(``mesh.sources.offload``), because parsing a large file takes seconds of CPU: the event
+loop only reads the result, a delta against what it holds, in pieces of bounded cost,
+turning between pieces (``mesh.sources.delta``). So DNS, SWIM and gossip keep answering
+while a 10 MB file is parsed, and services that did not change cost nothing. ``reloading``
+names the files being read meanwhile (empty when idle). A worker that dies is replaced at
+the next poll; its first answer is the whole state, merged so that unchanged services
+keep their objects.
+
+``load`` scans in the calling thread (for tools and tests): it blocks.
+
+Problems go to ``on_problem`` (by default a warning on the ``meshd.manifests`` logger) once
+each: a problem present in the previous scan is not reported again, unless its file changed
+since. ``problems`` always holds the problems of the latest scan, for a status page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from mesh.model import LocalExports
+from mesh.sources.offload import ScanWorker, WorkerGoneError
+from mesh.sources.scan import ManifestDirectoryError, ManifestScanner
+from mesh.sources.translate import SourceProblem, parse_documents, translate
+
+__all__ = [
+    "ManifestDirectoryError",
+    "ManifestSource",
+    "SourceProblem",
+    "parse_documents",
+    "translate",
+]
+
+log = logging.getLogger("meshd.manifests")
+WORKER_RESTART_S = 1.0  # at most one new worker process a second
+
+
+def _log_problem(problem: SourceProblem) -> None:
+    log.warning("%s", problem)
+
+
+class ManifestSource:
+    """Scans ``directory`` for manifests and reports what it exports."""
+
+    def __init__(
+        self,
+        directory: Path,
+        on_change: Callable[[LocalExports], None],
+        on_problem: Callable[[SourceProblem], None] | None = None,
+        poll_interval_s: float = 0.25,
+    ) -> None:
+        self.directory = Path(directory)
+        self.poll_interval_s = poll_interval_s
+        self.problems: list[SourceProblem] = []
+        self.reloading: tuple[str, ...] = ()  # files being read and parsed by ``run`` now
+        self.scans = 0  # scans completed, by ``load`` or ``run``
+        self._on_change = on_change
+        self._on_problem = on_problem if on_problem is not None else _log_problem
+        self._reported: set[SourceProblem] = set()
+        self._scanner: ManifestScanner | None = None  # ``load``'s, in this process
+        self._worker: ScanWorker | None = None  # ``run``'s
+
+    def load(self) -> LocalExports:
+        """Scan now, here; report new problems; return the exports. Raises
+        ManifestDirectoryError."""
+        if self._scanner is None:
+            self._scanner = ManifestScanner(self.directory)
+        scan = self._scanner.scan()
+        self._scanned(scan.problems, scan.touched)
+        return scan.exports
+
+    async def run(self) -> None:
+        """Scan forever in a worker process, delivering exports when they change; cancel
+        to stop (the worker stops with it).
+
+        An exception raised by ``on_change`` or ``on_problem`` ends ``run`` with it.
+        """
+        delivered: LocalExports | None = None
+        try:
+            while True:
+                if self._worker is None:
+                    self._worker = ScanWorker(self.directory)
+                    await self._worker.start()
+                try:
+                    reloaded = await self._worker.scan(delivered, self._on_reading)
+                except ManifestDirectoryError as exc:
+                    # Keep the last exports: a vanished directory withdraws nothing.
+                    self._scanned([SourceProblem(str(self.directory), str(exc))], [])
+                except WorkerGoneError as exc:
+                    log.warning("%s; starting a new one", exc)
+                    await self._stop_worker()
+                    await asyncio.sleep(WORKER_RESTART_S)
+                else:
+                    self._scanned(reloaded.problems, reloaded.touched)
+                    if reloaded.exports is not None:
+                        delivered = reloaded.exports
+                        self._on_change(delivered)
+                finally:
+                    self.reloading = ()
+                await asyncio.sleep(self.poll_interval_s)
+        finally:
+            await self._stop_worker()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The process ``run`` scans in, while it runs."""
+        return None if self._worker is None else self._worker.pid
+
+    async def _stop_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.close()
+
+    def _on_reading(self, paths: list[str]) -> None:
+        self.reloading = tuple(paths)
+
+    # ------------------------------------------------------------------ problems
+
+    def _scanned(self, problems: list[SourceProblem], touched: list[str]) -> None:
+        """One scan done: files that changed may have their problems reported again."""
+        self.scans += 1
+        if touched:
+            changed = set(touched)
+            self._reported = {p for p in self._reported if p.origin not in changed}
+        self._publish(problems)
+
+    def _publish(self, problems: list[SourceProblem]) -> None:
+        """Make ``problems`` the current ones; report those not reported before."""
+        self.problems = problems
+        fresh = [p for p in dict.fromkeys(problems) if p not in self._reported]
+        self._reported = set(problems)
+        for problem in fresh:
+            self._on_problem(problem)
