@@ -3,5 +3,5 @@ and pumps them, the run loop, the ``meshd`` command line, the admin server and m
 
 Pure cores: settings, values.
 Adapters: agent, front, inputs, runner, cli, flags, demo, certs_command, admin, metrics,
-status, security, hostinfo, state_dir, publishing.
+status, security, hostinfo, state_dir, publishing, heap.
 """

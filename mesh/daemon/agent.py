@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from dnsserver.query import QueryStats
 from dnsserver.server import LatencyHistogram
 from mesh.daemon.front import DnsFront
+from mesh.daemon.heap import HeapSettler
 from mesh.daemon.hostinfo import default_advertise, default_replica_id
 from mesh.daemon.inputs import make_source, make_writer
 from mesh.daemon.publishing import LocalPublisher
@@ -93,14 +94,14 @@ class Agent:
         self.expiry = ClusterExpiry(settings.cluster_expiry_s)
         self.locality = Locality(settings.cluster_id, settings.region, settings.zone)
         self.stats = AgentStats()
-        # Called with each rebuild's duration in seconds (the metrics adapter's histogram).
-        self.rebuild_observers: list[Callable[[float], None]] = []
+        self.rebuild_observers: list[Callable[[float], None]] = []  # each rebuild's seconds
         self.source_synced = asyncio.Event()
         self.synced = False
         self.planner = AnswerPlanner(self.locality, settings.max_addresses)
         self.front = DnsFront(settings, serial=int(time.time()))
         self.zone = self.front.zone
-        self.source = make_source(settings, self._on_exports, self._on_problem)
+        self.heap = HeapSettler()  # keeps collector passes short (mesh.daemon.heap)
+        self.source = make_source(settings, self._on_exports, self._on_problem, self.heap.made)
         self.ring: Ring | None = None
         self.peers: PeerTable | None = None
         self._dirty = asyncio.Event()
@@ -138,9 +139,8 @@ class Agent:
             tls=ring_tls(self.settings),
             seal=seal,
         )
-        # Local changes become records in slices; once published, the ring pushes them.
         self.local_records = LocalPublisher(
-            self.publisher, lambda: self.catalog.local, self.ring.nudge
+            self.publisher, lambda: self.catalog.local, self.ring.nudge, self.heap.made
         )
         port = await self.ring.start(self.settings.grpc_listen)
         if advertise is None:
@@ -156,6 +156,7 @@ class Agent:
             asyncio.create_task(self._run_membership(), name="swim"),
         ]
         self._tasks.extend(self._kube_writer_tasks())
+        self.heap.freeze()  # what start-up made lives as long as the agent
 
     def _kube_writer_tasks(self) -> list[asyncio.Task[None]]:
         """With the Kubernetes API source, write back what the MCS API expects
@@ -215,8 +216,7 @@ class Agent:
     # --- inputs ------------------------------------------------------------------------
 
     def _on_exports(self, exports: LocalExports) -> None:
-        """The source's new view: into the catalog now; into ring records (signed) and the
-        zone by tasks that work in bounded steps (``mesh.daemon.publishing``)."""
+        """The source's view: into the catalog now; records and zone by tasks, in steps."""
         change = self.catalog.set_local(exports)
         if change:
             log.info("local exports changed: %d services", len(exports.services))
@@ -226,6 +226,7 @@ class Agent:
         self.source_synced.set()
 
     def _on_change(self, change: Change) -> None:
+        self.heap.made(len(change.services))  # new states, from the source or the ring
         self.planner.note(change)
         self._dirty.set()
 
@@ -342,11 +343,10 @@ class Agent:
                 await self.rebuild_async()
 
     async def rebuild_async(self) -> None:
-        """Rebuild the answers of the services that changed since the last rebuild, letting
-        the event loop turn every ``REBUILD_SLICE_S``: a large catch-up or a namespace change
-        re-plans and re-encodes every answer, and DNS queries, SWIM probes and the ring must
-        not wait seconds for it. Each service changes in one step, so a query sees a
-        service before or after its change, never half of it."""
+        """Rebuild the answers of the services that changed since the last rebuild, letting the
+        event loop turn every ``REBUILD_SLICE_S``: a catch-up or a namespace change re-plans
+        every answer, and DNS, SWIM and the ring must not wait seconds for it. Each service
+        changes in one step: a query sees it before or after its change, never half of it."""
         started = time.perf_counter()
         planned = self._plan_rebuild()
         if planned is None:
@@ -391,6 +391,7 @@ class Agent:
 
     def apply(self, updates: list[Update], serial: int) -> None:
         self.front.apply(updates, serial)
+        self.heap.made(len(updates))
 
     def dns_totals(self) -> tuple[QueryStats, QueryStats, LatencyHistogram, int]:
         """DNS counters: (UDP, TCP, sampled latency, open TCP connections)."""

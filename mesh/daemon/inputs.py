@@ -23,10 +23,12 @@ def make_source(
     settings: AgentSettings,
     on_change: Callable[[LocalExports], None],
     on_problem: Callable[[SourceProblem], None],
+    on_progress: Callable[[int], None] | None = None,
 ) -> ManifestSource | KubernetesSource:
-    """The source of this cluster's exports: the manifests directory, else the API server."""
+    """The source of this cluster's exports: the manifests directory, else the API server.
+    ``on_progress`` hears how many services the manifests source has taken in, as it goes."""
     if settings.manifests is not None:
-        return ManifestSource(settings.manifests, on_change, on_problem)
+        return ManifestSource(settings.manifests, on_change, on_problem, on_progress=on_progress)
     from mesh.kube.source import KubeAccess, KubernetesSource
 
     return KubernetesSource(KubeAccess(kubeconfig=settings.kubeconfig), on_change, on_problem)

@@ -49,16 +49,16 @@ class Change:
 
 
 def diff(old: ClusterState | None, new: ClusterState) -> Change:
-    """What changed between two states of one origin. Cost: one comparison per service of
-    that origin (objects shared between versions compare by identity first)."""
+    """What changed between two states of one origin. Cost: one lookup per service of the
+    new state, plus one per service of the old when some may be gone; objects shared
+    between versions compare by identity first (20,000 services: a few ms)."""
     if old is None:
         return Change(new.cluster_id, frozenset(new.services), cluster=True)
     cluster = (old.region, old.zone, old.namespaces) != (new.region, new.zone, new.namespaces)
-    changed = {
-        key
-        for key in old.services.keys() | new.services.keys()
-        if (a := old.services.get(key)) is not (b := new.services.get(key)) and a != b
-    }
+    before, after = old.services, new.services
+    changed = {k for k, s in after.items() if (b := before.get(k)) is not s and b != s}
+    if len(after) - sum(1 for k in changed if k not in before) != len(before):
+        changed.update(k for k in before if k not in after)  # some are gone
     return Change(new.cluster_id, frozenset(changed), cluster)
 
 

@@ -84,7 +84,7 @@ def chunks(
 class Merge:
     """Builds the exports a delta leads to from the ``held`` ones, piece by piece: ``add``
     each piece of changed services, then take ``result``. ``changed`` says whether the
-    result differs from ``held`` at all."""
+    result differs from ``held`` at all. Nothing is copied until something changes."""
 
     def __init__(
         self,
@@ -96,23 +96,35 @@ class Merge:
         self._held: Mapping[ServiceKey, ExportedService] = {} if held is None else held.services
         self._full = full
         self._namespaces = namespaces
-        self._services: dict[ServiceKey, ExportedService] = {} if full else dict(self._held)
+        self._services: dict[ServiceKey, ExportedService] | None = {} if full else None
         self.changed = held is None or held.namespaces != namespaces
         for key in removed:
-            if self._services.pop(key, None) is not None:
+            if key in self._held:
+                self._own().pop(key, None)
                 self.changed = True
 
+    def _own(self) -> dict[ServiceKey, ExportedService]:
+        """The services being built: a copy of the held ones, made at the first change."""
+        if self._services is None:
+            held = self._held
+            # A dict's (or a read-only view's) own copy keeps the hashes: no key is hashed.
+            copied = held.copy() if isinstance(held, dict | MappingProxyType) else dict(held)
+            self._services = copied
+        return self._services
+
     def add(self, piece: Iterable[ExportedService]) -> None:
-        services, held = self._services, self._held
+        held = self._held
         for service in piece:
             before = held.get(service.key)
             if before is not None and (before is service or before == service):
-                service = before  # the very object held: unchanged costs nothing downstream
-            else:
-                self.changed = True
-            services[service.key] = service
+                if self._services is not None:  # after a full delta: the very object held
+                    self._services[service.key] = before
+                continue
+            self.changed = True
+            self._own()[service.key] = service
 
     def result(self) -> LocalExports:
-        if len(self._services) != len(self._held):
+        services = self._own()
+        if len(services) != len(self._held):
             self.changed = True  # after a full delta: some held service is gone
-        return LocalExports(self._namespaces, MappingProxyType(self._services))
+        return LocalExports(self._namespaces, MappingProxyType(services))

@@ -61,6 +61,7 @@ class ManifestSource:
         on_change: Callable[[LocalExports], None],
         on_problem: Callable[[SourceProblem], None] | None = None,
         poll_interval_s: float = 0.25,
+        on_progress: Callable[[int], None] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.poll_interval_s = poll_interval_s
@@ -69,6 +70,7 @@ class ManifestSource:
         self.scans = 0  # scans completed, by ``load`` or ``run``
         self._on_change = on_change
         self._on_problem = on_problem if on_problem is not None else _log_problem
+        self._on_progress = on_progress  # told how many services each piece brought in
         self._reported: set[SourceProblem] = set()
         self._scanner: ManifestScanner | None = None  # ``load``'s, in this process
         self._worker: ScanWorker | None = None  # ``run``'s
@@ -95,7 +97,9 @@ class ManifestSource:
                     self._worker = ScanWorker(self.directory)
                     await self._worker.start()
                 try:
-                    reloaded = await self._worker.scan(delivered, self._on_reading)
+                    reloaded = await self._worker.scan(
+                        delivered, self._on_reading, self._on_progress
+                    )
                 except ManifestDirectoryError as exc:
                     # Keep the last exports: a vanished directory withdraws nothing.
                     self._scanned([SourceProblem(str(self.directory), str(exc))], [])

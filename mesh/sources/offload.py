@@ -97,10 +97,14 @@ class ScanWorker:
         )
 
     async def scan(
-        self, held: LocalExports | None, on_reading: Callable[[list[str]], None]
+        self,
+        held: LocalExports | None,
+        on_reading: Callable[[list[str]], None],
+        on_piece: Callable[[int], None] | None = None,
     ) -> Reloaded:
         """Scan once; ``held`` is what the agent holds (what the worker's delta builds on).
-        ``on_reading`` is called with the changed files before they are parsed. Raises
+        ``on_reading`` is called with the changed files before they are parsed, ``on_piece``
+        with the number of services of each piece merged. Raises
         ``ManifestDirectoryError`` and ``WorkerGoneError``."""
         await self._send("scan")
         message = await self._receive()
@@ -114,7 +118,10 @@ class ScanWorker:
         _, namespaces, removed, problems, touched, pieces, full = message
         merge = Merge(held, namespaces, removed, full)
         for _ in range(pieces):
-            merge.add(await self._receive())  # one bounded piece per turn of the loop
+            piece = await self._receive()  # one bounded piece per turn of the loop
+            merge.add(piece)
+            if on_piece is not None:
+                on_piece(len(piece))
         exports = merge.result()
         return Reloaded(exports if merge.changed else None, list(problems), list(touched))
 

@@ -47,7 +47,9 @@ async def test_a_large_publish_lets_the_loop_turn_and_writes_what_one_publish_wr
 
     log = OriginLog("east", "", 1)
     published: list[int] = []
-    sliced = LocalPublisher(Publisher(log, None), lambda: local, lambda: published.append(1), 0.0)
+    sliced = LocalPublisher(
+        Publisher(log, None), lambda: local, lambda: published.append(1), slice_s=0.0
+    )
     turns = 0
 
     async def ticker() -> None:
@@ -76,7 +78,7 @@ async def test_a_large_publish_lets_the_loop_turn_and_writes_what_one_publish_wr
 async def test_a_change_noted_mid_publish_is_published_as_it_is_now() -> None:
     current = state(300)
     log = OriginLog("east", "", 1)
-    sliced = LocalPublisher(Publisher(log, None), lambda: current, lambda: None, 0.0)
+    sliced = LocalPublisher(Publisher(log, None), lambda: current, lambda: None, slice_s=0.0)
     sliced.note(everything(current))
     task = asyncio.create_task(sliced.publish_pending())
     await asyncio.sleep(0)
