@@ -347,16 +347,17 @@ class Agent:
         event loop turn every ``REBUILD_SLICE_S``: a catch-up or a namespace change re-plans
         every answer, and DNS, SWIM and the ring must not wait seconds for it. Each service
         changes in one step: a query sees it before or after its change, never half of it."""
-        started = time.perf_counter()
+        started = sliced = time.perf_counter()
         planned = self._plan_rebuild()
         if planned is None:
             return
         batch: list[Update] = []
-        sliced = time.perf_counter()
         for update in planned.updates:  # each drawn update runs that service's policy
-            batch.append(update)
-            if len(batch) == REBUILD_CHECK:
-                self.apply(batch, planned.serial)
+            if update is not None:
+                batch.append(update)
+            if update is None or len(batch) == REBUILD_CHECK:  # None: a step of planning
+                if batch:
+                    self.apply(batch, planned.serial)
                 batch = []
                 if time.perf_counter() - sliced >= REBUILD_SLICE_S:
                     await asyncio.sleep(0)

@@ -3,8 +3,9 @@ zone, under which serial, and what is worth telling the operator.
 
 The agent (``mesh.daemon.agent``) calls ``answerable`` and ``plan_rebuild`` whenever the
 catalog or cluster health changed, draws the updates one at a time (each service's policy
-is run as it is drawn: a rebuild of every service is seconds of work) and applies them to
-the zone in bounded steps, and logs what ``Rebuild`` names. Nothing here reads a clock or
+is run as it is drawn, and the plan is prepared in steps too: a rebuild of every service is
+seconds of work) and applies them to the zone in bounded steps, and logs what ``Rebuild``
+names. Nothing here reads a clock or
 touches the zone.
 
 Rules:
@@ -42,7 +43,7 @@ def answerable(
 
 @dataclass(frozen=True, slots=True)
 class Rebuild:
-    updates: Iterator[Update]  # drawn by the caller (``AnswerPlanner.plan_steps``)
+    updates: Iterator[Update | None]  # drawn by the caller; None: a step of preparation
     serial: int
     unreachable: list[ClusterId]  # clusters that just left the answers, sorted
     failed_open_before: frozenset[ServiceKey]
