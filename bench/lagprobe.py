@@ -18,6 +18,7 @@ import contextlib
 import selectors
 import socket
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,10 @@ class Prober:
         self.selector.register(self.sock, selectors.EVENT_READ)
         self._next_id = 0
 
+    def in_thread(self, seconds: float) -> ProbeThread:
+        """Probe in a thread until its ``stop`` (or ``seconds``); ``ProbeThread.window``."""
+        return ProbeThread(self, seconds)
+
     def close(self) -> None:
         self.selector.close()
         self.sock.close()
@@ -76,10 +81,12 @@ class Prober:
         seconds: float,
         until: Callable[[dns.message.Message], bool] | None = None,
         tail_s: float = 0.0,
+        stop: threading.Event | None = None,
     ) -> tuple[Window, float | None]:
-        """Probe for at most ``seconds``. With ``until``: stop ``tail_s`` after the first
-        answer for which ``until(answer)`` holds, and return when that answer came (seconds
-        from the start of the window), else None."""
+        """Probe for at most ``seconds``, or until ``stop`` is set (from another thread).
+        With ``until``: stop ``tail_s`` after the first answer for which ``until(answer)``
+        holds, and return when that answer came (seconds from the start of the window),
+        else None."""
         sent: dict[int, float] = {}
         latencies: list[float] = []
         started = time.perf_counter()
@@ -87,6 +94,8 @@ class Prober:
         next_send = started
         seen: float | None = None
         while (now := time.perf_counter()) < deadline:
+            if stop is not None and stop.is_set():
+                break
             if now >= next_send:
                 self._send(sent, now)
                 next_send += self.interval_s
@@ -132,6 +141,36 @@ class Prober:
             latencies.append(now - when)
             if seen is None and until is not None and until(dns.message.from_wire(data)):
                 seen = now - started
+
+
+class ProbeThread:
+    """A ``Prober`` running in a thread, for probing several agents at once."""
+
+    def __init__(self, prober: Prober, seconds: float) -> None:
+        self.prober = prober
+        self._stop = threading.Event()
+        self._result: Window | None = None
+        self._thread = threading.Thread(target=self._run, args=(seconds,), daemon=True)
+        self._thread.start()
+
+    def _run(self, seconds: float) -> None:
+        self._result, _ = self.prober.run(seconds, stop=self._stop)
+
+    def window(self) -> Window:
+        """Stop probing; the window's latencies."""
+        self._stop.set()
+        self._thread.join()
+        self.prober.close()
+        assert self._result is not None
+        return self._result
+
+
+def udp_bound(port: int) -> bool:
+    """Whether a socket is bound to 127.0.0.1:``port`` (UDP), from ``/proc/net/udp``: an
+    agent binds DNS first and answers once its loop turns, so a probe can start here."""
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/udp", encoding="ascii") as table:
+        return any(line.split()[1] == wanted for line in list(table)[1:])
 
 
 def addresses(answer: dns.message.Message) -> set[str]:

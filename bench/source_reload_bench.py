@@ -41,7 +41,7 @@ from pathlib import Path
 
 from catchup_real_bench import MESHD, ROOT, metric, metrics, stop, wait
 from common import free_port, machine
-from lagprobe import Prober, Window, addresses
+from lagprobe import Prober, Window, addresses, udp_bound
 
 ZONE = "svc.clusterset.local"
 
@@ -117,14 +117,6 @@ def start(cluster: str, work: Path, certs: Path | None, join: str | None) -> Age
     log = (work / f"{cluster}.log").open("ab")
     proc = subprocess.Popen(argv, start_new_session=True, stdout=log, stderr=log)
     return proc, dns_port, admin_port, f"127.0.0.1:{grpc_port}"
-
-
-def udp_bound(port: int) -> bool:
-    """Whether a socket is bound to 127.0.0.1:``port`` (UDP), from ``/proc/net/udp``: the
-    agent binds DNS before it loads its source, and answers once its loop turns."""
-    wanted = f"0100007F:{port:04X}"
-    with open("/proc/net/udp", encoding="ascii") as table:
-        return any(line.split()[1] == wanted for line in list(table)[1:])
 
 
 class HealthWatch:

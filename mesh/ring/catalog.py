@@ -56,7 +56,9 @@ def diff(old: ClusterState | None, new: ClusterState) -> Change:
         return Change(new.cluster_id, frozenset(new.services), cluster=True)
     cluster = (old.region, old.zone, old.namespaces) != (new.region, new.zone, new.namespaces)
     before, after = old.services, new.services
-    changed = {k for k, s in after.items() if (b := before.get(k)) is not s and b != s}
+    changed = {
+        k for k, s in after.items() if (b := before.get(k)) is not s and (b is None or b != s)
+    }
     if len(after) - sum(1 for k in changed if k not in before) != len(before):
         changed.update(k for k in before if k not in after)  # some are gone
     return Change(new.cluster_id, frozenset(changed), cluster)
