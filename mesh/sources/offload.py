@@ -6,7 +6,10 @@ the GIL: the loop would get it back only every switch interval (5 ms per turn), 
 garbage collector, run by the parser's millions of allocations, stops every thread for
 up to half a second at a time (``bench/RESULTS.md``). In a process it costs the loop
 nothing but reading the result. The worker runs at a lower CPU priority (nice 10): on a
-host with few cores, DNS and SWIM in the agent come before the parse.
+host with few cores, DNS and SWIM in the agent come before the parse. It scans with the
+garbage collector paused, then freezes what it keeps: a scan makes no reference cycles
+(none found after scanning 20,000 services), while collector passes over the parser's
+objects made an edit's scan several times slower.
 
 Theory of operation. ``ScanWorker`` starts ``python -c ... _worker_main`` (only
 ``mesh.sources`` is imported there) and asks it for a scan whenever the source polls. The
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import pickle
 import signal
@@ -189,11 +193,15 @@ def _answer(
     scanner: ManifestScanner, sent: LocalExports | None, replies: BinaryIO
 ) -> LocalExports | None:
     """Scan and send the delta against ``sent``; the exports the agent now holds."""
+    gc.disable()  # a scan makes no reference cycles, only millions of objects
     try:
         scan = scanner.scan(lambda paths: _write(replies, ("reading", paths)))
     except ManifestDirectoryError as exc:
         _write(replies, ("error", str(exc)))
         return sent
+    finally:
+        gc.freeze()  # what the scanner keeps (its cache) is never examined again
+        gc.enable()
     change = delta(sent, scan.exports)
     pieces = list(chunks(change.changed))
     header = (change.namespaces, change.removed, scan.problems, scan.touched)

@@ -12,7 +12,8 @@ translates all the objects together into one ``LocalExports``.
 Each file is cached under its ``(mtime_ns, size, inode)``, as ``stat`` reports them after
 following links: an unchanged file is never read again, and when nothing changed at all the
 translation is skipped too (the very same ``LocalExports`` object comes back), so a scan of
-an idle directory costs one ``stat`` per file.
+an idle directory costs one ``stat`` per file. A file that changed is read whole, but only
+its documents whose text changed are parsed again (``load_stream_cached``).
 
 Bad input loses nothing:
 
@@ -32,16 +33,16 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mesh.model import LocalExports
+from mesh.sources.documents import Documents, load_stream_cached
 from mesh.sources.translate import (
     ManifestSyntaxError,
     SourceProblem,
     check_documents,
-    load_stream,
     translate,
 )
 
@@ -64,11 +65,14 @@ class _UnreadableError(Exception):
 
 @dataclass(frozen=True)
 class _FileEntry:
-    """One file as last scanned. ``key`` is None when it could not be read (retry it)."""
+    """One file as last scanned. ``key`` is None when it could not be read (retry it).
+    ``pieces``: the documents of its last good version, by their text (see
+    ``mesh.sources.documents.load_stream_cached``)."""
 
     key: _StatKey | None
     objects: list[dict[str, Any]]
     problems: list[SourceProblem]
+    pieces: dict[str, Documents] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,7 @@ class ManifestScanner:
     ) -> _FileEntry:
         """The entry of one file: the cached one when unchanged, else read and parsed."""
         kept = old.objects if old is not None else _NO_OBJECTS
+        pieces = old.pieces if old is not None else {}
         try:
             if isinstance(info, OSError):
                 raise info
@@ -168,15 +173,15 @@ class ManifestScanner:
                 return old
             text = _read_text(path, info)
         except _UnreadableError as exc:
-            return _FileEntry(None, kept, [SourceProblem(path, str(exc))])
+            return _FileEntry(None, kept, [SourceProblem(path, str(exc))], pieces)
         except OSError as exc:
-            return _FileEntry(None, kept, [SourceProblem(path, _os_error_text(exc))])
+            return _FileEntry(None, kept, [SourceProblem(path, _os_error_text(exc))], pieces)
         try:
-            documents = load_stream(text, path)
+            documents, pieces = load_stream_cached(text, path, pieces)
         except ManifestSyntaxError as exc:
-            return _FileEntry(key, kept, [SourceProblem(path, str(exc))])
+            return _FileEntry(key, kept, [SourceProblem(path, str(exc))], pieces)
         objects, problems = check_documents(documents, path)
-        return _FileEntry(key, objects, problems)
+        return _FileEntry(key, objects, problems, pieces)
 
 
 def _stat(path: str) -> os.stat_result | OSError:

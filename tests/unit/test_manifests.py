@@ -13,7 +13,6 @@ import yaml
 
 from mesh.model import Endpoint, LocalExports, ServiceKey, ServicePort, ServiceType
 from mesh.sources import scan
-from mesh.sources import translate as translate_module
 from mesh.sources.manifests import (
     ManifestDirectoryError,
     ManifestSource,
@@ -585,13 +584,13 @@ def test_edits_are_picked_up_and_unchanged_files_are_not_reparsed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parsed: list[str] = []
-    real_load_stream = translate_module.load_stream
+    real_load = scan.load_stream_cached
 
-    def counting_load_stream(text: str, origin: str) -> list[tuple[int, Any]]:
+    def counting_load(text: str, origin: str, cache: dict[str, Any]) -> Any:
         parsed.append(Path(origin).name)
-        return real_load_stream(text, origin)
+        return real_load(text, origin, cache)
 
-    monkeypatch.setattr(scan, "load_stream", counting_load_stream)
+    monkeypatch.setattr(scan, "load_stream_cached", counting_load)
     web = write(tmp_path / "web.yaml", service(), export())
     write(tmp_path / "db.yaml", service("db"))
     source = make_source(tmp_path)
