@@ -66,7 +66,7 @@ class LocalPublisher:
         """Publish everything noted, including what is noted while this runs."""
         sliced = time.perf_counter()
         while self._services or self._cluster:
-            todo, cluster = sorted(self._services, key=_order), self._cluster
+            todo, cluster = list(self._services), self._cluster  # each batch is sorted
             self._services, self._cluster = set(), False
             for start in range(0, max(len(todo), 1), PUBLISH_CHECK):
                 if time.perf_counter() - sliced >= self._slice_s:
@@ -79,7 +79,3 @@ class LocalPublisher:
                 if self._on_progress is not None:
                     self._on_progress(len(batch))
         self._on_published()
-
-
-def _order(key: ServiceKey) -> tuple[str, str]:
-    return (key.namespace, key.name)  # ServiceKey's own order, compared in C, not Python

@@ -56,6 +56,8 @@ def diff(old: ClusterState | None, new: ClusterState) -> Change:
         return Change(new.cluster_id, frozenset(new.services), cluster=True)
     cluster = (old.region, old.zone, old.namespaces) != (new.region, new.zone, new.namespaces)
     before, after = old.services, new.services
+    if not before:  # a first load: everything is new
+        return Change(new.cluster_id, frozenset(after), cluster)
     changed = {
         k for k, s in after.items() if (b := before.get(k)) is not s and (b is None or b != s)
     }
