@@ -19,6 +19,7 @@ so an idle poll carries a few bytes, and a one-line edit one service. The change
 come in pieces of bounded cost; the loop reads each piece, unpickles and merges it
 (``mesh.sources.delta.Merge``), and turns between pieces.
 
+The worker is started with ``posix_spawn``, not ``fork`` (see ``ScanWorker.start``).
 Messages, each a pickle behind a 4-byte big-endian length, on the worker's stdin and
 stdout (its stderr is the agent's, for a traceback; anything it prints goes there too):
 
@@ -42,6 +43,7 @@ import os
 import pickle
 import signal
 import struct
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,31 +76,53 @@ class Reloaded:
     touched: list[str]
 
 
+@dataclass
+class _Pipes:
+    """The worker process and the asyncio ends of its stdin and stdout."""
+
+    process: subprocess.Popen[bytes]
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    read_transport: asyncio.BaseTransport
+
+
 class ScanWorker:
     """One worker process scanning ``directory``; ``start``, then ``scan`` as often as
     wanted (one at a time), then ``close``."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self._process: asyncio.subprocess.Process | None = None
+        self._pipes: _Pipes | None = None
 
     @property
     def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
+        return None if self._pipes is None else self._pipes.process.pid
 
     async def start(self) -> None:
+        """Start the worker with ``posix_spawn`` (what ``subprocess`` uses for this call:
+        pipes, ``close_fds=False``; CPython's own descriptors are not inheritable): unlike
+        ``fork``, it runs no fork handlers in an agent that already has gRPC threads, and
+        copies nothing of a large agent's memory."""
         code = (
             f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
             "from mesh.sources.offload import _worker_main; _worker_main(sys.argv[1])"
         )
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            code,
-            os.fspath(self.directory),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
+        argv = [sys.executable, "-c", code, os.fspath(self.directory)]
+        process = subprocess.Popen(  # noqa: ASYNC220 - posix_spawn returns at once
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=False
         )
+        assert process.stdin is not None
+        assert process.stdout is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        read_transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), process.stdout
+        )
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, process.stdin
+        )
+        writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        self._pipes = _Pipes(process, reader, writer, read_transport)
 
     async def scan(
         self,
@@ -131,44 +155,49 @@ class ScanWorker:
 
     async def close(self) -> None:
         """Stop the worker (it exits at the end of its stdin; a busy one is terminated)."""
-        process, self._process = self._process, None
-        if process is None:
+        pipes, self._pipes = self._pipes, None
+        if pipes is None:
             return
-        if process.stdin is not None:
-            process.stdin.close()
-        if process.returncode is None:
+        pipes.writer.close()
+        pipes.read_transport.close()
+        process = pipes.process
+        if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+        await _reap(process)
 
     async def _send(self, message: Any) -> None:
-        process = self._process
-        if process is None or process.stdin is None:
+        if self._pipes is None:
             raise WorkerGoneError("manifest worker not started")
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            process.stdin.write(_HEADER.pack(len(data)) + data)
-            await process.stdin.drain()
+            self._pipes.writer.write(_HEADER.pack(len(data)) + data)
+            await self._pipes.writer.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise WorkerGoneError(f"manifest worker exited ({exc})") from None
 
     async def _receive(self) -> Any:
-        process = self._process
-        if process is None or process.stdout is None:
+        if self._pipes is None:
             raise WorkerGoneError("manifest worker not started")
+        reader = self._pipes.reader
         try:
-            (size,) = _HEADER.unpack(await process.stdout.readexactly(_HEADER.size))
+            (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
             if size > MAX_MESSAGE:
                 raise WorkerGoneError(f"manifest worker sent a message of {size} bytes")
-            return pickle.loads(await process.stdout.readexactly(size))
+            return pickle.loads(await reader.readexactly(size))
         except asyncio.IncompleteReadError:
-            code = await process.wait()
+            code = await _reap(self._pipes.process)
             raise WorkerGoneError(f"manifest worker exited with status {code}") from None
+
+
+async def _reap(process: subprocess.Popen[bytes]) -> int:
+    """Wait for ``process`` to end (killing it after ``STOP_TIMEOUT_S``); its status."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(process.wait), STOP_TIMEOUT_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        return await asyncio.to_thread(process.wait)
 
 
 # --------------------------------------------------------------------------- the worker
