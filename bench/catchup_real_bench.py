@@ -276,6 +276,8 @@ def one_west(
             answered = wait("west answers", lambda: srv_count(dns_port, last) == per, 120, 0.25)
         finally:
             west_lag, east_lag = west_probe.window(), east_probe.window()
+        # The last service by name is not the last the rebuild reaches (s999 > s1999).
+        wait("west settles", settled(admin), 120, 1.0)
         west_control, _ = Prober(dns_port, last).run(args.control_s)
         text = metrics(admin)
         received = metric(text, "meshd_gossip_bytes_total", '{direction="received"}')

@@ -12,15 +12,17 @@ among a cluster's replicas, answers use one this agent reaches (``mesh.ring.cata
 
 Readiness: the zone answers SERVFAIL (never a cacheable NXDOMAIN) until the source has
 delivered its first full view and either one exchange with a peer has completed, there
-are no peers to wait for, or ``sync_timeout_s`` has passed.
-
-Shutdown is ordered: stop taking queries and gossip first, then the source, so no answer
-is ever built from a half-torn-down agent.
+are no peers to wait for, or ``sync_timeout_s`` has passed. At start, gossip waits up to
+``FIRST_VIEW_S`` for the source's first view: a first view that lands in the middle of a
+catch-up made the catch-up seconds slower (bench/RESULTS.md). Shutdown is ordered: stop
+taking queries and gossip first, then the source, so no answer is ever built from a
+half-torn-down agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshd.agent")
 REBUILD_SLICE_S = 0.02  # longest the zone rebuild runs before letting the event loop turn
 REBUILD_CHECK = 50  # services re-encoded between two looks at the clock
+FIRST_VIEW_S = 2.0  # longest gossip waits at start for the source's first view
 
 
 @dataclass(slots=True)
@@ -142,11 +145,14 @@ class Agent:
         self.local_records = LocalPublisher(
             self.publisher, lambda: self.catalog.local, self.ring.nudge, self.heap.made
         )
+        # Gossip starts with the first local view if it comes soon (see the module doc).
+        self._tasks = [asyncio.create_task(self.source.run(), name="source")]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.source_synced.wait(), FIRST_VIEW_S)
         port = await self.ring.start(self.settings.grpc_listen)
         if advertise is None:
             self.peers.self_address = default_advertise(self.settings.grpc_listen, port)
-        self._tasks = [
-            asyncio.create_task(self.source.run(), name="source"),
+        self._tasks += [
             asyncio.create_task(self.ring.run(self.settings.gossip_interval_s), name="ring"),
             asyncio.create_task(self.local_records.run(), name="publish"),
             asyncio.create_task(self._rebuild_loop(), name="rebuild"),
@@ -155,18 +161,13 @@ class Agent:
             *self._seal_tasks(),
             asyncio.create_task(self._run_membership(), name="swim"),
         ]
-        self._tasks.extend(self._kube_writer_tasks())
-        self.heap.freeze()  # what start-up made lives as long as the agent
-
-    def _kube_writer_tasks(self) -> list[asyncio.Task[None]]:
-        """With the Kubernetes API source, write back what the MCS API expects
-        (``mesh.daemon.inputs.make_writer``)."""
+        # With the Kubernetes API source, write back what the MCS API expects.
         self.kube_writer = make_writer(
             self.settings, self.source, self.catalog.clusters, lambda: self.synced
         )
-        if self.kube_writer is None:
-            return []
-        return [asyncio.create_task(self.kube_writer.run(), name="kube-writer")]
+        if self.kube_writer is not None:
+            self._tasks.append(asyncio.create_task(self.kube_writer.run(), name="kube-writer"))
+        self.heap.freeze()  # what start-up made lives as long as the agent
 
     async def stop(self) -> None:
         await self.front.close()
@@ -343,10 +344,9 @@ class Agent:
                 await self.rebuild_async()
 
     async def rebuild_async(self) -> None:
-        """Rebuild the answers of the services that changed since the last rebuild, letting the
-        event loop turn every ``REBUILD_SLICE_S``: a catch-up or a namespace change re-plans
-        every answer, and DNS, SWIM and the ring must not wait seconds for it. Each service
-        changes in one step: a query sees it before or after its change, never half of it."""
+        """Rebuild the answers of what changed since the last rebuild, in ``REBUILD_SLICE_S``
+        slices (a catch-up or a namespace change re-plans every answer: DNS, SWIM and the ring
+        must not wait). A query sees each service before or after its change, never half."""
         started = sliced = time.perf_counter()
         planned = self._plan_rebuild()
         if planned is None:

@@ -29,9 +29,11 @@ stdout (its stderr is the agent's, for a traceback; anything it prints goes ther
   or ``("scan", namespaces, removed, problems, touched, pieces, full)`` followed by
   ``pieces`` messages, each a list of ``ExportedService``.
 
-Failure: the worker exits when its stdin closes (the agent stopped, or died). A worker that
-dies, or answers out of protocol, makes ``scan`` raise ``WorkerGoneError``; the source starts a
-new one, whose first delta is full (it knows nothing of what was delivered).
+Failure: the worker exits when its stdin closes (the agent stopped, or died); it ignores
+SIGINT and SIGTERM, which reach the agent's whole process group, so that it stops when
+the agent is done with it (``close`` kills one that is still busy). A worker that dies, or
+answers out of protocol, makes ``scan`` raise ``WorkerGoneError``; the source starts a new
+one, whose first delta is full (it knows nothing of what was delivered).
 """
 
 from __future__ import annotations
@@ -103,8 +105,8 @@ class ScanWorker:
         pipes, ``close_fds=False``; CPython's own descriptors are not inheritable): unlike
         ``fork``, it runs no fork handlers in an agent that already has gRPC threads, and
         copies nothing of a large agent's memory."""
-        code = (
-            f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
+        code = (  # at a lower priority from the start: its imports are background work too
+            f"import os, sys; os.nice({WORKER_NICE}); sys.path.insert(0, {_PACKAGE_ROOT!r}); "
             "from mesh.sources.offload import _worker_main; _worker_main(sys.argv[1])"
         )
         argv = [sys.executable, "-c", code, os.fspath(self.directory)]
@@ -158,12 +160,12 @@ class ScanWorker:
         pipes, self._pipes = self._pipes, None
         if pipes is None:
             return
-        pipes.writer.close()
+        pipes.writer.close()  # an idle worker exits at the end of its stdin
         pipes.read_transport.close()
         process = pipes.process
-        if process.poll() is None:
+        if process.poll() is None:  # a busy one would finish its scan first: no need
             with contextlib.suppress(ProcessLookupError):
-                process.terminate()
+                process.kill()
         await _reap(process)
 
     async def _send(self, message: Any) -> None:
@@ -205,9 +207,10 @@ async def _reap(process: subprocess.Popen[bytes]) -> int:
 
 def _worker_main(directory: str) -> None:
     """The worker process: answer each ``"scan"`` on stdin until stdin ends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent decides when the worker stops
-    with contextlib.suppress(OSError):
-        os.nice(WORKER_NICE)  # on a busy host, the agent's loop runs first
+    # The agent decides when the worker stops (it shares the agent's process group, which
+    # a terminal's Ctrl-C or a supervisor's group SIGTERM reaches first).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     requests = sys.stdin.buffer
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not break replies

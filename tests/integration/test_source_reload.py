@@ -10,7 +10,7 @@ import dns.asyncquery
 import dns.message
 import pytest
 
-from mesh.daemon.agent import Agent
+from mesh.daemon.agent import FIRST_VIEW_S, Agent
 from mesh.daemon.settings import AgentSettings
 from mesh.sources.manifests import ManifestSource
 from tests.integration.harness import free_port
@@ -33,14 +33,8 @@ async def answers_with(port: int, expected: set[str]) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.asyncio
-async def test_dns_answers_while_a_large_file_reloads(tmp_path: Path) -> None:
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    big = manifests / "big.yaml"
-    replace(big, big_manifest(3000))
-    port = free_port()
-    settings = AgentSettings(
+def settings_for(manifests: Path, port: int) -> AgentSettings:
+    return AgentSettings(
         "east",
         manifests,
         region="us",
@@ -48,7 +42,38 @@ async def test_dns_answers_while_a_large_file_reloads(tmp_path: Path) -> None:
         grpc_listen="127.0.0.1:0",
         admin_listen=None,
     )
-    agent = Agent(settings)
+
+
+@pytest.mark.asyncio
+async def test_gossip_starts_with_the_first_local_view(tmp_path: Path) -> None:
+    """A first view that lands in the middle of a catch-up slows it down by seconds: the
+    agent starts gossip once the source delivered, or after ``FIRST_VIEW_S`` at most."""
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    replace(manifests / "shop.yaml", big_manifest(3))
+    agent = Agent(settings_for(manifests, free_port()))
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await agent.start()
+    try:
+        waited = loop.time() - began
+        assert agent.source_synced.is_set() or waited >= FIRST_VIEW_S
+        if agent.source_synced.is_set():  # the records the ring offers first hold the view
+            assert len(agent.catalog.local.services) == 3
+            assert agent.local_records is not None
+            assert agent.local_records.pending == 3 or len(agent.records.local.records) == 4
+    finally:
+        await agent.stop()
+
+
+@pytest.mark.asyncio
+async def test_dns_answers_while_a_large_file_reloads(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    big = manifests / "big.yaml"
+    replace(big, big_manifest(3000))
+    port = free_port()
+    agent = Agent(settings_for(manifests, port))
     source = agent.source
     assert isinstance(source, ManifestSource)
     await agent.start()

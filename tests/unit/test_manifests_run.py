@@ -161,3 +161,25 @@ async def test_stopping_run_stops_its_worker(tmp_path: Path) -> None:
     assert source.worker_pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # stopped and reaped
+
+
+@pytest.mark.asyncio
+async def test_the_worker_outlasts_a_sigterm_to_the_group_and_stops_with_its_source(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "web.yaml", service(), export())
+    recorder = Recorder()
+    source = make_source(tmp_path, recorder)
+    scans = ScanCounter(source)
+    task = asyncio.create_task(source.run())
+    try:
+        await recorder.next_change()
+        pid = source.worker_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)  # what a supervisor's SIGTERM to the group delivers
+        await scans.wait_for_more(3)
+        assert source.worker_pid == pid  # still the same worker, still scanning
+    finally:
+        await stop(task)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
