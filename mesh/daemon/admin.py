@@ -189,16 +189,23 @@ class AdminServer:
         self.metrics = AgentMetrics(agent)
         self.host, self.port = split_host_port(listen)
         self._runner: web.AppRunner | None = None
+        self.bound_port = 0
 
     async def start(self) -> int:
         self._runner = web.AppRunner(make_app(self.agent, self.metrics), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        port = int(self._runner.addresses[0][1])
-        address = admin_address(self.agent.settings, self.agent.advertised, port)
-        self.agent.announcer.advertise_admin(address)  # a change only when the port was 0
-        return port
+        self.bound_port = int(self._runner.addresses[0][1])
+        if self.agent.peers is not None:  # started: its gossip address is known
+            self.announce()
+        return self.bound_port
+
+    def announce(self) -> None:
+        """The bound admin address into this replica's cluster record (a change only when
+        the port was 0); once the agent has started."""
+        address = admin_address(self.agent.settings, self.agent.advertised, self.bound_port)
+        self.agent.announcer.advertise_admin(address)
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -12,31 +12,33 @@ among a cluster's replicas, answers use one this agent reaches (``mesh.ring.cata
 
 Readiness: the zone answers SERVFAIL (never a cacheable NXDOMAIN) until the source has
 delivered its first full view and either one exchange with a peer has completed, there
-are no peers to wait for, or ``sync_timeout_s`` has passed.
-
-Shutdown is ordered: stop taking queries and gossip first, then the source, so no answer
-is ever built from a half-torn-down agent.
+are no peers to wait for, or ``sync_timeout_s`` has passed. At start, gossip waits up to
+``FIRST_VIEW_S`` for the source's first view: a first view that lands in the middle of a
+catch-up made the catch-up seconds slower (bench/RESULTS.md). Shutdown is ordered: stop
+taking queries and gossip first, then the source, so no answer is ever built from a
+half-torn-down agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mesh.daemon.announce import Announcer
 from mesh.daemon.front import DnsFront
+from mesh.daemon.heap import HeapSettler
 from mesh.daemon.hostinfo import default_advertise, default_replica_id
 from mesh.daemon.inputs import answering_of, make_source, make_writer
+from mesh.daemon.publishing import LocalPublisher
+from mesh.daemon.rebuilding import AgentStats, ZoneRebuilder
 from mesh.daemon.security import ring_tls, state_seal, watchers
 from mesh.daemon.settings import AgentSettings
 from mesh.daemon.state_dir import next_generation
-from mesh.model import ClusterState, LocalExports, ServiceKey
+from mesh.model import ClusterState, LocalExports
 from mesh.ring.catalog import Catalog, Change
 from mesh.ring.expiry import ClusterExpiry
 from mesh.ring.peers import PeerTable, PeerTimings
@@ -44,12 +46,13 @@ from mesh.ring.records import OriginLog, RecordStore
 from mesh.routing.drains import drained_clusters
 from mesh.routing.planner import AnswerPlanner
 from mesh.routing.policy import Locality
-from mesh.routing.rebuild import Rebuild, answerable, plan_rebuild, some
+from mesh.routing.rebuild import answerable
 from mesh.sources.manifests import SourceProblem
 from mesh.swim.config import Config as SwimConfig
 from mesh.swim.membership import Membership
 from mesh.swim.messages import Event, Member, cluster_liveness
 from mesh.transport.gossip import Ring
+from mesh.transport.listen import check_listen
 from mesh.transport.swim import SwimPump
 from mesh.wire.record_codec import Publisher
 from mesh.wire.swim_codec import member_id
@@ -58,16 +61,7 @@ if TYPE_CHECKING:
     from mesh.kube.writer import KubeWriter
 
 log = logging.getLogger("meshd.agent")
-REBUILD_SLICE_S = 0.02  # longest the zone rebuild runs before letting the event loop turn
-REBUILD_CHECK = 50  # services re-encoded between two looks at the clock
-
-
-@dataclass(slots=True)
-class AgentStats:
-    zone_rebuilds: int = 0
-    failed_open: tuple[ServiceKey, ...] = ()
-    source_problems: int = 0
-    policy_problems: Counter[str] = field(default_factory=Counter)  # reason -> annotations
+FIRST_VIEW_S = 2.0  # longest gossip waits at start for the source's first view
 
 
 class Agent:
@@ -90,20 +84,29 @@ class Agent:
             tombstone_ttl=settings.tombstone_ttl_s,
         )
         self.publisher: Publisher | None = None
+        self.local_records: LocalPublisher | None = None  # publishes local changes in slices
         self.expiry = ClusterExpiry(settings.cluster_expiry_s)
         self.locality = Locality(settings.cluster_id, settings.region, settings.zone)
         self.stats = AgentStats()
-        # Called with each rebuild's duration in seconds (the metrics adapter's histogram).
-        self.rebuild_observers: list[Callable[[float], None]] = []
         self.source_synced = asyncio.Event()
         self.synced = False
         self.planner = AnswerPlanner(self.locality, settings.max_addresses, answering_of(settings))
         self.front = DnsFront(settings, serial=int(time.time()))
         self.zone = self.front.zone
+        self.heap = HeapSettler()  # keeps collector passes short (mesh.daemon.heap)
+        self.rebuilder = ZoneRebuilder(
+            self.planner, self.catalog, self.front, self.heap, self.stats, self._current_health
+        )
+        self.rebuild_observers = self.rebuilder.observers  # each rebuild's seconds
         # Its drain and addresses, in its cluster record (mesh.daemon.announce).
         self.announcer = Announcer(self.catalog, settings, self.front.advertised, self._publish)
         self.source = make_source(
-            settings, self._on_exports, self._on_problem, self.planner, self._on_change
+            settings,
+            self._on_exports,
+            self._on_problem,
+            self.planner,
+            self._on_change,
+            on_progress=self.heap.made,
         )
         self.ring: Ring | None = None
         self.peers: PeerTable | None = None
@@ -143,29 +146,35 @@ class Agent:
             tls=ring_tls(self.settings),
             seal=seal,
         )
+        self.local_records = LocalPublisher(
+            self.publisher, lambda: self.catalog.local, self.ring.nudge, self.heap.made
+        )
+        # A port in use ends the start before the source begins (one line, exit 1); gossip
+        # starts with the first local view if it comes soon (see the module doc).
+        check_listen(self.settings.grpc_listen, "gossip")
+        self._tasks = [asyncio.create_task(self.source.run(), name="source")]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.source_synced.wait(), FIRST_VIEW_S)
         port = await self.ring.start(self.settings.grpc_listen)
         if advertise is None:
             self.peers.self_address = default_advertise(self.settings.grpc_listen, port)
-        self._tasks = [
-            asyncio.create_task(self.source.run(), name="source"),
+        self._tasks += [
             asyncio.create_task(self.ring.run(self.settings.gossip_interval_s), name="ring"),
+            asyncio.create_task(self.local_records.run(), name="publish"),
             asyncio.create_task(self._rebuild_loop(), name="rebuild"),
             asyncio.create_task(self._health_loop(), name="health"),
             asyncio.create_task(self._sync_gate(), name="sync"),
             *self._seal_tasks(),
             asyncio.create_task(self._run_membership(), name="swim"),
         ]
-        self._tasks.extend(self._kube_writer_tasks())
-
-    def _kube_writer_tasks(self) -> list[asyncio.Task[None]]:
-        """With the Kubernetes API source, the MCS write-back (``inputs.make_writer``)."""
+        # With the Kubernetes API source, write back what the MCS API expects.
         self.kube_writer = make_writer(
             self.settings, self.source, self.catalog.clusters, lambda: self.synced, self.planner
         )
-        if self.kube_writer is None:
-            return []
-        self.announcer.lease = self.kube_writer.keeper  # drains are kept on the Lease too
-        return [asyncio.create_task(self.kube_writer.run(), name="kube-writer")]
+        if self.kube_writer is not None:
+            self.announcer.lease = self.kube_writer.keeper  # drains are kept on the Lease too
+            self._tasks.append(asyncio.create_task(self.kube_writer.run(), name="kube-writer"))
+        self.heap.freeze()  # what start-up made lives as long as the agent
 
     async def stop(self) -> None:
         await self.front.close()
@@ -215,6 +224,7 @@ class Agent:
     # --- inputs ------------------------------------------------------------------------
 
     def _on_exports(self, exports: LocalExports) -> None:
+        """The source's view: into the catalog now; records and zone by tasks, in steps."""
         change = self.catalog.set_local(exports)
         if change:
             log.info("local exports changed: %d services", len(exports.services))
@@ -222,15 +232,16 @@ class Agent:
         self.source_synced.set()
 
     def _publish(self, change: Change) -> None:
-        """A change of this replica's own state: sealed into records, told to peers."""
-        if self.publisher is not None:
-            now = asyncio.get_running_loop().time()
-            self.publisher.publish(self.catalog.local, change, now)
+        """A change of this replica's own state: sealed into records (in slices, by the
+        ``publish`` task, which nudges the peers when done) and into the zone."""
+        if self.local_records is not None:
+            self.local_records.note(change)
+        elif self.publisher is not None:  # during start: before the slicing task exists
+            self.publisher.publish(self.catalog.local, change, asyncio.get_running_loop().time())
         self._on_change(change)
-        if self.ring is not None:
-            self.ring.nudge()
 
     def _on_change(self, change: Change) -> None:
+        self.heap.made(len(change.services))  # new states, from the source or the ring
         self.planner.note(change)
         self._dirty.set()
 
@@ -349,52 +360,5 @@ class Agent:
                 await self.rebuild_async()
 
     async def rebuild_async(self) -> None:
-        """Rebuild the answers of the services changed since the last rebuild, letting the
-        event loop turn every ``REBUILD_SLICE_S``: a large catch-up re-encodes hundreds of
-        thousands of answers, and DNS queries, SWIM probes and the ring must not wait
-        seconds for it. Each service changes in one step, so a query sees a service before
-        or after its change, never half of it."""
-        started = time.perf_counter()
-        planned = self._plan_rebuild()
-        if planned is None:
-            return
-        updates, serial = planned.updates, planned.serial
-        sliced = time.perf_counter()
-        for start in range(0, len(updates), REBUILD_CHECK):
-            end = start + REBUILD_CHECK
-            self.front.apply(updates[start:end], serial)
-            if end < len(updates) and time.perf_counter() - sliced >= REBUILD_SLICE_S:
-                await asyncio.sleep(0)
-                sliced = time.perf_counter()
-        if not updates:
-            self.front.apply([], serial)
-        self._after_rebuild(planned, started)
-
-    def _plan_rebuild(self) -> Rebuild | None:
-        planned = plan_rebuild(
-            self.planner,
-            self.catalog.clusters(),
-            self._current_health(),
-            self.catalog.local.namespaces,
-            (self.zone.serial, self.zone.synced),
-            time.time(),
-            drained_clusters(self.catalog.states()),
-        )
-        if planned is not None and planned.unreachable:
-            log.warning("clusters unreachable: %s", some(planned.unreachable))
-        return planned
-
-    def _after_rebuild(self, planned: Rebuild, started: float) -> None:
-        if planned.newly_failed_open:
-            log.warning(
-                "failing open for %s: no reachable cluster has a ready endpoint",
-                some(planned.newly_failed_open),
-            )
-        self.stats.failed_open = tuple(sorted(self.planner.failed_open))
-        for key, problem in self.planner.take_problems():
-            log.warning("routing policy of %s: %s", key, problem.message)
-            self.stats.policy_problems[problem.reason] += 1
-        self.stats.zone_rebuilds += 1
-        elapsed = time.perf_counter() - started
-        for observe in self.rebuild_observers:
-            observe(elapsed)
+        """Rebuild the answers of what changed since the last rebuild (``ZoneRebuilder``)."""
+        await self.rebuilder.rebuild()

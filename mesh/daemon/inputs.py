@@ -33,11 +33,13 @@ def make_source(
     on_problem: Callable[[SourceProblem], None],
     planner: AnswerPlanner | None = None,
     on_planned: Callable[[Change], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> ManifestSource | KubernetesSource:
     """The source of this cluster's exports: the manifests directory, else the API server,
-    which also tells ``planner`` the clusterset VIPs (and ``on_planned`` what that dirtied)."""
+    which also tells ``planner`` the clusterset VIPs (and ``on_planned`` what that dirtied).
+    ``on_progress`` hears how many services the manifests source has taken in, as it goes."""
     if settings.manifests is not None:
-        return ManifestSource(settings.manifests, on_change, on_problem)
+        return ManifestSource(settings.manifests, on_change, on_problem, on_progress=on_progress)
     from mesh.kube.source import KubeAccess, KubernetesSource
 
     def on_vips(vips: dict[ServiceKey, tuple[str, ...]]) -> None:

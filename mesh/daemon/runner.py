@@ -43,11 +43,17 @@ async def serve(settings: Any, stop: asyncio.Event) -> int:
     agent = Agent(settings)
     admin = AdminServer(agent, settings.admin_listen) if settings.admin_listen else None
     try:
-        await agent.start()
+        # The admin server first: /healthz and /readyz (503 until synced) answer while the
+        # agent starts, which may wait for its source's first view (mesh.daemon.agent).
         if admin is not None:
             await admin.start()
+        await agent.start()
+        if admin is not None:
+            admin.announce()
     except OSError as exc:
         log.error("cannot start: %s", exc)
+        if admin is not None:
+            await admin.close()
         await agent.stop()
         return 1
     log.info(

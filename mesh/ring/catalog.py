@@ -53,17 +53,22 @@ class Change:
 
 
 def diff(old: ClusterState | None, new: ClusterState) -> Change:
-    """What changed between two states of one origin. Cost: one comparison per service of
-    that origin (objects shared between versions compare by identity first)."""
+    """What changed between two states of one origin. Cost: one lookup per service of the
+    new state, plus one per service of the old when some may be gone; objects shared
+    between versions compare by identity first (20,000 services: a few ms)."""
     if old is None:
         return Change(new.cluster_id, frozenset(new.services), cluster=True)
     cluster = _where(old) != _where(new)
+    announced = old.announced != new.announced
+    before, after = old.services, new.services
+    if not before:  # a first load: everything is new
+        return Change(new.cluster_id, frozenset(after), cluster, announced)
     changed = {
-        key
-        for key in old.services.keys() | new.services.keys()
-        if (a := old.services.get(key)) is not (b := new.services.get(key)) and a != b
+        k for k, s in after.items() if (b := before.get(k)) is not s and (b is None or b != s)
     }
-    return Change(new.cluster_id, frozenset(changed), cluster, old.announced != new.announced)
+    if len(after) - sum(1 for k in changed if k not in before) != len(before):
+        changed.update(k for k in before if k not in after)  # some are gone
+    return Change(new.cluster_id, frozenset(changed), cluster, announced)
 
 
 def _where(state: ClusterState) -> tuple[str, str, frozenset[str]]:

@@ -20,7 +20,10 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+import heapq
+from collections.abc import Iterable, Iterator, Mapping, Set
+from itertools import islice
+from typing import TypeVar
 
 from dnsserver.records import ServiceRecords
 from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
@@ -38,6 +41,7 @@ from mesh.routing.policy import (
 Update = tuple[ServiceKey, ServiceRecords | None]
 # The clusters the policy chose for a service: (cluster, its export, its weight), in order.
 Selection = tuple[tuple[ClusterId, ExportedService, int], ...]
+_T = TypeVar("_T")
 
 
 class AnswerPlanner:
@@ -114,40 +118,63 @@ class AnswerPlanner:
 
     def plan(self, states: list[ClusterState], local_namespaces: Set[str]) -> list[Update]:
         """The zone updates for every dirty service, in key order; clears the dirt."""
-        if self._everything:
-            keys = set(self.zone_keys)
+        return [u for u in self.plan_steps(states, local_namespaces) if u is not None]
+
+    def plan_steps(
+        self, states: list[ClusterState], local_namespaces: Set[str]
+    ) -> Iterator[Update | None]:
+        """``plan`` in small steps, so that a caller can let its event loop turn between
+        them: each update is decided as it is drawn, and while the plan is prepared (which
+        services, who exports them, in what order: a pass over every state when everything
+        is dirty) a None comes every ``PREPARE_STEP`` services. The dirt is taken at the
+        first draw; what is noted meanwhile waits for the next plan."""
+        keys = set(self.zone_keys) if self._everything else self._dirty
+        everything, self._dirty, self._everything = self._everything, set(), False
+        if everything:
             for state in states:
-                keys.update(state.services)
+                for piece in _pieces(state.services):
+                    keys.update(piece)
+                    yield None
+        index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] | None = None
+        if len(keys) >= INDEX_FROM:
+            index = {}
+            yield from _index_exporters(index, keys, states, self.locality.cluster_id)
+        runs = []
+        for piece in _pieces(keys):
+            runs.append(sorted(piece, key=_order))
+            yield None
+        for key in heapq.merge(*runs, key=_order):
+            yield self._decide(key, states, index, local_namespaces)
+
+    def _decide(
+        self,
+        key: ServiceKey,
+        states: list[ClusterState],
+        index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] | None,
+        local_namespaces: Set[str],
+    ) -> Update | None:
+        if index is None:
+            exporters = exporters_of(key, states, self.locality.cluster_id)
         else:
-            keys = self._dirty
-        self._dirty, self._everything = set(), False
-        index = _exporters_index(keys, states, self.locality.cluster_id)
-        updates: list[Update] = []
-        for key in sorted(keys):
-            if index is None:
-                exporters = exporters_of(key, states, self.locality.cluster_id)
-            else:
-                exporters = index.get(key, [])
-            if not exporters or key.namespace not in local_namespaces:
-                if key in self.zone_keys:
-                    updates.append((key, None))
-                self.zone_keys.discard(key)
-                self._note(key, None)
-                continue
-            decision = decide_service(
-                key,
-                exporters,
-                self.locality,
-                self.healthy,
-                self.max_addresses,
-                drained=self.drained,
-                answering=self.answering,
-                vip=self.vips.get(key, ()),
-            )
-            updates.append((key, decision.records))
-            self.zone_keys.add(key)
-            self._note(key, decision)
-        return updates
+            exporters = index.get(key, [])
+        if not exporters or key.namespace not in local_namespaces:
+            gone = key in self.zone_keys
+            self.zone_keys.discard(key)
+            self._note(key, None)
+            return (key, None) if gone else None
+        decision = decide_service(
+            key,
+            exporters,
+            self.locality,
+            self.healthy,
+            self.max_addresses,
+            drained=self.drained,
+            answering=self.answering,
+            vip=self.vips.get(key, ()),
+        )
+        self.zone_keys.add(key)
+        self._note(key, decision)
+        return (key, decision.records)
 
     def take_problems(self) -> list[tuple[ServiceKey, Problem]]:
         """The policy problems found since the last call (each reported once)."""
@@ -206,20 +233,33 @@ class AnswerPlanner:
         return "later_tier" if key in self.later_tier else "first_tier"
 
 
+def _order(key: ServiceKey) -> tuple[str, str]:
+    return (key.namespace, key.name)  # sorts in C: ServiceKey's own order compares in Python
+
+
 INDEX_FROM = 64  # dirty services from which one pass over every state beats a scan per key
+PREPARE_STEP = 1000  # services handled between two Nones while a plan is prepared
 
 
-def _exporters_index(
-    keys: Set[ServiceKey], states: list[ClusterState], local_cluster: str
-) -> dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] | None:
-    """``exporters_of`` for many keys at once, in one pass over the states (a catch-up
-    dirties every service: a scan of every state per key would cost keys x clusters)."""
-    if len(keys) < INDEX_FROM:
-        return None
+def _pieces(items: Iterable[_T]) -> Iterator[list[_T]]:
+    iterator = iter(items)
+    while piece := list(islice(iterator, PREPARE_STEP)):
+        yield piece
+
+
+def _index_exporters(
+    index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]],
+    keys: Set[ServiceKey],
+    states: list[ClusterState],
+    local_cluster: str,
+) -> Iterator[None]:
+    """Fill ``index`` with ``exporters_of`` for many keys at once, in one pass over the
+    states (a catch-up dirties every service: a scan of every state per key would cost
+    keys x clusters); a None every ``PREPARE_STEP`` services."""
     ordered = sorted(states, key=lambda s: (s.cluster_id != local_cluster, s.cluster_id))
-    index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] = {}
     for state in ordered:
-        for key, svc in state.services.items():
-            if key in keys:
-                index.setdefault(key, []).append((state, svc))
-    return index
+        for piece in _pieces(state.services.items()):
+            for key, svc in piece:
+                if key in keys:
+                    index.setdefault(key, []).append((state, svc))
+            yield None

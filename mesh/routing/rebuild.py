@@ -2,8 +2,11 @@
 zone, under which serial, and what is worth telling the operator.
 
 The agent (``mesh.daemon.agent``) calls ``answerable`` and ``plan_rebuild`` whenever the
-catalog or cluster health changed, applies the returned updates to the zone in bounded
-steps, and logs what ``Rebuild`` names. Nothing here reads a clock or touches the zone.
+catalog or cluster health changed, draws the updates one at a time (each service's policy
+is run as it is drawn, and the plan is prepared in steps too: a rebuild of every service is
+seconds of work) and applies them to the zone in bounded steps, and logs what ``Rebuild``
+names. Nothing here reads a clock or
+touches the zone.
 
 Rules:
 
@@ -20,7 +23,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
 
 from mesh.model import ClusterId, ClusterState, ServiceKey
@@ -40,10 +43,15 @@ def answerable(
 
 @dataclass(frozen=True, slots=True)
 class Rebuild:
-    updates: list[Update]
+    updates: Iterator[Update | None]  # drawn by the caller; None: a step of preparation
     serial: int
     unreachable: list[ClusterId]  # clusters that just left the answers, sorted
-    newly_failed_open: list[ServiceKey]  # services that just started failing open, sorted
+    failed_open_before: frozenset[ServiceKey]
+
+    def newly_failed_open(self, planner: AnswerPlanner) -> list[ServiceKey]:
+        """Services that started failing open in this rebuild, sorted; once every update
+        has been drawn."""
+        return sorted(planner.failed_open - self.failed_open_before)
 
 
 def plan_rebuild(
@@ -64,15 +72,10 @@ def plan_rebuild(
     planner.note_drained(drained, states)
     if not planner.pending and built:
         return None
-    before = set(planner.failed_open)
-    updates = planner.plan(states, local_namespaces)
+    before = frozenset(planner.failed_open)
+    updates = planner.plan_steps(states, local_namespaces)
     serial = max(serial_now + 1, int(wall_s)) & 0xFFFFFFFF
-    return Rebuild(
-        updates,
-        serial,
-        sorted(gone) if flipped else [],
-        sorted(planner.failed_open - before),
-    )
+    return Rebuild(updates, serial, sorted(gone) if flipped else [], before)
 
 
 def some(names: Iterable[object], shown: int = 10) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +17,7 @@ from mesh.model import (
     ServicePort,
     ServiceType,
 )
-from mesh.ring.catalog import Catalog, Change, Digest
+from mesh.ring.catalog import Catalog, Change, Digest, diff
 
 WEB = ServiceKey("shop", "web")
 DB = ServiceKey("shop", "db")
@@ -250,3 +253,26 @@ def test_merge_is_order_independent(
             assert held is not None
             assert held.stamp == max(mine)
             assert held == version_of(origin, *max(mine))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_diff_names_exactly_the_services_added_removed_or_changed(seed: int) -> None:
+    rng = random.Random(seed)
+    keys = [ServiceKey("shop", f"s{i}") for i in range(40)]
+    shared = {k: ExportedService(k, ServiceType.HEADLESS) for k in keys}
+
+    def some_state(version: int) -> ClusterState:
+        services = {}
+        for key in rng.sample(keys, rng.randrange(len(keys))):
+            kind = rng.choice([ServiceType.HEADLESS, ServiceType.CLUSTER_SET_IP])
+            equal = ExportedService(key, kind)
+            services[key] = shared[key] if equal == shared[key] and rng.random() < 0.5 else equal
+        return ClusterState("east", 1, version, services=services)
+
+    old, new = some_state(1), some_state(2)
+    expected = {
+        k
+        for k in old.services.keys() | new.services.keys()
+        if old.services.get(k) != new.services.get(k)
+    }
+    assert diff(old, new).services == expected, f"seed {seed}"

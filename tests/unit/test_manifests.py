@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,7 @@ import pytest
 import yaml
 
 from mesh.model import Endpoint, LocalExports, ServiceKey, ServicePort, ServiceType
-from mesh.sources import manifests
-from mesh.sources import translate as translate_module
+from mesh.sources import scan
 from mesh.sources.manifests import (
     ManifestDirectoryError,
     ManifestSource,
@@ -587,13 +585,13 @@ def test_edits_are_picked_up_and_unchanged_files_are_not_reparsed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parsed: list[str] = []
-    real_load_stream = translate_module.load_stream
+    real_load = scan.load_stream_cached
 
-    def counting_load_stream(text: str, origin: str) -> list[tuple[int, Any]]:
+    def counting_load(text: str, origin: str, cache: dict[str, Any]) -> Any:
         parsed.append(Path(origin).name)
-        return real_load_stream(text, origin)
+        return real_load(text, origin, cache)
 
-    monkeypatch.setattr(manifests, "load_stream", counting_load_stream)
+    monkeypatch.setattr(scan, "load_stream_cached", counting_load)
     web = write(tmp_path / "web.yaml", service(), export())
     write(tmp_path / "db.yaml", service("db"))
     source = make_source(tmp_path)
@@ -666,25 +664,17 @@ def test_the_default_problem_reporter_logs_a_warning(
 
 
 class ScanCounter:
-    """Wraps ``source.load`` so a test can wait for a number of further scans."""
+    """Lets a test wait for a number of further scans of ``source`` (``source.scans``)."""
 
     def __init__(self, source: ManifestSource) -> None:
-        self.count = 0
-        self._target = 0
-        self._reached = asyncio.Event()
-        self._load: Callable[[], LocalExports] = source.load
-        source.load = self._counting_load  # type: ignore[method-assign]
-
-    def _counting_load(self) -> LocalExports:
-        self.count += 1
-        if self.count >= self._target:
-            self._reached.set()
-        return self._load()
+        self.source = source
 
     async def wait_for_more(self, scans: int) -> None:
-        self._target = self.count + scans
-        self._reached.clear()
-        await asyncio.wait_for(self._reached.wait(), timeout=5)
+        target = self.source.scans + scans
+        deadline = asyncio.get_running_loop().time() + 10
+        while self.source.scans < target:
+            assert asyncio.get_running_loop().time() < deadline, f"{scans} more scans"
+            await asyncio.sleep(0.001)
 
 
 @pytest.mark.asyncio

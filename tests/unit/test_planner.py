@@ -78,3 +78,43 @@ def test_clusterset_ip_selections_and_vips() -> None:
     assert records is not None
     assert records.addresses == ("10.96.0.9",)
     assert not planner.note_vips({web: ("10.96.0.9",)})  # unchanged: nothing dirty
+
+
+def test_plan_steps_runs_the_policy_only_as_updates_are_drawn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    states = _states(7)
+    decided: list[ServiceKey] = []
+    real = planner_module.decide_service
+
+    def counting(key: ServiceKey, *args: object, **kwargs: object) -> object:
+        decided.append(key)
+        return real(key, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(planner_module, "decide_service", counting)
+    planner = AnswerPlanner(Locality("c1", "us"))
+    planner.note_health({"c0", "c1", "c2", "c3", "c4"}, states)
+    steps = planner.plan_steps(states, frozenset({"shop", "ops"}))
+    assert decided == []
+    first = next(u for u in steps if u is not None)
+    assert decided == [first[0]]  # one service's policy run, the rest waits for the caller
+    planner.note(Change("c0", frozenset({first[0]})))  # noted meanwhile: for the next plan
+    rest = [u for u in steps if u is not None]
+    assert [k for k, _ in [first, *rest]] == sorted(k for k, _ in [first, *rest])
+    assert planner.plan(states, frozenset({"shop", "ops"}))[0][0] == first[0]
+
+
+def test_a_plan_of_everything_is_prepared_in_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(planner_module, "PREPARE_STEP", 10)
+    states = _states(3)
+    exported = {k for s in states for k in s.services}
+    planner = AnswerPlanner(Locality("c1", "us"))
+    planner.note_health({"c0", "c1", "c2", "c3", "c4"}, states)
+    steps = planner.plan_steps(states, frozenset({"shop", "ops"}))
+    before_first = 0
+    while next(steps) is None:
+        before_first += 1
+    # gathering the keys, indexing the exporters and sorting: each in pieces of 10 services
+    held = sum(len(s.services) for s in states)
+    assert before_first >= 2 * (held // 10) + len(exported) // 10
+    assert len([u for u in steps if u is not None]) == len(exported) - 1
