@@ -6,11 +6,12 @@ Two parts:
 - ``agent``: runs ``meshd run`` in this process with a ``gc.callbacks`` hook that times every
   collection (generation, pause, objects collected) and, on exit, writes them with
   ``gc.get_count()``/``gc.get_threshold()`` and the tracked heap size to ``--stats`` (JSON).
-  ``--gc`` picks the collector's set-up for the experiment: ``default`` (as shipped, which
-  includes whatever ``mesh.daemon.gctune`` does once that exists), ``off`` (``gc.disable()``:
-  the upper bound of what tuning can win), ``stock`` (CPython's defaults, undoing
-  ``gctune``). ``--switch-interval`` sets ``sys.setswitchinterval`` (gRPC's threads and the
-  loop hand the GIL over at that interval).
+  ``--gc`` picks the collector's set-up for the experiment: ``default`` (as shipped, with
+  ``mesh.daemon.gctune``), ``stock`` (CPython's defaults: gctune installs nothing), ``off``
+  (``gc.disable()``: the upper bound of what any tuning can win). ``--switch-interval`` sets
+  ``sys.setswitchinterval`` (how often gRPC's threads and the loop hand the GIL over).
+  With ``--sample``, a task wakes every 2 ms and records how late it woke (an event-loop
+  stall) and how much CPU the main thread and the process used meanwhile.
 - ``compare`` (the default): for each of ``--runs`` runs, in an order rotated between runs,
   starts Knot and meshd under each ``--variants`` set-up (pinned to core 0, dnsperf on core
   1, as bench/dns_bench.py does), lets it idle ``--settle`` seconds, drives dnsperf -v at
@@ -19,19 +20,21 @@ Two parts:
 
 Usage::
 
-    python bench/tail_probe.py --runs 6 --variants default off
+    python bench/tail_probe.py --runs 10 --variants default stock --churn 1
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
-import os
 import statistics
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,7 @@ def agent(argv: list[str]) -> int:
     parser.add_argument("--gc", choices=("default", "off", "stock"), default="default")
     parser.add_argument("--switch-interval", type=float)
     parser.add_argument("--stats", type=Path, required=True)
+    parser.add_argument("--sample", action="store_true")
     args, rest = parser.parse_known_args(argv)
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
@@ -66,7 +70,9 @@ def agent(argv: list[str]) -> int:
     if args.gc == "off":
         gc.disable()
     if args.gc == "stock":
-        os.environ["MESHD_GC_TUNING"] = "off"
+        from mesh.daemon import gctune
+
+        gctune.install = lambda agent: gctune.Tuner(agent)  # installs nothing
     import mesh.daemon.cli
     import mesh.daemon.runner
     from mesh.daemon.cli import main
@@ -81,7 +87,8 @@ def agent(argv: list[str]) -> int:
         finally:
             task.cancel()
 
-    mesh.daemon.cli.serve = serve_sampled  # type: ignore[attr-defined]
+    if args.sample:
+        mesh.daemon.cli.serve = serve_sampled  # type: ignore[attr-defined]
     try:
         return main(["run", *[a for a in rest if a != "--"]])
     finally:
@@ -122,6 +129,42 @@ def switches(server: dns_bench.Server) -> int:
     return total
 
 
+@contextlib.contextmanager
+def churning(path: Path, every_s: float, seconds: float) -> Iterator[None]:
+    """With ``every_s`` > 0, rewrite one more service's endpoint in the manifests every
+    ``every_s`` for ``seconds`` (a bounded loop in a thread): the agent re-translates the
+    directory and rebuilds, allocating as a live cluster makes it."""
+    path.unlink(missing_ok=True)
+    if every_s <= 0:
+        yield
+        return
+    done = threading.Event()
+
+    def churn() -> None:
+        for n in range(int(seconds / every_s) + 1):
+            if done.wait(every_s):
+                return
+            eps = f'  - addresses: ["10.251.0.{n % 250 + 1}"]\n'
+            meta = "metadata:\n  name: churn\n  namespace: bench\n"
+            path.write_text(
+                f"apiVersion: v1\nkind: Service\n{meta}spec:\n  ports:\n  - name: http\n"
+                f"    protocol: TCP\n    port: 80\n---\n"
+                f"apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\n{meta}---\n"
+                f"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n"
+                f"  name: churn-1\n  namespace: bench\n  labels:\n"
+                f"    kubernetes.io/service-name: churn\naddressType: IPv4\nendpoints:\n{eps}"
+            )
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        path.unlink(missing_ok=True)
+
+
 def pct(times: list[float], q: float) -> float:
     return times[min(len(times) - 1, int(len(times) * q))] * 1e6
 
@@ -144,6 +187,8 @@ def compare(args: argparse.Namespace) -> None:
         extra = ["--gc", variant, "--stats", str(work / f"{variant}.json")]
         if args.switch_interval:
             extra += ["--switch-interval", str(args.switch_interval)]
+        if args.sample:
+            extra += ["--sample"]
         server.argv = [sys.executable, __file__, "agent", *extra, "--", *server.argv[2:]]
         server.name = f"meshd-{variant}"
         server.log = work / f"{variant}.log"
@@ -157,7 +202,8 @@ def compare(args: argparse.Namespace) -> None:
                 time.sleep(args.settle)
                 before = switches(server)
                 t0 = time.monotonic()
-                times = load(server, queries, args.seconds)
+                with churning(work / "manifests" / "churn.yaml", args.churn, args.seconds):
+                    times = load(server, queries, args.seconds)
                 t1 = time.monotonic()
                 preempted = switches(server) - before
             finally:
@@ -215,6 +261,12 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--variants", nargs="+", default=["default", "off"])
     parser.add_argument("--switch-interval", type=float)
+    parser.add_argument(
+        "--sample", action="store_true", help="time event-loop stalls (adds 500 wake-ups/s)"
+    )
+    parser.add_argument(
+        "--churn", type=float, default=0.0, help="rewrite a manifest every this many seconds"
+    )
     compare(parser.parse_args())
 
 
