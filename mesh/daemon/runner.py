@@ -44,6 +44,8 @@ async def serve(settings: Any, stop: asyncio.Event) -> int:
     from mesh.daemon.agent import Agent
 
     agent = Agent(settings)
+    # Before start: the first rebuild after sync can finish while the admin server starts.
+    gctune.install(agent)
     admin = AdminServer(agent, settings.admin_listen) if settings.admin_listen else None
     try:
         await agent.start()
@@ -53,7 +55,6 @@ async def serve(settings: Any, stop: asyncio.Event) -> int:
         log.error("cannot start: %s", exc)
         await agent.stop()
         return 1
-    gctune.install(agent)  # after start-up's garbage, before the first rebuild (see gctune)
     log.info(
         "cluster %s: DNS on %s%s (advertised as %s), gossip advertised as %s",
         settings.cluster_id,
