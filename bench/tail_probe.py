@@ -69,10 +69,18 @@ def agent(argv: list[str]) -> int:
     gc.callbacks.append(timed)
     if args.gc == "off":
         gc.disable()
-    if args.gc == "stock":
-        from mesh.daemon import gctune
+    from mesh.daemon import gctune
 
-        gctune.install = lambda agent: gctune.Tuner(agent)  # installs nothing
+    rebuilds: list[tuple[float, float]] = []
+    install = gctune.install
+
+    def recorded(agent: gctune.Rebuilding) -> gctune.Tuner:
+        agent.rebuild_observers.append(lambda took: rebuilds.append((time.monotonic(), took)))
+        if args.gc == "stock":
+            return gctune.Tuner(agent)  # installs nothing
+        return install(agent)
+
+    gctune.install = recorded
     import mesh.daemon.cli
     import mesh.daemon.runner
     from mesh.daemon.cli import main
@@ -95,6 +103,7 @@ def agent(argv: list[str]) -> int:
         stats = {
             "pauses": pauses,
             "stalls": stalls,
+            "rebuilds": rebuilds,
             "threshold": gc.get_threshold(),
             "count": gc.get_count(),
             "tracked": len(gc.get_objects()),
@@ -218,6 +227,10 @@ def compare(args: argparse.Namespace) -> None:
                 row["gc_ms"] = sum(p[2] for p in during) * 1e3
                 row["gc_max_ms"] = max((p[2] for p in during), default=0.0) * 1e3
                 row["heap"] = stats["tracked"]
+                took = [x[1] for x in stats["rebuilds"] if t0 <= x[0] <= t1]
+                row["rebuilds"] = len(took)
+                row["rebuild_ms"] = sum(took) * 1e3
+                row["rebuild_max_ms"] = max(took, default=0.0) * 1e3
                 late = [x for x in stats["stalls"] if t0 <= x[0] <= t1]
                 row["stalls"] = len(late)
                 row["stall_ms"] = sum(x[1] for x in late) * 1e3
