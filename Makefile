@@ -12,9 +12,16 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEBIAN_PACKAGES := dnsutils knot-dnsutils unbound iproute2 prometheus
 # What the commands `meshd demo` prints need: dig.
 DEMO_PACKAGES := dnsutils
+# What `make bench` drives: Knot DNS (knotd) and Unbound to compare against, dnsperf to load
+# them (taskset comes with util-linux, which every Debian system has).
+BENCH_PACKAGES := knot dnsperf unbound
+# `make bench` runs bench/dns_bench.py with settings that finish in about three minutes;
+# override for the figures that go to bench/RESULTS.md, e.g.
+# `make bench BENCH_ARGS="--runs 10 --seconds 6 --workers 2"`.
+BENCH_ARGS ?= --runs 3 --seconds 3 --workers 0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps demo-deps demo test test-unit lint proto monitoring bench clean
+.PHONY: setup system-deps demo-deps bench-deps demo test test-unit lint proto monitoring bench clean
 
 setup: $(STAMP)
 
@@ -30,10 +37,11 @@ $(STAMP): pyproject.toml setup.py $(FASTPATH_SOURCES)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Installs whichever of PACKAGES are missing: the test suite's, or the demo's.
+# Installs whichever of PACKAGES are missing: the test suite's, the demo's or the benchmark's.
 system-deps: PACKAGES := $(DEBIAN_PACKAGES)
 demo-deps: PACKAGES := $(DEMO_PACKAGES)
-system-deps demo-deps:
+bench-deps: PACKAGES := $(BENCH_PACKAGES)
+system-deps demo-deps bench-deps:
 	@missing=""; \
 	for pkg in $(PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'install ok installed' || \
@@ -58,6 +66,11 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# meshd against Knot DNS and Unbound under dnsperf (not part of `make test`: it measures,
+# it does not check). Prints a Markdown table; see bench/README.md.
+bench: setup bench-deps
+	$(BIN)/python bench/dns_bench.py $(BENCH_ARGS)
 
 # Regenerate the committed gRPC/protobuf code from proto/ (tests check it is current).
 proto: setup

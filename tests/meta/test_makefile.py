@@ -53,3 +53,29 @@ def test_make_demo_installs_what_the_printed_commands_run() -> None:
     assert "apt-get install" in before_demo, plan
     missing = {DEBIAN_PACKAGE[p] for p in programs} - installed
     assert not missing, f"`make demo` does not install {missing}:\n{plan}"
+
+
+def test_make_bench_installs_what_the_dns_benchmark_drives() -> None:
+    """`make bench` (the issue: it "installs what the benchmarks drive (Knot, dnsperf) and
+    runs them") installs knotd's, dnsperf's and unbound's Debian packages before it runs
+    bench/dns_bench.py."""
+    plan = subprocess.run(
+        ["make", "-n", "bench"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    before_bench, found, _ = plan.partition("bench/dns_bench.py")
+    assert found, plan
+    installed = {
+        package
+        for packages in re.findall(r"for pkg in ([^;]*); do", before_bench)
+        for package in packages.split()
+    }
+    assert "apt-get install" in before_bench, plan
+    missing = {"knot", "dnsperf", "unbound"} - installed
+    assert not missing, f"`make bench` does not install {missing}:\n{plan}"
+
+
+def test_make_test_does_not_run_the_benchmarks() -> None:
+    plan = subprocess.run(
+        ["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "bench/" not in plan, plan
