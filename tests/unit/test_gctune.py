@@ -20,6 +20,7 @@ class FakeAgent:
 @pytest.fixture(autouse=True)
 def restore_gc() -> Iterator[None]:
     threshold = gc.get_threshold()
+    gc.unfreeze()  # what earlier tests in this process froze (in-process agents, heap tests)
     yield
     gc.unfreeze()
     gc.set_threshold(*threshold)
