@@ -296,9 +296,10 @@ async def test_leader_hand_over_between_two_replicas_without_double_writes(
     assert api.mcs_writes("b") == []
 
     seed(api, exported_service("shop", "cart", [("10.1.0.2", True)]))
-    await until("b wrote cart's import and conditions", lambda: len(api.mcs_writes("b")) == 3, b)
+    await until("b wrote cart's import and conditions", lambda: len(api.mcs_writes("b")) >= 3, b)
     await until("b's views caught up", lambda: not b.writer.plan().writes, b)
-    assert len(api.mcs_writes("b")) == 3
+    # As for a above: one more export status when cart's first pass saw it Pending.
+    assert len(api.mcs_writes("b")) in (3, 4), api.mcs_writes("b")
     assert len(api.mcs_writes("a")) == writes_of_a
     creates = [r for r in api.writes(kind="serviceimports") if r.method == "POST"]
     assert len(creates) == 2  # one per import, whoever led
