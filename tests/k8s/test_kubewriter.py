@@ -313,7 +313,9 @@ async def test_a_replica_whose_renewals_fail_stops_writing_and_the_other_takes_o
     a = start("a")
     await leading(a)
     b = start("b")
-    await until("a wrote", lambda: len(api.mcs_writes("a")) == 3, a, b)
+    await until("a wrote", lambda: len(api.mcs_writes("a")) >= 3, a, b)
+    await until("a's views caught up", lambda: not a.writer.plan().writes, a, b)
+    written = len(api.mcs_writes("a"))  # 3, or 4 when its first pass saw the export Pending
 
     def cut_a(request: web.Request, agent: str) -> ApiError | None:
         if agent == "meshd/a" and "/leases" in request.path:
@@ -329,11 +331,11 @@ async def test_a_replica_whose_renewals_fail_stops_writing_and_the_other_takes_o
     assert loop.time() - cut_at < 1.0 + 1.5  # a lease duration after the last renewal
 
     seed(api, exported_service("shop", "cart", [("10.1.0.2", True)]))
-    await until("b wrote cart's import and conditions", lambda: len(api.mcs_writes("b")) == 3, b)
+    await until("b wrote cart's import and conditions", lambda: len(api.mcs_writes("b")) >= 3, b)
     await until("b's views caught up", lambda: not b.writer.plan().writes, b)
     assert "shop/cart" in objects(api, "ServiceImport")
-    assert len(api.mcs_writes("a")) == 3
-    assert len(api.mcs_writes("b")) == 3
+    assert len(api.mcs_writes("a")) == written
+    assert len(api.mcs_writes("b")) in (3, 4), api.mcs_writes("b")
 
 
 @pytest.mark.asyncio
@@ -343,7 +345,9 @@ async def test_a_leader_that_finds_another_holder_stops_at_once(
     seed(api, exported_service("shop", "web", [("10.1.0.1", True)]))
     a = start("a")
     await leading(a)
-    await until("a wrote", lambda: len(api.mcs_writes("a")) == 3, a)
+    await until("a wrote", lambda: len(api.mcs_writes("a")) >= 3, a)
+    await until("a's views caught up", lambda: not a.writer.plan().writes, a)
+    written = len(api.mcs_writes("a"))  # 3, or 4 when its first pass saw the export Pending
 
     stop = asyncio.Event()
 
@@ -375,7 +379,7 @@ async def test_a_leader_that_finds_another_holder_stops_at_once(
         )
         await asyncio.sleep(1.5)  # longer than a lease: the intruder keeps it
         assert "shop/cart" not in objects(api, "ServiceImport")
-        assert len(api.mcs_writes("a")) == 3
+        assert len(api.mcs_writes("a")) == written
     finally:
         stop.set()
         await task
@@ -388,7 +392,8 @@ async def test_api_server_down_and_back(api: RecordingApiServer, start: Start) -
     seed(api, exported_service("shop", "web", [("10.1.0.1", True)]))
     a = start("a")
     await leading(a)
-    await until("a wrote", lambda: len(api.mcs_writes("a")) == 3, a)
+    await until("a wrote", lambda: len(api.mcs_writes("a")) >= 3, a)
+    await until("a's views caught up", lambda: not a.writer.plan().writes, a)
 
     await api.stop()
     await until("a stops leading", lambda: not a.writer.is_leader(), a, timeout_s=3.0)
