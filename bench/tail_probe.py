@@ -7,7 +7,8 @@ Two parts:
   collection (generation, pause, objects collected) and, on exit, writes them with
   ``gc.get_count()``/``gc.get_threshold()`` and the tracked heap size to ``--stats`` (JSON).
   ``--gc`` picks the collector's set-up for the experiment: ``default`` (as shipped, with
-  ``mesh.daemon.gctune``), ``stock`` (CPython's defaults: gctune installs nothing), ``off``
+  ``mesh.daemon.heap``'s policy), ``stock`` (CPython's defaults: no threshold change and no
+  freeze), ``off
   (``gc.disable()``: the upper bound of what any tuning can win). ``--switch-interval`` sets
   ``sys.setswitchinterval`` (how often gRPC's threads and the loop hand the GIL over).
   With ``--sample``, a task wakes every 2 ms and records how late it woke (an event-loop
@@ -69,18 +70,19 @@ def agent(argv: list[str]) -> int:
     gc.callbacks.append(timed)
     if args.gc == "off":
         gc.disable()
-    from mesh.daemon import gctune
+    from mesh.daemon import heap
 
     rebuilds: list[tuple[float, float]] = []
-    install = gctune.install
+    rebuilt = heap.HeapSettler.rebuilt
 
-    def recorded(agent: gctune.Rebuilding) -> gctune.Tuner:
-        agent.rebuild_observers.append(lambda took: rebuilds.append((time.monotonic(), took)))
-        if args.gc == "stock":
-            return gctune.Tuner(agent)  # installs nothing
-        return install(agent)
+    def recorded(settler: heap.HeapSettler, elapsed_s: float, synced: bool) -> None:
+        rebuilds.append((time.monotonic(), elapsed_s))
+        rebuilt(settler, elapsed_s, synced)
 
-    gctune.install = recorded
+    heap.HeapSettler.rebuilt = recorded  # type: ignore[method-assign]
+    if args.gc == "stock":
+        heap.tune = lambda: None
+        heap.HeapSettler.freeze = lambda settler: None  # type: ignore[method-assign]
     import mesh.daemon.cli
     import mesh.daemon.runner
     from mesh.daemon.cli import main

@@ -5,5 +5,5 @@ server and metrics.
 Pure cores: settings, values, drill_plan.
 Adapters: agent, front, inputs, runner, cli, flags, demo, certs_command, admin, metrics,
 status, security, hostinfo, state_dir, announce, admin_routing, routing_commands, drill,
-publishing, heap, rebuilding, gctune.
+publishing, heap, rebuilding.
 """

@@ -98,6 +98,7 @@ class Agent:
             self.planner, self.catalog, self.front, self.heap, self.stats, self._current_health
         )
         self.rebuild_observers = self.rebuilder.observers  # each rebuild's seconds
+        self.rebuild_observers.append(lambda took: self.heap.rebuilt(took, self.synced))
         # Its drain and addresses, in its cluster record (mesh.daemon.announce).
         self.announcer = Announcer(self.catalog, settings, self.front.advertised, self._publish)
         self.source = make_source(

@@ -2,7 +2,7 @@
 available) that runs until SIGINT or SIGTERM, and ``serve``, one agent's ordered start-up
 and shutdown (as uvicorn's server does it).
 
-Once started, ``mesh.daemon.gctune`` sets the collector up for a long-running heap.
+``mesh.daemon.heap.tune`` sets the collector's thresholds for a long-running heap first.
 
 Start-up binds every port before the agent counts as running: a port in use ends it with
 status 1 and one line. While it runs, a background task that fails ends it with status 1
@@ -39,13 +39,12 @@ def run_async(main: Any) -> int:
 
 
 async def serve(settings: Any, stop: asyncio.Event) -> int:
-    from mesh.daemon import gctune
+    from mesh.daemon import heap
     from mesh.daemon.admin import AdminServer
     from mesh.daemon.agent import Agent
 
     agent = Agent(settings)
-    # Before start: the first rebuild after sync can finish while the admin server starts.
-    gctune.install(agent)
+    heap.tune()  # the agent's freezes are its own (mesh.daemon.heap)
     admin = AdminServer(agent, settings.admin_listen) if settings.admin_listen else None
     try:
         # The admin server first: /healthz and /readyz (503 until synced) answer while the
