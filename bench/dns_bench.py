@@ -90,8 +90,9 @@ def write_manifests(directory: Path, services: int) -> None:
     (directory / "services.yaml").write_text("---\n".join(docs))
 
 
-def write_queries(path: Path, services: int, count: int, seed: int) -> None:
-    """dnsperf -B input: each query as a 2-byte length and the raw message."""
+def write_queries(path: Path, services: int, count: int, seed: int, kind: str = "mixed") -> None:
+    """dnsperf -B input: each query as a 2-byte length and the raw message. ``kind``:
+    ``mixed`` (every other query with EDNS0), ``plain`` or ``edns`` (all of them)."""
     rng = random.Random(seed)
     out = bytearray()
     for n in range(count):
@@ -103,7 +104,8 @@ def write_queries(path: Path, services: int, count: int, seed: int) -> None:
             qname, qtype = f"_http._tcp.svc{i}.{NAMESPACE}.svc.{ZONE}", "SRV"
         else:
             qname, qtype = f"svc{i}.{NAMESPACE}.svc.{ZONE}", "A"
-        q = dns.message.make_query(qname, qtype, use_edns=0 if n % 2 else False, payload=1232)
+        edns = {"mixed": n % 2 == 1, "plain": False, "edns": True}[kind]
+        q = dns.message.make_query(qname, qtype, use_edns=0 if edns else False, payload=1232)
         q.flags &= ~dns.flags.RD
         wire = q.to_wire()
         out += len(wire).to_bytes(2, "big") + wire
