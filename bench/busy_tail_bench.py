@@ -16,15 +16,16 @@ while the agent works. This bench makes that work itself:
 
 Each server is pinned to core 0 (``taskset``) as in ``dns_bench.py``; dnsperf runs on
 core 1 at 10,000 q/s for ``--seconds`` per load, with a query file of only plain queries
-and one of only EDNS0 queries (75% A, 20% SRV, 5% NXDOMAIN, as dns_bench's mix). Runs are
-interleaved (the order of servers rotates from run to run). Reported per mode and query
-kind: the median p50 and p99 of each server, and for meshd the p99 ratio to Knot's in the
-same run, per run, with the count of runs over 1.5x. Also the server's CPU per query in
-each load (busy: the agent's gossip and rebuilds are counted in, so that column is an
-upper bound).
+and one of only EDNS0 queries (75% A, 20% SRV, 5% NXDOMAIN, as dns_bench's mix; which of
+the two runs first alternates from run to run). Runs are interleaved (the order of servers
+rotates from run to run); ``--workers`` adds meshd variants with ``--dns-workers N``.
+Reported per mode, variant and query kind: the median p50 and p99 of Knot and meshd, the
+p99 ratio to Knot's in the same run, per run, with the count of runs over 1.5x, and the
+median ratio of CPU per query (busy: the agent's gossip and rebuilds are counted in, so
+that ratio is an upper bound).
 
 Usage: ``.venv/bin/python bench/busy_tail_bench.py [--runs 10] [--seconds 5]
-[--modes idle busy] [--out bench/RESULTS.md]``. Needs ``knotd``, ``dnsperf``,
+[--modes idle busy] [--workers 0 1] [--out bench/RESULTS.md]``. Needs ``knotd``, ``dnsperf``,
 ``taskset`` (``make bench-deps``).
 """
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import itertools
 import shutil
 import statistics
 import subprocess
@@ -204,16 +206,18 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
     manifests = work / "manifests"
     queries = {kind: work / f"queries-{kind}.bin" for kind in KINDS}
     measured_grpc = free_port()
-    knot = knot_updatable(work, args.services)
-    mesh = dns_bench.meshd(work, 0)
-    mesh.argv = meshd_agent(work, "bench", manifests, measured_grpc, [])
-    mesh.argv += ["--dns-listen", f"127.0.0.1:{mesh.port}"]
-    servers = [knot, mesh]
+    servers = [knot_updatable(work, args.services)]
+    for workers in args.workers:
+        mesh = dns_bench.meshd(work, workers)
+        mesh.argv = meshd_agent(work, "bench", manifests, measured_grpc, [])
+        mesh.argv += ["--dns-listen", f"127.0.0.1:{mesh.port}", "--dns-workers", str(workers)]
+        servers.append(mesh)
     rows: dict[str, dict[str, list]] = {s.name: {k: [] for k in KINDS} for s in servers}
     busy = mode == "busy"
     with peers(work, PEERS if busy else 0, measured_grpc):
         for run in range(args.runs):
-            order = servers[run % 2 :] + servers[: run % 2]
+            shift = run % len(servers)
+            order = servers[shift:] + servers[:shift]
             for server in order:
                 (manifests / "churn.yaml").write_text(churn_yaml(0))
                 server.start(core=0)
@@ -224,7 +228,9 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
                         if busy
                         else contextlib.nullcontext([0])
                     ) as made:
-                        for kind in KINDS:
+                        # Plain first in even runs, EDNS first in odd ones: the first load
+                        # after a start must not always be the same kind.
+                        for kind in KINDS if run % 2 == 0 else KINDS[::-1]:
                             figures = load(server, queries[kind], args.seconds)
                             rows[server.name][kind].append(figures)
                     print(
@@ -238,6 +244,10 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
                 finally:
                     server.stop()
     return rows
+
+
+def _med(figures: list[dict[str, float]], key: str) -> float:
+    return statistics.median(f[key] for f in figures)
 
 
 def report(args: argparse.Namespace, results: dict[str, dict[str, dict[str, list]]]) -> str:
@@ -255,26 +265,22 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, dict[str, list
         f"{args.runs} interleaved runs of {args.seconds:g} s per load; busy: {PEERS} peers "
         f"gossiping, one service changed every {args.churn_ms:g} ms (Knot: DNS UPDATE).",
         "",
-        "| mode | queries | Knot p50 / p99 µs | meshd p50 / p99 µs | meshd p99 / Knot's: "
-        "median (runs over 1.5x) | per run | CPU per query, meshd / Knot |",
-        "|---|---|---:|---:|---:|---|---:|",
+        "| mode | server | queries | Knot p50 / p99 µs | meshd p50 / p99 µs | meshd p99 / "
+        "Knot's: median (runs over 1.5x) | per run | CPU per query, meshd / Knot |",
+        "|---|---|---|---:|---:|---:|---|---:|",
     ]
-    for mode, rows in results.items():
-        for kind in KINDS:
-            knot, mesh = rows["knot"][kind], rows["meshd"][kind]
-            ratios = [m["p99"] / k["p99"] for m, k in zip(mesh, knot, strict=True)]
-            cpu = [m["cpu"] / k["cpu"] for m, k in zip(mesh, knot, strict=True)]
-
-            def med(figs: list[dict[str, float]], key: str) -> float:
-                return statistics.median(f[key] for f in figs)
-
-            lines.append(
-                f"| {mode} | {kind} | {med(knot, 'p50'):.0f} / {med(knot, 'p99'):.0f} | "
-                f"{med(mesh, 'p50'):.0f} / {med(mesh, 'p99'):.0f} | "
-                f"{statistics.median(ratios):.2f} ({sum(r > 1.5 for r in ratios)} of "
-                f"{len(ratios)}) | {', '.join(f'{r:.2f}' for r in ratios)} | "
-                f"{statistics.median(cpu):.2f} |"
-            )
+    variants = [(mode, name) for mode, rows in results.items() for name in rows if name != "knot"]
+    for (mode, name), kind in itertools.product(variants, KINDS):
+        knot, mesh = results[mode]["knot"][kind], results[mode][name][kind]
+        ratios = [m["p99"] / k["p99"] for m, k in zip(mesh, knot, strict=True)]
+        cpu = [m["cpu"] / k["cpu"] for m, k in zip(mesh, knot, strict=True)]
+        lines.append(
+            f"| {mode} | {name} | {kind} | {_med(knot, 'p50'):.0f} / {_med(knot, 'p99'):.0f} | "
+            f"{_med(mesh, 'p50'):.0f} / {_med(mesh, 'p99'):.0f} | "
+            f"{statistics.median(ratios):.2f} ({sum(r > 1.5 for r in ratios)} of "
+            f"{len(ratios)}) | {', '.join(f'{r:.2f}' for r in ratios)} | "
+            f"{statistics.median(cpu):.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -286,6 +292,13 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--churn-ms", type=float, default=100.0)
     parser.add_argument("--modes", nargs="+", choices=("idle", "busy"), default=["idle", "busy"])
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="meshd variants by --dns-workers (0: DNS on the agent's own loop)",
+    )
     parser.add_argument("--out", type=Path, help="append the report to this file")
     args = parser.parse_args()
     for tool in ("knotd", "dnsperf", "taskset"):
