@@ -19,6 +19,9 @@ BENCH_PACKAGES := knot dnsperf unbound
 # override for the figures that go to bench/RESULTS.md, e.g.
 # `make bench BENCH_ARGS="--runs 10 --seconds 6 --workers 2"`.
 BENCH_ARGS ?= --runs 3 --seconds 3 --workers 0
+# and bench/busy_tail_bench.py (the tail against Knot's, idle and busy: about four minutes
+# with these settings; the committed figures use --runs 10 --seconds 5).
+BUSY_ARGS ?= --runs 2 --seconds 3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-deps demo-deps bench-deps demo test test-unit lint proto monitoring bench clean
@@ -71,6 +74,7 @@ lint: setup
 # it does not check). Prints a Markdown table; see bench/README.md.
 bench: setup bench-deps
 	$(BIN)/python bench/dns_bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/busy_tail_bench.py $(BUSY_ARGS)
 
 # Regenerate the committed gRPC/protobuf code from proto/ (tests check it is current).
 proto: setup
