@@ -261,12 +261,15 @@ class RecordStore:
 
     def _take(self, target: OriginLog, chunk: Chunk, now: float) -> Applied:
         taken: set[Slot] = set()
-        for record in chunk.records:
+        weights = chunk.weights or (None,) * len(chunk.records)
+        for record, weight in zip(chunk.records, weights, strict=True):
             if record.version <= target.progress:
                 continue  # held, or superseded (perhaps by a tombstone purged since)
             if not record.live:
-                record = Record(record.version, record.slot, sealed=record.sealed, since=now)
-            if target.put(record):
+                record = Record(
+                    record.version, record.slot, sealed=record.sealed, since=now, batch=record.batch
+                )
+            if target.put(record, weight):
                 taken.add(record.slot)
         if chunk.records:
             target.progress = max(target.progress, chunk.records[-1].version)
@@ -338,13 +341,18 @@ class RecordStore:
                 continue
             start, reset = planned
             records: list[bytes] = []
+            batches: dict[bytes, None] = {}  # each batch the records need, once, in order
             more = False
             for record in log.since(start, live_only=reset):
                 cost = len(record.sealed) + CHUNK_OVERHEAD
+                if record.batch and record.batch not in batches:
+                    cost += len(record.batch) + CHUNK_OVERHEAD
                 if (left < cost or room == 0) and (records or out):
                     more = True
                     break
                 records.append(record.sealed)
+                if record.batch:
+                    batches[record.batch] = None
                 left -= cost
                 room -= 1
             reached = not more and log.progress == log.head.version
@@ -362,6 +370,7 @@ class RecordStore:
                         head,
                         log.certificate,
                         target,
+                        tuple(batches),
                     )
                 )
             if more:
