@@ -94,9 +94,9 @@ __all__ = [
 ]
 
 DEFAULT_TOMBSTONE_TTL_S = 3600.0  # a peer away longer than this gets a reset, not a delta
-# Records in one message, in bytes: well under gRPC's 4 MiB default limit, and small enough
-# that decoding one message (a few tens of thousands of endpoints) holds the receiver's
-# event loop for well under a second.
+# Records in one message, in bytes: well under gRPC's 4 MiB default limit. The receiver
+# opens and applies a message in slices of a few hundred records, one event-loop step each
+# (mesh.wire.chunk_slices), so this bounds memory per message, not the loop's stalls.
 DEFAULT_CHUNK_BYTES = 256 * 1024
 # Records in one message, at most: bounds the signatures one message makes a receiver check
 # (about 60 us each). A signed record is over 140 bytes, so 256 KiB holds under 2,000.
