@@ -98,7 +98,7 @@ def produce(args: argparse.Namespace, out: Path, ca_dir: Path) -> None:
             signer = Signer(SignerKey.from_pem(pki.pem_cert(cert), pki.pem_key(key)))
         catalog = Catalog(ClusterState(name, 1, 0, f"r{c % 5}", replica="a"))
         log = OriginLog(name, "a", 1)
-        publisher = Publisher(log, signer)
+        publisher = Publisher(log, signer, per_record=args.record_signatures == "both")
         change = catalog.set_local(exports_of(c, services, args.per_service))
         publisher.publish(catalog.local, change, 0.0)
         relay.logs[log.origin] = log
@@ -185,13 +185,18 @@ def consume(args: argparse.Namespace, path: Path, ca_dir: Path) -> list[str]:
         args.per_service * args.clusters
     )
     records = sum(len(log.records) for log in store.logs.values())
-    signed = "unsigned (--insecure)" if args.insecure else "signed (Ed25519), every one verified"
+    signed = (
+        "unsigned (--insecure)"
+        if args.insecure
+        else f"signed (Ed25519, --record-signatures {args.record_signatures}), every one verified"
+    )
     return [
         f"## {datetime.date.today()} — catch-up and memory of a new agent, "
         f"{endpoints:,} endpoints (simulated)",
         "",
         f"Command: `.venv/bin/python bench/catchup_bench.py --clusters {args.clusters} "
-        f"--endpoints {args.endpoints} --per-service {args.per_service}"
+        f"--endpoints {args.endpoints} --per-service {args.per_service} "
+        f"--record-signatures {args.record_signatures}"
         f"{' --insecure' if args.insecure else ''}`. "
         f"Machine: {machine()}. {args.clusters} remote clusters, {records:,} records "
         f"{signed}, {zone.service_count():,} services in the zone; {messages:,} messages of "
@@ -211,6 +216,12 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=1_000_000)
     parser.add_argument("--insecure", action="store_true", help="unsigned records")
     parser.add_argument("--per-service", type=int, default=ENDPOINTS_PER_SERVICE)
+    parser.add_argument(
+        "--record-signatures",
+        choices=["both", "batch"],
+        default="both",
+        help="how the origins sign (meshd run --record-signatures)",
+    )
     parser.add_argument("--out", type=Path, help="append the report to this file")
     parser.add_argument("--role", choices=["produce", "consume"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -231,6 +242,8 @@ def main() -> None:
             str(args.endpoints),
             "--per-service",
             str(args.per_service),
+            "--record-signatures",
+            args.record_signatures,
             "--data",
             tmp,
         ] + (["--insecure"] if args.insecure else [])

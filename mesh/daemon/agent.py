@@ -133,7 +133,11 @@ class Agent:
             ),
         )
         seal = state_seal(self.settings)
-        self.publisher = Publisher(self.records.local, None if seal is None else seal.signer)
+        self.publisher = Publisher(
+            self.records.local,
+            None if seal is None else seal.signer,
+            per_record=self.settings.record_signatures == "both",
+        )
         self.announcer.announce()
         local = self.catalog.local
         everything = Change(local.cluster_id, frozenset(local.services), cluster=True)

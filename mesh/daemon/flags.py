@@ -23,6 +23,7 @@ from mesh.daemon.values import ConfigError
 from mesh.routing.annotations import ANSWER_MODES
 
 SETTING_FIELDS = {f.name: f.default for f in fields(AgentSettings)}
+RECORD_SIGNATURES = ("both", "batch")  # --record-signatures (mesh.wire.record_batch)
 
 
 def _default(setting: str) -> Any:
@@ -280,6 +281,15 @@ OPTIONS: tuple[Option, ...] = (
         "what ClusterSetIP services answer: endpoints (pod addresses), cluster-ip (each "
         "chosen cluster's Service ClusterIP) or clusterset-ip (a virtual IP meshd derives in "
         "this cluster; Kubernetes API source only); per service: meshd.io/answer-mode",
+        "MODE",
+    ),
+    Option(
+        "record_signatures",
+        values.choice(RECORD_SIGNATURES),
+        _default("record_signatures"),
+        "how records are signed (with TLS): both (each record, and batches of records: "
+        "agents of earlier releases verify the first) or batch (once every agent verifies "
+        "batches; a receiver then does one signature check per batch)",
         "MODE",
     ),
     Option("log_level", values.log_level, "INFO", "debug, info, warning or error", "LEVEL"),

@@ -53,6 +53,10 @@ class AgentSettings:
     max_addresses: int = DEFAULT_MAX_ADDRESSES
     # What ClusterSetIP services answer (mesh.routing.modes); meshd.io/answer-mode per service.
     answer_mode: str = "endpoints"
+    # How this agent signs its records (mesh.wire.record_batch): "both" (each record on its
+    # own, for agents of earlier releases, and in signed batches), or "batch" only, once
+    # every agent of the clusterset runs a release that verifies batches.
+    record_signatures: str = "both"
     kubeconfig: Path | None = None  # with manifests None; None here too: in-cluster
     # Mutual TLS between agents (all three, or none for plaintext; see mesh.transport.tls).
     tls_cert: Path | None = None

@@ -6,9 +6,15 @@ record above version v" is a slice, the running count and set hash of the live r
 (checked against the origin's ``Head``), the tombstone floor, and ``progress``: every
 record of the generation up to it is held or replaced.
 
-A record's set-hash term (``Record.weight``, SHA-256 of its body) is not held: it is
-computed from the sealed bytes when the record is taken or replaced, which costs a
-microsecond or two then and saves about 60 octets per record held.
+A record's set-hash term (``Record.weight``, SHA-256 of its body) is not held: the
+opener computes it once (it is also the digest a signed batch covers) and hands it to
+``put`` with the record; only a record replaced or purged later opens its seal again for
+it. That saves about 60 octets per record held.
+
+A record covered by a signed batch of its origin (``mesh.wire.record_codec``) holds the
+sealed batch's bytes by reference (``Record.batch``): records of one batch share one
+bytes object, which lives as long as a held record (a tombstone included) refers to it,
+and goes to peers with those records, so a third agent verifies them too.
 
 The rules for what a copy takes and who gets what are in ``mesh.ring.records``; this module
 only keeps a copy consistent with itself, and holds the types the store hands in and out
@@ -53,6 +59,7 @@ class Record:
     info: ClusterInfo | None = None  # the cluster record
     sealed: bytes = b""  # a serialized ``Sealed`` (mesh/wire/v1)
     since: float = 0.0  # a tombstone: when this holder took it (its expiry clock)
+    batch: bytes = b""  # the serialized ``Sealed`` batch that covers it (shared), if any
 
     @property
     def live(self) -> bool:
@@ -88,6 +95,7 @@ class Chunk:
     certificate: bytes = b""
     target: int = 0  # a reset: the version of the sender's copy it is a snapshot of
     direct: bool = False  # sent by its origin itself (``mesh.ring.records``: its word wins)
+    weights: tuple[int, ...] = ()  # the records' set-hash terms, in order (empty: unknown)
 
     @property
     def origin(self) -> Origin:
@@ -140,8 +148,9 @@ class OriginLog:
     def complete(self) -> bool:
         return self.head is not None and self.progress >= self.head.version and not self.broken
 
-    def put(self, record: Record) -> bool:
-        """Hold ``record`` unless a newer one of its slot is held. True when taken."""
+    def put(self, record: Record, weight: int | None = None) -> bool:
+        """Hold ``record`` unless a newer one of its slot is held. True when taken.
+        ``weight``: its set-hash term when the caller has it (else read from its seal)."""
         held = self.records.get(record.slot)
         if held is not None:
             if held.version >= record.version:
@@ -151,7 +160,8 @@ class OriginLog:
         bisect.insort(self._ascending, record, key=_version)
         if record.live:
             self.live += 1
-            self.set_hash = (self.set_hash + record.weight) % HASH_MODULUS
+            term = record.weight if weight is None else weight
+            self.set_hash = (self.set_hash + term) % HASH_MODULUS
         self._state = None
         return True
 
@@ -229,9 +239,11 @@ class OutChunk:
     head: bytes = b""
     certificate: bytes = b""
     target: int = 0
+    batches: tuple[bytes, ...] = ()  # the sealed batches the records name, each once
 
     def size(self) -> int:
-        return sum(len(r) + CHUNK_OVERHEAD for r in self.records) + len(self.head) + 64
+        carried = (*self.records, *self.batches)
+        return sum(len(r) + CHUNK_OVERHEAD for r in carried) + len(self.head) + 64
 
 
 @dataclass(slots=True)

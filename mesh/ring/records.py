@@ -94,9 +94,9 @@ __all__ = [
 ]
 
 DEFAULT_TOMBSTONE_TTL_S = 3600.0  # a peer away longer than this gets a reset, not a delta
-# Records in one message, in bytes: well under gRPC's 4 MiB default limit, and small enough
-# that decoding one message (a few tens of thousands of endpoints) holds the receiver's
-# event loop for well under a second.
+# Records in one message, in bytes: well under gRPC's 4 MiB default limit. The receiver
+# opens and applies a message in slices of a few hundred records, one event-loop step each
+# (mesh.wire.chunk_slices), so this bounds memory per message, not the loop's stalls.
 DEFAULT_CHUNK_BYTES = 256 * 1024
 # Records in one message, at most: bounds the signatures one message makes a receiver check
 # (about 60 us each). A signed record is over 140 bytes, so 256 KiB holds under 2,000.
@@ -261,12 +261,15 @@ class RecordStore:
 
     def _take(self, target: OriginLog, chunk: Chunk, now: float) -> Applied:
         taken: set[Slot] = set()
-        for record in chunk.records:
+        weights = chunk.weights or (None,) * len(chunk.records)
+        for record, weight in zip(chunk.records, weights, strict=True):
             if record.version <= target.progress:
                 continue  # held, or superseded (perhaps by a tombstone purged since)
             if not record.live:
-                record = Record(record.version, record.slot, sealed=record.sealed, since=now)
-            if target.put(record):
+                record = Record(
+                    record.version, record.slot, sealed=record.sealed, since=now, batch=record.batch
+                )
+            if target.put(record, weight):
                 taken.add(record.slot)
         if chunk.records:
             target.progress = max(target.progress, chunk.records[-1].version)
@@ -338,13 +341,18 @@ class RecordStore:
                 continue
             start, reset = planned
             records: list[bytes] = []
+            batches: dict[bytes, None] = {}  # each batch the records need, once, in order
             more = False
             for record in log.since(start, live_only=reset):
                 cost = len(record.sealed) + CHUNK_OVERHEAD
+                if record.batch and record.batch not in batches:
+                    cost += len(record.batch) + CHUNK_OVERHEAD
                 if (left < cost or room == 0) and (records or out):
                     more = True
                     break
                 records.append(record.sealed)
+                if record.batch:
+                    batches[record.batch] = None
                 left -= cost
                 room -= 1
             reached = not more and log.progress == log.head.version
@@ -362,6 +370,7 @@ class RecordStore:
                         head,
                         log.certificate,
                         target,
+                        tuple(batches),
                     )
                 )
             if more:

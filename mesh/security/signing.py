@@ -27,7 +27,9 @@ usage (``SIGNER_EKU``), and is issued by a CA of ``--tls-ca``. Why:
 
 A certificate is verified once (issuer, signature, validity, role, clusterset) and its key
 cached by key id (the first 16 bytes of SHA-256 of the raw public key, hex), so a record
-costs one Ed25519 verification. Revocation is by expiry or by rotating the CA.
+costs one Ed25519 verification, or a share of one when a signed batch of record digests
+covers it (``BATCH_DOMAIN``, ``mesh.wire.record_batch``). Revocation is by expiry or by
+rotating the CA.
 
 ``verify_sealed`` raises ``SignedStateError`` with a ``reason`` from ``REASONS`` for any
 bad seal or certificate, and never another exception (the chunk opener counts them).
@@ -52,6 +54,9 @@ from mesh.security import identity as ident
 
 RECORD_DOMAIN = b"meshd.record.v1\0"  # a per-service Record (mesh/ring/records.py)
 HEAD_DOMAIN = b"meshd.head.v1\0"  # an origin's Head
+# A Batch: the SHA-256 digests of consecutive records, so one signature covers many
+# (mesh/wire/record_codec.py). Its own domain: a batch's signature never passes for a record's.
+BATCH_DOMAIN = b"meshd.batch.v1\0"
 # A SWIM claim: an Alive, Left or accusation (mesh/security/swim_claims.py).
 SWIM_DOMAIN = b"meshd.swim.v1\0"
 # meshd's state-signing extended key usage: an OID under 2.25 (ITU-T X.667, from a UUID),

@@ -11,9 +11,10 @@ The rules of what is sent and taken live in ``mesh.ring.records`` (Scuttlebutt w
 resets built aside, heads checked); bytes on the wire in ``mesh.wire.record_codec``. Each
 message carries at most ``chunk_bytes`` of records; when either side had more, the caller
 exchanges again at once (at most ``MAX_ROUNDS`` in a row), so a large catch-up streams in
-bounded messages and never meets gRPC's message limit. A local change ``nudge``s the loop,
-so it reaches every reachable peer in one round trip. The ``Swim`` RPC carries the
-membership protocol's datagrams (``mesh.transport.swim``).
+bounded messages and never meets gRPC's message limit. A message's chunks are taken a
+slice at a time (``stepped``), the event loop turning between slices. A local change
+``nudge``s the loop, so it reaches every reachable peer in one round trip. The ``Swim``
+RPC carries the membership protocol's datagrams (``mesh.transport.swim``).
 
 Peers are untrusted: a chunk that fails validation or, with TLS, its origin's signatures is
 dropped whole and counted by reason; each caller is rate limited (``mesh.ring.limits``); with
@@ -30,7 +31,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import grpc
 
@@ -41,7 +42,7 @@ from mesh.ring.records import DEFAULT_CHUNK_BYTES, OriginLog, RecordStore
 from mesh.security.seal import StateSeal
 from mesh.transport.listen import check_listen
 from mesh.transport.tls import RingTls
-from mesh.wire.exchange import Exchange, RefusedError, swim_source_cluster
+from mesh.wire.exchange import Exchange, RefusedError, Steps, swim_source_cluster
 from mesh.wire.record_codec import Publisher
 from mesh.wire.v1 import gossip_pb2 as pb
 from mesh.wire.v1 import gossip_pb2_grpc as pb_grpc
@@ -59,6 +60,19 @@ _REFUSED_CODES = {
     "identity": grpc.StatusCode.PERMISSION_DENIED,
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,
 }
+
+
+_T = TypeVar("_T")
+
+
+async def stepped(steps: Steps[_T]) -> _T:
+    """Run ``steps`` (``mesh.wire.exchange``), letting the event loop turn between them."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        await asyncio.sleep(0)
 
 
 class SwimReceiver(Protocol):
@@ -180,7 +194,7 @@ class Ring(pb_grpc.GossipServicer):
         now = asyncio.get_running_loop().time()
         caller = await self._admit(context, self.push_pull_limit, now)
         try:
-            return self.exchange.answer(request, caller, now, time.time())
+            return await stepped(self.exchange.answer_steps(request, caller, now, time.time()))
         except RefusedError as exc:
             code = _REFUSED_CODES[exc.kind]
             await context.abort(code, str(exc))
@@ -259,7 +273,7 @@ class Ring(pb_grpc.GossipServicer):
                 self.tls.observe_failure(exc.details())
             self.exchange.failed(address, loop.time())
             return False
-        again = self.exchange.take_reply(sent, reply, loop.time(), time.time())
+        again = await stepped(self.exchange.take_reply_steps(sent, reply, loop.time(), time.time()))
         if self.exchange.knows(address):
             self.exchanged_once.set()
         return again

@@ -96,28 +96,41 @@ def _shared(value: _T) -> _T:
     return value
 
 
-def _endpoint(msg: pb.Endpoint, where: str) -> Endpoint:
-    if not msg.addresses:
+class _Where:
+    """Where in a peer's message a problem is, as text only when it is reported: a
+    catch-up decodes hundreds of thousands of services that have none."""
+
+    __slots__ = ("cluster_id", "key")
+
+    def __init__(self, cluster_id: str, key: ServiceKey) -> None:
+        self.cluster_id, self.key = cluster_id, key
+
+    def __str__(self) -> str:
+        return f"cluster {self.cluster_id} service {self.key}"
+
+
+def _endpoint(msg: pb.Endpoint, where: _Where) -> Endpoint:
+    # Each field read once, and repeated fields sliced (a list in one C call; iterating
+    # them is several times slower): this runs once per endpoint of a catch-up.
+    addresses = tuple(msg.addresses[:])
+    if not addresses:
         raise CodecError(f"{where}: endpoint without addresses")
-    for address in msg.addresses:
+    for address in addresses:
         try:
             ip_version(address)
         except ValueError:
             raise CodecError(f"{where}: bad address {address!r}") from None
-    if msg.hostname:
-        label(msg.hostname, f"{where}: hostname")
-    return Endpoint(
-        addresses=tuple(msg.addresses),
-        ready=msg.ready,
-        hostname=msg.hostname or None,
-        zone=_shared(msg.zone) or None,
-    )
+    hostname = msg.hostname
+    if hostname:
+        label(hostname, f"{where}: hostname")
+    zone = msg.zone
+    return Endpoint(addresses, msg.ready, hostname or None, _shared(zone) if zone else None)
 
 
 def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
     namespace = _shared(label(msg.namespace, "namespace"))
     key = ServiceKey(namespace, label(msg.name, "service name"))
-    where = f"cluster {cluster_id} service {key}"
+    where = _Where(cluster_id, key)
     if msg.type not in _TYPE_FROM_PB:
         raise CodecError(f"{where}: unknown service type {msg.type}")
     if msg.session_affinity not in ("", "ClientIP") or (
@@ -134,7 +147,7 @@ def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
         key=key,
         type=_TYPE_FROM_PB[msg.type],
         ports=_ports_from_pb(msg.ports, where),
-        endpoints=tuple(_endpoint(e, where) for e in msg.endpoints),
+        endpoints=tuple([_endpoint(e, where) for e in msg.endpoints[:]]),
         # 0.0 (unknown, as from a manifest) as the one shared float, not a new one each
         exported_at=msg.exported_at or 0.0,
         annotations=_annotations(msg.annotations),
@@ -145,7 +158,7 @@ def service_from_pb(msg: pb.Service, cluster_id: str) -> ExportedService:
     )
 
 
-def _cluster_ips(items: Iterable[str], where: str) -> tuple[str, ...]:
+def _cluster_ips(items: Iterable[str], where: _Where) -> tuple[str, ...]:
     """At most one address per family, as Kubernetes allows (spec.clusterIPs)."""
     families = []
     for address in items:
@@ -158,15 +171,31 @@ def _cluster_ips(items: Iterable[str], where: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _ports_from_pb(items: Iterable[pb.Port], where: str) -> tuple[ServicePort, ...]:
+_PORTS: dict[tuple[str, str, int], ServicePort] = {}  # valid ports seen, for reuse
+
+
+def _ports_from_pb(items: Iterable[pb.Port], where: _Where) -> tuple[ServicePort, ...]:
+    """Ports, each checked once per distinct (name, protocol, number): they recur across
+    services, and a checked one is reused as is (bounded like ``_shared``)."""
     ports = []
     for p in items:
-        if p.protocol not in PROTOCOLS or not 0 < p.port < 65536:
-            raise CodecError(f"{where}: bad port {p.protocol}/{p.port}")
-        if p.name:
-            label(p.name, f"{where}: port name")
-        ports.append(ServicePort(_shared(p.name), _shared(p.protocol), p.port))
+        seen = (p.name, p.protocol, p.port)
+        port = _PORTS.get(seen)
+        if port is None:
+            port = _port(*seen, where)
+            if len(_PORTS) >= MAX_SHARED:
+                _PORTS.clear()
+            _PORTS[seen] = port
+        ports.append(port)
     return _shared(tuple(ports))
+
+
+def _port(name: str, protocol: str, number: int, where: _Where) -> ServicePort:
+    if protocol not in PROTOCOLS or not 0 < number < 65536:
+        raise CodecError(f"{where}: bad port {protocol}/{number}")
+    if name:
+        label(name, f"{where}: port name")
+    return ServicePort(_shared(name), _shared(protocol), number)
 
 
 def _annotations(items: Iterable[pb.Annotation]) -> tuple[tuple[str, str], ...]:

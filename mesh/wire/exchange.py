@@ -10,6 +10,12 @@ Each side leaves out a list whose hash the other already reported (``mesh.wire.l
 so an idle exchange is small. The rules of what is sent and taken live in
 ``mesh.ring.records``; the bytes of records in ``mesh.wire.record_codec``.
 
+Taking a peer's chunks is done in steps: ``answer_steps`` and ``take_reply_steps`` are
+generators that yield after each slice of a chunk (``mesh.wire.chunk_slices``: a few
+hundred records, each slice a valid chunk applied whole), so the gRPC adapter lets the
+event loop turn between slices and no step holds it for long; ``answer`` and
+``take_reply`` run the same steps at once (tests, tools).
+
 Peers are untrusted: a member that is not a valid address is dropped, a chunk that fails
 validation or its origin's signatures is dropped whole, each counted by reason in
 ``RingStats``; a message that claims another cluster than its caller's certificate is
@@ -19,8 +25,9 @@ refused (``RefusedError``). Nothing a peer sends raises out of here except ``Ref
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mesh.address import valid_host_port
 from mesh.model import MAX_AGENTS, ServiceKey, is_dns_label
@@ -28,12 +35,24 @@ from mesh.ring.catalog import Catalog, Change, Digest
 from mesh.ring.peers import PeerTable
 from mesh.ring.records import MAX_RECORDS_PER_MESSAGE, OutChunk, RecordStore
 from mesh.security.seal import StateSeal
+from mesh.wire.chunk_slices import slices
 from mesh.wire.codec import CodecError, digest_from_pb
 from mesh.wire.lists import Lists
 from mesh.wire.record_codec import ChunkError, ChunkOpener, Publisher, chunk_to_pb
 from mesh.wire.v1 import gossip_pb2 as pb
 
 log = logging.getLogger("meshd.ring")
+_T = TypeVar("_T")
+Steps = Generator[None, None, _T]  # yields where the event loop may turn; returns the result
+
+
+def finish(steps: Steps[_T]) -> _T:
+    """Run ``steps`` to the end at once; their result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)
@@ -105,6 +124,12 @@ class Exchange:
     def answer(
         self, request: pb.PushPullRequest, caller: str, now: float, wall: float
     ) -> pb.PushPullResponse:
+        """``answer_steps`` at once."""
+        return finish(self.answer_steps(request, caller, now, wall))
+
+    def answer_steps(
+        self, request: pb.PushPullRequest, caller: str, now: float, wall: float
+    ) -> Steps[pb.PushPullResponse]:
         """Take a peer's push and answer its pull; ``caller`` is its certificate's cluster
         ("" without TLS); ``wall`` is epoch seconds, for certificate validity. Raises
         ``RefusedError`` for a message it will not take."""
@@ -120,7 +145,7 @@ class Exchange:
             self.peers.succeeded(sender.address, sender.cluster_id, now, sender.replica)
         # The caller's certificate names the sender's cluster (checked above): its chunks of
         # its own records are its word (mesh.ring.records). Without TLS, it says so.
-        self._absorb(request.members, request, now, wall, _origin(sender))
+        yield from self._absorb(request.members, request, now, wall, _origin(sender))
         mine = self._lists(now)
         digests: list[Digest] | None = None
         if request.digests:
@@ -168,6 +193,12 @@ class Exchange:
         self._forget_lists(address)  # it may come back with nothing
 
     def take_reply(self, sent: Round, reply: pb.PushPullResponse, now: float, wall: float) -> bool:
+        """``take_reply_steps`` at once."""
+        return finish(self.take_reply_steps(sent, reply, now, wall))
+
+    def take_reply_steps(
+        self, sent: Round, reply: pb.PushPullResponse, now: float, wall: float
+    ) -> Steps[bool]:
         """Take a peer's answer; True when another round should follow at once (either side
         had more, and this round moved something)."""
         address, request, mine = sent.address, sent.request, sent.mine
@@ -183,7 +214,7 @@ class Exchange:
         # A server's certificate is not checked against the cluster it answers for, so with
         # TLS its chunks are a relay's; without TLS nothing is checked anyway.
         speaker = _origin(reply.responder) if self.seal is None else None
-        self._absorb(reply.members, reply, now, wall, speaker)
+        yield from self._absorb(reply.members, reply, now, wall, speaker)
         digests: list[Digest] | None
         try:
             digests = self._digests(reply.digests)
@@ -274,7 +305,7 @@ class Exchange:
         now: float,
         wall: float,
         speaker: tuple[str, str] | None,
-    ) -> None:
+    ) -> Steps[None]:
         """Take what a peer's message carries; ``speaker`` is the origin whose own word the
         message is (its chunks of that origin are ``direct``), None if nobody's."""
         self._drop_extra("member:too_many", len(members))
@@ -291,19 +322,25 @@ class Exchange:
             return
         self._drop_extra("chunk:too_many", len(message.chunks))
         for msg in message.chunks[:MAX_AGENTS]:
-            try:
-                self._take_chunk(msg, now, wall, (msg.cluster_id, msg.replica) == speaker)
-            except Exception:  # a peer's bytes must never stop the ring: count, go on
-                self.stats.reject("chunk:error")
-                log.exception("records of %r from a peer could not be used", msg.cluster_id)
+            direct = (msg.cluster_id, msg.replica) == speaker
+            for part in slices(msg):
+                try:
+                    if not self._take_chunk(part, now, wall, direct):
+                        break  # the rest would continue what was refused: a gap
+                except Exception:  # a peer's bytes must never stop the ring: count, go on
+                    self.stats.reject("chunk:error")
+                    log.exception("records of %r from a peer could not be used", msg.cluster_id)
+                    break
+                yield
 
-    def _take_chunk(self, msg: pb.OriginChunk, now: float, wall: float, direct: bool) -> None:
+    def _take_chunk(self, msg: pb.OriginChunk, now: float, wall: float, direct: bool) -> bool:
+        """Open and apply one chunk (or slice of one); False when it was dropped."""
         try:
             chunk = self.opener.open(msg, wall, self.store.skip_through, direct=direct)
         except ChunkError as exc:
             self.stats.reject(f"chunk:{exc.reason}")
             log.debug("dropped records of %r from a peer: %s", msg.cluster_id, exc)
-            return
+            return False
         applied = self.store.apply(chunk, now)
         for origin in applied.forgot:  # made room for this one (mesh.ring.origin_room)
             if change := self.catalog.drop(origin):
@@ -318,6 +355,7 @@ class Exchange:
             change = self.catalog.put(applied.state, services, cluster)
             if change:
                 self.on_change(change)
+        return not applied.dropped
 
     def _drop_extra(self, kind: str, count: int) -> None:
         """Items of a message past ``MAX_AGENTS`` (one per agent is all a message needs)

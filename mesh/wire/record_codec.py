@@ -4,16 +4,23 @@
 changed service (a tombstone for a removed one) and one for the cluster when its locality,
 namespaces, drain or addresses changed, each with the next version, serialized once,
 sealed once (signed with the cluster's key when the ring is secure) and kept as those
-bytes, which is what every relay forwards. After each change it seals a new ``Head``
-(count and set hash).
+bytes, which is what every relay forwards. With a key, each run of up to
+``BATCH_RECORDS`` records written together is also covered by one signed batch of their
+digests (``mesh.wire.record_batch``); ``per_record`` (``--record-signatures both``, the
+default of this release) signs each record on its own as well, for agents of earlier
+releases, which ignore batches. After each change it seals a new ``Head`` (count and set
+hash).
 
 ``ChunkOpener`` checks everything a peer's ``OriginChunk`` carries before the store sees
 it: names, generation, strictly ascending versions above ``from_version``, every record's
 and the head's origin signature (with TLS: against the clusterset CA, the key bound to the
-chunk's cluster; a record of cluster X is only accepted signed by X's key), the record
+chunk's cluster; a record of cluster X is only accepted signed by X's key, on its own or
+through a batch of X's that holds its digest), the record
 bodies by the codec's rules, and that every record belongs to the chunk's origin and
 generation. Any failure rejects the whole chunk with a ``ChunkError`` whose ``reason`` is a
 counter label; the stream simply continues from the receiver's progress next exchange.
+Each record's body is hashed once: the digest a batch covers is its set-hash term too,
+handed to the store with the record (``Chunk.weights``).
 
 Pure: bytes and keys in, decoded records out; ``now`` (wall-clock, for certificate
 validity) is passed in.
@@ -21,18 +28,15 @@ validity) is passed in.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import TypeVar
 
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
-
-from mesh.model import ClusterState, ServiceKey
+from mesh.model import ClusterState, ExportedService, ServiceKey
 from mesh.ring.catalog import Change
 from mesh.ring.records import (
     MAX_RECORDS_PER_MESSAGE,
     Chunk,
+    ClusterInfo,
     Head,
     OriginLog,
     OutChunk,
@@ -57,19 +61,21 @@ from mesh.wire.codec import (
     service_from_pb,
     service_to_pb,
 )
+from mesh.wire.record_batch import (
+    BATCH_RECORDS,
+    BatchBook,
+    ChunkError,
+    digest_of,
+    seal_batch,
+)
+from mesh.wire.record_batch import parse as _parse
 from mesh.wire.v1 import gossip_pb2 as pb
 
-
-class ChunkError(ValueError):
-    """A chunk that must be dropped whole; ``reason`` is a counter label."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+__all__ = ["ChunkError", "ChunkOpener", "Publisher", "SealedRecord", "chunk_to_pb"]
 
 
 def weight_of(body: bytes) -> int:
-    return int.from_bytes(hashlib.sha256(body).digest(), "big")
+    return int.from_bytes(digest_of(body), "big")
 
 
 class SealedRecord(Record):
@@ -83,20 +89,26 @@ class SealedRecord(Record):
         return weight_of(pb.Sealed.FromString(self.sealed).body)
 
 
-def _seal(signer: Signer | None, domain: bytes, body: bytes) -> bytes:
+def _seal(signer: Signer | None, domain: bytes, body: bytes, batch: int = 0) -> bytes:
+    """``body`` sealed: signed unless ``signer`` is None, and naming ``batch`` if not 0."""
     if signer is None:
-        return bytes(pb.Sealed(body=body).SerializeToString())
+        return bytes(pb.Sealed(body=body, batch=batch).SerializeToString())
     seal = signer.seal(domain, body)
-    sealed = pb.Sealed(body=seal.body, signature=seal.signature, key_id=seal.key_id)
+    sealed = pb.Sealed(body=seal.body, signature=seal.signature, key_id=seal.key_id, batch=batch)
     return bytes(sealed.SerializeToString())
+
+
+# A record as the publisher makes it, before it is sealed: version, slot, body.
+_Made = tuple[int, Slot, ExportedService | None, ClusterInfo | None, bytes]
 
 
 class Publisher:
     """Makes the local origin's records from its changes (see the module docstring)."""
 
-    def __init__(self, log: OriginLog, signer: Signer | None) -> None:
+    def __init__(self, log: OriginLog, signer: Signer | None, *, per_record: bool = True) -> None:
         self.log = log
         self.signer = signer
+        self.per_record = per_record  # also sign each record (for agents before batches)
         if signer is not None:
             log.certificate = signer.key.certificate_der
 
@@ -117,28 +129,9 @@ class Publisher:
 
     def _write(self, state: ClusterState, slots: Iterable[Slot], now: float) -> None:
         log = self.log
-        for slot in slots:
-            version = log.progress + 1
-            msg = pb.Record(
-                cluster_id=log.cluster_id,
-                replica=log.replica,
-                generation=log.generation,
-                version=version,
-            )
-            service = None if slot is None else state.services.get(slot)
-            info = None
-            if slot is None:
-                info = info_of(state)
-                msg.info.CopyFrom(info_to_pb(info))
-            elif service is not None:
-                msg.service.CopyFrom(service_to_pb(service))
-            else:
-                msg.deleted.CopyFrom(pb.ServiceRef(namespace=slot.namespace, name=slot.name))
-            body = msg.SerializeToString(deterministic=True)
-            sealed = _seal(self.signer, RECORD_DOMAIN, body)
-            record = SealedRecord(version, slot, service, info, sealed, since=now)
-            log.put(record)
-            log.progress = version
+        made = [self._made(state, slot, log.progress + 1 + i) for i, slot in enumerate(slots)]
+        for start in range(0, len(made), BATCH_RECORDS):
+            self._put(made[start : start + BATCH_RECORDS], now)
         head = pb.Head(
             cluster_id=log.cluster_id,
             replica=log.replica,
@@ -149,6 +142,41 @@ class Publisher:
         )
         sealed_head = _seal(self.signer, HEAD_DOMAIN, head.SerializeToString(deterministic=True))
         log.head = Head(log.progress, log.live, log.set_hash, sealed_head)
+
+    def _made(self, state: ClusterState, slot: Slot, version: int) -> _Made:
+        log = self.log
+        msg = pb.Record(
+            cluster_id=log.cluster_id,
+            replica=log.replica,
+            generation=log.generation,
+            version=version,
+        )
+        service = None if slot is None else state.services.get(slot)
+        info = None
+        if slot is None:
+            info = info_of(state)
+            msg.info.CopyFrom(info_to_pb(info))
+        elif service is not None:
+            msg.service.CopyFrom(service_to_pb(service))
+        else:
+            msg.deleted.CopyFrom(pb.ServiceRef(namespace=slot.namespace, name=slot.name))
+        return version, slot, service, info, msg.SerializeToString(deterministic=True)
+
+    def _put(self, made: list[_Made], now: float) -> None:
+        """Seal consecutive records (one batch with a key) and hold them."""
+        log, signer = self.log, self.signer
+        digests = [digest_of(m[4]) for m in made]
+        batch, first = b"", 0
+        if signer is not None:
+            first = made[0][0]
+            origin = (log.cluster_id, log.replica, log.generation)
+            batch = seal_batch(signer, origin, first, digests)
+        own = signer if self.per_record else None
+        for (version, slot, service, info, body), digest in zip(made, digests, strict=True):
+            sealed = _seal(own, RECORD_DOMAIN, body, first)
+            record = SealedRecord(version, slot, service, info, sealed, since=now, batch=batch)
+            log.put(record, int.from_bytes(digest, "big"))
+            log.progress = version
 
 
 def chunk_to_pb(chunk: OutChunk, clusterset: str) -> pb.OriginChunk:
@@ -163,6 +191,7 @@ def chunk_to_pb(chunk: OutChunk, clusterset: str) -> pb.OriginChunk:
         certificate=chunk.certificate,
         clusterset=clusterset,
         target=chunk.target,
+        batches=chunk.batches,
     )
 
 
@@ -170,7 +199,17 @@ class ChunkOpener:
     """Opens peers' chunks; ``trust`` None: the ring is insecure and nothing is verified."""
 
     def __init__(self, trust: Trust | None) -> None:
-        self.trust = trust
+        self._trust = trust
+        self.book = BatchBook()
+
+    @property
+    def trust(self) -> Trust | None:
+        return self._trust
+
+    @trust.setter
+    def trust(self, trust: Trust | None) -> None:
+        self._trust = trust
+        self.book.forget()  # batches verified with the old trust are checked again
 
     def open(
         self,
@@ -191,7 +230,7 @@ class ChunkOpener:
             raise ChunkError("malformed", str(exc)) from None
         if msg.generation == 0:
             raise ChunkError("malformed", f"cluster {cluster_id}: generation 0")
-        if len(msg.records) > MAX_RECORDS_PER_MESSAGE:
+        if max(len(msg.records), len(msg.batches)) > MAX_RECORDS_PER_MESSAGE:
             raise ChunkError("too_large", f"cluster {cluster_id}: {len(msg.records)} records")
         if self.trust is not None and msg.clusterset != self.trust.clusterset:
             raise ChunkError("clusterset_mismatch", f"clusterset {msg.clusterset!r}")
@@ -208,27 +247,63 @@ class ChunkOpener:
             direct,
         )
         skip = 0 if skip_through is None else skip_through(shape)
-        records = []
+        if self.trust is not None:
+            self.book.begin(msg, cluster_id, replica)
+        records: list[Record] = []
+        weights: list[int] = []
         last = msg.from_version
         for data in msg.records:
             sealed = self._sealed(data, cluster_id)
-            version = _version_of(sealed.body, cluster_id)
+            body = sealed.body
+            record = _parse(pb.Record(), body, f"cluster {cluster_id}: undecodable record")
+            version = record.version
             if version <= last:
                 raise ChunkError("malformed", f"cluster {cluster_id}: versions not ascending")
             last = version
             if version <= skip:
                 continue
-            self._verify(sealed, RECORD_DOMAIN, cluster_id, msg.certificate, now_wall)
-            records.append(self._record(sealed.body, msg, cluster_id, replica, data))
+            digest = digest_of(body)
+            batch = self._cover(sealed, version, digest, cluster_id, msg.certificate, now_wall)
+            records.append(self._record(record, msg, cluster_id, replica, data, batch))
+            weights.append(int.from_bytes(digest, "big"))
         head = None
         if msg.head:
             sealed = self._sealed(msg.head, cluster_id)
             self._verify(sealed, HEAD_DOMAIN, cluster_id, msg.certificate, now_wall)
             head = self._head(sealed.body, msg, cluster_id, replica, last)
-        return replace(shape, records=tuple(records), head=head)
+        return replace(shape, records=tuple(records), head=head, weights=tuple(weights))
 
     def _sealed(self, data: bytes, cluster_id: str) -> pb.Sealed:
         return _parse(pb.Sealed(), data, f"cluster {cluster_id}: undecodable seal")
+
+    def _cover(
+        self,
+        sealed: pb.Sealed,
+        version: int,
+        digest: bytes,
+        cluster_id: str,
+        certificate: bytes,
+        now: float,
+    ) -> bytes:
+        """Check that the record's origin signed it, through its batch when it names one
+        the chunk carries, else on its own; returns the batch's bytes (b"" for none)."""
+        trust = self.trust
+        if trust is None:
+            return b""  # an insecure ring: nothing is signed, no batch is kept
+        if sealed.batch:
+            batch = self.book.get(sealed.batch, cluster_id, trust, now)
+            if batch is not None:
+                if not batch.covers(version, digest):
+                    # Its origin's signature does not cover these bytes, as for a record
+                    # signed on its own: the same counter label.
+                    raise ChunkError(
+                        "bad_signature", f"cluster {cluster_id}: record {version} not in its batch"
+                    )
+                return batch.sealed
+            if not sealed.signature:  # an older relay left the batch out: its own signature
+                raise ChunkError("missing_batch", f"cluster {cluster_id}: no batch {sealed.batch}")
+        self._verify(sealed, RECORD_DOMAIN, cluster_id, certificate, now)
+        return b""
 
     def _verify(
         self, sealed: pb.Sealed, domain: bytes, cluster_id: str, certificate: bytes, now: float
@@ -243,22 +318,29 @@ class ChunkOpener:
             raise ChunkError(exc.reason, str(exc)) from None
 
     def _record(
-        self, body: bytes, chunk: pb.OriginChunk, cluster_id: str, replica: str, sealed: bytes
+        self,
+        msg: pb.Record,
+        chunk: pb.OriginChunk,
+        cluster_id: str,
+        replica: str,
+        sealed: bytes,
+        batch: bytes,
     ) -> Record:
-        msg = _parse(pb.Record(), body, f"cluster {cluster_id}: undecodable record")
         _same_origin(msg, chunk, cluster_id, replica)
         kind = msg.WhichOneof("body")
+        version = msg.version
         try:
             if kind == "service":
                 service = service_from_pb(msg.service, cluster_id)
-                return SealedRecord(msg.version, service.key, service, None, sealed)
+                return SealedRecord(version, service.key, service, None, sealed, batch=batch)
             if kind == "info":
-                return SealedRecord(msg.version, None, None, info_from_pb(msg.info), sealed)
+                info = info_from_pb(msg.info)
+                return SealedRecord(version, None, None, info, sealed, batch=batch)
             if kind == "deleted":
                 key = ServiceKey(
                     label(msg.deleted.namespace, "namespace"), label(msg.deleted.name, "name")
                 )
-                return SealedRecord(msg.version, key, None, None, sealed)
+                return SealedRecord(version, key, None, None, sealed, batch=batch)
         except CodecError as exc:
             raise ChunkError("invalid_record", str(exc)) from None
         raise ChunkError("invalid_record", f"cluster {cluster_id}: record without a body")
@@ -271,23 +353,6 @@ class ChunkOpener:
         if msg.version < last or len(msg.set_hash) != 32:
             raise ChunkError("malformed", f"cluster {cluster_id}: head below its records")
         return Head(msg.version, msg.live, int.from_bytes(msg.set_hash, "big"), chunk.head)
-
-
-_M = TypeVar("_M", pb.Sealed, pb.Record, pb.Head)
-
-
-def _parse(message: _M, data: bytes, what: str) -> _M:
-    """``message`` filled from ``data``; a ``ChunkError`` saying ``what`` if it cannot be."""
-    try:
-        message.ParseFromString(data)
-    except DecodeError:
-        raise ChunkError("malformed", what) from None
-    return message
-
-
-def _version_of(body: bytes, cluster_id: str) -> int:
-    record = _parse(pb.Record(), body, f"cluster {cluster_id}: undecodable record")
-    return int(record.version)
 
 
 def _same_origin(

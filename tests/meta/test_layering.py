@@ -76,7 +76,7 @@ ADAPTER_MODULES = {"dnsserver.server", "dnsserver.tcp", "dnsserver.workers", "dn
 # Where each third-party library may be imported (its adapters); generated code aside.
 ADAPTERS = {
     "grpc": {"mesh/transport/gossip.py", "mesh/transport/tls.py"},
-    "google": {"mesh/wire/record_codec.py"},  # protobuf's DecodeError, for sealed records
+    "google": {"mesh/wire/record_batch.py"},  # protobuf's DecodeError, for sealed records
     "prometheus_client": {"mesh/daemon/metrics.py"},
     # kubernetes_asyncio answers with aiohttp responses; the source reads them raw.
     "aiohttp": {"mesh/daemon/admin.py", "mesh/kube/calls.py", "mesh/kube/reflector.py"},

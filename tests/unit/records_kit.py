@@ -38,11 +38,12 @@ class Node:
         clusterset: str = "",
         now: float = 0.0,
         replica: str = "",
+        per_record: bool = True,
     ) -> None:
         self.cluster = cluster
         self.catalog = Catalog(ClusterState(cluster, generation, 0, replica=replica))
         self.store = RecordStore(OriginLog(cluster, replica, generation), tombstone_ttl=ttl)
-        self.publisher = Publisher(self.store.local, signer)
+        self.publisher = Publisher(self.store.local, signer, per_record=per_record)
         self.publisher.publish(self.catalog.local, Change(cluster, cluster=True), now)
         self.opener = ChunkOpener(trust)
         self.clusterset = clusterset

@@ -214,17 +214,33 @@ class Head(_message.Message):
     def __init__(self, cluster_id: _Optional[str] = ..., replica: _Optional[str] = ..., generation: _Optional[int] = ..., version: _Optional[int] = ..., live: _Optional[int] = ..., set_hash: _Optional[bytes] = ...) -> None: ...
 
 class Sealed(_message.Message):
-    __slots__ = ("body", "signature", "key_id")
+    __slots__ = ("body", "signature", "key_id", "batch")
     BODY_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     body: bytes
     signature: bytes
     key_id: str
-    def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
+    batch: int
+    def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ..., batch: _Optional[int] = ...) -> None: ...
+
+class Batch(_message.Message):
+    __slots__ = ("cluster_id", "replica", "generation", "first_version", "digests")
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    FIRST_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    replica: str
+    generation: int
+    first_version: int
+    digests: bytes
+    def __init__(self, cluster_id: _Optional[str] = ..., replica: _Optional[str] = ..., generation: _Optional[int] = ..., first_version: _Optional[int] = ..., digests: _Optional[bytes] = ...) -> None: ...
 
 class OriginChunk(_message.Message):
-    __slots__ = ("cluster_id", "replica", "generation", "from_version", "reset", "records", "head", "certificate", "clusterset", "target")
+    __slots__ = ("cluster_id", "replica", "generation", "from_version", "reset", "records", "head", "certificate", "clusterset", "target", "batches")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +251,7 @@ class OriginChunk(_message.Message):
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     CLUSTERSET_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     replica: str
     generation: int
@@ -245,7 +262,8 @@ class OriginChunk(_message.Message):
     certificate: bytes
     clusterset: str
     target: int
-    def __init__(self, cluster_id: _Optional[str] = ..., replica: _Optional[str] = ..., generation: _Optional[int] = ..., from_version: _Optional[int] = ..., reset: _Optional[bool] = ..., records: _Optional[_Iterable[bytes]] = ..., head: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., clusterset: _Optional[str] = ..., target: _Optional[int] = ...) -> None: ...
+    batches: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, cluster_id: _Optional[str] = ..., replica: _Optional[str] = ..., generation: _Optional[int] = ..., from_version: _Optional[int] = ..., reset: _Optional[bool] = ..., records: _Optional[_Iterable[bytes]] = ..., head: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., clusterset: _Optional[str] = ..., target: _Optional[int] = ..., batches: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class PushPullRequest(_message.Message):
     __slots__ = ("sender", "members", "digests", "states", "signed_states", "chunks", "more", "digests_hash", "members_hash")
