@@ -51,11 +51,10 @@ from dnsserver.answer import (
     Listing,
     TypeTable,
     records_answer,
-    rotating,
-    scheduled,
     type_table,
 )
 from dnsserver.headless import Host, endpoint_groups
+from dnsserver.rotation import rotating, scheduled
 from dnsserver.weighted import weighted_rotations
 
 DNS_SCHEMA_VERSION = "1.0.0"
