@@ -42,6 +42,7 @@ groups of records that fit, TC=1 (``answer.Listing``); each endpoint keeps its o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from dnsserver import wire
@@ -131,12 +132,23 @@ class Encoded:
     skipped: list[Skipped]
 
 
+@functools.lru_cache(maxsize=4096)
+def _namespace_name(namespace: str, origin: bytes) -> bytes:
+    """``<ns>.svc.<origin>``: a zone has few namespaces and many services in each."""
+    return wire.encode_labels((namespace, "svc"), origin)
+
+
+def service_wire_name(namespace: str, name: str, origin: bytes) -> bytes:
+    """``<name>.<ns>.svc.<origin>`` in wire form (``NameEncodingError`` if it cannot be)."""
+    return wire.encode_labels((name,), _namespace_name(namespace, origin))
+
+
 class _Encoder:
     def __init__(self, svc: ServiceRecords, origin: bytes, ttl: int) -> None:
         self.svc = svc
         self.ttl = ttl
         # Raises NameEncodingError when the service's own name cannot be encoded.
-        self.service_name = wire.encode_labels((svc.name, svc.namespace, "svc"), origin)
+        self.service_name = service_wire_name(svc.namespace, svc.name, origin)
         self.names: Names = {}  # every name, in order; empty non-terminals: EMPTY_TYPES
         self.tables: dict[bytes, dict[int, Answer]] = {}  # the names that have records
         # (as dicts while they are built; ``tables`` turns them into ``TypeTable``s)

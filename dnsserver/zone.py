@@ -56,6 +56,7 @@ from dnsserver.records import (
     Skipped,
     answer_any,
     encode_service,
+    service_wire_name,
 )
 
 DEFAULT_TTL_S = 5
@@ -177,16 +178,19 @@ class Zone:
         """Replace what the zone says about one service (None: it no longer exists).
         Never raises for anything in ``records`` (see the module docstring)."""
         key = (namespace, name)
-        try:
-            own = wire.encode_labels((name, namespace, "svc"), self.origin_wire)
-        except wire.NameEncodingError:
-            own = b""  # it cannot have names: nothing to take out (encoding says why)
+        encoded = self._encode(records) if records is not None else None
+        if encoded is not None and encoded.service_name and key == _records_key(records):
+            own = encoded.service_name  # the same name: not encoded twice
+        else:
+            try:
+                own = service_wire_name(namespace, name, self.origin_wire)
+            except wire.NameEncodingError:
+                own = b""  # it cannot have names: nothing to take out (encoding says why)
         owned = self._services.pop(own, None)
         if owned is not None:
             for owned_name in owned:
                 self.table.pop(owned_name, None)
             self._release_namespace(own[1 + own[0] :])
-        encoded = self._encode(records) if records is not None else None
         self._note_skipped(key, encoded.skipped if encoded is not None else [])
         if encoded is None or not encoded.names:
             return
@@ -240,6 +244,11 @@ class Zone:
         if types is None:
             return self.nxdomain if self.synced else self.servfail
         return answer_for(types, qtype) or self.nodata
+
+
+def _records_key(records: ServiceRecords | None) -> tuple[str, str] | None:
+    """The (namespace, name) ``records`` are of."""
+    return None if records is None else (records.namespace, records.name)
 
 
 def build_zone(
