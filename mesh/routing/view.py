@@ -23,6 +23,10 @@ The rules are KEP-1645's "Constraints and Conflict Resolution":
 
 A cluster that runs several agent replicas may appear more than once; the copy with the
 largest ``(generation, version)`` stands for it (each replica reads the same API).
+
+Most services are exported by one cluster, and a catch-up merges every one of them: such a
+service with distinct ports is merged by a shortcut (``_alone``) that gives what the general
+rules give for one export (a property test holds the two together).
 """
 
 from __future__ import annotations
