@@ -16,7 +16,8 @@
  *
  * The zone's type tables are tuples indexed by dnsserver.answer.TYPE_SLOTS (type_slot below
  * must number the types the same way), and a rotating answer sends a slice of its body
- * (Answer.rotation: stride, count, size), as dnsserver.answer describes.
+ * (Answer.rotation: stride, count, size) that wraps around the end of the body to its start,
+ * as dnsserver.answer describes (Answer.rotation_at): at most two copies.
  */
 #include "_fastpath.h"
 
@@ -240,7 +241,9 @@ static int pick_rotation(PyObject *answer, Py_ssize_t body_len, Py_ssize_t *star
     }
     *start = (Py_ssize_t)((next % count) * stride);
     *size = (Py_ssize_t)length;
-    if (*start + *size > body_len) {
+    /* The slice may wrap past the end to the start, but never start past the end nor be
+     * longer than the whole ring. */
+    if (*start >= body_len || *size > body_len) {
         PyErr_SetString(PyExc_TypeError, "Answer.rotation beyond its body");
         return -1;
     }
@@ -278,7 +281,13 @@ static Py_ssize_t write_reply(const unsigned char *q, const Query *query, PyObje
     out[1] = q[1];
     memcpy(out + 2, PyBytes_AS_STRING(head), 10);
     memcpy(out + 12, q + 12, qend - 12);
-    memcpy(out + qend, PyBytes_AS_STRING(body) + start, body_len);
+    {
+        /* The rotation's octets: to the end of the body, then from its start (a wrap). */
+        Py_ssize_t first = PyBytes_GET_SIZE(body) - start;
+        first = first < body_len ? first : body_len;
+        memcpy(out + qend, PyBytes_AS_STRING(body) + start, first);
+        memcpy(out + qend + first, PyBytes_AS_STRING(body), body_len - first);
+    }
     if (edns)
         memcpy(out + qend + body_len, PyBytes_AS_STRING(tail), tail_len);
     written = total;

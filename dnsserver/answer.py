@@ -8,12 +8,14 @@ OPT record: concatenation only.
 Rotation: an answer that should spread load (the address records of a ClusterSetIP
 service) sends a different rotation of its records per query, counted by its own ``turn``.
 Its records all have one length (A or AAAA owned by the query name), so every rotation is a
-slice of one byte string, the records followed by all but the last of them again: such an
-answer's ``body`` is that ring, and ``rotation`` says where each slice starts (``stride``
-apart), how many there are and how long each is. The query path sends
-``body[start:start + size]``, with ``start = turn % count * stride``: one slice, where one
-``Answer`` and one body per rotation would cost about 170 octets each. Other answers have
-an empty ``rotation`` and send ``body`` whole. Each rotating answer counts for itself, so a
+slice of one ring of them: such an answer's ``body`` holds each record once, and
+``rotation`` says where each slice starts (``stride`` apart), how many there are and how
+long each is. The query paths send ``size`` octets from ``start = turn % count * stride``,
+wrapping to the start of ``body`` past its end (``Answer.rotation_at``; the C path copies
+the two pieces): one slice, where one ``Answer`` and one body per rotation would cost about
+170 octets each, and without a second copy of all but the last record (which a plain slice
+would need: 112 octets for ten IPv4 addresses shown 8 at a time). Other answers have an
+empty ``rotation`` and send ``body`` whole. Each rotating answer counts for itself, so a
 client asking A then AAAA in turn still sees every A rotation.
 
 Size limits, decided when an answer is built. A DNS message is at most 65,535 octets (the
@@ -86,13 +88,39 @@ Rotation = tuple[int, int, int]  # (stride, count, size) in octets; () for no ro
 
 
 @functools.cache
-def _rotation(stride: int, count: int, size: int) -> Rotation:
+def rotation_shape(stride: int, count: int, size: int) -> Rotation:
     """One shared tuple per shape (most rotating answers of a zone have one of a few)."""
     return (stride, count, size)
 
 
 class Answer:
-    __slots__ = ("body", "cuts", "edns_tail", "heads", "rcode", "rotation", "turn")
+    """A NOERROR answer sent whole: its ``body`` and ``heads`` are all it holds (48 octets
+    an object). What most answers of a zone share is class-level: ``rcode``, ``edns_tail``,
+    no ``cuts``, no ``rotation``. The rarer kinds are subclasses with slots of their own:
+    ``CutAnswer`` (cut points), ``RotatingAnswer`` (cut points, rotation and turn),
+    ``CodedAnswer`` (another rcode); ``dnsserver.rotation`` builds the rotating ones. The
+    query paths read every kind alike, by attribute (the C path with ``PyObject_GetAttr``,
+    which finds a class attribute as fast as a slot)."""
+
+    __slots__ = ("body", "heads")
+    rcode: int = wire.RCODE_NOERROR
+    edns_tail: bytes = _edns_tail(wire.RCODE_NOERROR)
+    # Cut points (see the module docstring): the answer section's length, then ``_POINT``
+    # numbers per point; None for an answer that is never cut.
+    cuts: array[int] | None = None
+    rotation: Rotation | tuple[()] = ()  # see the module docstring
+    turn: int = 0  # queries answered by a rotating answer so far (rotation state)
+
+    def __new__(
+        cls,
+        rcode: int,
+        sections: tuple[bytes, bytes, bytes] = (b"", b"", b""),
+        counts: tuple[int, int, int] = (0, 0, 0),
+        capped: bool = False,
+    ) -> Answer:
+        if cls is Answer and rcode != wire.RCODE_NOERROR:
+            cls = CodedAnswer
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -103,15 +131,24 @@ class Answer:
     ) -> None:
         """``sections``: answer, authority and additional octets; ``counts``: their records;
         ``capped``: records were left out to fit a message (the heads carry TC=1)."""
-        self.rcode = rcode
         self.body = b"".join(sections)
         self.heads = _heads(rcode, *counts, tc=capped)
-        self.edns_tail = _edns_tail(rcode)
-        # Cut points (see the module docstring): the answer section's length, then
-        # ``_POINT`` numbers per point; None for an answer that is never cut.
-        self.cuts: array[int] | None = None
-        self.rotation: Rotation | tuple[()] = ()  # see the module docstring
-        self.turn = 0  # queries answered by a rotating answer so far (rotation state)
+
+    def take_turn(self) -> bytes:
+        """What one more query is sent: ``body`` (a rotating answer: its next rotation)."""
+        return self.body
+
+    def rotation_at(self, turn: int) -> bytes:
+        """The octets sent at ``turn`` (see the module docstring): ``body`` whole unless it
+        rotates, else its slice, wrapping around the end of ``body``."""
+        if not self.rotation:
+            return self.body
+        stride, count, size = self.rotation
+        start = turn % count * stride
+        end = start + size
+        if end <= len(self.body):
+            return self.body[start:end]
+        return self.body[start:] + self.body[: end - len(self.body)]
 
     @property
     def capped(self) -> bool:
@@ -156,6 +193,60 @@ class Answer:
             sections = body[:answer_end] + body[glue_start : glue_start + glue_end]
         flags = struct.pack("!BB", 0x86 | rd, self.rcode & 0x0F)
         return flags + struct.pack("!HHHH", 1, an, 0, ar + edns) + sections
+
+
+class CutAnswer(Answer):
+    """An answer with cut points (a listing longer than ``NEVER_CUT``)."""
+
+    __slots__ = ("cuts",)
+
+    def __init__(
+        self,
+        rcode: int,
+        sections: tuple[bytes, bytes, bytes] = (b"", b"", b""),
+        counts: tuple[int, int, int] = (0, 0, 0),
+        capped: bool = False,
+    ) -> None:
+        super().__init__(rcode, sections, counts, capped)
+        self.cuts = None
+
+
+class RotatingAnswer(CutAnswer):
+    """An answer that sends one slice of its body per query (see the module docstring)."""
+
+    __slots__ = ("rotation", "turn")
+
+    def __init__(
+        self,
+        rcode: int,
+        sections: tuple[bytes, bytes, bytes] = (b"", b"", b""),
+        counts: tuple[int, int, int] = (0, 0, 0),
+        capped: bool = False,
+    ) -> None:
+        super().__init__(rcode, sections, counts, capped)
+        self.rotation = ()
+        self.turn = 0
+
+    def take_turn(self) -> bytes:
+        self.turn += 1
+        return self.rotation_at(self.turn)
+
+
+class CodedAnswer(CutAnswer):
+    """An answer with another rcode than NOERROR (the zone's negative answers)."""
+
+    __slots__ = ("edns_tail", "rcode")
+
+    def __init__(
+        self,
+        rcode: int,
+        sections: tuple[bytes, bytes, bytes] = (b"", b"", b""),
+        counts: tuple[int, int, int] = (0, 0, 0),
+        capped: bool = False,
+    ) -> None:
+        super().__init__(rcode, sections, counts, capped)
+        self.rcode = rcode
+        self.edns_tail = _edns_tail(rcode)
 
 
 class Listing:
@@ -228,9 +319,10 @@ class Listing:
     def build(self) -> Answer:
         sections = (b"".join(self.answer), b"", b"".join(self.glue))
         counts = (self.sizes[1], 0, self.sizes[3])
-        answer = Answer(wire.RCODE_NOERROR, sections, counts, capped=self.full)
-        if len(answer.body) > NEVER_CUT and self.points:
-            answer.cuts = array("H", [self.sizes[0]]) + self.points
+        if sum(map(len, sections)) <= NEVER_CUT or not self.points:
+            return Answer(wire.RCODE_NOERROR, sections, counts, capped=self.full)
+        answer = CutAnswer(wire.RCODE_NOERROR, sections, counts, capped=self.full)
+        answer.cuts = array("H", [self.sizes[0]]) + self.points
         return answer
 
 
@@ -279,44 +371,3 @@ def answer_for(types: TypeTable, qtype: int) -> Answer | None:
     """The answer of type ``qtype`` in a name's table, None when it has none (NODATA)."""
     slot = TYPE_SLOTS.get(qtype, NO_SLOT)
     return types[slot] if slot < len(types) else None
-
-
-def scheduled(rotations: list[list[bytes]]) -> Answer:
-    """A NOERROR answer that sends ``rotations[turn % len(rotations)]``: explicit rotations
-    (a weighted schedule, see ``dnsserver.records``), each the same number of records of
-    one length, laid end to end in one body so that each is still a slice of it."""
-    answer = Answer.of(wire.RCODE_NOERROR, rotations[0])
-    if len(rotations) < 2:
-        return answer
-    size = sum(len(r) for r in rotations[0])
-    if any(sum(len(r) for r in rotation) != size for rotation in rotations):
-        raise ValueError("scheduled rotations must all have one length")
-    answer.body = b"".join(b"".join(rotation) for rotation in rotations)
-    answer.rotation = _rotation(size, len(rotations), size)
-    return answer
-
-
-def rotating(records: list[bytes], shown: int, step: int) -> Answer:
-    """A NOERROR answer of ``shown`` of ``records`` (all of one length), rotated per query:
-    the rotations start at every ``step``-th record and wrap around (see the module
-    docstring). One rotation (one record), or none shown, needs no rotating. At most the
-    records that fit a message are shown; a UDP cut keeps whole records."""
-    if not records:
-        return Answer(wire.RCODE_NOERROR)
-    length = len(records[0])
-    if any(len(r) != length for r in records):
-        raise ValueError("rotating records must all have one length")
-    shown = max(0, min(shown, len(records), TCP_ROOM // length))
-    answer = Answer.of(wire.RCODE_NOERROR, records[:shown])
-    if shown * length > NEVER_CUT:
-        points = [shown * length]
-        for k in range(1, min(shown, UDP_ROOM // length) + 1):
-            points += (k * length, k * length, k, 0, 0, 1)
-        answer.cuts = array("H", points)
-    step = max(1, step)
-    count = -(-len(records) // step)
-    if count < 2 or shown == 0:
-        return answer
-    answer.body = b"".join(records + records[: shown - 1])
-    answer.rotation = _rotation(step * length, count, shown * length)
-    return answer

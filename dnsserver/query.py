@@ -212,12 +212,7 @@ def _reply(
     """The response carrying ``answer``: its next rotation, cut with TC=1 if over ``limit``."""
     counter = qtype << 8 | answer.rcode
     stats.answered[counter] = stats.answered.get(counter, 0) + 1
-    body = answer.body
-    if answer.rotation:
-        stride, count, size = answer.rotation
-        answer.turn += 1
-        start = answer.turn % count * stride
-        body = body[start : start + size]
+    body = answer.take_turn() if answer.rotation else answer.body
     rd = q[2] & 0x01
     if qend + len(body) + OPT_RECORD_LEN * edns > limit:
         stats.truncated += 1

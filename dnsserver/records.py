@@ -42,20 +42,21 @@ groups of records that fit, TC=1 (``answer.Listing``); each endpoint keeps its o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from dnsserver import wire
 from dnsserver.answer import (
     EMPTY_TYPES,
+    NEVER_CUT,
     Answer,
     Listing,
     TypeTable,
     records_answer,
-    rotating,
-    scheduled,
     type_table,
 )
 from dnsserver.headless import Host, endpoint_groups
+from dnsserver.rotation import rotating, scheduled
 from dnsserver.weighted import weighted_rotations
 
 DNS_SCHEMA_VERSION = "1.0.0"
@@ -131,17 +132,32 @@ class Encoded:
     skipped: list[Skipped]
 
 
+@functools.lru_cache(maxsize=4096)
+def _namespace_name(namespace: str, origin: bytes) -> bytes:
+    """``<ns>.svc.<origin>``: a zone has few namespaces and many services in each."""
+    return wire.encode_labels((namespace, "svc"), origin)
+
+
+def service_wire_name(namespace: str, name: str, origin: bytes) -> bytes:
+    """``<name>.<ns>.svc.<origin>`` in wire form (``NameEncodingError`` if it cannot be)."""
+    return wire.encode_labels((name,), _namespace_name(namespace, origin))
+
+
 class _Encoder:
     def __init__(self, svc: ServiceRecords, origin: bytes, ttl: int) -> None:
         self.svc = svc
         self.ttl = ttl
         # Raises NameEncodingError when the service's own name cannot be encoded.
-        self.service_name = wire.encode_labels((svc.name, svc.namespace, "svc"), origin)
-        self.text = wire.name_text(self.service_name)
+        self.service_name = service_wire_name(svc.namespace, svc.name, origin)
         self.names: Names = {}  # every name, in order; empty non-terminals: EMPTY_TYPES
         self.tables: dict[bytes, dict[int, Answer]] = {}  # the names that have records
         # (as dicts while they are built; ``tables`` turns them into ``TypeTable``s)
         self.skipped: list[Skipped] = []
+
+    @property
+    def text(self) -> str:
+        """The service's name as text, for what is left out (rare: not made up front)."""
+        return wire.name_text(self.service_name)
 
     def skip(self, reason: str, what: str, detail: str = "") -> None:
         self.skipped.append(Skipped(reason, what, detail))
@@ -155,19 +171,22 @@ class _Encoder:
             self.skip(exc.reason, f"{'.'.join(labels)}.{self.text}", str(exc))
             return None
 
-    def packed(self, addresses: tuple[str, ...], of: str) -> list[tuple[int, bytes, str]]:
-        """(4 or 6, packed, text) of each address that is one (the others are noted)."""
+    def packed(self, addresses: tuple[str, ...], of: str | None) -> list[tuple[int, bytes, str]]:
+        """(4 or 6, packed, text) of each address that is one (the others are noted, as
+        addresses of ``of``, None: of this service)."""
         out = []
         for address in addresses:
             try:
                 version, packed = wire.packed_address(address)
             except (ValueError, TypeError, AttributeError):
-                self.skip("bad_address", f"{address!r} of {of}")
+                self.skip("bad_address", f"{address!r} of {of or self.text}")
                 continue
             out.append((version, packed, address))
         return out
 
     def record(self, rtype: int, rdata: bytes, owner: bytes = wire.POINTER_TO_QNAME) -> bytes:
+        if owner is wire.POINTER_TO_QNAME:  # most records: one shared head per shape
+            return wire.rr_head(rtype, self.ttl, len(rdata)) + rdata
         return wire.rr(owner, rtype, self.ttl, rdata)
 
     def put(self, name: bytes, rtype: int, answer: Answer) -> None:
@@ -190,7 +209,7 @@ class _Encoder:
 def _cluster_set_ip(enc: _Encoder) -> None:
     v4: list[bytes] = []
     v6: list[bytes] = []
-    for version, octets, _ in enc.packed(enc.svc.addresses, enc.text):
+    for version, octets, _ in enc.packed(enc.svc.addresses, None):
         (v4 if version == 4 else v6).append(octets)
     enc.touch(enc.service_name)
     for rtype, family in ((wire.TYPE_A, v4), (wire.TYPE_AAAA, v6)):
@@ -204,7 +223,7 @@ def _cluster_set_ip(enc: _Encoder) -> None:
         step = -(-len(family) // MAX_ROTATIONS)
         records = [enc.record(rtype, p) for p in family]
         enc.put(enc.service_name, rtype, rotating(records, enc.svc.max_addresses, step))
-    _srv(enc, [[Host("", "", name=enc.service_name)]])
+    _srv(enc, [[Host("", "", name=enc.service_name)]], plain=True)
 
 
 def _weighted(enc: _Encoder, rtype: int) -> Answer | None:
@@ -213,7 +232,7 @@ def _weighted(enc: _Encoder, rtype: int) -> Answer | None:
     version = 4 if rtype == wire.TYPE_A else 6
     groups = []
     for addresses, weight in enc.svc.weighted:
-        packed = [p for v, p, _ in enc.packed(addresses, enc.text) if v == version]
+        packed = [p for v, p, _ in enc.packed(addresses, None) if v == version]
         if packed and weight > 0:
             groups.append(([enc.record(rtype, p) for p in packed], weight))
     if len(groups) < 2 or len({w for _, w in groups}) < 2:
@@ -271,9 +290,10 @@ def _one_family(enc: _Encoder, groups: list[list[Host]], family: int) -> Listing
     return listing
 
 
-def _srv(enc: _Encoder, groups: list[list[Host]]) -> None:
+def _srv(enc: _Encoder, groups: list[list[Host]], plain: bool = False) -> None:
     """SRV at the service name (every port) and at ``_<port>._<proto>`` (named ports), to
-    every named host of ``groups``, group by group."""
+    every named host of ``groups``, group by group. ``plain``: the one target is the service
+    name, with no glue and the default priority and weight (a ClusterSetIP service)."""
     targets = sum(1 for group in groups for host in group if host.name is not None)
     if not enc.svc.ports or not targets:
         return
@@ -301,11 +321,24 @@ def _srv(enc: _Encoder, groups: list[list[Host]]) -> None:
         enc.touch(owner)
         answer = shared.get(ports)
         if answer is None:
-            answer = shared[ports] = _srv_answer(enc, groups, ports)
+            answer = _plain_srv(enc, ports) if plain else None
+            answer = shared[ports] = answer or _srv_answer(enc, groups, ports)
         enc.put(owner, wire.TYPE_SRV, answer)
 
 
 _NO_GLUE = (b"", 0)
+
+
+def _plain_srv(enc: _Encoder, ports: tuple[tuple[int, int], ...]) -> Answer | None:
+    """The SRV answer of a ClusterSetIP service: one record per port to the service name,
+    priority 0, no glue; None when it is long enough to be cut (``_srv_answer`` then
+    builds it with its cut points). The same octets ``_srv_answer`` makes, without
+    building a listing for what is one small group."""
+    target = enc.service_name
+    records = [enc.record(wire.TYPE_SRV, wire.rdata_srv(0, w, p, target)) for p, w in ports]
+    if sum(map(len, records)) > NEVER_CUT:
+        return None
+    return Answer.of(wire.RCODE_NOERROR, records)
 
 
 def _srv_answer(

@@ -7,6 +7,7 @@ names are ASCII, labels 1-63 octets, names at most 255 octets.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 
@@ -108,6 +109,13 @@ def name_text(name: bytes) -> str:
     return ".".join(labels) + "."
 
 
+@functools.lru_cache(maxsize=1024)
+def rr_head(rtype: int, ttl: int, rdlength: int) -> bytes:
+    """Owner (a pointer to the question's name), type, class, TTL and RDLENGTH of a record:
+    most records of a zone share one of a few, so they are made once."""
+    return POINTER_TO_QNAME + struct.pack("!HHIH", rtype, CLASS_IN, ttl, rdlength)
+
+
 def rr(owner: bytes, rtype: int, ttl: int, rdata: bytes) -> bytes:
     """One resource record in class IN."""
     return owner + struct.pack("!HHIH", rtype, CLASS_IN, ttl, len(rdata)) + rdata
@@ -164,7 +172,7 @@ def packed_ipv4(address: str) -> bytes | None:
     if len(parts) != 4:
         return None
     try:
-        octets = bytes(int(p) for p in parts)
+        octets = bytes(map(int, parts))
     except ValueError:  # not a number, or over 255
         return None
     # Canonical only (no leading zeros, signs or spaces), as ipaddress would accept it.

@@ -92,45 +92,81 @@ class ServicePort:
     port: int
 
 
-@dataclass(frozen=True, slots=True, init=False, repr=False)
 class Endpoint:
     """One endpoint of an EndpointSlice: its addresses share one readiness and one hostname.
 
-    A clusterset of a million endpoints holds a million of these, nearly all with one
-    address, so that address is held as the string itself rather than in a one-element
-    tuple (48 octets each); ``addresses`` is the tuple either way. The held form is
-    canonical (one address: a string; else a tuple), so equality and hashing by it match
-    equality and hashing by ``addresses``. Make a changed copy with the constructor:
-    ``dataclasses.replace`` would pass the held form where ``addresses`` is expected."""
+    A clusterset of a million endpoints holds a million of these, nearly all ready, with one
+    address and no hostname or zone. So that address is held as the string itself rather
+    than in a one-element tuple (48 octets each), and such a plain endpoint is an
+    ``Endpoint`` holding that alone (48 octets an object), its readiness, hostname and zone
+    being the class's; any other is a ``_FullEndpoint`` (64 octets), which holds them too.
+    ``addresses`` is the tuple either way. The held form is canonical (one address: a
+    string; else a tuple; plain: an ``Endpoint``, else a ``_FullEndpoint``), so equality and
+    hashing by it match equality and hashing by the four values. Immutable; make a changed
+    copy with the constructor."""
 
+    __slots__ = ("_held",)
     _held: str | tuple[str, ...]
-    ready: bool
-    hostname: str | None
-    zone: str | None
+    ready: bool = True
+    hostname: str | None = None
+    zone: str | None = None
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         addresses: tuple[str, ...],
         ready: bool = True,
         hostname: str | None = None,
         zone: str | None = None,
-    ) -> None:
+    ) -> Endpoint:
+        plain = ready is True and hostname is None and zone is None
+        made = object.__new__(Endpoint if plain else _FullEndpoint)
         held = addresses[0] if len(addresses) == 1 else tuple(addresses)
-        object.__setattr__(self, "_held", held)
-        object.__setattr__(self, "ready", ready)
-        object.__setattr__(self, "hostname", hostname)
-        object.__setattr__(self, "zone", zone)
+        object.__setattr__(made, "_held", held)
+        if not plain:
+            object.__setattr__(made, "ready", ready)
+            object.__setattr__(made, "hostname", hostname)
+            object.__setattr__(made, "zone", zone)
+        return made
 
     @property
     def addresses(self) -> tuple[str, ...]:
         held = self._held
         return (held,) if isinstance(held, str) else held
 
+    def _values(self) -> tuple[str | tuple[str, ...], bool, str | None, str | None]:
+        return (self._held, self.ready, self.hostname, self.zone)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Endpoint):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Endpoint is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Endpoint is immutable: cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[type[Endpoint], tuple[object, ...]]:
+        return (Endpoint, (self.addresses, self.ready, self.hostname, self.zone))
+
     def __repr__(self) -> str:
         return (
             f"Endpoint(addresses={self.addresses!r}, ready={self.ready!r}, "
             f"hostname={self.hostname!r}, zone={self.zone!r})"
         )
+
+
+class _FullEndpoint(Endpoint):
+    """An endpoint that is not ready, or has a hostname or a zone (see ``Endpoint``)."""
+
+    __slots__ = ("hostname", "ready", "zone")
+    ready: bool
+    hostname: str | None
+    zone: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,22 +92,28 @@ def _ready(svc: ExportedService) -> int:
     return sum(1 for e in svc.endpoints if e.ready)
 
 
+def _any_ready(svc: ExportedService) -> bool:
+    return any(e.ready for e in svc.endpoints)
+
+
 def choose(policy: ServicePolicy, ordered: list[list[Exporter]], healthy: Set[ClusterId]) -> Choice:
     """Walk the tiers (see the module docstring); an empty choice when nothing healthy has
     a ready endpoint."""
     chosen: list[tuple[ClusterState, ExportedService, int]] = []
     first = -1
     for index, tier in enumerate(ordered):
-        usable = [(st, svc) for st, svc in tier if st.cluster_id in healthy and _ready(svc)]
+        usable = [(st, svc) for st, svc in tier if st.cluster_id in healthy and _any_ready(svc)]
         if not usable:
             continue
         weighted = weigh(policy, usable)
         chosen.extend(weighted)
         first = index if first < 0 else first
         minimum = policy.min_healthy
+        if minimum is None:
+            break
         ready = sum(_ready(svc) for _, svc, _ in weighted)
         total = sum(len(svc.endpoints) for _, svc in tier)
-        if minimum is None or minimum.met(ready, total):
+        if minimum.met(ready, total):
             break
     return Choice(tuple(chosen), first)
 

@@ -23,6 +23,10 @@ The rules are KEP-1645's "Constraints and Conflict Resolution":
 
 A cluster that runs several agent replicas may appear more than once; the copy with the
 largest ``(generation, version)`` stands for it (each replica reads the same API).
+
+Most services are exported by one cluster, and a catch-up merges every one of them: such a
+service with distinct ports is merged by a shortcut (``_alone``) that gives what the general
+rules give for one export (a property test holds the two together).
 """
 
 from __future__ import annotations
@@ -91,6 +95,13 @@ def merge_service(
     ranked = sorted(exports, key=_rank)
     if not ranked:
         raise ValueError(f"no export of {key} to merge")
+    if len(ranked) == 1 and _distinct_ports(ranked[0][1].ports):
+        return _alone(key, *ranked[0])
+    return _merge(key, ranked)
+
+
+def _merge(key: ServiceKey, ranked: list[tuple[ClusterId, ExportedService]]) -> MergedService:
+    """``merge_service`` of exports ranked oldest first (at least one), the general way."""
     oldest, first = ranked[0]
     type_conflicts = [c for c, s in ranked[1:] if s.type is not first.type]
     ports: list[ServicePort] = []
@@ -139,6 +150,31 @@ def merge_service(
         affinity_conflicts=tuple(sorted(set(affinity))),
         affinity_config_conflicts=tuple(sorted(set(timeout))),
         ip_families=_families(s for _, s in ranked),
+    )
+
+
+def _distinct_ports(ports: tuple[ServicePort, ...]) -> bool:
+    """No two ports share a name or a (protocol, port): what one export's view keeps whole."""
+    return len(ports) < 2 or (
+        len({p.name for p in ports}) == len(ports)
+        and len({(p.protocol, p.port) for p in ports}) == len(ports)
+    )
+
+
+def _alone(key: ServiceKey, cluster: ClusterId, service: ExportedService) -> MergedService:
+    """The view of a service only one cluster exports (most services: a catch-up merges
+    each once): its own type, ports and policy, no conflict; what the general merge gives
+    for one export whose ports are distinct."""
+    return MergedService(
+        key=key,
+        type=service.type,
+        ports=service.ports,
+        clusters=(cluster,),
+        oldest=cluster,
+        annotations=service.annotations,
+        session_affinity=service.session_affinity,
+        affinity_timeout_s=service.affinity_timeout_s,
+        ip_families=_families((service,)),
     )
 
 

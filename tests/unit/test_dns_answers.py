@@ -22,8 +22,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from dnsserver.answer import Answer, rotating
+from dnsserver.answer import Answer
 from dnsserver.query import QueryStats, respond
+from dnsserver.rotation import rotating
 from dnsserver.zone import HeadlessEndpoint, ServiceRecords, Zone, build_zone
 
 SERIAL = 42
@@ -542,10 +543,13 @@ def test_each_rotation_is_the_records_turned(count: int, shown: int, step: int) 
     assert answer.rotation
     stride, rotations, size = answer.rotation
     assert rotations == -(-count // step)
+    assert answer.body == b"".join(records)  # each record once: rotations wrap around it
     for i in range(rotations):
         start = i * step
         turned = (records[start:] + records[:start])[:shown]
-        assert answer.body[i * stride : i * stride + size] == b"".join(turned)
+        assert answer.rotation_at(i) == b"".join(turned)
+        assert len(turned) * len(records[0]) == size
+        assert stride == step * len(records[0])
     assert answer.heads == Answer.of(0, records[:shown]).heads
 
 

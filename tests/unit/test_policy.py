@@ -18,8 +18,9 @@ from mesh.model import (
     ServicePort,
     ServiceType,
 )
+from mesh.routing import view as view_module
 from mesh.routing.policy import DEFAULT_MAX_ADDRESSES, Locality, PolicyResult, decide
-from mesh.routing.view import merge_clusterset
+from mesh.routing.view import merge_clusterset, merge_service
 
 WEB = ServiceKey("shop", "web")
 HERE = Locality("east", "us", "us-1a")
@@ -493,3 +494,48 @@ def test_output_is_deterministic_for_any_order(
     assert run(order, healthy=healthy, max_addresses=cap) == expected
     # Iterables other than lists, and generators, give the same answer.
     assert run(iter(order), healthy=healthy, max_addresses=cap) == expected
+
+
+_PORTS = st.lists(
+    st.builds(
+        ServicePort,
+        st.sampled_from(["", "http", "grpc"]),
+        st.sampled_from(["TCP", "UDP"]),
+        st.sampled_from([53, 80, 443]),
+    ),
+    max_size=4,
+).map(tuple)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    ports=_PORTS,
+    headless=st.booleans(),
+    annotations=st.sampled_from([(), (("meshd.io/weights", "a=1"),)]),
+    affinity=st.sampled_from([("", 0), ("ClientIP", 30)]),
+    addresses=st.lists(st.sampled_from(["10.0.0.1", "fd00::1", "10.0.0.2"]), max_size=3),
+    cluster_ips=st.sampled_from([(), ("10.96.0.1",), ("fd00::96",)]),
+)
+def test_a_service_of_one_exporter_merges_as_the_general_rule_does(
+    ports: tuple[ServicePort, ...],
+    headless: bool,
+    annotations: tuple[tuple[str, str], ...],
+    affinity: tuple[str, int],
+    addresses: list[str],
+    cluster_ips: tuple[str, ...],
+) -> None:
+    """view.py: the shortcut for a service only one cluster exports (a catch-up merges most
+    services that way) gives the view the general merge gives, duplicate ports included."""
+    kind = ServiceType.HEADLESS if headless else ServiceType.CLUSTER_SET_IP
+    svc = ExportedService(
+        ServiceKey("shop", "web"),
+        kind,
+        ports,
+        tuple(Endpoint((a,)) for a in addresses),
+        annotations=annotations,
+        cluster_ips=cluster_ips,
+        session_affinity=affinity[0],
+        affinity_timeout_s=affinity[1],
+    )
+    general = view_module._merge(svc.key, [("east", svc)])
+    assert merge_service(svc.key, [("east", svc)]) == general
