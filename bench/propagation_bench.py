@@ -14,7 +14,9 @@ then until the last other agent answers it (the push to the peers, their merge a
 CPU: the agents' processes (with their scan workers) in user + system seconds per second of
 the trials, from ``/proc``; and the load average when the run starts (a shared machine).
 
-Usage: ``python bench/propagation_bench.py --agents 10 --trials 20 [--out bench/RESULTS.md]``
+Usage: ``python bench/propagation_bench.py --agents 10 --trials 20 [--ref REF]
+[--out bench/RESULTS.md]``; ``--ref`` runs the agents on another commit's code (``git
+archive``, as ``bench/failover_bench.py`` does), for a before/after in one session.
 """
 
 from __future__ import annotations
@@ -132,9 +134,18 @@ def main() -> None:
         default=[],
         help="a meshd run flag, e.g. --agent-flag=--max-exchange-rate=5",
     )
+    parser.add_argument("--ref", default="worktree", help="git ref the agents run")
     args = parser.parse_args()
     load_at_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="meshd-prop-"))
+    env = dict(os.environ)
+    if args.ref != "worktree":
+        sys.path.insert(0, str(ROOT / "bench"))
+        from failover_bench import export_tree
+
+        (work / "code").mkdir()
+        export_tree(args.ref, work / "code")
+        env["PYTHONPATH"] = str(work / "code")
     meshd = str(Path(sys.executable).parent / "meshd")
     dns_ports = [free_port() for _ in range(args.agents)]
     grpc = [f"127.0.0.1:{free_port()}" for _ in range(args.agents)]
@@ -171,6 +182,8 @@ def main() -> None:
                 subprocess.Popen(
                     argv,
                     start_new_session=True,
+                    env=env,
+                    cwd=work,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -208,8 +221,9 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         shutil.rmtree(work, ignore_errors=True)
+    ref = "HEAD" if args.ref == "worktree" else args.ref
     commit = subprocess.run(
-        ["git", "log", "-1", "--format=%h"], capture_output=True, text=True, cwd=ROOT
+        ["git", "log", "-1", "--format=%h", ref], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
 
     def row(name: str, values: list[float]) -> str:
@@ -221,7 +235,8 @@ def main() -> None:
     report = (
         f"## {datetime.date.today()} — one service change to every agent (real processes)\n\n"
         f"Command: `.venv/bin/python bench/propagation_bench.py --agents {args.agents} "
-        f"--trials {args.trials}{''.join(' --agent-flag=' + f for f in args.agent_flag)}` "
+        f"--trials {args.trials}{''.join(' --agent-flag=' + f for f in args.agent_flag)}"
+        f"{'' if args.ref == 'worktree' else ' --ref ' + args.ref}` "
         f"at {commit}. Machine: {machine()}; date {datetime.date.today()}; load average "
         f"{load_at_start[0]:.2f} at the start. {args.agents} `meshd run` processes on "
         "loopback, default settings unless the command says otherwise; time from the "
