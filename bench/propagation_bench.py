@@ -39,7 +39,7 @@ from pathlib import Path
 import dns.flags
 import dns.message
 import dns.query
-from common import free_port, machine  # bench/common.py (run from the repo root)
+from common import machine  # bench/common.py (run from the repo root)
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "db.shop.svc.clusterset.local"
@@ -68,6 +68,26 @@ def addresses(port: int) -> set[str]:
             reply = dns.query.tcp(q, "127.0.0.1", port=port, timeout=0.5)
         return {rd.to_text() for rrset in reply.answer for rd in rrset}
     return set()
+
+
+def listen_ports(count: int) -> list[int]:
+    """``count`` ports free for TCP and UDP on 127.0.0.1, below the kernel's ephemeral range:
+    a port picked by binding port 0 comes from that range, and 50 agents dialling each
+    other take ephemeral ports too, so one of them could take a port before its agent
+    binds it (it did: agents exited with "Address already in use")."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    found: list[int] = []
+    for port in range(max(1024, low - 8000 - os.getpid() % 4000), low):
+        if len(found) == count:
+            return found
+        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        found.append(port)
+    sys.exit(f"no {count} free ports below {low}")
 
 
 def first_seen(ports: list[int], new: str, started: float, limit_s: float) -> dict[int, float]:
@@ -100,6 +120,16 @@ def first_seen(ports: list[int], new: str, started: float, limit_s: float) -> di
                     if found and port not in seen:
                         seen[port] = now - started
     return seen
+
+
+def exited(procs: list[subprocess.Popen[bytes]], work: Path) -> str:
+    """Which agents ended, with the end of their logs (for a run that failed)."""
+    lines = []
+    for i, proc in enumerate(procs):
+        if proc.poll() is not None:
+            tail = (work / f"c{i}.log").read_text(errors="replace").splitlines()[-5:]
+            lines.append(f"c{i} exited with {proc.returncode}: " + " / ".join(tail))
+    return "".join("\n" + line for line in lines[:10])
 
 
 def cpu_seconds(sessions: set[int]) -> float:
@@ -147,8 +177,9 @@ def main() -> None:
         export_tree(args.ref, work / "code")
         env["PYTHONPATH"] = str(work / "code")
     meshd = str(Path(sys.executable).parent / "meshd")
-    dns_ports = [free_port() for _ in range(args.agents)]
-    grpc = [f"127.0.0.1:{free_port()}" for _ in range(args.agents)]
+    ports = listen_ports(2 * args.agents)
+    dns_ports = ports[: args.agents]
+    grpc = [f"127.0.0.1:{port}" for port in ports[args.agents :]]
     procs = []
     origins: list[float] = []
     spreads: list[float] = []
@@ -185,14 +216,14 @@ def main() -> None:
                     env=env,
                     cwd=work,
                     stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stderr=open(work / f"c{i}.log", "wb"),  # noqa: SIM115 (closed at exit)
                 )
             )
         everyone = {f"10.{i}.0.1" for i in range(args.agents)}
         deadline = time.monotonic() + 300
         while not all(addresses(p) == everyone for p in dns_ports):
-            if time.monotonic() > deadline:
-                sys.exit("the agents did not converge within 300 s")
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                sys.exit(f"the agents did not converge within 300 s{exited(procs, work)}")
             time.sleep(0.1)
         sessions = {proc.pid for proc in procs}
         cpu_before, wall_before = cpu_seconds(sessions), time.monotonic()
