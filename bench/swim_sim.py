@@ -193,6 +193,10 @@ def cell(values: list[float], unit: str = "s", digits: int = 2) -> str:
     return f"{pct(values, 50):.{digits}f} / {pct(values, 99):.{digits}f}{unit}"
 
 
+def median(values: list[float], digits: int) -> str:
+    return f"{statistics.median(values):.{digits}f}" if values else "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200])
@@ -243,8 +247,8 @@ def main() -> None:
         deaths = [float(d) for d in out.false_deaths]
         print(
             f"| {profile} | {n} | {cell(out.spread)} | {cell(out.suspect)} | {cell(out.dead)} "
-            f"| {cell(deaths, '', 0)} ({len(deaths)}) | {statistics.median(out.messages):.1f} "
-            f"| {statistics.median(out.bytes):.0f} | {cell(out.cut_suspect)} "
+            f"| {cell(deaths, '', 0)} ({len(deaths)}) | {median(out.messages, 1)} "
+            f"| {median(out.bytes, 0)} | {cell(out.cut_suspect)} "
             f"| {cell(out.cut_dead)} | {cell(out.healed)} |"
         )
 

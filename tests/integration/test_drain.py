@@ -256,7 +256,8 @@ def test_drill_that_times_out_exits_1_and_undrains(undrained: dict[str, AgentPro
 
 
 def test_drill_interrupted_undrains(undrained: dict[str, AgentProcess]) -> None:
-    east = undrained["east"]
+    east, south = undrained["east"], undrained["south"]
+    assert south.proc is not None
     proc = subprocess.Popen(
         [
             *MESHD,
@@ -273,14 +274,23 @@ def test_drill_interrupted_undrains(undrained: dict[str, AgentProcess]) -> None:
         text=True,
         start_new_session=True,
     )
+    stopped = False
     try:
         wait_until("the drill to drain east", lambda: drained_in_view(east) == ["east"])
+        # Hold the drill in its drained phase: south's DNS cannot answer while its agent is
+        # stopped, so the drill waits for it (on loopback a drain moves both ways in well
+        # under a second, and the drill could finish before the interrupt arrived). The
+        # drill checks every member before it drains, so south is stopped only now.
+        south.proc.send_signal(signal.SIGSTOP)
+        stopped = True
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=15)
         assert proc.returncode == 1, err
         assert "interrupted" in err
         assert drained_in_view(east) == []  # undrained before the drill exited
     finally:
+        if stopped:
+            south.proc.send_signal(signal.SIGCONT)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
