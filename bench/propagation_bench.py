@@ -4,10 +4,19 @@ N agents (clusters c0..c{N-1}, each exporting its own service ``svc-<i>`` and sh
 headless ``db``) are joined in a ring. For each trial, agent 0's manifests get a new
 endpoint address for ``db``; the clock starts at the file write and stops when every
 agent's DNS answer for ``db.shop.svc.clusterset.local`` contains the new address (polled
-over UDP every 10 ms). The time includes agent 0 noticing the edit (its manifests
-directory is polled every 0.25 s), so it is the end-to-end figure an operator sees.
+over UDP every 10 ms, every agent at once from one socket). The time includes agent 0
+noticing the edit (its manifests directory is polled), so it is the end-to-end figure an
+operator sees.
 
-Usage: ``python bench/propagation_bench.py --agents 10 --trials 20 [--out bench/RESULTS.md]``
+Per hop, each trial also gives: *origin*, from the write until agent 0 itself answers the
+new address (the poll, the scan, the publish and its own zone rebuild), and *spread*, from
+then until the last other agent answers it (the push to the peers, their merge and rebuild).
+CPU: the agents' processes (with their scan workers) in user + system seconds per second of
+the trials, from ``/proc``; and the load average when the run starts (a shared machine).
+
+Usage: ``python bench/propagation_bench.py --agents 10 --trials 20 [--ref REF]
+[--out bench/RESULTS.md]``; ``--ref`` runs the agents on another commit's code (``git
+archive``, as ``bench/failover_bench.py`` does), for a before/after in one session.
 """
 
 from __future__ import annotations
@@ -16,9 +25,10 @@ import argparse
 import contextlib
 import datetime
 import os
-import platform
+import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +39,7 @@ from pathlib import Path
 import dns.flags
 import dns.message
 import dns.query
-from common import free_port  # bench/common.py (run from the repo root)
+from common import machine  # bench/common.py (run from the repo root)
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "db.shop.svc.clusterset.local"
@@ -60,6 +70,89 @@ def addresses(port: int) -> set[str]:
     return set()
 
 
+def listen_ports(count: int) -> list[int]:
+    """``count`` ports free for TCP and UDP on 127.0.0.1, below the kernel's ephemeral range:
+    a port picked by binding port 0 comes from that range, and 50 agents dialling each
+    other take ephemeral ports too, so one of them could take a port before its agent
+    binds it (it did: agents exited with "Address already in use")."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    found: list[int] = []
+    for port in range(max(1024, low - 8000 - os.getpid() % 4000), low):
+        if len(found) == count:
+            return found
+        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        found.append(port)
+    sys.exit(f"no {count} free ports below {low}")
+
+
+def first_seen(ports: list[int], new: str, started: float, limit_s: float) -> dict[int, float]:
+    """Seconds from ``started`` until each agent's answer first holds ``new``: every agent
+    still missing it is asked at once from one socket every 10 ms (a sequential sweep of 50
+    agents would blur the times by the sweep's own length)."""
+    seen: dict[int, float] = {}
+    q = dns.message.make_query(NAME, "A", use_edns=0, payload=1232)
+    wire = q.to_wire()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        while len(seen) < len(ports):
+            if time.monotonic() - started > limit_s:
+                sys.exit(f"not everywhere after {limit_s:.0f} s: {len(seen)}/{len(ports)}")
+            waiting = [p for p in ports if p not in seen]
+            for port in waiting:
+                sock.sendto(wire, ("127.0.0.1", port))
+            deadline = time.monotonic() + 0.01
+            while (left := deadline - time.monotonic()) > 0:
+                if not select.select([sock], [], [], left)[0]:
+                    break
+                data, (_host, port) = sock.recvfrom(65535)
+                now = time.monotonic()
+                with contextlib.suppress(Exception):
+                    reply = dns.message.from_wire(data)
+                    if reply.flags & dns.flags.TC:
+                        found = new in addresses(port)  # past ~70 agents: over TCP
+                    else:
+                        found = any(new == rd.to_text() for rr in reply.answer for rd in rr)
+                    if found and port not in seen:
+                        seen[port] = now - started
+    return seen
+
+
+def exited(procs: list[subprocess.Popen[bytes]], work: Path) -> str:
+    """Which agents ended, with the end of their logs (for a run that failed)."""
+    lines = []
+    for i, proc in enumerate(procs):
+        if proc.poll() is not None:
+            tail = (work / f"c{i}.log").read_text(errors="replace").splitlines()[-5:]
+            lines.append(f"c{i} exited with {proc.returncode}: " + " / ".join(tail))
+    return "".join("\n" + line for line in lines[:10])
+
+
+def cpu_seconds(sessions: set[int]) -> float:
+    """User + system CPU seconds of every live process in these sessions (an agent and its
+    scan worker), from /proc; ticks are 1/100 s."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{entry.name}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) in sessions:  # field 6 of stat: the session id
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=10)
@@ -71,12 +164,26 @@ def main() -> None:
         default=[],
         help="a meshd run flag, e.g. --agent-flag=--max-exchange-rate=5",
     )
+    parser.add_argument("--ref", default="worktree", help="git ref the agents run")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="meshd-prop-"))
+    env = dict(os.environ)
+    if args.ref != "worktree":
+        sys.path.insert(0, str(ROOT / "bench"))
+        from failover_bench import export_tree
+
+        (work / "code").mkdir()
+        export_tree(args.ref, work / "code")
+        env["PYTHONPATH"] = str(work / "code")
     meshd = str(Path(sys.executable).parent / "meshd")
-    dns_ports = [free_port() for _ in range(args.agents)]
-    grpc = [f"127.0.0.1:{free_port()}" for _ in range(args.agents)]
+    ports = listen_ports(2 * args.agents)
+    dns_ports = ports[: args.agents]
+    grpc = [f"127.0.0.1:{port}" for port in ports[args.agents :]]
     procs = []
+    origins: list[float] = []
+    spreads: list[float] = []
+    times: list[float] = []
     try:
         for i in range(args.agents):
             manifests(work / f"c{i}", i, f"10.{i}.0.1")
@@ -106,29 +213,35 @@ def main() -> None:
                 subprocess.Popen(
                     argv,
                     start_new_session=True,
+                    env=env,
+                    cwd=work,
                     stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stderr=open(work / f"c{i}.log", "wb"),  # noqa: SIM115 (closed at exit)
                 )
             )
         everyone = {f"10.{i}.0.1" for i in range(args.agents)}
         deadline = time.monotonic() + 300
         while not all(addresses(p) == everyone for p in dns_ports):
-            if time.monotonic() > deadline:
-                sys.exit("the agents did not converge within 300 s")
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                sys.exit(f"the agents did not converge within 300 s{exited(procs, work)}")
             time.sleep(0.1)
-        times = []
+        sessions = {proc.pid for proc in procs}
+        cpu_before, wall_before = cpu_seconds(sessions), time.monotonic()
         for trial in range(args.trials):
             new = f"10.200.{trial // 250}.{trial % 250 + 1}"
             started = time.monotonic()
             manifests(work / "c0", 0, new)
-            pending = set(dns_ports)
-            while pending:
-                pending = {p for p in pending if new not in addresses(p)}
-                if time.monotonic() - started > 30:
-                    sys.exit(f"trial {trial}: not everywhere after 30 s")
-                time.sleep(0.01)
-            times.append(time.monotonic() - started)
+            seen = first_seen(dns_ports, new, started, 30.0)
+            origin = seen[dns_ports[0]]
+            origins.append(origin)
+            spreads.append(max(seen.values()) - origin)
+            times.append(max(seen.values()))
+            print(
+                f"trial {trial}: origin {origin:.3f} s, last {times[-1]:.3f} s",
+                file=sys.stderr,
+            )
             time.sleep(0.3)
+        cpu = (cpu_seconds(sessions) - cpu_before) / (time.monotonic() - wall_before)
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -139,22 +252,33 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         shutil.rmtree(work, ignore_errors=True)
-    times.sort()
+    ref = "HEAD" if args.ref == "worktree" else args.ref
     commit = subprocess.run(
-        ["git", "log", "-1", "--format=%h"], capture_output=True, text=True, cwd=ROOT
+        ["git", "log", "-1", "--format=%h", ref], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
+
+    def row(name: str, values: list[float]) -> str:
+        return (
+            f"| {name} | {len(values)} | {statistics.median(values):.3f} | "
+            f"{pct(values, 0.99):.3f} | {max(values):.3f} |\n"
+        )
+
     report = (
         f"## {datetime.date.today()} — one service change to every agent (real processes)\n\n"
         f"Command: `.venv/bin/python bench/propagation_bench.py --agents {args.agents} "
-        f"--trials {args.trials}{''.join(' --agent-flag=' + f for f in args.agent_flag)}` "
-        f"at {commit}. Machine: {platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}. {args.agents} `meshd run` "
-        "processes on loopback, default settings unless the command says otherwise (gossip "
-        "every 0.5 s, manifests polled every 0.25 s); time from the manifest write at one "
-        "agent to the new address in every agent's DNS answer.\n\n"
-        "| agents | trials | p50 s | p99 s | max s |\n|---:|---:|---:|---:|---:|\n"
-        f"| {args.agents} | {len(times)} | {statistics.median(times):.3f} | "
-        f"{times[min(len(times) - 1, int(len(times) * 0.99))]:.3f} | {times[-1]:.3f} |\n"
+        f"--trials {args.trials}{''.join(' --agent-flag=' + f for f in args.agent_flag)}"
+        f"{'' if args.ref == 'worktree' else ' --ref ' + args.ref}` "
+        f"at {commit}. Machine: {machine()}; date {datetime.date.today()}; load average "
+        f"{load_at_start[0]:.2f} at the start. {args.agents} `meshd run` processes on "
+        "loopback, default settings unless the command says otherwise; time from the "
+        "manifest write at one agent to the new address in every agent's DNS answer "
+        "(origin: until agent 0 answers it; spread: from then until the last agent does). "
+        f"The agents used {cpu:.2f} cores during the trials "
+        f"({100 * cpu / args.agents:.1f}% of a core each).\n\n"
+        "| hop | trials | p50 s | p99 s | max s |\n|---|---:|---:|---:|---:|\n"
+        + row("origin: write to agent 0's answer", origins)
+        + row("spread: agent 0 to the last agent", spreads)
+        + row(f"total: write to all {args.agents} agents", times)
     )
     print(report)
     if args.out:

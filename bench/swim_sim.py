@@ -12,10 +12,16 @@ memberlist's LAN defaults, and ``Config.fast()``) and size:
 - (c) false deaths: ``MemberDied`` events about live members during 10 simulated minutes
   with 5% loss on every link (the ring is built without loss first);
 - (d) steady state, no loss, no churn: messages and estimated bytes sent per member per
-  second (protobuf size estimate + 5-byte gRPC frame prefix; no HTTP/2 or TLS overhead).
+  second (protobuf size estimate + 5-byte gRPC frame prefix; no HTTP/2 or TLS overhead);
+- (e) a cut link: every link to and from one member drops everything (the netns bench's
+  cut); time until every other member reports it suspect and dead; then the links heal,
+  and the time until every member (the cut one included) holds every member alive again.
 
-Usage: ``python bench/swim_sim.py [--sizes 10 50 200] [--seeds 10] [--loss-seeds 3]``;
-prints a Markdown table with the machine, the date and the command.
+``--replicas R`` puts R members in each cluster (``c<i // R>``): the tables hold at most 512
+clusters (``mesh.model``), so a ring of 1,000 members needs at least two per cluster.
+
+Usage: ``python bench/swim_sim.py [--sizes 10 50 200] [--seeds 10] [--loss-seeds 3]
+[--replicas 1]``; prints a Markdown table with the machine, the date and the command.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import cpu_model  # bench/common.py (run from the repo root)
 
-from mesh.swim.membership import Config
+from mesh.swim.config import Config
+from mesh.swim.membership import Membership
 from mesh.swim.messages import (
     MemberDied,
     MemberJoined,
@@ -54,6 +61,9 @@ class Samples:
     suspect: list[float] = field(default_factory=list)
     dead: list[float] = field(default_factory=list)
     false_deaths: list[int] = field(default_factory=list)
+    cut_suspect: list[float] = field(default_factory=list)
+    cut_dead: list[float] = field(default_factory=list)
+    healed: list[float] = field(default_factory=list)
     messages: list[float] = field(default_factory=list)
     bytes: list[float] = field(default_factory=list)
 
@@ -80,10 +90,12 @@ def steady_state(net: SimNetwork, n: int, seconds: float, out: Samples) -> None:
     out.bytes.append(sent / n / seconds)
 
 
-def churn_run(n: int, config: Config, seed: int, out: Samples, joins: int, kills: int) -> None:
+def churn_run(
+    n: int, config: Config, seed: int, out: Samples, joins: int, kills: int, replicas: int
+) -> None:
     net = SimNetwork(seed, LINK, measure_bytes=True)
     pick = random.Random(seed)
-    addresses = build_ring(net, n, config, settle_s=120.0)
+    addresses = build_ring(net, n, config, clusters=clusters_of(n, replicas), settle_s=300.0)
     net.run_until(net.now + 10.0)
     steady_state(net, n, 60.0, out)
     for j in range(joins):
@@ -94,7 +106,9 @@ def churn_run(n: int, config: Config, seed: int, out: Samples, joins: int, kills
         net.run_until(started + 30.0, everyone, check_every_s=0.05)
         out.spread.append(last_report(net, (MemberJoined,), new_id, started))
         net.run_until(net.now + 5.0)
-    for victim in pick.sample(addresses[1:], kills):
+    victims = pick.sample(addresses[1:], kills + 1)
+    cut_run(net, victims.pop(), out)
+    for victim in victims:
         victim_id = net.nodes[victim].membership.me.id
         killed_at = net.now
         net.kill(victim)
@@ -108,9 +122,58 @@ def churn_run(n: int, config: Config, seed: int, out: Samples, joins: int, kills
         net.run_until(net.now + 5.0)
 
 
-def loss_run(n: int, config: Config, seed: int, minutes: float, out: Samples) -> None:
+def cut_run(net: SimNetwork, victim: str, out: Samples) -> None:
+    """(e): every link of ``victim`` cut until the others hold it dead, then healed."""
+    victim_id = net.nodes[victim].membership.me.id
+    others = [a for a in net.nodes if a != victim]
+    cut_at = net.now
+    net.block([victim], others)
+    net.block(others, [victim])
+    dead = lambda: all(  # noqa: E731
+        net.nodes[a].membership.members[victim_id].state == MemberState.DEAD for a in others
+    )
+    if not net.run_until(cut_at + 120.0, dead, check_every_s=0.05):
+        raise AssertionError(f"seed {net.seed}: the cut member was not declared dead")
+    views = [n.membership for n in net.nodes.values() if n.address != victim]
+    out.cut_suspect.append(last_report_of(net, views, victim_id, cut_at, suspect=True))
+    out.cut_dead.append(last_report_of(net, views, victim_id, cut_at, suspect=False))
+    healed_at = net.now
+    net.heal()
+    ids = [n.membership.me.id for n in net.nodes.values()]
+    everyone = lambda: net.views_agree(dict.fromkeys(ids, MemberState.ALIVE))  # noqa: E731
+    if not net.run_until(healed_at + 300.0, everyone, check_every_s=0.05):
+        raise AssertionError(f"seed {net.seed}: the ring did not heal within 300 s")
+    out.healed.append(net.now - healed_at)
+    net.run_until(net.now + 5.0)
+
+
+def last_report_of(
+    net: SimNetwork, views: list[Membership], member_id: str, since: float, *, suspect: bool
+) -> float:
+    """When the last of ``views`` first reported ``member_id`` suspect (or dead, with
+    ``suspect`` False; a member that went straight to dead counts as suspect then too)."""
+    kinds: tuple[type, ...] = (MemberSuspected, MemberDied) if suspect else (MemberDied,)
+    observers = {m.me.id for m in views}
+    first: dict[str, float] = {}
+    for t, observer, event in net.log:
+        if t >= since and isinstance(event, kinds) and event.member.id == member_id:
+            first.setdefault(observer, t)
+    missing = observers - set(first)
+    if missing:
+        raise AssertionError(f"seed {net.seed}: {len(missing)} members never reported it")
+    return max(first[o] for o in observers) - since
+
+
+def clusters_of(n: int, replicas: int) -> int:
+    """Clusters of a ring of n with ``replicas`` members each (0: one cluster per member)."""
+    return 0 if replicas <= 1 else -(-n // replicas)
+
+
+def loss_run(
+    n: int, config: Config, seed: int, minutes: float, out: Samples, replicas: int
+) -> None:
     net = SimNetwork(seed, LINK)
-    build_ring(net, n, config, settle_s=120.0)
+    build_ring(net, n, config, clusters=clusters_of(n, replicas), settle_s=300.0)
     net.default_link = Link(loss=0.05, delay_s=LINK.delay_s, jitter_s=LINK.jitter_s)
     start = net.now
     net.run_until(start + minutes * 60.0)
@@ -130,6 +193,10 @@ def cell(values: list[float], unit: str = "s", digits: int = 2) -> str:
     return f"{pct(values, 50):.{digits}f} / {pct(values, 99):.{digits}f}{unit}"
 
 
+def median(values: list[float], digits: int) -> str:
+    return f"{statistics.median(values):.{digits}f}" if values else "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 200])
@@ -139,6 +206,7 @@ def main() -> None:
     parser.add_argument("--loss-minutes", type=float, default=10.0)
     parser.add_argument("--joins", type=int, default=5)
     parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--replicas", type=int, default=1, help="members per cluster")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -148,9 +216,11 @@ def main() -> None:
         for n in args.sizes:
             out = Samples()
             for seed in range(args.seeds):
-                churn_run(n, config, seed, out, args.joins, args.kills)
+                print(f"  {profile} n={n} churn seed {seed}", file=sys.stderr, flush=True)
+                churn_run(n, config, seed, out, args.joins, args.kills, args.replicas)
             for seed in range(args.loss_seeds):
-                loss_run(n, config, 1000 + seed, args.loss_minutes, out)
+                print(f"  {profile} n={n} loss seed {1000 + seed}", file=sys.stderr, flush=True)
+                loss_run(n, config, 1000 + seed, args.loss_minutes, out, args.replicas)
             rows.append((profile, n, args.seeds, out))
             print(
                 f"  done {profile} n={n} ({time.perf_counter() - started:.0f} s)", file=sys.stderr
@@ -162,21 +232,24 @@ def main() -> None:
     print(
         f"seeds: churn 0-{args.seeds - 1} ({args.joins} joins and {args.kills} kills each), "
         f"loss {1000}-{1000 + args.loss_seeds - 1} ({args.loss_minutes:g} min each); "
-        f"links 5-25 ms one-way; wall time {time.perf_counter() - started:.0f} s\n"
+        f"links 5-25 ms one-way; {args.replicas} member(s) per cluster; "
+        f"wall time {time.perf_counter() - started:.0f} s\n"
     )
     print(
         "| profile | members | (a) update to all, p50 / p99 | (b) killed: all suspect, "
         "p50 / p99 | (b) killed: all dead, p50 / p99 | (c) false deaths in "
         f"{args.loss_minutes:g} min at 5% loss, p50 / p99 (runs) | (d) msgs / member / s "
-        "| (d) bytes / member / s |"
+        "| (d) bytes / member / s | (e) cut: all suspect, p50 / p99 | (e) cut: all dead, "
+        "p50 / p99 | (e) healed: all alive, p50 / p99 |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for profile, n, _seeds, out in rows:
         deaths = [float(d) for d in out.false_deaths]
         print(
             f"| {profile} | {n} | {cell(out.spread)} | {cell(out.suspect)} | {cell(out.dead)} "
-            f"| {cell(deaths, '', 0)} ({len(deaths)}) | {statistics.median(out.messages):.1f} "
-            f"| {statistics.median(out.bytes):.0f} |"
+            f"| {cell(deaths, '', 0)} ({len(deaths)}) | {median(out.messages, 1)} "
+            f"| {median(out.bytes, 0)} | {cell(out.cut_suspect)} "
+            f"| {cell(out.cut_dead)} | {cell(out.healed)} |"
         )
 
 

@@ -2,5 +2,5 @@
 ``mesh.kube``) translated into ``LocalExports``, with a verdict per ServiceExport.
 
 Pure cores: documents, fields, translate, watchstate, delta.
-Adapters: manifests, scan, offload.
+Adapters: manifests, scan, offload, notify.
 """

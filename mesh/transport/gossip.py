@@ -13,8 +13,12 @@ message carries at most ``chunk_bytes`` of records; when either side had more, t
 exchanges again at once (at most ``MAX_ROUNDS`` in a row), so a large catch-up streams in
 bounded messages and never meets gRPC's message limit. A message's chunks are taken a
 slice at a time (``stepped``), the event loop turning between slices. A local change
-``nudge``s the loop, so it reaches every reachable peer in one round trip. The ``Swim``
-RPC carries the membership protocol's datagrams (``mesh.transport.swim``).
+``nudge``s the loop, so it reaches every reachable peer in one round trip. Each peer's
+exchange runs in a task of its own, so one slow peer (a lossy link, a cut one waiting for
+the call's deadline) delays no other; the peer table hears when each attempt starts
+(``attempted``), so an attempt left unanswered counts against the peer before its deadline
+(``mesh.ring.peers``). The ``Swim`` RPC carries the membership protocol's datagrams
+(``mesh.transport.swim``).
 
 Peers are untrusted: a chunk that fails validation or, with TLS, its origin's signatures is
 dropped whole and counted by reason; each caller is rate limited (``mesh.ring.limits``); with
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -122,6 +127,10 @@ class Ring(pb_grpc.GossipServicer):
         self.seal = seal  # None: records travel unsigned (--insecure)
         self.swim: SwimReceiver | None = None  # set by the agent once membership runs
         self._nudged = asyncio.Event()
+        self._running: dict[str, asyncio.Task[None]] = {}  # address -> its exchange
+        self._again: set[str] = set()  # nudged while their exchange ran: once more
+        self._crashed: BaseException | None = None  # what ended an exchange task, if not rpc
+        self._stopping = False
         self.swim_timeout_s = 0.5
         self.push_pull_limit = TokenBuckets(PUSH_PULL_RATE)
         self.swim_limit = TokenBuckets(SWIM_RATE)
@@ -230,28 +239,63 @@ class Ring(pb_grpc.GossipServicer):
 
     async def run(self, interval_s: float) -> None:
         """Exchange with every due peer, forever; at once with every reachable peer when
-        ``nudge`` says this agent's own state changed (a change spreads in one round trip)."""
+        ``nudge`` says this agent's own state changed (a change spreads in one round trip).
+
+        Each peer's exchange runs on its own: a peer behind a lossy or cut link (whose call
+        waits for its deadline) never holds back the rounds with the others, so the
+        evidence that they are up keeps coming on time. A peer is never exchanged with twice
+        at once; one nudged while its exchange runs is exchanged with again right after."""
         loop = asyncio.get_running_loop()
         next_expiry = loop.time() + EXPIRY_CHECK_S
-        while True:
-            now = loop.time()
-            if self.exchange.follow_keys(time.time_ns()):
-                self.nudge()
-            if now >= next_expiry:
-                self.store.expire(now)
-                next_expiry = now + EXPIRY_CHECK_S
-            targets = set(self.peers.due(now))
-            if self._nudged.is_set():
-                self._nudged.clear()
-                targets.update(a for a in self.peers.peers if self.peers.reachable(a, now))
-            if targets:
-                await asyncio.gather(*(self._exchange(a) for a in sorted(targets)))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudged.wait(), interval_s)
+        try:
+            while True:
+                now = loop.time()
+                if self.exchange.follow_keys(time.time_ns()):
+                    self.nudge()
+                if now >= next_expiry:
+                    self.store.expire(now)
+                    next_expiry = now + EXPIRY_CHECK_S
+                for address in sorted(self.peers.due(now)):
+                    self._start_exchange(address, again=False)
+                if self._nudged.is_set():
+                    self._nudged.clear()
+                    for address in sorted(self.peers.peers):
+                        if self.peers.reachable(address, now):
+                            self._start_exchange(address, again=True)
+                if self._crashed is not None:
+                    raise self._crashed  # a bug in an exchange ends the ring, as it did inline
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._nudged.wait(), interval_s)
+        finally:
+            self._again.clear()
+            self._stopping = True
+            for task in list(self._running.values()):
+                task.cancel()
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     def nudge(self) -> None:
         """Our own state changed: push it now rather than at the next round."""
         self._nudged.set()
+
+    def _start_exchange(self, address: str, *, again: bool) -> None:
+        """Exchange with ``address`` in a task of its own; if one runs already, once more
+        when it ends (``again``: it may have left before our news) or not at all (due)."""
+        if address in self._running:
+            if again:
+                self._again.add(address)
+            return
+        task = asyncio.get_running_loop().create_task(self._exchange(address))
+        self._running[address] = task
+        task.add_done_callback(functools.partial(self._exchange_done, address))
+
+    def _exchange_done(self, address: str, task: asyncio.Task[None]) -> None:
+        self._running.pop(address, None)
+        if not task.cancelled() and task.exception() is not None:
+            self._crashed = task.exception()
+            self._nudged.set()  # wake ``run`` to raise it
+        elif address in self._again and not self._stopping:
+            self._again.discard(address)
+            self._start_exchange(address, again=False)
 
     async def _exchange(self, address: str) -> None:
         """Push-pull with one peer, again at once while either side had more to send."""
@@ -261,6 +305,7 @@ class Ring(pb_grpc.GossipServicer):
 
     async def _round(self, address: str) -> bool:
         loop = asyncio.get_running_loop()
+        self.peers.attempted(address, loop.time())
         sent = self.exchange.request_for(address, loop.time())
         stub = pb_grpc.GossipStub(self._channel(address))  # type: ignore[no-untyped-call]
         try:

@@ -289,6 +289,12 @@ def wire_size(value: Any) -> int:
 
 
 def _field_size(item: Any) -> int:
+    if item is None:
+        return 0
+    if isinstance(item, bytes):  # a signed claim (empty without TLS)
+        return 1 + _varint_len(len(item)) + len(item) if item else 0
+    if isinstance(item, float):
+        return 9 if item else 0
     if isinstance(item, bool):
         return 2 if item else 0
     if isinstance(item, int):

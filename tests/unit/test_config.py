@@ -82,7 +82,7 @@ PRECEDENCE = [
         "file.example",
         "clusterset.local",
     ),
-    ("gossip_interval", "1.5", "2", 0.25, 1.5, 2.0, 0.25, 0.5),
+    ("gossip_interval", "1.5", "2", 0.75, 1.5, 2.0, 0.75, 0.25),
 ]
 
 

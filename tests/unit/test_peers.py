@@ -328,3 +328,36 @@ def test_in_contact_lists_clusters_answering_within_two_rounds() -> None:
     assert peers.in_contact(10.0) == {"west", "south"}
     assert peers.in_contact(10.0 + 2 * peers.round_s()) == {"west"}
     assert peers.in_contact(30.0) == set()
+
+
+def test_an_attempt_unanswered_for_half_the_timeout_counts_as_failed() -> None:
+    # A silently cut link fails no call before the call's deadline: the attempt left
+    # unanswered is the evidence, so detection needs the timeout, not timeout + deadline.
+    peers = table()
+    peers.succeeded(SEED, "west", now=10.0)
+    peers.attempted(SEED, now=10.6)
+    assert peers.reachable(SEED, 11.6)  # unanswered 1.0 s, but silent only 1.6 s: not 2.0
+    assert not peers.reachable(SEED, 12.01)  # silent 2.01 s, unanswered 1.41 s > 1.0 s
+
+
+def test_an_attempt_not_yet_overdue_is_no_evidence() -> None:
+    peers = table()
+    peers.succeeded(SEED, "west", now=10.0)
+    peers.attempted(SEED, now=11.5)
+    assert peers.reachable(SEED, 12.4)  # silent 2.4 s (our own stall), attempt 0.9 s old
+    assert not peers.reachable(SEED, 12.51)
+
+
+def test_an_answer_or_a_failure_ends_the_attempt() -> None:
+    peers = table()
+    peers.succeeded(SEED, "west", now=10.0)
+    peers.attempted(SEED, now=10.1)
+    peers.attempted(SEED, now=11.0)  # the first one still counts, not the newest
+    peers.succeeded(SEED, "west", now=11.05)
+    assert peers.reachable(SEED, 20.0)  # answered, and nothing tried since
+    peers.attempted(SEED, now=20.0)
+    peers.failed(SEED, now=20.1)  # counted as a failure instead
+    assert peers.peers[SEED].pending_since is None
+    assert not peers.reachable(SEED, 20.1)  # silent 9 s and failed
+    peers.attempted("unknown:1", now=20.0)  # an address not in the table: nothing happens
+    assert "unknown:1" not in peers.peers
