@@ -149,8 +149,15 @@ async def test_the_derived_service_and_slices_hold_what_the_policy_selects(
         web_import["metadata"]["annotations"]["multicluster.kubernetes.io/derived-service"]
         == DERIVED
     )
-    ready = {c["type"]: c for c in web_import["status"]["conditions"]}["Ready"]
-    assert (ready["status"], ready["reason"]) == ("True", "Ready")
+    # The import may carry the VIP in a pass that still saw the export Pending (the
+    # conditions come from the same writer's next pass): wait for Ready, then check it.
+
+    def ready_condition() -> tuple[str, str] | None:
+        status = objects(api, "ServiceImport")["shop/web"].get("status", {})
+        found = {c["type"]: c for c in status.get("conditions", [])}.get("Ready")
+        return None if found is None else (found["status"], found["reason"])
+
+    await until("the import Ready", lambda: ready_condition() == ("True", "Ready"), east)
     # DNS answers the VIP: the source read it from the derived Service, and the answer is it.
     await until("DNS answers the VIP", lambda: east.answers.get(WEB) == tuple(imported), east)
 
