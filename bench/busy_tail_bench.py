@@ -86,7 +86,7 @@ def knot_updatable(work: Path, services: int) -> dns_bench.Server:
     return server
 
 
-def meshd_agent(work: Path, name: str, manifests: Path, grpc: int, join: list[str]) -> list[str]:
+def meshd_agent(name: str, manifests: Path, grpc: int, join: list[str]) -> list[str]:
     argv = [
         str(Path(sys.executable).parent / "meshd"),
         "run",
@@ -119,7 +119,7 @@ def peers(work: Path, count: int, measured_grpc: int) -> Iterator[list[subproces
             dns_bench.write_manifests(manifests, 5)
             grpc = first if n == 0 else free_port()
             join = [f"127.0.0.1:{measured_grpc}"] + ([] if n == 0 else [f"127.0.0.1:{first}"])
-            argv = meshd_agent(work, f"peer{n}", manifests, grpc, join)
+            argv = meshd_agent(f"peer{n}", manifests, grpc, join)
             argv += ["--dns-listen", f"127.0.0.1:{free_port()}"]
             log = open(work / f"peer{n}.log", "wb")  # noqa: SIM115 (closed with the process)
             procs.append(
@@ -209,7 +209,7 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
     servers = [knot_updatable(work, args.services)]
     for workers in args.workers:
         mesh = dns_bench.meshd(work, workers)
-        mesh.argv = meshd_agent(work, "bench", manifests, measured_grpc, [])
+        mesh.argv = meshd_agent("bench", manifests, measured_grpc, [])
         mesh.argv += ["--dns-listen", f"127.0.0.1:{mesh.port}", "--dns-workers", str(workers)]
         servers.append(mesh)
     rows: dict[str, dict[str, list]] = {s.name: {k: [] for k in KINDS} for s in servers}
