@@ -75,7 +75,7 @@ class PeerTimings:
     # past interval_s x max_exchanges_per_s peers each one is contacted less often, so the
     # cost stays flat as the ring grows, and the silence that counts as unreachable grows
     # with the round (see ``round_s`` and ``timeout_s``). A change still reaches every
-    # peer at once: the ring pushes it to each reachable peer when it happens.
+    # peer at once: the ring pushes it to every peer that may be up (``push_targets``).
     max_exchanges_per_s: float = DEFAULT_MAX_EXCHANGES_PER_S
 
 
@@ -277,6 +277,19 @@ class PeerTable:
             return True
         overdue = peer.pending_since is not None and now - peer.pending_since > timeout / 2
         return peer.failures == 0 and not overdue
+
+    def push_targets(self, now: float) -> list[str]:
+        """Where a change of this agent's own state is pushed at once, past the round's
+        rate: every reachable peer, and every one not yet tried (a seed, or a member a peer
+        listed) that has not failed us. A change made soon after start thus reaches the
+        members this agent has not yet exchanged with, not only through rounds that on a
+        large ring come one peer at a time; one that failed waits for its backoff, so a
+        dead or made-up address costs one failed call, not one per change."""
+        return sorted(
+            p.address
+            for p in self.peers.values()
+            if self.reachable(p.address, now) or (p.last_ok is None and p.failures == 0)
+        )
 
     def in_contact(self, now: float) -> set[ClusterId]:
         """Clusters one of whose members answered this agent within the last two rounds:

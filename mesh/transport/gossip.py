@@ -13,7 +13,7 @@ message carries at most ``chunk_bytes`` of records; when either side had more, t
 exchanges again at once (at most ``MAX_ROUNDS`` in a row), so a large catch-up streams in
 bounded messages and never meets gRPC's message limit. A message's chunks are taken a
 slice at a time (``stepped``), the event loop turning between slices. A local change
-``nudge``s the loop, so it reaches every reachable peer in one round trip. Each peer's
+``nudge``s the loop, so it reaches every peer that may be up in one round trip. Each peer's
 exchange runs in a task of its own, so one slow peer (a lossy link, a cut one waiting for
 the call's deadline) delays no other; the peer table hears when each attempt starts
 (``attempted``), so an attempt left unanswered counts against the peer before its deadline
@@ -238,8 +238,9 @@ class Ring(pb_grpc.GossipServicer):
     # --- client side -------------------------------------------------------------------
 
     async def run(self, interval_s: float) -> None:
-        """Exchange with every due peer, forever; at once with every reachable peer when
-        ``nudge`` says this agent's own state changed (a change spreads in one round trip).
+        """Exchange with every due peer, forever; at once with every peer that may be up
+        (``PeerTable.push_targets``) when ``nudge`` says this agent's own state changed (a
+        change spreads in one round trip, whatever the rate of rounds).
 
         Each peer's exchange runs on its own: a peer behind a lossy or cut link (whose call
         waits for its deadline) never holds back the rounds with the others, so the
@@ -259,9 +260,8 @@ class Ring(pb_grpc.GossipServicer):
                     self._start_exchange(address, again=False)
                 if self._nudged.is_set():
                     self._nudged.clear()
-                    for address in sorted(self.peers.peers):
-                        if self.peers.reachable(address, now):
-                            self._start_exchange(address, again=True)
+                    for address in self.peers.push_targets(now):
+                        self._start_exchange(address, again=True)
                 if self._crashed is not None:
                     raise self._crashed  # a bug in an exchange ends the ring, as it did inline
                 with contextlib.suppress(TimeoutError):

@@ -1,6 +1,7 @@
 """The ring's rounds over real gRPC on loopback: a peer behind a black hole (its call waits
 for the deadline) holds back no exchange with the others, and the attempt left unanswered
-is counted against it before that deadline."""
+is counted against it before that deadline; a local change reaches members the rate of
+rounds has not reached yet."""
 
 from __future__ import annotations
 
@@ -10,20 +11,21 @@ import contextlib
 import grpc
 import pytest
 
-from mesh.model import ClusterState
+from mesh.model import ClusterState, LocalExports, ServiceKey
 from mesh.ring.catalog import Catalog, Change
 from mesh.ring.peers import PeerTable, PeerTimings
 from mesh.transport.gossip import Ring
 from mesh.wire.v1 import gossip_pb2_grpc as pb_grpc
+from tests.unit.records_kit import service
 
 INTERVAL_S = 0.1
 TIMINGS = PeerTimings(interval_s=INTERVAL_S, peer_timeout_s=1.0)
 
 
-async def _ring(cluster: str, seeds: list[str]) -> tuple[Ring, str]:
+async def _ring(cluster: str, seeds: list[str], timings: PeerTimings = TIMINGS) -> tuple[Ring, str]:
     catalog = Catalog(ClusterState(cluster, 1, 0))
     changes: list[Change] = []
-    ring = Ring(catalog, PeerTable(cluster, "127.0.0.1:0", seeds, TIMINGS), changes.append)
+    ring = Ring(catalog, PeerTable(cluster, "127.0.0.1:0", seeds, timings), changes.append)
     port = await ring.start("127.0.0.1:0")
     ring.peers.self_address = f"127.0.0.1:{port}"
     return ring, ring.peers.self_address
@@ -99,3 +101,38 @@ async def test_a_nudge_during_an_exchange_brings_one_more_after_it() -> None:
     finally:
         await west.close()
         await east.close()
+
+
+def _holds(ring: Ring, cluster: str, key: ServiceKey) -> bool:
+    state = ring.catalog.get(cluster)
+    return state is not None and key in state.services
+
+
+@pytest.mark.asyncio
+async def test_a_change_reaches_members_not_yet_exchanged_with_past_the_rate_of_rounds() -> None:
+    # Rounds 60 s apart, one peer a round: west meets its four listed members one a minute.
+    slow = PeerTimings(interval_s=60.0, peer_timeout_s=120.0, max_exchanges_per_s=0.01)
+    easts = [await _ring(f"east-{i}", []) for i in range(4)]
+    west, _ = await _ring("west", [], slow)
+    now = asyncio.get_running_loop().time()
+    for i, (_, address) in enumerate(easts):
+        assert west.peers.learned(f"east-{i}", address, now) == ""  # as a peer lists them
+    runner = asyncio.create_task(west.run(slow.interval_s))
+    try:
+        await _until(lambda: [_answered(e) > 0 for e, _ in easts].count(True) == 1, 10.0)
+        # One round went by: one member was exchanged with, three were not. A change now is
+        # pushed to all four at once, not to the one that answered alone.
+        key = ServiceKey("shop", "cart")
+        change = west.catalog.set_local(
+            LocalExports(frozenset({"shop"}), {key: service(key, "10.1.0.1")})
+        )
+        west.publisher.publish(west.catalog.local, change, 0.0)
+        west.nudge()
+        await _until(lambda: all(_holds(e, "west", key) for e, _ in easts), timeout_s=10.0)
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        await west.close()
+        for east, _ in easts:
+            await east.close()

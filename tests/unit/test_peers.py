@@ -361,3 +361,17 @@ def test_an_answer_or_a_failure_ends_the_attempt() -> None:
     assert not peers.reachable(SEED, 20.1)  # silent 9 s and failed
     peers.attempted("unknown:1", now=20.0)  # an address not in the table: nothing happens
     assert "unknown:1" not in peers.peers
+
+
+def test_a_change_is_pushed_to_members_not_yet_tried_but_not_to_failing_ones() -> None:
+    peers = table(["seed:1"])
+    peers.learned("east", "east:1", 0.0)  # listed by a peer, never tried
+    peers.learned("east", "east:2", 0.0)
+    peers.learned("west", "west:1", 0.0)
+    peers.succeeded("seed:1", "hub", 0.0)
+    peers.failed("east:2", 0.0)  # tried and failed: it waits for its backoff
+    assert peers.push_targets(0.1) == ["east:1", "seed:1", "west:1"]
+    peers.attempted("west:1", 0.1)  # an attempt under way is no failure yet
+    assert "west:1" in peers.push_targets(0.2)
+    peers.succeeded("east:2", "east", 1.0)  # it came back
+    assert peers.push_targets(1.0) == ["east:1", "east:2", "seed:1", "west:1"]
