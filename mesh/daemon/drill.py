@@ -3,7 +3,8 @@
 The adapter of ``mesh.daemon.drill_plan``: it reads the agent at ``--admin`` (its
 ``/debug/state`` and ``/debug/service``), asks an agent of the drained cluster to drain
 (``POST /drain``, which that agent takes from loopback only), polls every live member's
-announced DNS address over UDP (dnslib encodes and parses), and always undrains: after the
+announced DNS address over UDP (dnslib encodes and parses), holds the drain for ``--hold``
+seconds once the members moved (0 by default), and always undrains: after the
 measurement, on an error, on Ctrl-C and on SIGTERM.
 
 Exit status: 0 when every member moved both ways within ``--timeout``, 1 otherwise (or
@@ -135,8 +136,11 @@ def _drain_target(state: dict[str, Any], admin: str, cluster: str) -> str:
 
 
 class Drill:
-    def __init__(self, admin: str, cluster: str, service: str | None, timeout_s: float) -> None:
+    def __init__(
+        self, admin: str, cluster: str, service: str | None, timeout_s: float, hold_s: float = 0.0
+    ) -> None:
         self.admin, self.cluster, self.wanted, self.timeout_s = admin, cluster, service, timeout_s
+        self.hold_s = hold_s  # how long the drain stays after the members moved
         self.drained_at: str | None = None  # the admin address that holds our drain
 
     def prepare(self) -> tuple[str, list[Watch], tuple[str, str, frozenset[str]], str]:
@@ -166,6 +170,7 @@ class Drill:
         http_json(f"http://{target}/drain", {"reason": f"meshd drill ({service})"})
         try:
             await _phase(watches, Watch.draining, Watch.drained_done, query, self.timeout_s, sent)
+            await self._hold()
         finally:
             for watch in watches:
                 watch.deadline()
@@ -174,6 +179,18 @@ class Drill:
         done: Callable[[Watch], bool] = lambda w: w.restored_s is not None  # noqa: E731
         await _phase(watches, Watch.restoring, done, query, self.timeout_s, sent)
         return report(self.cluster, service, watches)
+
+    async def _hold(self) -> None:
+        """Keep the cluster drained for ``hold_s`` (``--hold``), so that its operators can
+        watch their clients, dashboards and alerts in the drained state; Ctrl-C ends it."""
+        if self.hold_s > 0:
+            print(
+                f"meshd: drill: holding {self.cluster} drained for {self.hold_s:g} s "
+                "(Ctrl-C undrains it now)",
+                file=sys.stderr,
+                flush=True,
+            )
+            await asyncio.sleep(self.hold_s)
 
     def undrain(self) -> None:
         """Undrain what this drill drained (also on errors and interrupts); once."""
@@ -198,9 +215,9 @@ async def _main(drill: Drill) -> dict[str, Any]:
 
 
 def drill_command(
-    admin: str, cluster: str, service: str | None, timeout_s: float, raw: bool
+    admin: str, cluster: str, service: str | None, timeout_s: float, raw: bool, hold_s: float = 0.0
 ) -> int:
-    drill = Drill(admin, cluster, service, timeout_s)
+    drill = Drill(admin, cluster, service, timeout_s, hold_s)
     try:
         document = asyncio.run(_main(drill))
     except DrillRefusedError as exc:

@@ -29,6 +29,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _hold_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86400:  # a day: longer is a drain, not a drill (`meshd drain`)
+        raise argparse.ArgumentTypeError(f"must be 0 to 86400, got {text}")
+    return value
+
+
 def add_routing_parsers(sub: Any) -> None:
     drain = sub.add_parser(
         "drain",
@@ -71,6 +81,15 @@ def add_routing_parsers(sub: Any) -> None:
         metavar="SECONDS",
         help="how long each member may take to move, each way (default: 30)",
     )
+    drill.add_argument(
+        "--hold",
+        type=_hold_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep the cluster drained this long after every member moved, to watch "
+        "clients, dashboards and alerts in the drained state; Ctrl-C ends it and undrains "
+        "(default: 0)",
+    )
     drill.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -101,7 +120,9 @@ def routing_command(args: argparse.Namespace) -> int:
     if args.command == "drill":
         from mesh.daemon.drill import drill_command
 
-        return drill_command(args.admin, args.cluster, args.service, args.timeout, args.json)
+        return drill_command(
+            args.admin, args.cluster, args.service, args.timeout, args.json, args.hold
+        )
     return drain_command(
         args.admin, args.command == "drain", args.reason if args.command == "drain" else ""
     )

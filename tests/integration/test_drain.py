@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -192,9 +194,12 @@ def test_drill_json_passes_and_undrains(undrained: dict[str, AgentProcess]) -> N
         "east",
         "--service",
         "shop/api",
+        "--hold",
+        "0.2",
         "--json",
     )
     assert done.returncode == 0, done.stderr
+    assert "holding east drained for 0.2 s" in done.stderr  # then undrained and measured back
     report = json.loads(done.stdout)
     assert set(report) == {"cluster", "service", "members", "max_drained_s", "max_restored_s"}
     assert (report["cluster"], report["service"]) == ("east", "shop/api")
@@ -255,6 +260,23 @@ def test_drill_that_times_out_exits_1_and_undrains(undrained: dict[str, AgentPro
     wait_until("east undrained after the drill", lambda: drained_in_view(east) == [])
 
 
+def _stderr_until(proc: subprocess.Popen[str], text: str, timeout_s: float) -> str:
+    """What ``proc`` wrote to stderr up to and including ``text`` (read without blocking
+    past ``timeout_s``, nor past the process's end)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    said = b""
+    while text.encode() not in said:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {text!r} on stderr in {timeout_s} s: {said.decode()!r}"
+        ready, _, _ = select.select([proc.stderr], [], [], left)
+        if ready:
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            assert chunk, f"stderr closed before {text!r}: {said.decode()!r}"
+            said += chunk
+    return said.decode()
+
+
 def test_drill_interrupted_undrains(undrained: dict[str, AgentProcess]) -> None:
     east = undrained["east"]
     proc = subprocess.Popen(
@@ -267,6 +289,8 @@ def test_drill_interrupted_undrains(undrained: dict[str, AgentProcess]) -> None:
             "east",
             "--service",
             "shop/api",
+            "--hold",
+            "600",  # drained until interrupted: the interrupt cannot come after the drill
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -275,8 +299,10 @@ def test_drill_interrupted_undrains(undrained: dict[str, AgentProcess]) -> None:
     )
     try:
         wait_until("the drill to drain east", lambda: drained_in_view(east) == ["east"])
+        said = _stderr_until(proc, "holding east drained", timeout_s=60)
         os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
+        _, rest = proc.communicate(timeout=15)
+        err = said + rest
         assert proc.returncode == 1, err
         assert "interrupted" in err
         assert drained_in_view(east) == []  # undrained before the drill exited
