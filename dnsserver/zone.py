@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterable
 
 from dnsserver import wire
 from dnsserver.answer import EMPTY_TYPES, Answer, TypeTable, answer_for, type_table
+from dnsserver.plain import encode_plain
 from dnsserver.records import (
     DNS_SCHEMA_VERSION,
     SKIP_REASONS,
@@ -206,7 +207,9 @@ class Zone:
 
     def _encode(self, records: ServiceRecords) -> Encoded:
         try:
-            return encode_service(records, self.origin_wire, self.ttl)
+            # The commonest services in a few calls, the others the general way.
+            plain = encode_plain(records, self.origin_wire, self.ttl)
+            return plain or encode_service(records, self.origin_wire, self.ttl)
         except Exception as exc:  # a bug of ours: leave this service out, keep the rest
             what = f"{records.namespace}/{records.name}"
             detail = "".join(traceback.format_exception(exc)).rstrip()

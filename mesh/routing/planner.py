@@ -30,6 +30,7 @@ from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
 from mesh.ring.catalog import Change
 from mesh.routing.annotations import Problem
 from mesh.routing.modes import CLUSTERSET_IP, DEFAULT_ANSWERING, Answering
+from mesh.routing.plain import plain_decision
 from mesh.routing.policy import (
     DEFAULT_MAX_ADDRESSES,
     Decision,
@@ -162,7 +163,9 @@ class AnswerPlanner:
             self.zone_keys.discard(key)
             self._note(key, None)
             return (key, None) if gone else None
-        decision = decide_service(
+        decision = plain_decision(
+            key, exporters, self.healthy, self.drained, self.max_addresses, self.answering
+        ) or decide_service(
             key,
             exporters,
             self.locality,

@@ -1,0 +1,143 @@
+"""The commonest service's names and answers, encoded in one go (pure).
+
+Most services of a large clusterset are plain ClusterSetIP services: a few addresses in the
+routing policy's order, a port or two, no weights, nothing to leave out. The general encoder
+(``records.encode_service``) builds them through machinery every shape needs (per-address
+checks, SRV owners by (port, weight), listings, a dict of types per name), tens of Python
+calls per service; a catch-up encodes every service of the clusterset at once, and those
+calls were most of its cost. ``encode_plain`` builds the same names, in the same order, with
+the same answers (the same octets, the same kinds of ``Answer``, one SRV answer shared by
+the owners with the same ports) in a few calls per service.
+
+It declines (None) every service it does not cover, which the zone then encodes the general
+way: a headless or weighted service; an address that is not an IP address; a port number out
+of range; a name or a ``_<port>._<proto>`` label that cannot be encoded; an SRV answer long
+enough to need cut points (over ``NEVER_CUT`` octets: five ports or more of a long name).
+So it never has anything to leave out (``Encoded.skipped`` is empty), and everything
+``records.py`` says of names, rotation and limits holds for what it builds. A property test
+(tests/unit/test_plain_records.py) holds the two encoders together, byte for byte, over
+seeded random services of every shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+
+from dnsserver import wire
+from dnsserver.answer import EMPTY_TYPES, NEVER_CUT, Answer, TypeTable
+from dnsserver.records import MAX_ROTATIONS, Encoded, ServiceRecords, service_wire_name
+from dnsserver.rotation import rotating
+
+_SRV_FIXED = struct.Struct("!HHH")  # priority, weight, port of an SRV record's rdata
+# A ClusterSetIP service's SRV has one target (its own name): priority 0, weight 100 // 1.
+_PLAIN_WEIGHT = 100
+
+
+@functools.lru_cache(maxsize=4096)
+def _port_labels(port_name: str, protocol: str) -> tuple[bytes, bytes]:
+    """(``_<port>._<proto>``, ``_<proto>``) as wire labels without a suffix (a zone has
+    few distinct ports); NameEncodingError when they cannot be encoded."""
+    both = wire.encode_labels((f"_{port_name}", f"_{protocol.lower()}"), b"")
+    return both, both[1 + both[0] :]
+
+
+def _families(addresses: tuple[str, ...]) -> tuple[list[bytes], list[bytes]] | None:
+    """The packed IPv4 and IPv6 addresses, in order; None if one is not an address."""
+    v4: list[bytes] = []
+    v6: list[bytes] = []
+    packed_ipv4 = wire.packed_ipv4
+    for address in addresses:
+        try:
+            octets = packed_ipv4(address)
+            if octets is not None:
+                v4.append(octets)
+                continue
+            version, octets = wire.packed_address(address)
+        except (ValueError, TypeError, AttributeError):
+            return None
+        (v4 if version == 4 else v6).append(octets)
+    return v4, v6
+
+
+def _address_answer(rtype: int, family: list[bytes], ttl: int, shown: int) -> Answer:
+    """What ``records._cluster_set_ip`` builds for one family (not weighted)."""
+    head = wire.rr_head(rtype, ttl, len(family[0]))
+    step = -(-len(family) // MAX_ROTATIONS)
+    return rotating([head + octets for octets in family], shown, step)
+
+
+def _srv_owners(svc: ServiceRecords, name: bytes) -> dict[bytes, dict[int, None]] | None:
+    """Each SRV owner (the service name first, then each ``_<port>._<proto>`` in port
+    order) with its port numbers in order, without duplicates; None for a bad port or a
+    label that cannot be encoded."""
+    owners: dict[bytes, dict[int, None]] = {name: {}}
+    for port_name, protocol, port in svc.ports:
+        if not (isinstance(port, int) and 0 <= port <= 0xFFFF):
+            return None
+        if port_name:
+            try:
+                labels, _ = _port_labels(port_name, protocol)
+            except (wire.NameEncodingError, AttributeError, TypeError):
+                return None
+            owner = labels + name
+            if len(owner) > wire.MAX_NAME:
+                return None
+            owners.setdefault(owner, {})[port] = None
+        owners[name][port] = None
+    return owners
+
+
+def _srv_answers(
+    owners: dict[bytes, dict[int, None]], name: bytes, ttl: int
+) -> dict[bytes, Answer] | None:
+    """Each owner's SRV answer, owners with the same ports sharing one; None when one is
+    long enough to need cut points."""
+    head = wire.rr_head(wire.TYPE_SRV, ttl, _SRV_FIXED.size + len(name))
+    shared: dict[tuple[int, ...], Answer] = {}
+    out: dict[bytes, Answer] = {}
+    for owner, numbers in owners.items():
+        ports = tuple(numbers)
+        answer = shared.get(ports)
+        if answer is None:
+            if len(ports) * (len(head) + _SRV_FIXED.size + len(name)) > NEVER_CUT:
+                return None
+            records = [head + _SRV_FIXED.pack(0, _PLAIN_WEIGHT, p) + name for p in ports]
+            answer = shared[ports] = Answer.of(wire.RCODE_NOERROR, records)
+        out[owner] = answer
+    return out
+
+
+def encode_plain(svc: ServiceRecords, origin: bytes, ttl: int) -> Encoded | None:
+    """``records.encode_service(svc, origin, ttl)`` for a plain ClusterSetIP service (see
+    the module docstring); None for any other, which the caller encodes the general way."""
+    if svc.headless or svc.weighted:
+        return None
+    try:
+        name = service_wire_name(svc.namespace, svc.name, origin)
+    except (wire.NameEncodingError, AttributeError, TypeError):
+        return None
+    families = _families(svc.addresses)
+    if families is None:
+        return None
+    ttl = ttl if svc.ttl is None else svc.ttl
+    v4, v6 = families
+    a = _address_answer(wire.TYPE_A, v4, ttl, svc.max_addresses) if v4 else None
+    aaaa = _address_answer(wire.TYPE_AAAA, v6, ttl, svc.max_addresses) if v6 else None
+    srv: dict[bytes, Answer] = {}
+    if svc.ports:
+        owners = _srv_owners(svc, name)
+        found = _srv_answers(owners, name, ttl) if owners is not None else None
+        if found is None:
+            return None
+        srv = found
+    own_srv = srv.get(name)
+    first = a or aaaa or own_srv  # ANY: the first of A, AAAA, SRV (records.ANY_PREFERENCE)
+    names: dict[bytes, TypeTable] = {
+        name: EMPTY_TYPES if first is None else (a, aaaa, own_srv, first)
+    }
+    for owner, answer in srv.items():
+        if owner is not name:
+            names.setdefault(owner, (None, None, answer, answer))
+            names.setdefault(owner[1 + owner[0] :], EMPTY_TYPES)  # ``_<proto>.<svc>``
+    return Encoded(names, name, [])
