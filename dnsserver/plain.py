@@ -25,7 +25,14 @@ import functools
 import struct
 
 from dnsserver import wire
-from dnsserver.answer import EMPTY_TYPES, NEVER_CUT, Answer, TypeTable
+from dnsserver.answer import (
+    EMPTY_TYPES,
+    NEVER_CUT,
+    Answer,
+    RotatingAnswer,
+    TypeTable,
+    rotation_shape,
+)
 from dnsserver.records import MAX_ROTATIONS, Encoded, ServiceRecords, service_wire_name
 from dnsserver.rotation import rotating
 
@@ -42,8 +49,24 @@ def _port_labels(port_name: str, protocol: str) -> tuple[bytes, bytes]:
     return both, both[1 + both[0] :]
 
 
+def _all_ipv4(addresses: tuple[str, ...]) -> bytes | None:
+    """The octets of every address, 4 each, when all are dotted quads in canonical form (as
+    ``wire.packed_ipv4`` takes them, in a few calls for all); else None."""
+    if not addresses or [a.count(".") for a in addresses] != [3] * len(addresses):
+        return None
+    octets = bytes(map(int, ".".join(addresses).split(".")))
+    # Canonical only (no leading zeros, signs, spaces or other digits): as packed_ipv4.
+    return octets if ".".join(map(str, octets)) == ".".join(addresses) else None
+
+
 def _families(addresses: tuple[str, ...]) -> tuple[list[bytes], list[bytes]] | None:
     """The packed IPv4 and IPv6 addresses, in order; None if one is not an address."""
+    try:
+        octets = _all_ipv4(addresses)
+    except (ValueError, TypeError, AttributeError):  # not text, or a part not an octet
+        octets = None
+    if octets is not None:
+        return [octets[i : i + 4] for i in range(0, len(octets), 4)], []
     v4: list[bytes] = []
     v6: list[bytes] = []
     packed_ipv4 = wire.packed_ipv4
@@ -62,9 +85,18 @@ def _families(addresses: tuple[str, ...]) -> tuple[list[bytes], list[bytes]] | N
 
 def _address_answer(rtype: int, family: list[bytes], ttl: int, shown: int) -> Answer:
     """What ``records._cluster_set_ip`` builds for one family (not weighted)."""
-    head = wire.rr_head(rtype, ttl, len(family[0]))
-    step = -(-len(family) // MAX_ROTATIONS)
-    return rotating([head + octets for octets in family], shown, step)
+    length = len(head := wire.rr_head(rtype, ttl, len(family[0]))) + len(family[0])
+    records = [head + octets for octets in family]
+    step = -(-len(records) // MAX_ROTATIONS)
+    count = -(-len(records) // step)
+    shown = min(shown, len(records))
+    if count < 2 or not 0 < shown * length <= NEVER_CUT:
+        return rotating(records, shown, step)  # one record, none shown, or cut points
+    # What ``rotating`` builds for a ring shown whole in every message, without its checks.
+    answer = RotatingAnswer(wire.RCODE_NOERROR, (b"".join(records), b"", b""), (shown, 0, 0))
+    answer.cuts = None
+    answer.rotation = rotation_shape(step * length, count, shown * length)
+    return answer
 
 
 def _srv_owners(svc: ServiceRecords, name: bytes) -> dict[bytes, dict[int, None]] | None:

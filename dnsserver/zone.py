@@ -61,6 +61,9 @@ from dnsserver.records import (
 )
 
 DEFAULT_TTL_S = 5
+# Shapes of services' names kept for sharing (``Zone._services``): a zone has a few shapes
+# of ClusterSetIP service (by its named ports) and a shape per headless service.
+MAX_SHAPES = 1024
 
 __all__ = [
     "DEFAULT_TTL_S",
@@ -118,10 +121,15 @@ class Zone:
         self.table: dict[bytes, TypeTable] = {}
         self._apex: dict[int, Answer] = {}
         # Per service, by its own wire name (the table's key object, so the key costs
-        # nothing): every name it owns, its own among them. Its ``<ns>.svc.<zone>`` name is
-        # its own name less the first label. (A (namespace, name) key and a pair per service
-        # cost about 110 octets more, a tenth of a small service's answers.)
+        # nothing): every name it owns, as the labels before its own name (b"" for its
+        # own). Its ``<ns>.svc.<zone>`` name is its own name less the first label. (A
+        # (namespace, name) key and a pair per service cost about 110 octets more, a tenth
+        # of a small service's answers.) Services of one shape (``_http._tcp`` and
+        # ``_tcp`` below their name: most of a zone) share one tuple of prefixes, from
+        # ``_shapes`` (at most ``MAX_SHAPES``: a headless service's shape is its own).
         self._services: dict[bytes, tuple[bytes, ...]] = {}
+        self._shapes: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
+        self._strays: dict[bytes, tuple[bytes, ...]] = {}  # see ``set_service``
         self._namespace_refs: dict[bytes, int] = {}
         # What started being left out, by reason (never goes down), and what is now.
         self.skipped: dict[str, int] = {}
@@ -189,8 +197,10 @@ class Zone:
                 own = b""  # it cannot have names: nothing to take out (encoding says why)
         owned = self._services.pop(own, None)
         if owned is not None:
-            for owned_name in owned:
-                self.table.pop(owned_name, None)
+            for prefix in owned:
+                self.table.pop(prefix + own if prefix else own, None)
+            for stray in self._strays.pop(own, ()):
+                self.table.pop(stray, None)
             self._release_namespace(own[1 + own[0] :])
         self._note_skipped(key, encoded.skipped if encoded is not None else [])
         if encoded is None or not encoded.names:
@@ -200,10 +210,25 @@ class Zone:
         self.table.update(encoded.names)
         # Keyed by the table's own key object (``service_name`` is the one in ``names``), so
         # the key costs nothing of its own; by ``own`` if ``records`` named another service
-        # than the call (a caller's bug), so that the next call still finds what to take out.
-        self._services[service_name if service_name == own else own] = tuple(encoded.names)
+        # than the call (a caller's bug), with its names in ``_strays`` (they are not below
+        # ``own``), so that the next call still finds what to take out.
+        if service_name == own:
+            self._services[service_name] = self._shape(encoded)
+        else:
+            self._services[own] = ()
+            self._strays[own] = tuple(encoded.names)
         self._namespace_refs[ns_name] = self._namespace_refs.get(ns_name, 0) + 1
         self.table.setdefault(ns_name, EMPTY_TYPES)
+
+    def _shape(self, encoded: Encoded) -> tuple[bytes, ...]:
+        """The names of ``encoded`` as prefixes of its service name, one tuple per shape
+        (see ``_services``)."""
+        cut = len(encoded.service_name)
+        shape = tuple(name[:-cut] for name in encoded.names)
+        shared = self._shapes.get(shape)
+        if shared is None and len(self._shapes) < MAX_SHAPES:
+            shared = self._shapes[shape] = shape
+        return shared or shape
 
     def _encode(self, records: ServiceRecords) -> Encoded:
         try:
