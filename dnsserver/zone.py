@@ -2,17 +2,24 @@
 
 Theory of operation. ``Zone.table`` maps a lower-case wire name to its answers by query
 type, an ``answer.TypeTable`` (a tuple indexed by ``answer.TYPE_SLOTS``: a dict per name
-would cost about 220 octets, most of a small service's answers). Every name that exists is
-in it, including the empty non-terminals (``svc.<zone>``, ``<ns>.svc.<zone>``,
-``_tcp.<svc>...``), which map to the empty table (all of them to one ``EMPTY_TYPES``): a
-missing type is NODATA and a missing name NXDOMAIN, with no parsing of the name at query
-time.
+would cost about 220 octets, most of a small service's answers). Every name that has
+records is in it, and the zone's own empty non-terminals (``svc.<zone>``,
+``<ns>.svc.<zone>``, ``dns.<zone>``), which map to the empty table (all of them to one
+``EMPTY_TYPES``): a missing type is NODATA. The empty non-terminals below a service
+(``_tcp.<svc>...``, ``<cluster>.<svc>...``; a ClusterSetIP service with a named port has
+one, and its key and entry cost about 120 octets) are not in the table: a name that is not
+is looked for among the names its service owns (``empty_nonterminal``: its ancestors looked
+up in ``_services``, one dict lookup per label, then the name in the service's shape), and
+is NODATA if found there, else NXDOMAIN. Only a query for a name not in the table pays that
+walk (the C fast path hands those to ``query.respond`` anyway); no name is ever parsed
+otherwise.
 
-Updates are per service: ``set_service`` encodes one service's names (``records.py``) and
-swaps them into the table, so the cost of a change does not grow with the size of the
-zone. The only names shared between services are the ``<ns>.svc.<zone>`` empty
-non-terminals, kept alive by a reference count. The SOA serial changes with every update,
-which re-encodes the three negative answers and the apex SOA: constant work.
+Updates are per service: ``set_service`` encodes one service's names (``plain.py`` for the
+commonest, else ``records.py``) and swaps them into the table, so the cost of a change does
+not grow with the size of the zone. The only names shared between services are the
+``<ns>.svc.<zone>`` empty non-terminals, kept alive by a reference count. The SOA serial
+changes with every update, which re-encodes the three negative answers and the apex SOA:
+constant work.
 
 Nothing in a service's records can make an update raise: ``records.encode_service`` leaves
 out what cannot be encoded and says what (``records.Skipped``). The zone keeps, per
@@ -207,7 +214,10 @@ class Zone:
             return
         service_name = encoded.service_name
         ns_name = service_name[1 + service_name[0] :]
-        self.table.update(encoded.names)
+        table = self.table
+        for owned_name, types in encoded.names.items():
+            if types or service_name != own:  # empty non-terminals: in the shape only
+                table[owned_name] = types
         # Keyed by the table's own key object (``service_name`` is the one in ``names``), so
         # the key costs nothing of its own; by ``own`` if ``records`` named another service
         # than the call (a caller's bug), with its names in ``_strays`` (they are not below
@@ -265,10 +275,26 @@ class Zone:
     def service_count(self) -> int:
         return len(self._services)
 
+    def empty_nonterminal(self, key: bytes) -> bool:
+        """Whether ``key`` (a lower-case wire name that is not in ``table``) is a name a
+        service owns without records: an empty non-terminal, which answers NODATA (see the
+        module docstring). Looks for the service among the name's ancestors (one dict
+        lookup per label), then for the name in the service's shape."""
+        below = key
+        while len(below) > 1:
+            shape = self._services.get(below)
+            if shape is not None:
+                return key[: len(key) - len(below)] in shape
+            below = below[1 + below[0] :]
+        return False
+
     # --- lookups (tests and tooling; the query path reads ``table`` directly) ------------
 
     def lookup(self, name: str, qtype: int) -> Answer:
-        types = self.table.get(wire.encode_name(name))
+        key = wire.encode_name(name)
+        types = self.table.get(key)
+        if types is None and self.empty_nonterminal(key):
+            types = EMPTY_TYPES
         if types is None:
             return self.nxdomain if self.synced else self.servfail
         return answer_for(types, qtype) or self.nodata

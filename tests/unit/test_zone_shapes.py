@@ -8,20 +8,27 @@ import random
 
 import pytest
 
+from dnsserver import wire
 from dnsserver.records import ServiceRecords, encode_service
 from dnsserver.zone import Zone
 from tests.unit.test_plain_records import ORIGIN, random_service
 
 
-def _expected(base: set[bytes], current: dict[tuple[str, str], ServiceRecords]) -> set[bytes]:
+def _expected(
+    base: set[bytes], current: dict[tuple[str, str], ServiceRecords]
+) -> tuple[set[bytes], set[bytes]]:
+    """The names the table must hold, and the empty non-terminals below services (not in
+    the table, but NODATA)."""
     names = set(base)
+    empty: set[bytes] = set()
     for svc in current.values():
         encoded = encode_service(svc, ORIGIN, 5)
-        names |= set(encoded.names)
+        names |= {name for name, types in encoded.names.items() if types}
+        empty |= {name for name, types in encoded.names.items() if not types}
         if encoded.names:
             own = encoded.service_name
             names.add(own[1 + own[0] :])  # its ``<ns>.svc.<zone>``
-    return names
+    return names, empty
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -29,6 +36,7 @@ def test_the_table_holds_the_names_of_the_services_set_now(seed: int) -> None:
     rng = random.Random(seed)
     print(f"seed {seed}")
     zone = Zone("clusterset.local", serial=1, on_skipped=None)
+    zone.synced = True
     base = set(zone.table)
     current: dict[tuple[str, str], ServiceRecords] = {}
     keys: list[tuple[str, str]] = []
@@ -43,10 +51,19 @@ def test_the_table_holds_the_names_of_the_services_set_now(seed: int) -> None:
         keys.append(key)
         zone.set_service(*key, svc)
         current[key] = svc
-    assert set(zone.table) == _expected(base, current), f"seed {seed}"
+    names, empty = _expected(base, current)
+    assert set(zone.table) == names, f"seed {seed}"
+    for name in empty:
+        assert zone.empty_nonterminal(name), f"seed {seed} {name!r}"
+        assert zone.lookup(wire.name_text(name), 1) is zone.nodata, f"seed {seed} {name!r}"
+    for name in names:  # below every name, a name that does not exist
+        below = b"\x04nope" + name
+        if len(below) <= 255 and below not in names | empty:
+            assert not zone.empty_nonterminal(below), f"seed {seed} {below!r}"
     for key in keys:
         zone.set_service(*key, None)
     assert set(zone.table) == base, f"seed {seed}"
+    assert not any(zone.empty_nonterminal(name) for name in empty), f"seed {seed}"
 
 
 def test_services_of_one_shape_share_their_bookkeeping() -> None:
