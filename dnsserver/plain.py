@@ -33,7 +33,7 @@ from dnsserver.answer import (
     TypeTable,
     rotation_shape,
 )
-from dnsserver.records import MAX_ROTATIONS, Encoded, ServiceRecords, service_wire_name
+from dnsserver.records import MAX_ROTATIONS, Encoded, ServiceRecords
 from dnsserver.rotation import rotating
 
 _SRV_FIXED = struct.Struct("!HHH")  # priority, weight, port of an SRV record's rdata
@@ -42,11 +42,63 @@ _PLAIN_WEIGHT = 100
 
 
 @functools.lru_cache(maxsize=4096)
-def _port_labels(port_name: str, protocol: str) -> tuple[bytes, bytes]:
-    """(``_<port>._<proto>``, ``_<proto>``) as wire labels without a suffix (a zone has
-    few distinct ports); NameEncodingError when they cannot be encoded."""
-    both = wire.encode_labels((f"_{port_name}", f"_{protocol.lower()}"), b"")
-    return both, both[1 + both[0] :]
+def _namespace_suffix(namespace: str, origin: bytes) -> bytes:
+    """``<ns>.svc.<origin>`` (``NameEncodingError`` if it cannot be encoded)."""
+    return wire.encode_labels((namespace, "svc"), origin)
+
+
+def _service_name(svc: ServiceRecords, origin: bytes) -> bytes | None:
+    """``records.service_wire_name`` of the service; None when it cannot be encoded."""
+    name = svc.name
+    if not name.isascii():
+        return None
+    raw = name.lower().encode("ascii")
+    if not raw or b"." in raw or len(raw) > wire.MAX_LABEL:
+        return None
+    out = bytes((len(raw),)) + raw + _namespace_suffix(svc.namespace, origin)
+    return out if len(out) <= wire.MAX_NAME else None
+
+
+# How a plain service's SRV answers are made (``_srv_plan``): each owner as its labels
+# before the service name (b"" for the service name itself) with the index of its answer,
+# and each answer's records less their target (the service name, which ends each).
+SrvPlan = tuple[tuple[tuple[bytes, int], ...], tuple[tuple[bytes, ...], ...]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _srv_plan(ports: tuple[tuple[str, str, int], ...], ttl: int, name_len: int) -> SrvPlan | None:
+    """The SRV plan (``SrvPlan``) of a plain service with these ports, TTL and a name of
+    ``name_len`` octets (a zone has few distinct sets of ports): the owners are the service
+    name, then each ``_<port>._<proto>`` in port order, each with its ports in order without
+    duplicates, and owners with the same ports share one answer (as ``records._srv``). None
+    for a bad port, a label that cannot be encoded, a name over 255 octets, or an answer
+    long enough to need cut points."""
+    owners: dict[bytes, dict[int, None]] = {b"": {}}
+    for port_name, protocol, port in ports:
+        if not 0 <= port <= 0xFFFF:
+            return None
+        if port_name:
+            try:
+                labels = wire.encode_labels((f"_{port_name}", f"_{protocol.lower()}"), b"")
+            except (wire.NameEncodingError, AttributeError, TypeError):
+                return None
+            if len(labels) + name_len > wire.MAX_NAME:
+                return None
+            owners.setdefault(labels, {})[port] = None
+        owners[b""][port] = None
+    head = wire.rr_head(wire.TYPE_SRV, ttl, _SRV_FIXED.size + name_len)
+    shared: dict[tuple[int, ...], int] = {}
+    records: list[tuple[bytes, ...]] = []
+    plan: list[tuple[bytes, int]] = []
+    for labels, numbers in owners.items():
+        key = tuple(numbers)
+        if key not in shared:
+            if len(key) * (len(head) + _SRV_FIXED.size + name_len) > NEVER_CUT:
+                return None
+            shared[key] = len(records)
+            records.append(tuple(head + _SRV_FIXED.pack(0, _PLAIN_WEIGHT, p) for p in key))
+        plan.append((labels, shared[key]))
+    return tuple(plan), tuple(records)
 
 
 def _all_ipv4(addresses: tuple[str, ...]) -> bytes | None:
@@ -93,51 +145,21 @@ def _address_answer(rtype: int, family: list[bytes], ttl: int, shown: int) -> An
     if count < 2 or not 0 < shown * length <= NEVER_CUT:
         return rotating(records, shown, step)  # one record, none shown, or cut points
     # What ``rotating`` builds for a ring shown whole in every message, without its checks.
-    answer = RotatingAnswer(wire.RCODE_NOERROR, (b"".join(records), b"", b""), (shown, 0, 0))
-    answer.cuts = None
-    answer.rotation = rotation_shape(step * length, count, shown * length)
-    return answer
+    shape = rotation_shape(step * length, count, shown * length)
+    return RotatingAnswer.ring(b"".join(records), shown, shape)
 
 
-def _srv_owners(svc: ServiceRecords, name: bytes) -> dict[bytes, dict[int, None]] | None:
-    """Each SRV owner (the service name first, then each ``_<port>._<proto>`` in port
-    order) with its port numbers in order, without duplicates; None for a bad port or a
-    label that cannot be encoded."""
-    owners: dict[bytes, dict[int, None]] = {name: {}}
-    for port_name, protocol, port in svc.ports:
-        if not (isinstance(port, int) and 0 <= port <= 0xFFFF):
+def _srv_answers(svc: ServiceRecords, name: bytes, ttl: int) -> dict[bytes, Answer] | None:
+    """Each SRV owner's answer (see ``_srv_plan``), by its name; None as ``_srv_plan``."""
+    for _, _, port in svc.ports:
+        if type(port) is not int:  # what the plan's cache would take for an equal int
             return None
-        if port_name:
-            try:
-                labels, _ = _port_labels(port_name, protocol)
-            except (wire.NameEncodingError, AttributeError, TypeError):
-                return None
-            owner = labels + name
-            if len(owner) > wire.MAX_NAME:
-                return None
-            owners.setdefault(owner, {})[port] = None
-        owners[name][port] = None
-    return owners
-
-
-def _srv_answers(
-    owners: dict[bytes, dict[int, None]], name: bytes, ttl: int
-) -> dict[bytes, Answer] | None:
-    """Each owner's SRV answer, owners with the same ports sharing one; None when one is
-    long enough to need cut points."""
-    head = wire.rr_head(wire.TYPE_SRV, ttl, _SRV_FIXED.size + len(name))
-    shared: dict[tuple[int, ...], Answer] = {}
-    out: dict[bytes, Answer] = {}
-    for owner, numbers in owners.items():
-        ports = tuple(numbers)
-        answer = shared.get(ports)
-        if answer is None:
-            if len(ports) * (len(head) + _SRV_FIXED.size + len(name)) > NEVER_CUT:
-                return None
-            records = [head + _SRV_FIXED.pack(0, _PLAIN_WEIGHT, p) + name for p in ports]
-            answer = shared[ports] = Answer.of(wire.RCODE_NOERROR, records)
-        out[owner] = answer
-    return out
+    plan = _srv_plan(svc.ports, ttl, len(name))
+    if plan is None:
+        return None
+    owners, records = plan
+    made = [Answer.records(b"".join([r + name for r in rs]), len(rs)) for rs in records]
+    return {labels + name if labels else name: made[index] for labels, index in owners}
 
 
 def encode_plain(svc: ServiceRecords, origin: bytes, ttl: int) -> Encoded | None:
@@ -146,23 +168,17 @@ def encode_plain(svc: ServiceRecords, origin: bytes, ttl: int) -> Encoded | None
     if svc.headless or svc.weighted:
         return None
     try:
-        name = service_wire_name(svc.namespace, svc.name, origin)
-    except (wire.NameEncodingError, AttributeError, TypeError):
+        name = _service_name(svc, origin)
+        families = _families(svc.addresses) if name is not None else None
+        ttl = ttl if svc.ttl is None else svc.ttl
+        srv = _srv_answers(svc, name, ttl) if name is not None and svc.ports else {}
+    except (wire.NameEncodingError, AttributeError, TypeError, ValueError):
+        return None  # a name, a port or addresses the general encoder leaves out
+    if name is None or families is None or srv is None:
         return None
-    families = _families(svc.addresses)
-    if families is None:
-        return None
-    ttl = ttl if svc.ttl is None else svc.ttl
     v4, v6 = families
     a = _address_answer(wire.TYPE_A, v4, ttl, svc.max_addresses) if v4 else None
     aaaa = _address_answer(wire.TYPE_AAAA, v6, ttl, svc.max_addresses) if v6 else None
-    srv: dict[bytes, Answer] = {}
-    if svc.ports:
-        owners = _srv_owners(svc, name)
-        found = _srv_answers(owners, name, ttl) if owners is not None else None
-        if found is None:
-            return None
-        srv = found
     own_srv = srv.get(name)
     first = a or aaaa or own_srv  # ANY: the first of A, AAAA, SRV (records.ANY_PREFERENCE)
     names: dict[bytes, TypeTable] = {

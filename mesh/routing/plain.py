@@ -24,7 +24,7 @@ from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey, Ser
 from mesh.routing.annotations import Problem
 from mesh.routing.modes import ENDPOINTS, Answering
 from mesh.routing.policy import Decision
-from mesh.routing.ports import plan_ports
+from mesh.routing.ports import PortPlan, plan_ports
 from mesh.routing.tiers import Choice
 from mesh.routing.view import distinct_ports
 
@@ -53,8 +53,11 @@ def plain_decision(
     ready = [e for e in svc.endpoints if e.ready]
     if not ready:
         return None  # it fails open, the general way
-    addresses = tuple(dict.fromkeys(a for e in ready for a in e.addresses))
-    ports = plan_ports(svc.ports, ((cluster, svc),), mapped=False)
+    addresses = tuple(dict.fromkeys([a for e in ready for a in e.addresses]))
+    if svc.endpoint_ports:
+        ports = plan_ports(svc.ports, ((cluster, svc),), mapped=False)
+    else:  # no slice says what its endpoints listen on: the Service ports stand
+        ports = PortPlan(tuple((p.name, p.protocol, p.port) for p in svc.ports))
     records = ServiceRecords(
         key.namespace, key.name, False, addresses, ports.ports, (), max_addresses
     )

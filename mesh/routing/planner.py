@@ -187,9 +187,14 @@ class AnswerPlanner:
     def _note(self, key: ServiceKey, decision: Decision | None) -> None:
         """Track the service's routing state and policy problems."""
         before = self._state(key)
-        self.failed_open.discard(key)
-        self.later_tier.discard(key)
-        self.drained_used.discard(key)
+        # Each set and dict is looked at only when it holds something: a catch-up notes
+        # every service, and a key's hash is a Python call.
+        if self.failed_open:
+            self.failed_open.discard(key)
+        if self.later_tier:
+            self.later_tier.discard(key)
+        if self.drained_used:
+            self.drained_used.discard(key)
         self._note_ports(key, decision.ports_note if decision is not None else "")
         self._note_selection(key, decision)
         if decision is None:
@@ -203,15 +208,16 @@ class AnswerPlanner:
             self.later_tier.add(key)
         if before is not None and before != decision.state:
             self.tier_changes += 1
-        if decision.problems != self.problems.get(key, ()):
+        held = self.problems.get(key, ()) if self.problems else ()
+        if decision.problems != held:
             self.new_problems.extend((key, p) for p in decision.problems)
         if decision.problems:
             self.problems[key] = decision.problems
-        else:
-            self.problems.pop(key, None)
+        elif held:
+            del self.problems[key]
 
     def _note_selection(self, key: ServiceKey, decision: Decision | None) -> None:
-        held = self.selections.get(key)
+        held = self.selections.get(key) if self.selections else None
         if decision is None or decision.mode != CLUSTERSET_IP:
             if held is not None:
                 del self.selections[key]
@@ -225,15 +231,15 @@ class AnswerPlanner:
     def _note_ports(self, key: ServiceKey, note: str) -> None:
         if note:
             self.port_notes[key] = note
-        else:
+        elif self.port_notes:
             self.port_notes.pop(key, None)
 
     def _state(self, key: ServiceKey) -> str | None:
         if key not in self.zone_keys:
             return None
-        if key in self.failed_open:
+        if self.failed_open and key in self.failed_open:
             return "failed_open"
-        return "later_tier" if key in self.later_tier else "first_tier"
+        return "later_tier" if self.later_tier and key in self.later_tier else "first_tier"
 
 
 def _order(key: ServiceKey) -> tuple[str, str]:
