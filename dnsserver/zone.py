@@ -195,7 +195,12 @@ class Zone:
         Never raises for anything in ``records`` (see the module docstring)."""
         key = (namespace, name)
         encoded = self._encode(records) if records is not None else None
-        if encoded is not None and encoded.service_name and key == _records_key(records):
+        if (
+            encoded is not None
+            and encoded.service_name
+            and records is not None
+            and (records.namespace, records.name) == key
+        ):
             own = encoded.service_name  # the same name: not encoded twice
         else:
             try:
@@ -251,6 +256,8 @@ class Zone:
             return Encoded({}, b"", [Skipped("internal", what, detail)])
 
     def _note_skipped(self, key: tuple[str, str], skipped: list[Skipped]) -> None:
+        if not (skipped or self._skipped_now):  # nothing left out, before or now
+            return
         before = self._skipped_now.pop(key, frozenset())
         if not skipped:
             return
@@ -298,11 +305,6 @@ class Zone:
         if types is None:
             return self.nxdomain if self.synced else self.servfail
         return answer_for(types, qtype) or self.nodata
-
-
-def _records_key(records: ServiceRecords | None) -> tuple[str, str] | None:
-    """The (namespace, name) ``records`` are of."""
-    return None if records is None else (records.namespace, records.name)
 
 
 def build_zone(

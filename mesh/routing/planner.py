@@ -43,6 +43,8 @@ Update = tuple[ServiceKey, ServiceRecords | None]
 # The clusters the policy chose for a service: (cluster, its export, its weight), in order.
 Selection = tuple[tuple[ClusterId, ExportedService, int], ...]
 _T = TypeVar("_T")
+# Who exports a service, in ``exporters_of`` order: one state, or several (``_index_exporters``).
+Exporting = ClusterState | list[ClusterState]
 
 
 class AnswerPlanner:
@@ -136,7 +138,7 @@ class AnswerPlanner:
                 for piece in _pieces(state.services):
                     keys.update(piece)
                     yield None
-        index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] | None = None
+        index: dict[ServiceKey, Exporting] | None = None
         if len(keys) >= INDEX_FROM:
             index = {}
             yield from _index_exporters(index, keys, states, self.locality.cluster_id)
@@ -151,13 +153,17 @@ class AnswerPlanner:
         self,
         key: ServiceKey,
         states: list[ClusterState],
-        index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] | None,
+        index: dict[ServiceKey, Exporting] | None,
         local_namespaces: Set[str],
     ) -> Update | None:
         if index is None:
             exporters = exporters_of(key, states, self.locality.cluster_id)
         else:
-            exporters = index.get(key, [])
+            exporting = index.get(key, [])
+            if isinstance(exporting, ClusterState):
+                exporters = [(exporting, exporting.services[key])]
+            else:
+                exporters = [(state, state.services[key]) for state in exporting]
         if not exporters or key.namespace not in local_namespaces:
             gone = key in self.zone_keys
             self.zone_keys.discard(key)
@@ -257,18 +263,26 @@ def _pieces(items: Iterable[_T]) -> Iterator[list[_T]]:
 
 
 def _index_exporters(
-    index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]],
+    index: dict[ServiceKey, Exporting],
     keys: Set[ServiceKey],
     states: list[ClusterState],
     local_cluster: str,
 ) -> Iterator[None]:
-    """Fill ``index`` with ``exporters_of`` for many keys at once, in one pass over the
-    states (a catch-up dirties every service: a scan of every state per key would cost
-    keys x clusters); a None every ``PREPARE_STEP`` services."""
+    """Fill ``index`` with the states of ``exporters_of`` for many keys at once, in one
+    pass over the states (a catch-up dirties every service: a scan of every state per key
+    would cost keys x clusters); a None every ``PREPARE_STEP`` services. A key one cluster
+    exports (most) maps to its state itself, the others to a list of states: a list and a
+    pair per service would outlive the young garbage collections of a catch-up and make
+    the full ones come more often (each walks every object of the agent)."""
     ordered = sorted(states, key=lambda s: (s.cluster_id != local_cluster, s.cluster_id))
     for state in ordered:
-        for piece in _pieces(state.services.items()):
-            for key, svc in piece:
+        for piece in _pieces(state.services):
+            for key in piece:
                 if key in keys:
-                    index.setdefault(key, []).append((state, svc))
+                    held = index.setdefault(key, state)
+                    if held is not state:
+                        if isinstance(held, list):
+                            held.append(state)
+                        else:
+                            index[key] = [held, state]
             yield None
