@@ -6,8 +6,9 @@ catalog: the newcomer's first stage, not measured here), then ``--repeat`` times
 service and encodes every answer into a fresh zone (``AnswerPlanner.plan``, then
 ``Zone.set_service`` per service, with the garbage collector on, and a full collection at the
 end as ``catchup_bench`` does), and reports the process CPU time and wall time of each run,
-their medians, and the RSS after the first. CPU time is what the stage costs; on a shared
-machine wall time also counts the others' work.
+their medians, the RSS with the first run's zone, and the full garbage collections of each
+run (count and CPU seconds: each walks every object of the process, the catalog's too). CPU
+time is what the stage costs; on a shared machine wall time also counts the others' work.
 
 Runs against another checkout with ``PYTHONPATH=DIR_WITH_SITECUSTOMIZE:CHECKOUT`` (the
 sitecustomize removes the editable install's finder, so the checkout's packages win).
@@ -67,6 +68,25 @@ def take(data: Path) -> Catalog:
     return catalog
 
 
+class FullCollections:
+    """How many full (generation 2) garbage collections ran, and their CPU seconds."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._observe)
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.count += 1
+            self.seconds += time.process_time() - self._started
+
+
 def stage(catalog: Catalog) -> tuple[float, float, tuple[Zone, AnswerPlanner]]:
     """(CPU seconds, wall seconds, (the zone, the planner)) of planning and encoding every
     answer."""
@@ -91,9 +111,13 @@ def main() -> None:
     gc.collect()
     base = rss_mib()
     runs = []
+    full = []
     for i in range(args.repeat):
+        collections = FullCollections()
         cpu_s, wall_s, made = stage(catalog)
+        gc.callbacks.remove(collections._observe)
         runs.append((cpu_s, wall_s))
+        full.append(collections)
         if i == 0:
             after = rss_mib()  # with the zone and the planner's state alive
             services = made[0].service_count()
@@ -105,7 +129,9 @@ def main() -> None:
         f"CPU s {' '.join(f'{r[0]:.2f}' for r in runs)} (median {cpu:.2f}, "
         f"{cpu / services * 1e6:.1f} us per service); wall s "
         f"{' '.join(f'{r[1]:.2f}' for r in runs)} (median {wall:.2f}); "
-        f"RSS {base:.0f} -> {after:.0f} MiB with the first run's zone"
+        f"RSS {base:.0f} -> {after:.0f} MiB with the first run's zone; full garbage "
+        f"collections (the last one explicit): "
+        f"{', '.join(f'{c.count} in {c.seconds:.2f} s' for c in full)}"
     )
 
 
