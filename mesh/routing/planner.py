@@ -4,6 +4,8 @@ The agent feeds the planner what changed: catalog changes (``mesh.ring.catalog.C
 set of healthy clusters. The planner remembers which services are dirty and, when asked,
 runs the routing policy for those services only and returns the zone updates, so that one
 changed service costs the same in a clusterset of ten services as in one of ten thousand.
+A plain service (``mesh.routing.plain``: most of a catch-up's) is decided by that module's
+shortcut, which gives what ``policy.decide_service`` gives, in fewer calls.
 
 Rules:
 
