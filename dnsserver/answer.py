@@ -134,6 +134,15 @@ class Answer:
         self.body = b"".join(sections)
         self.heads = _heads(rcode, *counts, tc=capped)
 
+    @classmethod
+    def records(cls, body: bytes, count: int) -> Answer:
+        """A NOERROR answer of ``count`` records, ``body`` (never cut): ``Answer.of`` of
+        them without its sections, for the zone's commonest answers (``dnsserver.plain``)."""
+        answer = object.__new__(Answer)
+        answer.body = body
+        answer.heads = _heads(wire.RCODE_NOERROR, count, 0, 0, False)
+        return answer
+
     def take_turn(self) -> bytes:
         """What one more query is sent: ``body`` (a rotating answer: its next rotation)."""
         return self.body
@@ -226,6 +235,18 @@ class RotatingAnswer(CutAnswer):
         super().__init__(rcode, sections, counts, capped)
         self.rotation = ()
         self.turn = 0
+
+    @classmethod
+    def ring(cls, ring: bytes, shown: int, rotation: Rotation) -> RotatingAnswer:
+        """``shown`` records of ``ring`` per query, never cut (``rotation.rotating`` of a
+        ring short enough, without its checks: ``dnsserver.plain``)."""
+        answer = object.__new__(RotatingAnswer)
+        answer.body = ring
+        answer.heads = _heads(wire.RCODE_NOERROR, shown, 0, 0, False)
+        answer.cuts = None
+        answer.rotation = rotation
+        answer.turn = 0
+        return answer
 
     def take_turn(self) -> bytes:
         self.turn += 1

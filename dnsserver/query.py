@@ -37,6 +37,7 @@ import struct
 
 from dnsserver import wire
 from dnsserver.answer import (
+    EMPTY_TYPES,
     MAX_TCP_MESSAGE,
     MAX_UDP_PAYLOAD,
     NO_SLOT,
@@ -195,6 +196,8 @@ def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
         return _error(q, qend, wire.RCODE_REFUSED, edns, stats, qtype)
     key = q[12 : i + 1].lower()
     types = zone.table.get(key)
+    if types is None and zone.empty_nonterminal(key):  # not in the table: NODATA
+        types = EMPTY_TYPES
     answer: Answer
     if types is not None:
         slot = TYPE_SLOTS.get(qtype, NO_SLOT)

@@ -2,17 +2,24 @@
 
 Theory of operation. ``Zone.table`` maps a lower-case wire name to its answers by query
 type, an ``answer.TypeTable`` (a tuple indexed by ``answer.TYPE_SLOTS``: a dict per name
-would cost about 220 octets, most of a small service's answers). Every name that exists is
-in it, including the empty non-terminals (``svc.<zone>``, ``<ns>.svc.<zone>``,
-``_tcp.<svc>...``), which map to the empty table (all of them to one ``EMPTY_TYPES``): a
-missing type is NODATA and a missing name NXDOMAIN, with no parsing of the name at query
-time.
+would cost about 220 octets, most of a small service's answers). Every name that has
+records is in it, and the zone's own empty non-terminals (``svc.<zone>``,
+``<ns>.svc.<zone>``, ``dns.<zone>``), which map to the empty table (all of them to one
+``EMPTY_TYPES``): a missing type is NODATA. The empty non-terminals below a service
+(``_tcp.<svc>...``, ``<cluster>.<svc>...``; a ClusterSetIP service with a named port has
+one, and its key and entry cost about 120 octets) are not in the table: a name that is not
+is looked for among the names its service owns (``empty_nonterminal``: its ancestors looked
+up in ``_services``, one dict lookup per label, then the name in the service's shape), and
+is NODATA if found there, else NXDOMAIN. Only a query for a name not in the table pays that
+walk (the C fast path hands those to ``query.respond`` anyway); no name is ever parsed
+otherwise.
 
-Updates are per service: ``set_service`` encodes one service's names (``records.py``) and
-swaps them into the table, so the cost of a change does not grow with the size of the
-zone. The only names shared between services are the ``<ns>.svc.<zone>`` empty
-non-terminals, kept alive by a reference count. The SOA serial changes with every update,
-which re-encodes the three negative answers and the apex SOA: constant work.
+Updates are per service: ``set_service`` encodes one service's names (``plain.py`` for the
+commonest, else ``records.py``) and swaps them into the table, so the cost of a change does
+not grow with the size of the zone. The only names shared between services are the
+``<ns>.svc.<zone>`` empty non-terminals, kept alive by a reference count. The SOA serial
+changes with every update, which re-encodes the three negative answers and the apex SOA:
+constant work.
 
 Nothing in a service's records can make an update raise: ``records.encode_service`` leaves
 out what cannot be encoded and says what (``records.Skipped``). The zone keeps, per
@@ -47,6 +54,7 @@ from collections.abc import Callable, Iterable
 
 from dnsserver import wire
 from dnsserver.answer import EMPTY_TYPES, Answer, TypeTable, answer_for, type_table
+from dnsserver.plain import encode_plain
 from dnsserver.records import (
     DNS_SCHEMA_VERSION,
     SKIP_REASONS,
@@ -60,6 +68,9 @@ from dnsserver.records import (
 )
 
 DEFAULT_TTL_S = 5
+# Shapes of services' names kept for sharing (``Zone._services``): a zone has a few shapes
+# of ClusterSetIP service (by its named ports) and a shape per headless service.
+MAX_SHAPES = 1024
 
 __all__ = [
     "DEFAULT_TTL_S",
@@ -117,10 +128,15 @@ class Zone:
         self.table: dict[bytes, TypeTable] = {}
         self._apex: dict[int, Answer] = {}
         # Per service, by its own wire name (the table's key object, so the key costs
-        # nothing): every name it owns, its own among them. Its ``<ns>.svc.<zone>`` name is
-        # its own name less the first label. (A (namespace, name) key and a pair per service
-        # cost about 110 octets more, a tenth of a small service's answers.)
+        # nothing): every name it owns, as the labels before its own name (b"" for its
+        # own). Its ``<ns>.svc.<zone>`` name is its own name less the first label. (A
+        # (namespace, name) key and a pair per service cost about 110 octets more, a tenth
+        # of a small service's answers.) Services of one shape (``_http._tcp`` and
+        # ``_tcp`` below their name: most of a zone) share one tuple of prefixes, from
+        # ``_shapes`` (at most ``MAX_SHAPES``: a headless service's shape is its own).
         self._services: dict[bytes, tuple[bytes, ...]] = {}
+        self._shapes: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
+        self._strays: dict[bytes, tuple[bytes, ...]] = {}  # see ``set_service``
         self._namespace_refs: dict[bytes, int] = {}
         # What started being left out, by reason (never goes down), and what is now.
         self.skipped: dict[str, int] = {}
@@ -179,7 +195,12 @@ class Zone:
         Never raises for anything in ``records`` (see the module docstring)."""
         key = (namespace, name)
         encoded = self._encode(records) if records is not None else None
-        if encoded is not None and encoded.service_name and key == _records_key(records):
+        if (
+            encoded is not None
+            and encoded.service_name
+            and records is not None
+            and (records.namespace, records.name) == key
+        ):
             own = encoded.service_name  # the same name: not encoded twice
         else:
             try:
@@ -188,31 +209,55 @@ class Zone:
                 own = b""  # it cannot have names: nothing to take out (encoding says why)
         owned = self._services.pop(own, None)
         if owned is not None:
-            for owned_name in owned:
-                self.table.pop(owned_name, None)
+            for prefix in owned:
+                self.table.pop(prefix + own if prefix else own, None)
+            for stray in self._strays.pop(own, ()):
+                self.table.pop(stray, None)
             self._release_namespace(own[1 + own[0] :])
         self._note_skipped(key, encoded.skipped if encoded is not None else [])
         if encoded is None or not encoded.names:
             return
         service_name = encoded.service_name
         ns_name = service_name[1 + service_name[0] :]
-        self.table.update(encoded.names)
+        table = self.table
+        for owned_name, types in encoded.names.items():
+            if types or service_name != own:  # empty non-terminals: in the shape only
+                table[owned_name] = types
         # Keyed by the table's own key object (``service_name`` is the one in ``names``), so
         # the key costs nothing of its own; by ``own`` if ``records`` named another service
-        # than the call (a caller's bug), so that the next call still finds what to take out.
-        self._services[service_name if service_name == own else own] = tuple(encoded.names)
+        # than the call (a caller's bug), with its names in ``_strays`` (they are not below
+        # ``own``), so that the next call still finds what to take out.
+        if service_name == own:
+            self._services[service_name] = self._shape(encoded)
+        else:
+            self._services[own] = ()
+            self._strays[own] = tuple(encoded.names)
         self._namespace_refs[ns_name] = self._namespace_refs.get(ns_name, 0) + 1
         self.table.setdefault(ns_name, EMPTY_TYPES)
 
+    def _shape(self, encoded: Encoded) -> tuple[bytes, ...]:
+        """The names of ``encoded`` as prefixes of its service name, one tuple per shape
+        (see ``_services``)."""
+        cut = len(encoded.service_name)
+        shape = tuple(name[:-cut] for name in encoded.names)
+        shared = self._shapes.get(shape)
+        if shared is None and len(self._shapes) < MAX_SHAPES:
+            shared = self._shapes[shape] = shape
+        return shared or shape
+
     def _encode(self, records: ServiceRecords) -> Encoded:
         try:
-            return encode_service(records, self.origin_wire, self.ttl)
+            # The commonest services in a few calls, the others the general way.
+            plain = encode_plain(records, self.origin_wire, self.ttl)
+            return plain or encode_service(records, self.origin_wire, self.ttl)
         except Exception as exc:  # a bug of ours: leave this service out, keep the rest
             what = f"{records.namespace}/{records.name}"
             detail = "".join(traceback.format_exception(exc)).rstrip()
             return Encoded({}, b"", [Skipped("internal", what, detail)])
 
     def _note_skipped(self, key: tuple[str, str], skipped: list[Skipped]) -> None:
+        if not (skipped or self._skipped_now):  # nothing left out, before or now
+            return
         before = self._skipped_now.pop(key, frozenset())
         if not skipped:
             return
@@ -237,18 +282,29 @@ class Zone:
     def service_count(self) -> int:
         return len(self._services)
 
+    def empty_nonterminal(self, key: bytes) -> bool:
+        """Whether ``key`` (a lower-case wire name that is not in ``table``) is a name a
+        service owns without records: an empty non-terminal, which answers NODATA (see the
+        module docstring). Looks for the service among the name's ancestors (one dict
+        lookup per label), then for the name in the service's shape."""
+        below = key
+        while len(below) > 1:
+            shape = self._services.get(below)
+            if shape is not None:
+                return key[: len(key) - len(below)] in shape
+            below = below[1 + below[0] :]
+        return False
+
     # --- lookups (tests and tooling; the query path reads ``table`` directly) ------------
 
     def lookup(self, name: str, qtype: int) -> Answer:
-        types = self.table.get(wire.encode_name(name))
+        key = wire.encode_name(name)
+        types = self.table.get(key)
+        if types is None and self.empty_nonterminal(key):
+            types = EMPTY_TYPES
         if types is None:
             return self.nxdomain if self.synced else self.servfail
         return answer_for(types, qtype) or self.nodata
-
-
-def _records_key(records: ServiceRecords | None) -> tuple[str, str] | None:
-    """The (namespace, name) ``records`` are of."""
-    return None if records is None else (records.namespace, records.name)
 
 
 def build_zone(

@@ -4,6 +4,8 @@ The agent feeds the planner what changed: catalog changes (``mesh.ring.catalog.C
 set of healthy clusters. The planner remembers which services are dirty and, when asked,
 runs the routing policy for those services only and returns the zone updates, so that one
 changed service costs the same in a clusterset of ten services as in one of ten thousand.
+A plain service (``mesh.routing.plain``: most of a catch-up's) is decided by that module's
+shortcut, which gives what ``policy.decide_service`` gives, in fewer calls.
 
 Rules:
 
@@ -30,6 +32,7 @@ from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
 from mesh.ring.catalog import Change
 from mesh.routing.annotations import Problem
 from mesh.routing.modes import CLUSTERSET_IP, DEFAULT_ANSWERING, Answering
+from mesh.routing.plain import plain_decision
 from mesh.routing.policy import (
     DEFAULT_MAX_ADDRESSES,
     Decision,
@@ -42,6 +45,8 @@ Update = tuple[ServiceKey, ServiceRecords | None]
 # The clusters the policy chose for a service: (cluster, its export, its weight), in order.
 Selection = tuple[tuple[ClusterId, ExportedService, int], ...]
 _T = TypeVar("_T")
+# Who exports a service, in ``exporters_of`` order: one state, or several (``_index_exporters``).
+Exporting = ClusterState | list[ClusterState]
 
 
 class AnswerPlanner:
@@ -135,7 +140,7 @@ class AnswerPlanner:
                 for piece in _pieces(state.services):
                     keys.update(piece)
                     yield None
-        index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] | None = None
+        index: dict[ServiceKey, Exporting] | None = None
         if len(keys) >= INDEX_FROM:
             index = {}
             yield from _index_exporters(index, keys, states, self.locality.cluster_id)
@@ -150,19 +155,25 @@ class AnswerPlanner:
         self,
         key: ServiceKey,
         states: list[ClusterState],
-        index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]] | None,
+        index: dict[ServiceKey, Exporting] | None,
         local_namespaces: Set[str],
     ) -> Update | None:
         if index is None:
             exporters = exporters_of(key, states, self.locality.cluster_id)
         else:
-            exporters = index.get(key, [])
+            exporting = index.get(key, [])
+            if isinstance(exporting, ClusterState):
+                exporters = [(exporting, exporting.services[key])]
+            else:
+                exporters = [(state, state.services[key]) for state in exporting]
         if not exporters or key.namespace not in local_namespaces:
             gone = key in self.zone_keys
             self.zone_keys.discard(key)
             self._note(key, None)
             return (key, None) if gone else None
-        decision = decide_service(
+        decision = plain_decision(
+            key, exporters, self.healthy, self.drained, self.max_addresses, self.answering
+        ) or decide_service(
             key,
             exporters,
             self.locality,
@@ -184,9 +195,14 @@ class AnswerPlanner:
     def _note(self, key: ServiceKey, decision: Decision | None) -> None:
         """Track the service's routing state and policy problems."""
         before = self._state(key)
-        self.failed_open.discard(key)
-        self.later_tier.discard(key)
-        self.drained_used.discard(key)
+        # Each set and dict is looked at only when it holds something: a catch-up notes
+        # every service, and a key's hash is a Python call.
+        if self.failed_open:
+            self.failed_open.discard(key)
+        if self.later_tier:
+            self.later_tier.discard(key)
+        if self.drained_used:
+            self.drained_used.discard(key)
         self._note_ports(key, decision.ports_note if decision is not None else "")
         self._note_selection(key, decision)
         if decision is None:
@@ -200,15 +216,16 @@ class AnswerPlanner:
             self.later_tier.add(key)
         if before is not None and before != decision.state:
             self.tier_changes += 1
-        if decision.problems != self.problems.get(key, ()):
+        held = self.problems.get(key, ()) if self.problems else ()
+        if decision.problems != held:
             self.new_problems.extend((key, p) for p in decision.problems)
         if decision.problems:
             self.problems[key] = decision.problems
-        else:
-            self.problems.pop(key, None)
+        elif held:
+            del self.problems[key]
 
     def _note_selection(self, key: ServiceKey, decision: Decision | None) -> None:
-        held = self.selections.get(key)
+        held = self.selections.get(key) if self.selections else None
         if decision is None or decision.mode != CLUSTERSET_IP:
             if held is not None:
                 del self.selections[key]
@@ -222,15 +239,15 @@ class AnswerPlanner:
     def _note_ports(self, key: ServiceKey, note: str) -> None:
         if note:
             self.port_notes[key] = note
-        else:
+        elif self.port_notes:
             self.port_notes.pop(key, None)
 
     def _state(self, key: ServiceKey) -> str | None:
         if key not in self.zone_keys:
             return None
-        if key in self.failed_open:
+        if self.failed_open and key in self.failed_open:
             return "failed_open"
-        return "later_tier" if key in self.later_tier else "first_tier"
+        return "later_tier" if self.later_tier and key in self.later_tier else "first_tier"
 
 
 def _order(key: ServiceKey) -> tuple[str, str]:
@@ -248,18 +265,26 @@ def _pieces(items: Iterable[_T]) -> Iterator[list[_T]]:
 
 
 def _index_exporters(
-    index: dict[ServiceKey, list[tuple[ClusterState, ExportedService]]],
+    index: dict[ServiceKey, Exporting],
     keys: Set[ServiceKey],
     states: list[ClusterState],
     local_cluster: str,
 ) -> Iterator[None]:
-    """Fill ``index`` with ``exporters_of`` for many keys at once, in one pass over the
-    states (a catch-up dirties every service: a scan of every state per key would cost
-    keys x clusters); a None every ``PREPARE_STEP`` services."""
+    """Fill ``index`` with the states of ``exporters_of`` for many keys at once, in one
+    pass over the states (a catch-up dirties every service: a scan of every state per key
+    would cost keys x clusters); a None every ``PREPARE_STEP`` services. A key one cluster
+    exports (most) maps to its state itself, the others to a list of states: a list and a
+    pair per service would outlive the young garbage collections of a catch-up and make
+    the full ones come more often (each walks every object of the agent)."""
     ordered = sorted(states, key=lambda s: (s.cluster_id != local_cluster, s.cluster_id))
     for state in ordered:
-        for piece in _pieces(state.services.items()):
-            for key, svc in piece:
+        for piece in _pieces(state.services):
+            for key in piece:
                 if key in keys:
-                    index.setdefault(key, []).append((state, svc))
+                    held = index.setdefault(key, state)
+                    if held is not state:
+                        if isinstance(held, list):
+                            held.append(state)
+                        else:
+                            index[key] = [held, state]
             yield None

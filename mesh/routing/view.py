@@ -44,7 +44,7 @@ from mesh.model import (
     ServiceType,
 )
 
-__all__ = ["MergedService", "merge_clusterset", "merge_service", "port_text"]
+__all__ = ["MergedService", "distinct_ports", "merge_clusterset", "merge_service", "port_text"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def merge_service(
     ranked = sorted(exports, key=_rank)
     if not ranked:
         raise ValueError(f"no export of {key} to merge")
-    if len(ranked) == 1 and _distinct_ports(ranked[0][1].ports):
+    if len(ranked) == 1 and distinct_ports(ranked[0][1].ports):
         return _alone(key, *ranked[0])
     return _merge(key, ranked)
 
@@ -153,7 +153,7 @@ def _merge(key: ServiceKey, ranked: list[tuple[ClusterId, ExportedService]]) -> 
     )
 
 
-def _distinct_ports(ports: tuple[ServicePort, ...]) -> bool:
+def distinct_ports(ports: tuple[ServicePort, ...]) -> bool:
     """No two ports share a name or a (protocol, port): what one export's view keeps whole."""
     return len(ports) < 2 or (
         len({p.name for p in ports}) == len(ports)

@@ -1,0 +1,66 @@
+"""The routing decision of the commonest service, in few calls (pure).
+
+A catch-up decides every service of the clusterset at once, and most are plain: a
+ClusterSetIP service that one cluster exports, without ``meshd.io/`` annotations (the
+default policy) or clashing ports, answered in mode ``endpoints``. For such a service the
+general rules (``policy.decide_service``: merge the exports, parse the policy, order tiers,
+choose, interleave, plan ports) come to this: when its cluster is healthy, not drained and
+has a ready endpoint, that cluster alone answers (first tier, weight 1) with its ready
+addresses in order without duplicates, and SRV carries the ports ``ports.plan_ports`` plans
+(a ``target_port_differs`` problem when they are not the Service's). ``plain_decision``
+builds that ``Decision`` directly, and declines (None) every other service, which the caller
+decides the general way: several exporters, annotations, another answer mode, an unhealthy,
+drained or not ready cluster (it may fail open). A property test
+(tests/unit/test_plain_policy.py) holds it to ``decide_service`` over seeded random
+services of every shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set
+
+from dnsserver.records import ServiceRecords
+from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey, ServiceType
+from mesh.routing.annotations import Problem
+from mesh.routing.modes import ENDPOINTS, Answering
+from mesh.routing.policy import Decision
+from mesh.routing.ports import PortPlan, plan_ports
+from mesh.routing.tiers import Choice
+from mesh.routing.view import distinct_ports
+
+
+def plain_decision(
+    key: ServiceKey,
+    exporters: list[tuple[ClusterState, ExportedService]],
+    healthy: Set[ClusterId],
+    drained: Set[ClusterId],
+    max_addresses: int,
+    answering: Answering,
+) -> Decision | None:
+    """``policy.decide_service`` of a plain service (see the module docstring), else None."""
+    if len(exporters) != 1 or answering.default != ENDPOINTS:
+        return None
+    state, svc = exporters[0]
+    cluster = state.cluster_id
+    if (
+        svc.type is not ServiceType.CLUSTER_SET_IP
+        or svc.annotations
+        or cluster not in healthy
+        or cluster in drained
+        or not distinct_ports(svc.ports)
+    ):
+        return None
+    ready = [e for e in svc.endpoints if e.ready]
+    if not ready:
+        return None  # it fails open, the general way
+    addresses = tuple(dict.fromkeys([a for e in ready for a in e.addresses]))
+    if svc.endpoint_ports:
+        ports = plan_ports(svc.ports, ((cluster, svc),), mapped=False)
+    else:  # no slice says what its endpoints listen on: the Service ports stand
+        ports = PortPlan(tuple((p.name, p.protocol, p.port) for p in svc.ports))
+    records = ServiceRecords(
+        key.namespace, key.name, False, addresses, ports.ports, (), max_addresses
+    )
+    problems = (Problem("target_port_differs", ports.note),) if ports.note else ()
+    choice = Choice(((state, svc, 1),), 0)
+    return Decision(records, "first_tier", problems, ports.note, ENDPOINTS, choice)
