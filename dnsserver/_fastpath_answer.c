@@ -206,13 +206,15 @@ static PyObject *lookup(Context *c, const unsigned char *q, const Query *query) 
 
 /*
  * Where the octets to send start in the body of `answer`, and how many: the whole body, or
- * for a rotating answer the next rotation, advancing its turn as respond() does. Returns -1
- * with a Python exception set.
+ * for a rotating answer the next rotation, whose turn goes in `*turn` (-1: no rotation) for
+ * the caller to store once the reply is sent from here (a reply the slow path must cut
+ * advances the turn there, once). Returns -1 with a Python exception set.
  */
 static int pick_rotation(PyObject *answer, Py_ssize_t body_len, Py_ssize_t *start,
-                         Py_ssize_t *size) {
+                         Py_ssize_t *size, long *turn_out) {
     *start = 0;
     *size = body_len;
+    *turn_out = -1;
     PyObject *rotation = PyObject_GetAttr(answer, s_rotation);
     if (!rotation)
         return -1;
@@ -229,12 +231,12 @@ static int pick_rotation(PyObject *answer, Py_ssize_t body_len, Py_ssize_t *star
     PyObject *turn = PyObject_GetAttr(answer, s_turn);
     long next = turn ? PyLong_AsLong(turn) + 1 : -1;
     Py_XDECREF(turn);
-    PyObject *next_obj = next >= 0 ? PyLong_FromLong(next) : NULL;
-    if (!next_obj || PyObject_SetAttr(answer, s_turn, next_obj) < 0) {
-        Py_XDECREF(next_obj);
+    if (next < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "malformed Answer.turn");
         return -1;
     }
-    Py_DECREF(next_obj);
+    *turn_out = next;
     if (count < 1 || stride < 0 || length < 0) {
         PyErr_SetString(PyExc_TypeError, "malformed Answer.rotation");
         return -1;
@@ -262,10 +264,11 @@ static Py_ssize_t write_reply(const unsigned char *q, const Query *query, PyObje
     PyObject *tail = edns ? PyObject_GetAttr(answer, s_edns_tail) : NULL;
     Py_ssize_t written = -1;
     Py_ssize_t start, body_len;
+    long turn;
     if (!body || !heads || (edns && !tail) || !PyBytes_Check(body) || !PyTuple_Check(heads) ||
         PyTuple_GET_SIZE(heads) != 4 || (edns && !PyBytes_Check(tail)))
         goto done;
-    if (pick_rotation(answer, PyBytes_GET_SIZE(body), &start, &body_len) < 0)
+    if (pick_rotation(answer, PyBytes_GET_SIZE(body), &start, &body_len, &turn) < 0)
         goto done;
     PyObject *head = PyTuple_GET_ITEM(heads, (q[2] & 0x01) | (edns << 1));
     Py_ssize_t tail_len = edns ? PyBytes_GET_SIZE(tail) : 0;
@@ -276,6 +279,13 @@ static Py_ssize_t write_reply(const unsigned char *q, const Query *query, PyObje
     if (total > query->limit || total > FP_OUT_SIZE || PyBytes_GET_SIZE(head) != 10) {
         written = 0;
         goto done;
+    }
+    if (turn >= 0) {
+        PyObject *turn_obj = PyLong_FromLong(turn);
+        int stored = turn_obj ? PyObject_SetAttr(answer, s_turn, turn_obj) : -1;
+        Py_XDECREF(turn_obj);
+        if (stored < 0)
+            goto done;
     }
     out[0] = q[0];
     out[1] = q[1];
@@ -312,7 +322,7 @@ static Py_ssize_t fast_answer(Context *c, const unsigned char *q, Py_ssize_t n,
     PyObject *found = lookup(c, q, &query);
     if (!found)
         return PyErr_Occurred() ? -1 : 0;
-    Py_INCREF(found);  /* the turn update in pick_rotation runs Python code */
+    Py_INCREF(found);  /* the turn update in write_reply runs Python code */
     Py_ssize_t written = -1;
     if (count_rcode_of(c, query.qtype, found, 1) == 0) {
         written = write_reply(q, &query, found, out);

@@ -41,10 +41,14 @@ def make_zone(synced: bool = True) -> Zone:
         for i in range(70)
     )
     web = (*(f"10.1.0.{i}" for i in range(1, 13)), "fd00::1", "fd00::2")
+    wide = tuple(f"fd00::1:{i:x}" for i in range(1, 41))
     services = [
         ServiceRecords("shop", "web", False, web, (("http", "TCP", 80), ("", "TCP", 8080))),
         ServiceRecords("shop", "db", True, (), (("pg", "TCP", 5432),), endpoints),
         ServiceRecords("shop", "one", False, ("10.3.0.1",), ()),
+        # 32 of 40 AAAA a rotation: too long for 512 octets, so the slow path cuts it; the
+        # rotation must advance once per query on either path.
+        ServiceRecords("shop", "wide", False, wide, (), max_addresses=32),
     ]
     return build_zone("clusterset.local", services, serial=42, ttl=5, synced=synced)
 
@@ -66,6 +70,7 @@ NAMES = [
     "db.shop.svc.clusterset.local",
     "db-1.east.db.shop.svc.clusterset.local",
     "one.shop.svc.clusterset.local",
+    "wide.shop.svc.clusterset.local",
     "missing.shop.svc.clusterset.local",
     "shop.svc.clusterset.local",
     "clusterset.local",
