@@ -157,7 +157,11 @@ class OriginLog:
                 return False
             self._drop(held)
         self.records[record.slot] = record
-        bisect.insort(self._ascending, record, key=_version)
+        ascending = self._ascending
+        if not ascending or ascending[-1].version < record.version:
+            ascending.append(record)  # the usual case: records come in ascending
+        else:
+            bisect.insort(ascending, record, key=_version)
         if record.live:
             self.live += 1
             term = record.weight if weight is None else weight

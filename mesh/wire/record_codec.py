@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import Any
 
 from mesh.model import ClusterState, ExportedService, ServiceKey
 from mesh.ring.catalog import Change
@@ -69,9 +70,16 @@ from mesh.wire.record_batch import (
     seal_batch,
 )
 from mesh.wire.record_batch import parse as _parse
+from mesh.wire.record_fast import fast_service
 from mesh.wire.v1 import gossip_pb2 as pb
 
 __all__ = ["ChunkError", "ChunkOpener", "Publisher", "SealedRecord", "chunk_to_pb"]
+
+
+# A record's fields by descriptor, as ``ListFields`` gives them: the name of each.
+_RECORD_NAMES: dict[Any, str] = dict(
+    (fd, name) for name, fd in pb.Record.DESCRIPTOR.fields_by_name.items()
+)
 
 
 def weight_of(body: bytes) -> int:
@@ -252,11 +260,15 @@ class ChunkOpener:
         records: list[Record] = []
         weights: list[int] = []
         last = msg.from_version
+        generation = msg.generation
         for data in msg.records:
             sealed = self._sealed(data, cluster_id)
             body = sealed.body
-            record = _parse(pb.Record(), body, f"cluster {cluster_id}: undecodable record")
-            version = record.version
+            # The common service record is read straight from its bytes; any other (or
+            # one that breaks a rule) through protobuf (mesh.wire.record_fast).
+            fast = fast_service(body, cluster_id, replica, generation)
+            fields = None if fast is not None else _fields(body, cluster_id)
+            version = fast[0] if fast is not None else fields.get("version", 0)  # type: ignore[union-attr]
             if version <= last:
                 raise ChunkError("malformed", f"cluster {cluster_id}: versions not ascending")
             last = version
@@ -264,7 +276,12 @@ class ChunkOpener:
                 continue
             digest = digest_of(body)
             batch = self._cover(sealed, version, digest, cluster_id, msg.certificate, now_wall)
-            records.append(self._record(record, msg, cluster_id, replica, data, batch))
+            if fast is not None:
+                service = fast[1]
+                records.append(SealedRecord(version, service.key, service, None, data, batch=batch))
+            else:
+                assert fields is not None
+                records.append(self._record(fields, msg, cluster_id, replica, data, batch))
             weights.append(int.from_bytes(digest, "big"))
         head = None
         if msg.head:
@@ -319,27 +336,31 @@ class ChunkOpener:
 
     def _record(
         self,
-        msg: pb.Record,
+        fields: dict[str, Any],
         chunk: pb.OriginChunk,
         cluster_id: str,
         replica: str,
         sealed: bytes,
         batch: bytes,
     ) -> Record:
-        _same_origin(msg, chunk, cluster_id, replica)
-        kind = msg.WhichOneof("body")
-        version = msg.version
+        origin = (
+            fields.get("cluster_id", ""),
+            fields.get("replica", ""),
+            fields.get("generation", 0),
+        )
+        if origin != (cluster_id, replica, chunk.generation):
+            raise _mismatch(chunk, cluster_id, replica, *origin)
+        version = fields["version"]  # above the chunk's from_version: set
         try:
-            if kind == "service":
-                service = service_from_pb(msg.service, cluster_id)
+            if "service" in fields:
+                service = service_from_pb(fields["service"], cluster_id)
                 return SealedRecord(version, service.key, service, None, sealed, batch=batch)
-            if kind == "info":
-                info = info_from_pb(msg.info)
+            if "info" in fields:
+                info = info_from_pb(fields["info"])
                 return SealedRecord(version, None, None, info, sealed, batch=batch)
-            if kind == "deleted":
-                key = ServiceKey(
-                    label(msg.deleted.namespace, "namespace"), label(msg.deleted.name, "name")
-                )
+            if "deleted" in fields:
+                deleted = fields["deleted"]
+                key = ServiceKey(label(deleted.namespace, "namespace"), label(deleted.name, "name"))
                 return SealedRecord(version, key, None, None, sealed, batch=batch)
         except CodecError as exc:
             raise ChunkError("invalid_record", str(exc)) from None
@@ -355,12 +376,22 @@ class ChunkOpener:
         return Head(msg.version, msg.live, int.from_bytes(msg.set_hash, "big"), chunk.head)
 
 
-def _same_origin(
-    msg: pb.Record | pb.Head, chunk: pb.OriginChunk, cluster_id: str, replica: str
-) -> None:
+def _fields(body: bytes, cluster_id: str) -> dict[str, Any]:
+    """A record's fields by name, read in one call (see mesh.wire.service_decode for why)."""
+    record = _parse(pb.Record(), body, f"cluster {cluster_id}: undecodable record")
+    return {_RECORD_NAMES[fd]: value for fd, value in record.ListFields()}
+
+
+def _same_origin(msg: pb.Head, chunk: pb.OriginChunk, cluster_id: str, replica: str) -> None:
     if (msg.cluster_id, msg.replica, msg.generation) != (cluster_id, replica, chunk.generation):
-        raise ChunkError(
-            "cluster_mismatch",
-            f"chunk of {cluster_id}/{replica} gen {chunk.generation} carries "
-            f"{msg.cluster_id!r}/{msg.replica!r} gen {msg.generation}",
-        )
+        raise _mismatch(chunk, cluster_id, replica, msg.cluster_id, msg.replica, msg.generation)
+
+
+def _mismatch(
+    chunk: pb.OriginChunk, cluster_id: str, replica: str, theirs: str, their_replica: str, gen: int
+) -> ChunkError:
+    return ChunkError(
+        "cluster_mismatch",
+        f"chunk of {cluster_id}/{replica} gen {chunk.generation} carries "
+        f"{theirs!r}/{their_replica!r} gen {gen}",
+    )
