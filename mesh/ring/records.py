@@ -68,10 +68,12 @@ from mesh.ring.record_log import (
     Chunk,
     ClusterInfo,
     Head,
+    Held,
     Origin,
     OriginLog,
     OutChunk,
     Record,
+    ServiceRecord,
     Slot,
     StoreStats,
 )
@@ -86,10 +88,12 @@ __all__ = [
     "Chunk",
     "ClusterInfo",
     "Head",
+    "Held",
     "OriginLog",
     "OutChunk",
     "Record",
     "RecordStore",
+    "ServiceRecord",
     "Slot",
 ]
 

@@ -39,9 +39,9 @@ from mesh.ring.records import (
     Chunk,
     ClusterInfo,
     Head,
+    Held,
     OriginLog,
     OutChunk,
-    Record,
     Slot,
 )
 from mesh.security.signing import (
@@ -71,30 +71,23 @@ from mesh.wire.record_batch import (
 )
 from mesh.wire.record_batch import parse as _parse
 from mesh.wire.record_fast import fast_service
+from mesh.wire.sealed_record import SealedRecord, SealedServiceRecord, held_record
 from mesh.wire.v1 import gossip_pb2 as pb
 
-__all__ = ["ChunkError", "ChunkOpener", "Publisher", "SealedRecord", "chunk_to_pb"]
+__all__ = [
+    "ChunkError",
+    "ChunkOpener",
+    "Publisher",
+    "SealedRecord",
+    "SealedServiceRecord",
+    "chunk_to_pb",
+]
 
 
 # A record's fields by descriptor, as ``ListFields`` gives them: the name of each.
 _RECORD_NAMES: dict[Any, str] = dict(
     (fd, name) for name, fd in pb.Record.DESCRIPTOR.fields_by_name.items()
 )
-
-
-def weight_of(body: bytes) -> int:
-    return int.from_bytes(digest_of(body), "big")
-
-
-class SealedRecord(Record):
-    """A record that opens its own seal for its set-hash term (``Record.weight``), so the
-    term need not be held (see ``mesh.ring.record_log``)."""
-
-    __slots__ = ()
-
-    @property
-    def weight(self) -> int:
-        return weight_of(pb.Sealed.FromString(self.sealed).body)
 
 
 def _seal(signer: Signer | None, domain: bytes, body: bytes, batch: int = 0) -> bytes:
@@ -182,7 +175,7 @@ class Publisher:
         own = signer if self.per_record else None
         for (version, slot, service, info, body), digest in zip(made, digests, strict=True):
             sealed = _seal(own, RECORD_DOMAIN, body, first)
-            record = SealedRecord(version, slot, service, info, sealed, since=now, batch=batch)
+            record = held_record(version, slot, service, info, sealed, batch, now)
             log.put(record, int.from_bytes(digest, "big"))
             log.progress = version
 
@@ -257,7 +250,7 @@ class ChunkOpener:
         skip = 0 if skip_through is None else skip_through(shape)
         if self.trust is not None:
             self.book.begin(msg, cluster_id, replica)
-        records: list[Record] = []
+        records: list[Held] = []
         weights: list[int] = []
         last = msg.from_version
         generation = msg.generation
@@ -278,7 +271,7 @@ class ChunkOpener:
             batch = self._cover(sealed, version, digest, cluster_id, msg.certificate, now_wall)
             if fast is not None:
                 service = fast[1]
-                records.append(SealedRecord(version, service.key, service, None, data, batch=batch))
+                records.append(SealedServiceRecord(version, service, data, batch))
             else:
                 assert fields is not None
                 records.append(self._record(fields, msg, cluster_id, replica, data, batch))
@@ -342,7 +335,7 @@ class ChunkOpener:
         replica: str,
         sealed: bytes,
         batch: bytes,
-    ) -> Record:
+    ) -> Held:
         origin = (
             fields.get("cluster_id", ""),
             fields.get("replica", ""),
@@ -354,7 +347,7 @@ class ChunkOpener:
         try:
             if "service" in fields:
                 service = service_from_pb(fields["service"], cluster_id)
-                return SealedRecord(version, service.key, service, None, sealed, batch=batch)
+                return SealedServiceRecord(version, service, sealed, batch)
             if "info" in fields:
                 info = info_from_pb(fields["info"])
                 return SealedRecord(version, None, None, info, sealed, batch=batch)
