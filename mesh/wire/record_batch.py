@@ -66,7 +66,7 @@ def parse(message: _M, data: bytes, what: str) -> _M:
     return message
 
 
-def digest_of(body: bytes) -> bytes:
+def digest_of(body: bytes | memoryview) -> bytes:
     return hashlib.sha256(body).digest()
 
 

@@ -77,39 +77,30 @@ _PORT = (  # a port's structure; its lengths are checked through protobuf (``_po
     b"[\x00-\x7f](?:\n[\x01-\x3f]" + _LABEL_CHARS + b"+)?"
     b"(?:\x12(?:\x03TCP|\x03UDP|\x04SCTP))?(?:\x18" + _VARINT + b")?"
 )
-_RECORD = re.compile(
-    b"\n"
-    + _sized(_LABEL_CHARS, _LABEL, range(1, 64), "cluster")  # cluster_id = 1
-    + b"(?:\x12"
-    + _sized(_LABEL_CHARS, _LABEL, range(1, 64), "replica")
-    + b")?"  # = 2
-    + b"\x18(?P<generation>"
-    + _VARINT
-    + b")"  # generation = 3
-    + b" (?P<version>"
-    + _VARINT
-    + b")"  # version = 4
-    + b"\\*(?P<size>"
-    + _VARINT
-    + b")"  # service = 5: its length, then it to the end
-    + b"\n"
-    + _sized(_LABEL_CHARS, _LABEL, range(1, 64), "namespace")  # namespace = 1
-    + b"\x12"
-    + _sized(_LABEL_CHARS, _LABEL, range(1, 64), "name")  # name = 2
-    + b"\x18(?P<type>[\x01\x02])"  # type = 3 (CLUSTER_SET_IP, HEADLESS)
-    + b"(?P<ports>(?:\x22"
-    + _PORT
-    + b")*)"  # ports = 4
-    + b"(?P<endpoints>(?:"
-    + _ENDPOINT
-    + b")*)"  # endpoints = 5 (ready, one IPv4 address)
-    + b"(?:1(?P<exported_at>.{8}))?"  # exported_at = 6 (a double)
-    + b"(?P<endpoint_ports>(?:R"
-    + _PORT
-    + b")*)"  # endpoint_ports = 10
-    + b"(?:Z"
-    + _sized(_ADDRESS_CHARS, _QUAD, range(7, 16), "cluster_ip")
-    + b")?",  # = 11
+_RECORD = b"".join(
+    [
+        b"\n" + _sized(_LABEL_CHARS, _LABEL, range(1, 64), "cluster"),  # cluster_id = 1
+        b"(?:\x12" + _sized(_LABEL_CHARS, _LABEL, range(1, 64), "replica") + b")?",  # = 2
+        b"\x18(?P<generation>" + _VARINT + b")",  # generation = 3
+        b" (?P<version>" + _VARINT + b")",  # version = 4
+        b"\\*(?P<size>" + _VARINT + b")",  # service = 5: its length, then it to the end
+        b"\n" + _sized(_LABEL_CHARS, _LABEL, range(1, 64), "namespace"),  # namespace = 1
+        b"\x12" + _sized(_LABEL_CHARS, _LABEL, range(1, 64), "name"),  # name = 2
+        b"\x18(?P<type>[\x01\x02])",  # type = 3 (CLUSTER_SET_IP, HEADLESS)
+        b"(?P<ports>(?:\x22" + _PORT + b")*)",  # ports = 4
+        b"(?P<endpoints>(?:" + _ENDPOINT + b")*)",  # endpoints = 5 (ready, one IPv4 each)
+        b"(?:1(?P<exported_at>.{8}))?",  # exported_at = 6 (a double)
+        b"(?P<endpoint_ports>(?:R" + _PORT + b")*)",  # endpoint_ports = 10
+        b"(?:Z" + _sized(_ADDRESS_CHARS, _QUAD, range(7, 16), "cluster_ip") + b")?",  # = 11
+    ]
+)
+_BODY = re.compile(_RECORD, re.DOTALL)
+# A sealed record (``Sealed``): the record's bytes, then its own signature and key id (of
+# the lengths and, for the key id, the characters ``mesh.security.signing`` makes: valid
+# text, as protobuf requires of a string) if it has one, then the batch naming it.
+_SEALED = re.compile(
+    b"\n(?P<length>" + _VARINT + b")(?P<body>" + _RECORD + b")"
+    b"(?:\x12@.{64}\x1a [0-9a-f]{32})?(?:\xa0\x01(?P<batch>" + _VARINT + b"))?",
     re.DOTALL,
 )
 _ADDRESSES = re.compile(r"[0-9.]+")
@@ -134,11 +125,34 @@ def fast_service(
 ) -> tuple[int, ExportedService] | None:
     """(version, service) of the record ``body`` when it has the common shape, is of the
     origin (``cluster_id``, ``replica``, ``generation``) and breaks no rule; else None."""
-    m = _RECORD.fullmatch(body)
+    m = _BODY.fullmatch(body)
+    return None if m is None else _read(m, len(body), cluster_id, replica, generation)
+
+
+def fast_sealed(
+    data: bytes, cluster_id: str, replica: str, generation: int
+) -> tuple[int, ExportedService, int, int, int] | None:
+    """As ``fast_service`` for the record sealed in ``data`` (a ``Sealed``): (version,
+    service, where its body starts and ends in ``data``, the batch it names or 0)."""
+    m = _SEALED.fullmatch(data)
     if m is None:
         return None
+    start, end = m.span("body")
+    if _varint(m.group("length")) != end - start:
+        return None
+    read = _read(m, end, cluster_id, replica, generation)
+    if read is None:
+        return None
+    batch = m.group("batch")
+    return read[0], read[1], start, end, 0 if batch is None else _varint(batch)
+
+
+def _read(
+    m: re.Match[bytes], end: int, cluster_id: str, replica: str, generation: int
+) -> tuple[int, ExportedService] | None:
+    """The record matched by ``m`` (its body ending at ``end``), checked (see ``fast_service``)."""
     got = m.groupdict()
-    if _varint(got["size"]) != len(body) - m.end("size"):
+    if _varint(got["size"]) != end - m.end("size"):
         return None  # the service does not end where the record does
     held_replica = got["replica"]
     if got["cluster"].decode() != cluster_id or (held_replica or b"").decode() != replica:

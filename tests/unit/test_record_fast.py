@@ -35,7 +35,7 @@ from mesh.model import (
     ServiceType,
     is_dns_label,
 )
-from mesh.wire.record_fast import fast_service
+from mesh.wire.record_fast import fast_sealed, fast_service
 from mesh.wire.service_decode import CodecError, service_from_pb
 from mesh.wire.v1 import gossip_pb2 as pb
 
@@ -304,3 +304,47 @@ def test_a_mutated_length_byte_is_never_read_another_way() -> None:
             fast = fast_service(bytes(data), "c1", "a", 1)
             if fast is not None:
                 assert _same(fast, _general(bytes(data), ("c1", "a", 1))), f"{bytes(data)!r}"
+
+
+def _sealings(rng: random.Random, body: bytes) -> list[bytes]:
+    """``body`` sealed as agents seal it: unsigned, signed, in a batch, both."""
+    signature, key_id = bytes(rng.randrange(256) for _ in range(64)), "ab" * 16
+    return [
+        pb.Sealed(body=body).SerializeToString(),
+        pb.Sealed(body=body, batch=rng.choice([1, 65, 2**20])).SerializeToString(),
+        pb.Sealed(body=body, signature=signature, key_id=key_id).SerializeToString(),
+        pb.Sealed(body=body, signature=signature, key_id=key_id, batch=129).SerializeToString(),
+    ]
+
+
+def _general_sealed(
+    data: bytes, origin: tuple[str, str, int]
+) -> tuple[int, ExportedService, bytes, int] | None:
+    try:
+        sealed = pb.Sealed.FromString(data)
+    except DecodeError:
+        return None
+    got = _general(sealed.body, origin)
+    return None if got is None else (*got, sealed.body, sealed.batch)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_sealed_record_is_read_as_protobuf_reads_it_or_not_at_all(seed: int) -> None:
+    rng = random.Random(seed)
+    answered = 0
+    for body, _ in _records(rng, 200):
+        record = pb.Record.FromString(body)
+        origin = (record.cluster_id, record.replica, record.generation)
+        for sealed in _sealings(rng, body):
+            for data in [sealed, *_mutations(rng, sealed)]:
+                fast = fast_sealed(data, *origin)
+                if fast is None:
+                    continue
+                answered += 1
+                version, service, start, end, batch = fast
+                general = _general_sealed(data, origin)
+                assert general is not None, f"seed {seed}: {data!r}"
+                assert _same((version, service), general[:2]), f"seed {seed}: {data!r}"
+                assert (data[start:end], batch) == general[2:], f"seed {seed}: {data!r}"
+    print(f"seed {seed}: {answered} sealed records answered by the fast path, all as protobuf")
+    assert answered > 100
