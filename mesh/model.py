@@ -162,6 +162,16 @@ class Endpoint:
 
 _new_object = object.__new__
 _set_held = Endpoint.__dict__["_held"].__set__  # the slot's own setter
+_set_namespace = ServiceKey.__dict__["namespace"].__set__
+_set_name = ServiceKey.__dict__["name"].__set__
+
+
+def new_key(namespace: str, name: str) -> ServiceKey:
+    """``ServiceKey(namespace, name)``, made faster (as ``new_service``)."""
+    made: ServiceKey = _new_object(ServiceKey)
+    _set_namespace(made, namespace)
+    _set_name(made, name)
+    return made
 
 
 def plain_endpoint(address: str) -> Endpoint:

@@ -230,12 +230,13 @@ class OriginLog:
     def put(self, record: Held, weight: int | None = None) -> bool:
         """Hold ``record`` unless a newer one of its slot is held. True when taken.
         ``weight``: its set-hash term when the caller has it (else read from its seal)."""
-        held = self.records.get(record.slot)
+        slot, records = record.slot, self.records
+        held = records.get(slot)
         if held is not None:
             if held.version >= record.version:
                 return False
             self._drop(held)
-        self.records[record.slot] = record
+        records[slot] = record
         ascending = self._ascending
         if not ascending or ascending[-1].version < record.version:
             ascending.append(record)  # the usual case: records come in ascending

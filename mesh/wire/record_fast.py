@@ -42,9 +42,9 @@ import struct
 from mesh.model import (
     Endpoint,
     ExportedService,
-    ServiceKey,
     ServicePort,
     ServiceType,
+    new_key,
     new_service,
     plain_endpoint,
 )
@@ -57,50 +57,54 @@ _QUAD = rb"(?:" + _OCTET + rb"\.){3}" + _OCTET  # canonical, as mesh.address tak
 _VARINT = rb"[\x80-\xff]{0,8}[\x00-\x7f]"
 
 
-def _sized(chars: bytes, rule: bytes, sizes: range, name: str = "", own: bool = False) -> bytes:
-    """A length byte n in ``sizes`` then exactly n ``chars`` that match ``rule`` whole,
-    captured as group ``name`` if given. ``own``: an endpoint's own length byte (n + 4)
-    and its address field's tag come first."""
+def _sized(chars: bytes, rule: bytes, sizes: range, *, own: bool = False) -> bytes:
+    """A length byte n in ``sizes`` then exactly n ``chars`` that match ``rule`` whole
+    (captured if ``own`` is false). ``own``: an endpoint's own length byte (n + 4) and its
+    address field's tag come first."""
     options = []
     for n in sizes:
         prefix = re.escape(bytes([n + 4])) + b"\n" if own else b""
         ahead = chars + b"{%d}(?!" % n + chars + b")"
         options.append(prefix + re.escape(bytes([n])) + b"(?=" + ahead + b")")
-    held = b"(?P<" + name.encode() + b">" if name else b"(?:"
-    return b"(?:" + b"|".join(options) + b")" + held + rule + b")"
+    return b"(?:" + b"|".join(options) + (b")(?:" if own else b")(") + rule + b")"
 
 
 _LABEL_CHARS = b"[-a-z0-9]"
 _ADDRESS_CHARS = b"[0-9.]"
+# A label field's length byte and the label (both captured: the caller checks that the
+# length is the label's; no label character is a field tag, so the label ends there).
+_LABEL_FIELD = b"([\x01-\x3f])(" + _LABEL + b")"
 _ENDPOINT = b"\\*" + _sized(_ADDRESS_CHARS, _QUAD, range(7, 16), own=True) + b"\x10\x01"
 _PORT = (  # a port's structure; its lengths are checked through protobuf (``_ports``)
     b"[\x00-\x7f](?:\n[\x01-\x3f]" + _LABEL_CHARS + b"+)?"
     b"(?:\x12(?:\x03TCP|\x03UDP|\x04SCTP))?(?:\x18" + _VARINT + b")?"
 )
+# The record's fields, each group numbered as ``_read`` takes them (groups 1 and 2, the
+# body's length and the body, are the sealed record's).
 _RECORD = b"".join(
     [
-        b"\n" + _sized(_LABEL_CHARS, _LABEL, range(1, 64), "cluster"),  # cluster_id = 1
-        b"(?:\x12" + _sized(_LABEL_CHARS, _LABEL, range(1, 64), "replica") + b")?",  # = 2
-        b"\x18(?P<generation>" + _VARINT + b")",  # generation = 3
-        b" (?P<version>" + _VARINT + b")",  # version = 4
-        b"\\*(?P<size>" + _VARINT + b")",  # service = 5: its length, then it to the end
-        b"\n" + _sized(_LABEL_CHARS, _LABEL, range(1, 64), "namespace"),  # namespace = 1
-        b"\x12" + _sized(_LABEL_CHARS, _LABEL, range(1, 64), "name"),  # name = 2
-        b"\x18(?P<type>[\x01\x02])",  # type = 3 (CLUSTER_SET_IP, HEADLESS)
-        b"(?P<ports>(?:\x22" + _PORT + b")*)",  # ports = 4
-        b"(?P<endpoints>(?:" + _ENDPOINT + b")*)",  # endpoints = 5 (ready, one IPv4 each)
-        b"(?:1(?P<exported_at>.{8}))?",  # exported_at = 6 (a double)
-        b"(?P<endpoint_ports>(?:R" + _PORT + b")*)",  # endpoint_ports = 10
-        b"(?:Z" + _sized(_ADDRESS_CHARS, _QUAD, range(7, 16), "cluster_ip") + b")?",  # = 11
+        b"\n" + _LABEL_FIELD,  # 3, 4: cluster_id = 1
+        b"(?:\x12" + _LABEL_FIELD + b")?",  # 5, 6: replica = 2
+        b"\x18(" + _VARINT + b")",  # 7: generation = 3
+        b" (" + _VARINT + b")",  # 8: version = 4
+        b"\\*(" + _VARINT + b")",  # 9: service = 5: its length, then it to the end
+        b"\n" + _LABEL_FIELD,  # 10, 11: namespace = 1
+        b"\x12" + _LABEL_FIELD,  # 12, 13: name = 2
+        b"\x18([\x01\x02])",  # 14: type = 3 (CLUSTER_SET_IP, HEADLESS)
+        b"((?:\x22" + _PORT + b")*)",  # 15: ports = 4
+        b"((?:" + _ENDPOINT + b")*)",  # 16: endpoints = 5 (ready, one IPv4 address each)
+        b"(?:1(.{8}))?",  # 17: exported_at = 6 (a double)
+        b"((?:R" + _PORT + b")*)",  # 18: endpoint_ports = 10
+        b"(?:Z" + _sized(_ADDRESS_CHARS, _QUAD, range(7, 16)) + b")?",  # 19: cluster_ips = 11
     ]
 )
-_BODY = re.compile(_RECORD, re.DOTALL)
+_BODY = re.compile(b"()(" + _RECORD + b")", re.DOTALL)
 # A sealed record (``Sealed``): the record's bytes, then its own signature and key id (of
 # the lengths and, for the key id, the characters ``mesh.security.signing`` makes: valid
-# text, as protobuf requires of a string) if it has one, then the batch naming it.
+# text, as protobuf requires of a string) if it has one, then the batch naming it (20).
 _SEALED = re.compile(
-    b"\n(?P<length>" + _VARINT + b")(?P<body>" + _RECORD + b")"
-    b"(?:\x12@.{64}\x1a [0-9a-f]{32})?(?:\xa0\x01(?P<batch>" + _VARINT + b"))?",
+    b"\n(" + _VARINT + b")(" + _RECORD + b")"
+    b"(?:\x12@.{64}\x1a [0-9a-f]{32})?(?:\xa0\x01(" + _VARINT + b"))?",
     re.DOTALL,
 )
 _ADDRESSES = re.compile(r"[0-9.]+")
@@ -126,7 +130,7 @@ def fast_service(
     """(version, service) of the record ``body`` when it has the common shape, is of the
     origin (``cluster_id``, ``replica``, ``generation``) and breaks no rule; else None."""
     m = _BODY.fullmatch(body)
-    return None if m is None else _read(m, len(body), cluster_id, replica, generation)
+    return None if m is None else _read(m, cluster_id, replica, generation)
 
 
 def fast_sealed(
@@ -137,55 +141,71 @@ def fast_sealed(
     m = _SEALED.fullmatch(data)
     if m is None:
         return None
-    start, end = m.span("body")
-    if _varint(m.group("length")) != end - start:
+    start, end = m.span(2)
+    length = m.group(1)
+    if (length[0] if len(length) == 1 else _varint(length)) != end - start:
         return None
-    read = _read(m, end, cluster_id, replica, generation)
+    read = _read(m, cluster_id, replica, generation)
     if read is None:
         return None
-    batch = m.group("batch")
+    batch = m.group(20)
     return read[0], read[1], start, end, 0 if batch is None else _varint(batch)
 
 
 def _read(
-    m: re.Match[bytes], end: int, cluster_id: str, replica: str, generation: int
+    m: re.Match[bytes], cluster_id: str, replica: str, generation: int
 ) -> tuple[int, ExportedService] | None:
-    """The record matched by ``m`` (its body ending at ``end``), checked (see ``fast_service``)."""
-    got = m.groupdict()
-    if _varint(got["size"]) != end - m.end("size"):
+    """The record matched by ``m``, checked (see ``fast_service``)."""
+    (cluster_n, cluster, replica_n, held_replica, held_generation, version, size) = m.group(
+        3, 4, 5, 6, 7, 8, 9
+    )
+    # (Lengths and numbers below 128, nearly all of them, are their one byte.)
+    if (size[0] if len(size) == 1 else _varint(size)) != m.end(2) - m.end(9):
         return None  # the service does not end where the record does
-    held_replica = got["replica"]
-    if got["cluster"].decode() != cluster_id or (held_replica or b"").decode() != replica:
+    if cluster_n[0] != len(cluster) or cluster.decode() != cluster_id:
         return None
-    if _varint(got["generation"]) != generation:
+    if held_replica is None:
+        if replica:
+            return None
+    elif replica_n[0] != len(held_replica) or held_replica.decode() != replica:
         return None
-    ports = _ports(got["ports"], 4)
-    endpoint_ports = _ports(got["endpoint_ports"], 10)
-    if ports is None or endpoint_ports is None:
+    if (held_generation[0] if len(held_generation) == 1 else _varint(held_generation)) != (
+        generation
+    ):
+        return None
+    return _service(m, _varint(version))
+
+
+def _service(m: re.Match[bytes], version: int) -> tuple[int, ExportedService] | None:
+    namespace_n, namespace, name_n, name, kind, ports, found, exported, endpoint_ports, ip = (
+        m.group(10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
+    )
+    if namespace_n[0] != len(namespace) or name_n[0] != len(name):
+        return None
+    held_ports, held_endpoint_ports = _ports(ports, 4), _ports(endpoint_ports, 10)
+    if held_ports is None or held_endpoint_ports is None:
         return None
     exported_at = 0.0
-    if got["exported_at"] is not None:
-        exported_at = _DOUBLE.unpack(got["exported_at"])[0]
+    if exported is not None:
+        exported_at = _DOUBLE.unpack(exported)[0]
         if not (math.isfinite(exported_at) and exported_at >= 0):
             return None
-    found = got["endpoints"]
     endpoints: tuple[Endpoint, ...] = ()
     if found:
         endpoints = tuple(map(plain_endpoint, _ADDRESSES.findall(found.decode())))
-    cluster_ip = got["cluster_ip"]
     service = new_service(
-        ServiceKey(shared(got["namespace"].decode()), got["name"].decode()),
-        _TYPES[got["type"][0]],
-        ports,
+        new_key(shared(namespace.decode()), name.decode()),
+        _TYPES[kind[0]],
+        held_ports,
         endpoints,
         exported_at or 0.0,
         (),
-        endpoint_ports,
-        () if cluster_ip is None else (cluster_ip.decode(),),
+        held_endpoint_ports,
+        () if ip is None else (ip.decode(),),
         "",
         0,
     )
-    return _varint(got["version"]), service
+    return version, service
 
 
 def _ports(data: bytes, number: int) -> tuple[ServicePort, ...] | None:
