@@ -11,14 +11,18 @@ agent's default chunk bound, message after message, with the newcomer's digest m
 takes each chunk. The replies are written to a file, and a fresh process (the newcomer:
 nothing else in it) reads them in order and does what the agent does with each: parse,
 open (signatures, validation), apply to its record store, put into the catalog; then it
-plans and encodes every DNS answer. Reports the time of each stage and the resident set
-size (RSS, /proc/self/status) after it.
+plans and encodes every DNS answer. Reports the time of each stage, the process's CPU time
+in it (on a shared host the wall time also counts other work) and the resident set size
+(RSS, /proc/self/status) after it. By default the newcomer keeps CPython's collector
+settings; ``--agent-heap`` applies the agent's own policy (``mesh.daemon.heap``: tuned
+thresholds and freezes, as ``meshd run`` does), which spares most of the collector's walks
+over the growing heap.
 
 Wall-clock time on loopback would add the transfer of the bytes reported (about a second
 per 100 MiB on loopback gRPC) and the round trips (one per message).
 
 Usage: ``.venv/bin/python bench/catchup_bench.py [--endpoints 1000000] [--clusters 50]
-[--insecure] [--out bench/RESULTS.md]``
+[--insecure] [--agent-heap] [--out bench/RESULTS.md]``
 """
 
 from __future__ import annotations
