@@ -177,7 +177,7 @@ def new_key(namespace: str, name: str) -> ServiceKey:
 def plain_endpoint(address: str) -> Endpoint:
     """``Endpoint((address,))``, made faster: a catch-up decodes a hundred thousand of
     them, and the general constructor's checks cost more than the object (equal in every
-    attribute; ``tests/unit/test_service_decode.py``)."""
+    attribute; ``tests/unit/test_record_fast.py``)."""
     made: Endpoint = _new_object(Endpoint)
     _set_held(made, address)
     return made

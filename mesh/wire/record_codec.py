@@ -11,7 +11,9 @@ bodies by the codec's rules, and that every record belongs to the chunk's origin
 generation. Any failure rejects the whole chunk with a ``ChunkError`` whose ``reason`` is a
 counter label; the stream simply continues from the receiver's progress next exchange.
 Each record's body is hashed once: the digest a batch covers is its set-hash term too,
-handed to the store with the record (``Chunk.weights``).
+handed to the store with the record (``Chunk.weights``). The common service record is
+read straight from its sealed bytes (``mesh.wire.record_fast``, which answers as protobuf
+would or not at all); any other record, or one that breaks a rule, through protobuf.
 
 Pure: bytes and keys in, decoded records out; ``now`` (wall-clock, for certificate
 validity) is passed in.

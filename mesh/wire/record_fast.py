@@ -6,7 +6,9 @@ up a wrapper object): most of the time of taking the records. Nearly every recor
 shape: a service whose endpoints are ready, with one IPv4 address each and no hostname or
 zone, encoded the way every agent encodes it (protobuf's deterministic serialization:
 fields in number order, each once). ``fast_service`` reads exactly that shape from the
-record's bytes with one regular expression match (C code) and a few Python operations.
+record's bytes with one regular expression match (C code) and a few Python operations;
+``fast_sealed`` does the same through the record's ``Sealed`` wrapper (its body, and the
+batch it names), so that a record verified through its batch needs no protobuf at all.
 
 The rule that makes this safe: the expression accepts only bytes whose protobuf meaning is
 unambiguous, and gives exactly that meaning, with every check the general path
@@ -17,12 +19,16 @@ what is wrong. So for every input the fast path's answer is the general path's a
 no answer (``tests/unit/test_record_fast.py`` checks this on seeded random records and on
 mutations of them). How each piece is pinned down:
 
-- a length-prefixed label or address (cluster, replica, namespace, name, port name,
-  endpoint address, cluster IP) is matched by one alternative per possible length byte
-  ``n``, whose lookahead says that exactly ``n`` characters of its class follow (the next
-  byte, a field tag or the end, is not of the class); the label or dotted-quad rule must
-  then consume all ``n`` of them for the match to continue;
-- an endpoint's own length byte is likewise tied to its address's (``n + 4``);
+- a length-prefixed label (cluster, replica, namespace, name) is captured with its length
+  byte, which must equal the label's length (no label character is a field tag, so the
+  label cannot run into the next field);
+- a length-prefixed address (an endpoint's, the cluster IP) is matched by one alternative
+  per possible length byte ``n``, whose lookahead says that exactly ``n`` characters of
+  its class follow (the next byte, a field tag or the end, is not of the class); the
+  dotted-quad rule must then consume all ``n`` of them for the match to continue, and an
+  endpoint's own length byte is tied to its address's (``n + 4``);
+- a signature and key id, when the seal has them, are of the lengths (and the key id of
+  the characters) that ``mesh.security.signing`` makes;
 - a varint is 1-9 bytes (below 2^63, where protobuf and this decoder agree);
 - a list of ports (``ports``, ``endpoint_ports``) is matched by its structure, and its
   bytes must then be a list already decoded by protobuf (the table ``_PORT_LISTS``, filled
