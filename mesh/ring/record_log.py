@@ -17,8 +17,9 @@ bytes object, which lives as long as a held record (a tombstone included) refers
 and goes to peers with those records, so a third agent verifies them too.
 
 A live service record, most of what a copy holds, is held as a ``ServiceRecord``: its
-version, service, sealed bytes and batch (its slot is its service's key), 64 octets where
-a general ``Record`` takes 88; it reads and compares as the ``Record`` of those values.
+version and service (its slot is its service's key), and its sealed bytes and batch as
+``mesh.wire.sealed_record`` keeps them; it reads and compares as the ``Record`` of those
+values.
 
 The rules for what a copy takes and who gets what are in ``mesh.ring.records``; this module
 only keeps a copy consistent with itself, and holds the types the store hands in and out
@@ -78,30 +79,36 @@ class Record:
 
 
 class ServiceRecord:
-    """A live service record, the kind a holder holds most of, held compactly: its
-    version, service, sealed bytes and batch (4 slots, 64 octets an object, where a
-    ``Record`` takes 88). Its slot is its service's key; it is live, with no cluster info
-    and no tombstone time. Reads as a ``Record`` of those values does, and equals one;
-    immutable."""
+    """A live service record, the kind a holder holds most of, held compactly: its version
+    and service in two slots, and its sealed bytes and batch as its kind keeps them
+    (``mesh.wire.sealed_record``: the bytes as they came, or only what they cannot be made
+    again from). Its slot is its service's key; it is live, with no cluster info and no
+    tombstone time. Reads as a ``Record`` of those values does, and equals one; immutable."""
 
-    __slots__ = ("batch", "sealed", "service", "version")
+    __slots__ = ("service", "version")
     version: int
     service: ExportedService
-    sealed: bytes
-    batch: bytes
     info: ClusterInfo | None = None
     since: float = 0.0
     live = True
 
-    def __init__(self, version: int, service: ExportedService, sealed: bytes, batch: bytes) -> None:
-        _set_version(self, version)
-        _set_service(self, service)
-        _set_sealed(self, sealed)
-        _set_batch(self, batch)
+    def __init__(self, version: int, service: ExportedService) -> None:
+        set_version(self, version)
+        set_service(self, service)
 
     @property
     def slot(self) -> Slot:
         return self.service.key
+
+    @property
+    def sealed(self) -> bytes:
+        """The serialized ``Sealed`` it arrived in (forwarded as is)."""
+        raise NotImplementedError
+
+    @property
+    def batch(self) -> bytes:
+        """The sealed batch that covers it, b"" for none."""
+        raise NotImplementedError
 
     @property
     def weight(self) -> int:
@@ -131,12 +138,11 @@ class ServiceRecord:
         raise AttributeError(f"a record is immutable: cannot set {name!r}")
 
     def __repr__(self) -> str:
-        return f"ServiceRecord(version={self.version!r}, slot={self.slot!r})"
+        return f"{type(self).__name__}(version={self.version!r}, slot={self.slot!r})"
 
 
-_set_version, _set_service, _set_sealed, _set_batch = (
-    ServiceRecord.__dict__[name].__set__ for name in ("version", "service", "sealed", "batch")
-)
+# The slots' own setters (for subclasses that set them faster than through __init__).
+set_version, set_service = (ServiceRecord.__dict__[name].__set__ for name in ("version", "service"))
 Held = Record | ServiceRecord  # a record as a copy holds it
 
 

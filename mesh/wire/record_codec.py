@@ -26,13 +26,8 @@ from dataclasses import replace
 from typing import Any
 
 from mesh.model import ServiceKey
-from mesh.ring.records import (
-    MAX_RECORDS_PER_MESSAGE,
-    Chunk,
-    Head,
-    Held,
-    OutChunk,
-)
+from mesh.ring.record_log import Held
+from mesh.ring.records import MAX_RECORDS_PER_MESSAGE, Chunk, Head, OutChunk
 from mesh.security.signing import (
     HEAD_DOMAIN,
     RECORD_DOMAIN,
@@ -46,6 +41,7 @@ from mesh.wire.codec import (
     label,
     replica_of,
     service_from_pb,
+    shared,
 )
 from mesh.wire.publisher import Publisher
 from mesh.wire.record_batch import (
@@ -54,8 +50,14 @@ from mesh.wire.record_batch import (
     digest_of,
 )
 from mesh.wire.record_batch import parse as _parse
-from mesh.wire.record_fast import fast_sealed
-from mesh.wire.sealed_record import SealedRecord, SealedServiceRecord
+from mesh.wire.record_fast import Sealing, fast_sealed, record_prefix
+from mesh.wire.sealed_record import (
+    Batch,
+    CanonicalServiceRecord,
+    Origin,
+    SealedRecord,
+    SealedServiceRecord,
+)
 from mesh.wire.v1 import gossip_pb2 as pb
 
 __all__ = [
@@ -161,14 +163,16 @@ class ChunkOpener:
         weights: list[int] = []
         last = msg.from_version
         generation, certificate = msg.generation, msg.certificate
+        prefix = record_prefix(cluster_id, replica, generation)
+        shares = _Shares(prefix)
         for data in msg.records:
             # The common service record is read straight from its bytes; any other (or
             # one that breaks a rule) through protobuf (mesh.wire.record_fast).
             fast = fast_sealed(data, cluster_id, replica, generation)
             sealed: pb.Sealed | None = None
             if fast is not None:
-                version, service, start, end, first = fast
-                body: bytes | memoryview = memoryview(data)[start:end]
+                version, first = fast[0], fast[4]
+                body: bytes | memoryview = memoryview(data)[fast[2] : fast[3]]
             else:
                 sealed = self._sealed(data, cluster_id)
                 body, first = sealed.body, sealed.batch
@@ -182,7 +186,7 @@ class ChunkOpener:
             digest = digest_of(body)
             batch = self._cover(data, sealed, first, version, digest, cluster_id, certificate, now)
             if fast is not None:
-                records.append(SealedServiceRecord(version, service, data, batch))
+                records.append(shares.record(fast, batch))
             else:
                 records.append(self._record(fields, msg, cluster_id, replica, data, batch))
             weights.append(int.from_bytes(digest, "big"))
@@ -277,6 +281,30 @@ class ChunkOpener:
         if msg.version < last or len(msg.set_hash) != 32:
             raise ChunkError("malformed", f"cluster {cluster_id}: head below its records")
         return Head(msg.version, msg.live, int.from_bytes(msg.set_hash, "big"), chunk.head)
+
+
+class _Shares:
+    """What a chunk's records of the common shape share, made once: their origin's bytes
+    with their key id, and their batch (``mesh.wire.sealed_record``)."""
+
+    __slots__ = ("_batch", "_key_id", "_origin", "_prefix")
+
+    def __init__(self, prefix: bytes) -> None:
+        self._prefix = shared(prefix)
+        self._key_id: bytes | None = b""  # (none yet: b"" is never a key id)
+        self._origin: Origin = (self._prefix, None)
+        self._batch: Batch = (b"", 0)
+
+    def record(self, fast: Sealing, batch: bytes) -> CanonicalServiceRecord:
+        """The record ``fast`` read, held without its bytes."""
+        version, service, _, _, first, signature, key_id = fast
+        if key_id != self._key_id:
+            self._key_id = key_id
+            self._origin = shared((self._prefix, None if key_id is None else shared(key_id)))
+        held = self._batch
+        if held[0] is not batch or held[1] != first:
+            held = self._batch = shared((batch, first))
+        return CanonicalServiceRecord(version, service, self._origin, signature, held)
 
 
 def _fields(body: bytes, cluster_id: str) -> dict[str, Any]:

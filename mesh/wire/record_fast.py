@@ -36,7 +36,13 @@ mutations of them). How each piece is pinned down:
   bytes: so every length in them is right) whose ports passed the codec's checks;
 - the service's own length must reach exactly the end of the record (it is the last field).
 
-Pure: bytes in, model values (or None) out.
+A record it reads is also the only encoding of what it says (its numbers and lengths are
+written as protobuf writes them, a present ``exported_at`` is positive, the ports lists
+re-encode to their bytes), so ``encode_sealed`` makes its sealed bytes again, byte for
+byte, from what was read: a holder keeps the decoded record and not its bytes
+(``mesh.wire.sealed_record.CanonicalServiceRecord``), and what it relays is unchanged.
+
+Pure: bytes in, model values (or None) out, and back.
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ _LABEL = rb"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"  # RFC 1123 (as model.is_dns_l
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _QUAD = rb"(?:" + _OCTET + rb"\.){3}" + _OCTET  # canonical, as mesh.address takes it
 _VARINT = rb"[\x80-\xff]{0,8}[\x00-\x7f]"
+# A positive number as protobuf writes it (no needless last byte): the record's numbers
+# and lengths, so that its bytes are the one encoding of what they say (``encode_sealed``).
+_NUMBER = rb"(?:[\x80-\xff]{1,8}[\x01-\x7f]|[\x01-\x7f])"
 
 
 def _sized(chars: bytes, rule: bytes, sizes: range, *, own: bool = False) -> bytes:
@@ -91,9 +100,9 @@ _RECORD = b"".join(
     [
         b"\n" + _LABEL_FIELD,  # 3, 4: cluster_id = 1
         b"(?:\x12" + _LABEL_FIELD + b")?",  # 5, 6: replica = 2
-        b"\x18(" + _VARINT + b")",  # 7: generation = 3
-        b" (" + _VARINT + b")",  # 8: version = 4
-        b"\\*(" + _VARINT + b")",  # 9: service = 5: its length, then it to the end
+        b"\x18(" + _NUMBER + b")",  # 7: generation = 3
+        b" (" + _NUMBER + b")",  # 8: version = 4
+        b"\\*(" + _NUMBER + b")",  # 9: service = 5: its length, then it to the end
         b"\n" + _LABEL_FIELD,  # 10, 11: namespace = 1
         b"\x12" + _LABEL_FIELD,  # 12, 13: name = 2
         b"\x18([\x01\x02])",  # 14: type = 3 (CLUSTER_SET_IP, HEADLESS)
@@ -107,10 +116,11 @@ _RECORD = b"".join(
 _BODY = re.compile(b"()(" + _RECORD + b")", re.DOTALL)
 # A sealed record (``Sealed``): the record's bytes, then its own signature and key id (of
 # the lengths and, for the key id, the characters ``mesh.security.signing`` makes: valid
-# text, as protobuf requires of a string) if it has one, then the batch naming it (20).
+# text, as protobuf requires of a string) if it has one (20, 21), then the batch naming it
+# (22).
 _SEALED = re.compile(
-    b"\n(" + _VARINT + b")(" + _RECORD + b")"
-    b"(?:\x12@.{64}\x1a [0-9a-f]{32})?(?:\xa0\x01(" + _VARINT + b"))?",
+    b"\n(" + _NUMBER + b")(" + _RECORD + b")"
+    b"(?:\x12@(.{64})\x1a ([0-9a-f]{32}))?(?:\xa0\x01(" + _NUMBER + b"))?",
     re.DOTALL,
 )
 _ADDRESSES = re.compile(r"[0-9.]+")
@@ -139,11 +149,15 @@ def fast_service(
     return None if m is None else _read(m, cluster_id, replica, generation)
 
 
-def fast_sealed(
-    data: bytes, cluster_id: str, replica: str, generation: int
-) -> tuple[int, ExportedService, int, int, int] | None:
-    """As ``fast_service`` for the record sealed in ``data`` (a ``Sealed``): (version,
-    service, where its body starts and ends in ``data``, the batch it names or 0)."""
+# What ``fast_sealed`` reads from a sealed record: (version, service, where its body starts
+# and ends in the sealed bytes, the batch it names (0: none), its own signature and key id
+# if it has them). A plain tuple: one is made per record of a catch-up.
+Sealing = tuple[int, ExportedService, int, int, int, bytes | None, bytes | None]
+
+
+def fast_sealed(data: bytes, cluster_id: str, replica: str, generation: int) -> Sealing | None:
+    """As ``fast_service`` for the record sealed in ``data`` (a ``Sealed``). Such a record's
+    bytes are the only encoding of what they say: ``encode_sealed`` makes them again."""
     m = _SEALED.fullmatch(data)
     if m is None:
         return None
@@ -154,8 +168,9 @@ def fast_sealed(
     read = _read(m, cluster_id, replica, generation)
     if read is None:
         return None
-    batch = m.group(20)
-    return read[0], read[1], start, end, 0 if batch is None else _varint(batch)
+    signature, key_id, batch = m.group(20, 21, 22)
+    first = 0 if batch is None else _varint(batch)
+    return read[0], read[1], start, end, first, signature, key_id
 
 
 def _read(
@@ -192,9 +207,9 @@ def _service(m: re.Match[bytes], version: int) -> tuple[int, ExportedService] | 
     if held_ports is None or held_endpoint_ports is None:
         return None
     exported_at = 0.0
-    if exported is not None:
+    if exported is not None:  # present: positive (protobuf leaves 0.0 out)
         exported_at = _DOUBLE.unpack(exported)[0]
-        if not (math.isfinite(exported_at) and exported_at >= 0):
+        if not (math.isfinite(exported_at) and exported_at > 0):
             return None
     endpoints: tuple[Endpoint, ...] = ()
     if found:
@@ -239,3 +254,84 @@ def _ports(data: bytes, number: int) -> tuple[ServicePort, ...] | None:
         _PORT_LISTS.clear()
     _PORT_LISTS[data] = ports
     return ports
+
+
+# --- making a record's sealed bytes again -----------------------------------------------
+
+_TYPE_NUMBERS = {ServiceType.CLUSTER_SET_IP: b"\x01", ServiceType.HEADLESS: b"\x02"}
+_PORT_BYTES: dict[tuple[int, tuple[ServicePort, ...]], bytes] = {}
+
+
+def _number(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def record_prefix(cluster_id: str, replica: str, generation: int) -> bytes:
+    """The bytes every record of an origin's generation opens with (fields 1-3)."""
+    cluster, held = cluster_id.encode(), replica.encode()
+    named = b"\x12" + bytes([len(held)]) + held if held else b""
+    return b"\n" + bytes([len(cluster)]) + cluster + named + b"\x18" + _number(generation)
+
+
+def encode_body(prefix: bytes, version: int, service: ExportedService) -> bytes:
+    """The record's bytes, for a record that ``fast_sealed`` read (of its shape)."""
+    namespace, name = service.key.namespace.encode(), service.key.name.encode()
+    parts = [
+        b"\n",
+        bytes([len(namespace)]),
+        namespace,
+        b"\x12",
+        bytes([len(name)]),
+        name,
+        b"\x18",
+        _TYPE_NUMBERS[service.type],
+        _port_bytes(4, service.ports),
+    ]
+    for endpoint in service.endpoints:
+        address = endpoint.addresses[0].encode()
+        parts.append(b"*" + bytes([len(address) + 4, 10, len(address)]) + address + b"\x10\x01")
+    if service.exported_at:
+        parts += [b"1", _DOUBLE.pack(service.exported_at)]
+    parts.append(_port_bytes(10, service.endpoint_ports))
+    if service.cluster_ips:
+        address = service.cluster_ips[0].encode()
+        parts += [b"Z", bytes([len(address)]), address]
+    held = b"".join(parts)
+    return b"".join([prefix, b" ", _number(version), b"*", _number(len(held)), held])
+
+
+def encode_sealed(
+    prefix: bytes,
+    version: int,
+    service: ExportedService,
+    signature: bytes | None,
+    key_id: bytes | None,
+    first: int,
+) -> bytes:
+    """The sealed record ``fast_sealed`` read, byte for byte, from what it read."""
+    body = encode_body(prefix, version, service)
+    parts = [b"\n", _number(len(body)), body]
+    if signature is not None and key_id is not None:
+        parts += [b"\x12@", signature, b"\x1a ", key_id]
+    if first:
+        parts += [b"\xa0\x01", _number(first)]
+    return b"".join(parts)
+
+
+def _port_bytes(number: int, ports: tuple[ServicePort, ...]) -> bytes:
+    if not ports:
+        return b""
+    held = _PORT_BYTES.get((number, ports))
+    if held is None:
+        items = [pb.Port(name=p.name, protocol=p.protocol, port=p.port) for p in ports]
+        msg = pb.Service(ports=items) if number == 4 else pb.Service(endpoint_ports=items)
+        held = msg.SerializeToString(deterministic=True)
+        if len(_PORT_BYTES) >= MAX_SHARED:
+            _PORT_BYTES.clear()
+        _PORT_BYTES[(number, ports)] = held
+    return held
