@@ -11,14 +11,18 @@ agent's default chunk bound, message after message, with the newcomer's digest m
 takes each chunk. The replies are written to a file, and a fresh process (the newcomer:
 nothing else in it) reads them in order and does what the agent does with each: parse,
 open (signatures, validation), apply to its record store, put into the catalog; then it
-plans and encodes every DNS answer. Reports the time of each stage and the resident set
-size (RSS, /proc/self/status) after it.
+plans and encodes every DNS answer. Reports the time of each stage, the process's CPU time
+in it (on a shared host the wall time also counts other work) and the resident set size
+(RSS, /proc/self/status) after it. By default the newcomer keeps CPython's collector
+settings; ``--agent-heap`` applies the agent's own policy (``mesh.daemon.heap``: tuned
+thresholds and freezes, as ``meshd run`` does), which spares most of the collector's walks
+over the growing heap.
 
 Wall-clock time on loopback would add the transfer of the bytes reported (about a second
 per 100 MiB on loopback gRPC) and the round trips (one per message).
 
 Usage: ``.venv/bin/python bench/catchup_bench.py [--endpoints 1000000] [--clusters 50]
-[--insecure] [--out bench/RESULTS.md]``
+[--insecure] [--agent-heap] [--out bench/RESULTS.md]``
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from common import machine  # noqa: E402
 
 from dnsserver.zone import Zone  # noqa: E402
+from mesh.daemon import heap  # noqa: E402
 from mesh.model import (  # noqa: E402
     ClusterState,
     Endpoint,
@@ -146,6 +151,11 @@ def _last_version(sealed: bytes) -> int:
 def consume(args: argparse.Namespace, path: Path, ca_dir: Path) -> list[str]:
     """The newcomer: take every reply as the agent does, then plan and encode answers."""
     base = rss_mib()
+    settler = None
+    if args.agent_heap:  # the agent's collector policy (mesh.daemon.runner, agent)
+        heap.tune()
+        settler = heap.HeapSettler()
+        settler.freeze()  # what start-up made (the agent's first freeze)
     trust = None if args.insecure else Trust.from_pem((ca_dir / "ca.crt").read_bytes())
     opener = ChunkOpener(trust)
     namespaces = frozenset(f"ns{n}" for n in range(NAMESPACES))
@@ -155,6 +165,7 @@ def consume(args: argparse.Namespace, path: Path, ca_dir: Path) -> list[str]:
     wall = time.time()
     messages = size = dropped = 0
     started = time.perf_counter()
+    cpu = time.process_time()
     with path.open("rb") as fh:
         while header := fh.read(4):
             data = fh.read(struct.unpack(">I", header)[0])
@@ -166,19 +177,26 @@ def consume(args: argparse.Namespace, path: Path, ca_dir: Path) -> list[str]:
                 dropped += bool(applied.dropped)
                 if applied.state is not None:
                     change = catalog.put(applied.state, None, True)
+                    if settler is not None:
+                        settler.made(len(change.services))
                     planner.note(change)
     gc.collect()
     took = time.perf_counter() - started
+    took_cpu = time.process_time() - cpu
     taken_rss = rss_mib()
     started = time.perf_counter()
+    cpu = time.process_time()
     clusters = catalog.clusters()
     planner.note_health({s.cluster_id for s in clusters}, clusters)
     zone = Zone("clusterset.local", serial=1)
     for key, records in planner.plan(clusters, catalog.local.namespaces):
         zone.set_service(key.namespace, key.name, records)
+        if settler is not None:
+            settler.made(1)  # as the agent's rebuild reports what it planned
     zone.synced = True
     gc.collect()
     planned = time.perf_counter() - started
+    planned_cpu = time.process_time() - cpu
     endpoints = sum(len(svc.endpoints) for s in clusters for svc in s.services.values())
     assert dropped == 0, f"{dropped} chunks dropped"
     assert endpoints == args.endpoints // args.per_service // args.clusters * (
@@ -197,16 +215,19 @@ def consume(args: argparse.Namespace, path: Path, ca_dir: Path) -> list[str]:
         f"Command: `.venv/bin/python bench/catchup_bench.py --clusters {args.clusters} "
         f"--endpoints {args.endpoints} --per-service {args.per_service} "
         f"--record-signatures {args.record_signatures}"
-        f"{' --insecure' if args.insecure else ''}`. "
+        f"{' --insecure' if args.insecure else ''}{' --agent-heap' if args.agent_heap else ''}`. "
         f"Machine: {machine()}. {args.clusters} remote clusters, {records:,} records "
         f"{signed}, {zone.service_count():,} services in the zone; {messages:,} messages of "
         f"at most {DEFAULT_CHUNK_BYTES // 1024} KiB of records, {size / 2**20:.0f} MiB in all. "
-        f"RSS before: {base:.0f} MiB.",
+        f"RSS before: {base:.0f} MiB."
+        f"{' Collector: as the agent (--agent-heap).' if args.agent_heap else ''}",
         "",
-        "| stage (the newcomer) | seconds | RSS after, MiB |",
-        "|---|---:|---:|",
-        f"| parse + verify + validate + apply every message | {took:.1f} | {taken_rss:.0f} |",
-        f"| policy + DNS answers for every service | {planned:.1f} | {rss_mib():.0f} |",
+        "| stage (the newcomer) | seconds | CPU seconds | RSS after, MiB |",
+        "|---|---:|---:|---:|",
+        f"| parse + verify + validate + apply every message | {took:.1f} | {took_cpu:.2f} "
+        f"| {taken_rss:.0f} |",
+        f"| policy + DNS answers for every service | {planned:.1f} | {planned_cpu:.2f} "
+        f"| {rss_mib():.0f} |",
     ]
 
 
@@ -222,6 +243,12 @@ def main() -> None:
         default="both",
         help="how the origins sign (meshd run --record-signatures)",
     )
+    parser.add_argument(
+        "--agent-heap",
+        action="store_true",
+        help="the newcomer collects garbage as the agent does (mesh.daemon.heap: tuned "
+        "thresholds, a freeze per 1,000 services taken)",
+    )
     parser.add_argument("--out", type=Path, help="append the report to this file")
     parser.add_argument("--role", choices=["produce", "consume"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -233,20 +260,24 @@ def main() -> None:
         print("\n".join(consume(args, args.data / "replies.bin", args.data)))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        common = [
-            sys.executable,
-            __file__,
-            "--clusters",
-            str(args.clusters),
-            "--endpoints",
-            str(args.endpoints),
-            "--per-service",
-            str(args.per_service),
-            "--record-signatures",
-            args.record_signatures,
-            "--data",
-            tmp,
-        ] + (["--insecure"] if args.insecure else [])
+        common = (
+            [
+                sys.executable,
+                __file__,
+                "--clusters",
+                str(args.clusters),
+                "--endpoints",
+                str(args.endpoints),
+                "--per-service",
+                str(args.per_service),
+                "--record-signatures",
+                args.record_signatures,
+                "--data",
+                tmp,
+            ]
+            + (["--insecure"] if args.insecure else [])
+            + (["--agent-heap"] if args.agent_heap else [])
+        )
         subprocess.run([*common, "--role", "produce"], check=True)
         done = subprocess.run(
             [*common, "--role", "consume"], check=True, capture_output=True, text=True

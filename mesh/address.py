@@ -39,6 +39,11 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _DOTTED_QUAD = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
 
 
+# ``is_dotted_quad(text)`` is not None when ``text`` is a canonical dotted quad: for a
+# caller that checks many addresses and wants the fast path without a call around it.
+is_dotted_quad = _DOTTED_QUAD.fullmatch
+
+
 def ip_version(address: str) -> int:
     """4 or 6 for an IP address in text; ValueError for anything else. Canonical dotted
     quads take a fast path (a regular expression, about 0.3 us): a catch-up checks

@@ -42,7 +42,7 @@ MAX_ANNOTATION_BYTES = 1024  # a value longer than this is not a routing setting
 
 def is_dns_label(value: str) -> bool:
     """True when ``value`` is an RFC 1123 label (lower case, 1-63 chars)."""
-    return bool(_DNS_LABEL.match(value))
+    return bool(_DNS_LABEL.fullmatch(value))  # (match: "$" would take "web\n" too)
 
 
 ClusterId = str
@@ -160,6 +160,29 @@ class Endpoint:
         )
 
 
+_new_object = object.__new__
+_set_held = Endpoint.__dict__["_held"].__set__  # the slot's own setter
+_set_namespace = ServiceKey.__dict__["namespace"].__set__
+_set_name = ServiceKey.__dict__["name"].__set__
+
+
+def new_key(namespace: str, name: str) -> ServiceKey:
+    """``ServiceKey(namespace, name)``, made faster (as ``new_service``)."""
+    made: ServiceKey = _new_object(ServiceKey)
+    _set_namespace(made, namespace)
+    _set_name(made, name)
+    return made
+
+
+def plain_endpoint(address: str) -> Endpoint:
+    """``Endpoint((address,))``, made faster: a catch-up decodes a hundred thousand of
+    them, and the general constructor's checks cost more than the object (equal in every
+    attribute; ``tests/unit/test_record_fast.py``)."""
+    made: Endpoint = _new_object(Endpoint)
+    _set_held(made, address)
+    return made
+
+
 class _FullEndpoint(Endpoint):
     """An endpoint that is not ready, or has a hostname or a zone (see ``Endpoint``)."""
 
@@ -203,6 +226,49 @@ class ExportedService:
             if held.name == port.name and held.protocol == port.protocol:
                 return held.port
         return None
+
+
+(
+    _set_key,
+    _set_type,
+    _set_ports,
+    _set_endpoints,
+    _set_exported_at,
+    _set_annotations,
+    _set_endpoint_ports,
+    _set_cluster_ips,
+    _set_session_affinity,
+    _set_affinity_timeout_s,
+) = [getattr(ExportedService, name).__set__ for name in ExportedService.__dataclass_fields__]
+
+
+def new_service(
+    key: ServiceKey,
+    type: ServiceType,
+    ports: tuple[ServicePort, ...],
+    endpoints: tuple[Endpoint, ...],
+    exported_at: float,
+    annotations: tuple[tuple[str, str], ...],
+    endpoint_ports: tuple[ServicePort, ...],
+    cluster_ips: tuple[str, ...],
+    session_affinity: str,
+    affinity_timeout_s: int,
+) -> ExportedService:
+    """``ExportedService(...)`` with every field given, made about twice as fast: a
+    catch-up decodes tens of thousands, and a frozen dataclass's ``__init__`` sets each
+    field through ``object.__setattr__``; this sets each slot through its own setter."""
+    made: ExportedService = _new_object(ExportedService)
+    _set_key(made, key)
+    _set_type(made, type)
+    _set_ports(made, ports)
+    _set_endpoints(made, endpoints)
+    _set_exported_at(made, exported_at)
+    _set_annotations(made, annotations)
+    _set_endpoint_ports(made, endpoint_ports)
+    _set_cluster_ips(made, cluster_ips)
+    _set_session_affinity(made, session_affinity)
+    _set_affinity_timeout_s(made, affinity_timeout_s)
+    return made
 
 
 MAX_DRAIN_REASON = 256  # characters of a drain's reason kept (longer ones are cut)

@@ -16,6 +16,11 @@ sealed batch's bytes by reference (``Record.batch``): records of one batch share
 bytes object, which lives as long as a held record (a tombstone included) refers to it,
 and goes to peers with those records, so a third agent verifies them too.
 
+A live service record, most of what a copy holds, is held as a ``ServiceRecord``: its
+version and service (its slot is its service's key), and its sealed bytes and batch as
+``mesh.wire.sealed_record`` keeps them; it reads and compares as the ``Record`` of those
+values.
+
 The rules for what a copy takes and who gets what are in ``mesh.ring.records``; this module
 only keeps a copy consistent with itself, and holds the types the store hands in and out
 (``Chunk`` in, ``Applied`` and ``OutChunk`` out, ``StoreStats``).
@@ -73,6 +78,86 @@ class Record:
         raise TypeError(f"record {self.version} cannot open its seal")
 
 
+class ServiceRecord:
+    """A live service record, the kind a holder holds most of, held compactly: its version
+    and service in two slots, and its sealed bytes and batch as its kind keeps them
+    (``mesh.wire.sealed_record``: the bytes as they came, or only what they cannot be made
+    again from). Its slot is its service's key; it is live, with no cluster info and no
+    tombstone time. Reads as a ``Record`` of those values does, and equals one; immutable."""
+
+    __slots__ = ("service", "version")
+    version: int
+    service: ExportedService
+    info: ClusterInfo | None = None
+    since: float = 0.0
+    live = True
+
+    def __init__(self, version: int, service: ExportedService) -> None:
+        set_version(self, version)
+        set_service(self, service)
+
+    @property
+    def slot(self) -> Slot:
+        return self.service.key
+
+    @property
+    def sealed(self) -> bytes:
+        """The serialized ``Sealed`` it arrived in (forwarded as is)."""
+        raise NotImplementedError
+
+    @property
+    def batch(self) -> bytes:
+        """The sealed batch that covers it, b"" for none."""
+        raise NotImplementedError
+
+    @property
+    def weight(self) -> int:
+        """As ``Record.weight``: only a subclass that can open its seal knows it."""
+        raise TypeError(f"record {self.version} cannot open its seal")
+
+    def _values(self) -> tuple[object, ...]:
+        return (
+            self.version,
+            self.slot,
+            self.service,
+            self.info,
+            self.sealed,
+            self.since,
+            self.batch,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ServiceRecord | Record):
+            return self._values() == _values_of(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a record is immutable: cannot set {name!r}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(version={self.version!r}, slot={self.slot!r})"
+
+
+# The slots' own setters (for subclasses that set them faster than through __init__).
+set_version, set_service = (ServiceRecord.__dict__[name].__set__ for name in ("version", "service"))
+Held = Record | ServiceRecord  # a record as a copy holds it
+
+
+def _values_of(record: Held) -> tuple[object, ...]:
+    return (
+        record.version,
+        record.slot,
+        record.service,
+        record.info,
+        record.sealed,
+        record.since,
+        record.batch,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
     version: int
@@ -90,7 +175,7 @@ class Chunk:
     generation: int
     from_version: int
     reset: bool
-    records: tuple[Record, ...]
+    records: tuple[Held, ...]
     head: Head | None = None
     certificate: bytes = b""
     target: int = 0  # a reset: the version of the sender's copy it is a snapshot of
@@ -127,8 +212,8 @@ class OriginLog:
     def restart(self, generation: int) -> None:
         """Empty, at ``generation`` (an origin that starts over, e.g. with a new key)."""
         self.generation = generation
-        self.records: dict[Slot, Record] = {}
-        self._ascending: list[Record] = []  # the held records, by version
+        self.records: dict[Slot, Held] = {}
+        self._ascending: list[Held] = []  # the held records, by version
         self.progress = 0
         self.floor = 0
         self.head: Head | None = None
@@ -148,16 +233,21 @@ class OriginLog:
     def complete(self) -> bool:
         return self.head is not None and self.progress >= self.head.version and not self.broken
 
-    def put(self, record: Record, weight: int | None = None) -> bool:
+    def put(self, record: Held, weight: int | None = None) -> bool:
         """Hold ``record`` unless a newer one of its slot is held. True when taken.
         ``weight``: its set-hash term when the caller has it (else read from its seal)."""
-        held = self.records.get(record.slot)
+        slot, records = record.slot, self.records
+        held = records.get(slot)
         if held is not None:
             if held.version >= record.version:
                 return False
             self._drop(held)
-        self.records[record.slot] = record
-        bisect.insort(self._ascending, record, key=_version)
+        records[slot] = record
+        ascending = self._ascending
+        if not ascending or ascending[-1].version < record.version:
+            ascending.append(record)  # the usual case: records come in ascending
+        else:
+            bisect.insort(ascending, record, key=_version)
         if record.live:
             self.live += 1
             term = record.weight if weight is None else weight
@@ -165,14 +255,14 @@ class OriginLog:
         self._state = None
         return True
 
-    def _drop(self, record: Record) -> None:
+    def _drop(self, record: Held) -> None:
         index = bisect.bisect_left(self._ascending, record.version, key=_version)
         del self._ascending[index]
         if record.live:
             self.live -= 1
             self.set_hash = (self.set_hash - record.weight) % HASH_MODULUS
 
-    def since(self, version: int, *, live_only: bool = False) -> Iterator[Record]:
+    def since(self, version: int, *, live_only: bool = False) -> Iterator[Held]:
         """Held records above ``version``, ascending."""
         start = bisect.bisect_right(self._ascending, version, key=_version)
         for record in self._ascending[start:]:
@@ -219,7 +309,7 @@ class OriginLog:
         return self._state
 
 
-def _version(record: Record) -> int:
+def _version(record: Held) -> int:
     return record.version
 
 

@@ -344,15 +344,16 @@ class RecordStore:
             batches: dict[bytes, None] = {}  # each batch the records need, once, in order
             more = False
             for record in log.since(start, live_only=reset):
-                cost = len(record.sealed) + CHUNK_OVERHEAD
-                if record.batch and record.batch not in batches:
-                    cost += len(record.batch) + CHUNK_OVERHEAD
+                sealed, batch = record.sealed, record.batch
+                cost = len(sealed) + CHUNK_OVERHEAD
+                if batch and batch not in batches:
+                    cost += len(batch) + CHUNK_OVERHEAD
                 if (left < cost or room == 0) and (records or out):
                     more = True
                     break
-                records.append(record.sealed)
-                if record.batch:
-                    batches[record.batch] = None
+                records.append(sealed)
+                if batch:
+                    batches[batch] = None
                 left -= cost
                 room -= 1
             reached = not more and log.progress == log.head.version

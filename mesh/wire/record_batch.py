@@ -66,7 +66,7 @@ def parse(message: _M, data: bytes, what: str) -> _M:
     return message
 
 
-def digest_of(body: bytes) -> bytes:
+def digest_of(body: bytes | memoryview) -> bytes:
     return hashlib.sha256(body).digest()
 
 
@@ -109,15 +109,19 @@ class BatchBook:
         self._verified: dict[tuple[str, bytes], OpenBatch] = {}
         self._index: dict[int, tuple[bytes, pb.Sealed, pb.Batch]] = {}
         self._chunk: pb.OriginChunk | None = None
+        # The batch the chunk's previous record used: consecutive records share one.
+        self._last: tuple[int, OpenBatch] | None = None
 
     def forget(self) -> None:
         """Drop what was verified (the trust changed)."""
         self._verified.clear()
+        self._last = None
 
     def begin(self, chunk: pb.OriginChunk, cluster_id: str, replica: str) -> None:
         """Index ``chunk``'s batches by first version; each must be of the chunk's origin."""
         self._index = {}
         self._chunk = chunk
+        self._last = None
         for data in chunk.batches:
             sealed = parse(pb.Sealed(), data, f"cluster {cluster_id}: undecodable batch")
             batch = parse(pb.Batch(), sealed.body, f"cluster {cluster_id}: undecodable batch")
@@ -135,6 +139,14 @@ class BatchBook:
 
     def get(self, first: int, cluster_id: str, trust: Trust, now: float) -> OpenBatch | None:
         """The chunk's batch starting at ``first``, verified; None if the chunk lacks it."""
+        last = self._last
+        if last is not None and last[0] == first:
+            return last[1]  # (one chunk is opened at one ``now``: still valid)
+        opened = self._open(first, cluster_id, trust, now)
+        self._last = None if opened is None else (first, opened)
+        return opened
+
+    def _open(self, first: int, cluster_id: str, trust: Trust, now: float) -> OpenBatch | None:
         found = self._index.get(first)
         if found is None:
             return None

@@ -1,15 +1,6 @@
-"""Records on the wire: this origin's records made and sealed, peers' chunks opened.
+"""Records on the wire: peers' chunks opened (and this origin's made, in ``publisher``).
 
-``Publisher`` turns each local change into records of the local ``OriginLog``: one per
-changed service (a tombstone for a removed one) and one for the cluster when its locality,
-namespaces, drain or addresses changed, each with the next version, serialized once,
-sealed once (signed with the cluster's key when the ring is secure) and kept as those
-bytes, which is what every relay forwards. With a key, each run of up to
-``BATCH_RECORDS`` records written together is also covered by one signed batch of their
-digests (``mesh.wire.record_batch``); ``per_record`` (``--record-signatures both``, the
-default of this release) signs each record on its own as well, for agents of earlier
-releases, which ignore batches. After each change it seals a new ``Head`` (count and set
-hash).
+``Publisher`` (``mesh.wire.publisher``) makes and seals this origin's records.
 
 ``ChunkOpener`` checks everything a peer's ``OriginChunk`` carries before the store sees
 it: names, generation, strictly ascending versions above ``from_version``, every record's
@@ -20,7 +11,9 @@ bodies by the codec's rules, and that every record belongs to the chunk's origin
 generation. Any failure rejects the whole chunk with a ``ChunkError`` whose ``reason`` is a
 counter label; the stream simply continues from the receiver's progress next exchange.
 Each record's body is hashed once: the digest a batch covers is its set-hash term too,
-handed to the store with the record (``Chunk.weights``).
+handed to the store with the record (``Chunk.weights``). The common service record is
+read straight from its sealed bytes (``mesh.wire.record_fast``, which answers as protobuf
+would or not at all); any other record, or one that breaks a rule, through protobuf.
 
 Pure: bytes and keys in, decoded records out; ``now`` (wall-clock, for certificate
 validity) is passed in.
@@ -28,155 +21,59 @@ validity) is passed in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
-from mesh.model import ClusterState, ExportedService, ServiceKey
-from mesh.ring.catalog import Change
-from mesh.ring.records import (
-    MAX_RECORDS_PER_MESSAGE,
-    Chunk,
-    ClusterInfo,
-    Head,
-    OriginLog,
-    OutChunk,
-    Record,
-    Slot,
-)
+from mesh.model import ServiceKey
+from mesh.ring.record_log import Held
+from mesh.ring.records import MAX_RECORDS_PER_MESSAGE, Chunk, Head, OutChunk
 from mesh.security.signing import (
     HEAD_DOMAIN,
     RECORD_DOMAIN,
     SignedStateError,
-    Signer,
     Trust,
     verify_sealed,
 )
 from mesh.wire.codec import (
     CodecError,
     info_from_pb,
-    info_of,
-    info_to_pb,
     label,
     replica_of,
     service_from_pb,
-    service_to_pb,
+    shared,
 )
+from mesh.wire.publisher import Publisher
 from mesh.wire.record_batch import (
-    BATCH_RECORDS,
     BatchBook,
     ChunkError,
     digest_of,
-    seal_batch,
 )
 from mesh.wire.record_batch import parse as _parse
+from mesh.wire.record_fast import Sealing, fast_sealed, record_prefix
+from mesh.wire.sealed_record import (
+    Batch,
+    CanonicalServiceRecord,
+    Origin,
+    SealedRecord,
+    SealedServiceRecord,
+)
 from mesh.wire.v1 import gossip_pb2 as pb
 
-__all__ = ["ChunkError", "ChunkOpener", "Publisher", "SealedRecord", "chunk_to_pb"]
+__all__ = [
+    "ChunkError",
+    "ChunkOpener",
+    "Publisher",
+    "SealedRecord",
+    "SealedServiceRecord",
+    "chunk_to_pb",
+]
 
 
-def weight_of(body: bytes) -> int:
-    return int.from_bytes(digest_of(body), "big")
-
-
-class SealedRecord(Record):
-    """A record that opens its own seal for its set-hash term (``Record.weight``), so the
-    term need not be held (see ``mesh.ring.record_log``)."""
-
-    __slots__ = ()
-
-    @property
-    def weight(self) -> int:
-        return weight_of(pb.Sealed.FromString(self.sealed).body)
-
-
-def _seal(signer: Signer | None, domain: bytes, body: bytes, batch: int = 0) -> bytes:
-    """``body`` sealed: signed unless ``signer`` is None, and naming ``batch`` if not 0."""
-    if signer is None:
-        return bytes(pb.Sealed(body=body, batch=batch).SerializeToString())
-    seal = signer.seal(domain, body)
-    sealed = pb.Sealed(body=seal.body, signature=seal.signature, key_id=seal.key_id, batch=batch)
-    return bytes(sealed.SerializeToString())
-
-
-# A record as the publisher makes it, before it is sealed: version, slot, body.
-_Made = tuple[int, Slot, ExportedService | None, ClusterInfo | None, bytes]
-
-
-class Publisher:
-    """Makes the local origin's records from its changes (see the module docstring)."""
-
-    def __init__(self, log: OriginLog, signer: Signer | None, *, per_record: bool = True) -> None:
-        self.log = log
-        self.signer = signer
-        self.per_record = per_record  # also sign each record (for agents before batches)
-        if signer is not None:
-            log.certificate = signer.key.certificate_der
-
-    def publish(self, state: ClusterState, change: Change, now: float) -> None:
-        """Records for what ``change`` changed in ``state`` (this origin's new state)."""
-        slots: list[Slot] = [*sorted(change.services)]
-        if change.cluster or change.announced or None not in self.log.records:
-            slots.insert(0, None)
-        self._write(state, slots, now)
-
-    def republish(self, state: ClusterState, generation: int, signer: Signer | None) -> None:
-        """Start ``generation`` afresh (new signing key): every record sealed anew."""
-        self.log.restart(generation)
-        self.signer = signer
-        if signer is not None:
-            self.log.certificate = signer.key.certificate_der
-        self._write(state, [None, *sorted(state.services)], 0.0)
-
-    def _write(self, state: ClusterState, slots: Iterable[Slot], now: float) -> None:
-        log = self.log
-        made = [self._made(state, slot, log.progress + 1 + i) for i, slot in enumerate(slots)]
-        for start in range(0, len(made), BATCH_RECORDS):
-            self._put(made[start : start + BATCH_RECORDS], now)
-        head = pb.Head(
-            cluster_id=log.cluster_id,
-            replica=log.replica,
-            generation=log.generation,
-            version=log.progress,
-            live=log.live,
-            set_hash=log.set_hash.to_bytes(32, "big"),
-        )
-        sealed_head = _seal(self.signer, HEAD_DOMAIN, head.SerializeToString(deterministic=True))
-        log.head = Head(log.progress, log.live, log.set_hash, sealed_head)
-
-    def _made(self, state: ClusterState, slot: Slot, version: int) -> _Made:
-        log = self.log
-        msg = pb.Record(
-            cluster_id=log.cluster_id,
-            replica=log.replica,
-            generation=log.generation,
-            version=version,
-        )
-        service = None if slot is None else state.services.get(slot)
-        info = None
-        if slot is None:
-            info = info_of(state)
-            msg.info.CopyFrom(info_to_pb(info))
-        elif service is not None:
-            msg.service.CopyFrom(service_to_pb(service))
-        else:
-            msg.deleted.CopyFrom(pb.ServiceRef(namespace=slot.namespace, name=slot.name))
-        return version, slot, service, info, msg.SerializeToString(deterministic=True)
-
-    def _put(self, made: list[_Made], now: float) -> None:
-        """Seal consecutive records (one batch with a key) and hold them."""
-        log, signer = self.log, self.signer
-        digests = [digest_of(m[4]) for m in made]
-        batch, first = b"", 0
-        if signer is not None:
-            first = made[0][0]
-            origin = (log.cluster_id, log.replica, log.generation)
-            batch = seal_batch(signer, origin, first, digests)
-        own = signer if self.per_record else None
-        for (version, slot, service, info, body), digest in zip(made, digests, strict=True):
-            sealed = _seal(own, RECORD_DOMAIN, body, first)
-            record = SealedRecord(version, slot, service, info, sealed, since=now, batch=batch)
-            log.put(record, int.from_bytes(digest, "big"))
-            log.progress = version
+# A record's fields by descriptor, as ``ListFields`` gives them: the name of each.
+_RECORD_NAMES: dict[Any, str] = dict(
+    (fd, name) for name, fd in pb.Record.DESCRIPTOR.fields_by_name.items()
+)
 
 
 def chunk_to_pb(chunk: OutChunk, clusterset: str) -> pb.OriginChunk:
@@ -249,23 +146,7 @@ class ChunkOpener:
         skip = 0 if skip_through is None else skip_through(shape)
         if self.trust is not None:
             self.book.begin(msg, cluster_id, replica)
-        records: list[Record] = []
-        weights: list[int] = []
-        last = msg.from_version
-        for data in msg.records:
-            sealed = self._sealed(data, cluster_id)
-            body = sealed.body
-            record = _parse(pb.Record(), body, f"cluster {cluster_id}: undecodable record")
-            version = record.version
-            if version <= last:
-                raise ChunkError("malformed", f"cluster {cluster_id}: versions not ascending")
-            last = version
-            if version <= skip:
-                continue
-            digest = digest_of(body)
-            batch = self._cover(sealed, version, digest, cluster_id, msg.certificate, now_wall)
-            records.append(self._record(record, msg, cluster_id, replica, data, batch))
-            weights.append(int.from_bytes(digest, "big"))
+        records, weights, last = self._records(msg, cluster_id, replica, skip, now_wall)
         head = None
         if msg.head:
             sealed = self._sealed(msg.head, cluster_id)
@@ -273,25 +154,66 @@ class ChunkOpener:
             head = self._head(sealed.body, msg, cluster_id, replica, last)
         return replace(shape, records=tuple(records), head=head, weights=tuple(weights))
 
+    def _records(
+        self, msg: pb.OriginChunk, cluster_id: str, replica: str, skip: int, now: float
+    ) -> tuple[list[Held], list[int], int]:
+        """The chunk's records above ``skip``, checked, with their set-hash terms, and the
+        version of its last record (``from_version`` if none)."""
+        records: list[Held] = []
+        weights: list[int] = []
+        last = msg.from_version
+        generation, certificate = msg.generation, msg.certificate
+        prefix = record_prefix(cluster_id, replica, generation)
+        shares = _Shares(prefix)
+        for data in msg.records:
+            # The common service record is read straight from its bytes; any other (or
+            # one that breaks a rule) through protobuf (mesh.wire.record_fast).
+            fast = fast_sealed(data, cluster_id, replica, generation)
+            sealed: pb.Sealed | None = None
+            if fast is not None:
+                version, first = fast[0], fast[4]
+                body: bytes | memoryview = memoryview(data)[fast[2] : fast[3]]
+            else:
+                sealed = self._sealed(data, cluster_id)
+                body, first = sealed.body, sealed.batch
+                fields = _fields(body, cluster_id)
+                version = fields.get("version", 0)
+            if version <= last:
+                raise ChunkError("malformed", f"cluster {cluster_id}: versions not ascending")
+            last = version
+            if version <= skip:
+                continue
+            digest = digest_of(body)
+            batch = self._cover(data, sealed, first, version, digest, cluster_id, certificate, now)
+            if fast is not None:
+                records.append(shares.record(fast, batch))
+            else:
+                records.append(self._record(fields, msg, cluster_id, replica, data, batch))
+            weights.append(int.from_bytes(digest, "big"))
+        return records, weights, last
+
     def _sealed(self, data: bytes, cluster_id: str) -> pb.Sealed:
         return _parse(pb.Sealed(), data, f"cluster {cluster_id}: undecodable seal")
 
     def _cover(
         self,
-        sealed: pb.Sealed,
+        data: bytes,
+        sealed: pb.Sealed | None,
+        first: int,
         version: int,
         digest: bytes,
         cluster_id: str,
         certificate: bytes,
         now: float,
     ) -> bytes:
-        """Check that the record's origin signed it, through its batch when it names one
-        the chunk carries, else on its own; returns the batch's bytes (b"" for none)."""
+        """Check that the record's origin signed it, through the batch it names (``first``)
+        when the chunk carries that, else on its own; returns the batch's bytes (b"" for
+        none). ``sealed``: ``data`` parsed, None if not yet (then only when needed)."""
         trust = self.trust
         if trust is None:
             return b""  # an insecure ring: nothing is signed, no batch is kept
-        if sealed.batch:
-            batch = self.book.get(sealed.batch, cluster_id, trust, now)
+        if first:
+            batch = self.book.get(first, cluster_id, trust, now)
             if batch is not None:
                 if not batch.covers(version, digest):
                     # Its origin's signature does not cover these bytes, as for a record
@@ -300,8 +222,10 @@ class ChunkOpener:
                         "bad_signature", f"cluster {cluster_id}: record {version} not in its batch"
                     )
                 return batch.sealed
-            if not sealed.signature:  # an older relay left the batch out: its own signature
-                raise ChunkError("missing_batch", f"cluster {cluster_id}: no batch {sealed.batch}")
+        if sealed is None:
+            sealed = self._sealed(data, cluster_id)
+        if first and not sealed.signature:  # an older relay left the batch out
+            raise ChunkError("missing_batch", f"cluster {cluster_id}: no batch {first}")
         self._verify(sealed, RECORD_DOMAIN, cluster_id, certificate, now)
         return b""
 
@@ -319,27 +243,31 @@ class ChunkOpener:
 
     def _record(
         self,
-        msg: pb.Record,
+        fields: dict[str, Any],
         chunk: pb.OriginChunk,
         cluster_id: str,
         replica: str,
         sealed: bytes,
         batch: bytes,
-    ) -> Record:
-        _same_origin(msg, chunk, cluster_id, replica)
-        kind = msg.WhichOneof("body")
-        version = msg.version
+    ) -> Held:
+        origin = (
+            fields.get("cluster_id", ""),
+            fields.get("replica", ""),
+            fields.get("generation", 0),
+        )
+        if origin != (cluster_id, replica, chunk.generation):
+            raise _mismatch(chunk, cluster_id, replica, *origin)
+        version = fields["version"]  # above the chunk's from_version: set
         try:
-            if kind == "service":
-                service = service_from_pb(msg.service, cluster_id)
-                return SealedRecord(version, service.key, service, None, sealed, batch=batch)
-            if kind == "info":
-                info = info_from_pb(msg.info)
+            if "service" in fields:
+                service = service_from_pb(fields["service"], cluster_id)
+                return SealedServiceRecord(version, service, sealed, batch)
+            if "info" in fields:
+                info = info_from_pb(fields["info"])
                 return SealedRecord(version, None, None, info, sealed, batch=batch)
-            if kind == "deleted":
-                key = ServiceKey(
-                    label(msg.deleted.namespace, "namespace"), label(msg.deleted.name, "name")
-                )
+            if "deleted" in fields:
+                deleted = fields["deleted"]
+                key = ServiceKey(label(deleted.namespace, "namespace"), label(deleted.name, "name"))
                 return SealedRecord(version, key, None, None, sealed, batch=batch)
         except CodecError as exc:
             raise ChunkError("invalid_record", str(exc)) from None
@@ -355,12 +283,46 @@ class ChunkOpener:
         return Head(msg.version, msg.live, int.from_bytes(msg.set_hash, "big"), chunk.head)
 
 
-def _same_origin(
-    msg: pb.Record | pb.Head, chunk: pb.OriginChunk, cluster_id: str, replica: str
-) -> None:
+class _Shares:
+    """What a chunk's records of the common shape share, made once: their origin's bytes
+    with their key id, and their batch (``mesh.wire.sealed_record``)."""
+
+    __slots__ = ("_batch", "_key_id", "_origin", "_prefix")
+
+    def __init__(self, prefix: bytes) -> None:
+        self._prefix = shared(prefix)
+        self._key_id: bytes | None = b""  # (none yet: b"" is never a key id)
+        self._origin: Origin = (self._prefix, None)
+        self._batch: Batch = (b"", 0)
+
+    def record(self, fast: Sealing, batch: bytes) -> CanonicalServiceRecord:
+        """The record ``fast`` read, held without its bytes."""
+        version, service, _, _, first, signature, key_id = fast
+        if key_id != self._key_id:
+            self._key_id = key_id
+            self._origin = shared((self._prefix, None if key_id is None else shared(key_id)))
+        held = self._batch
+        if held[0] is not batch or held[1] != first:
+            held = self._batch = shared((batch, first))
+        return CanonicalServiceRecord(version, service, self._origin, signature, held)
+
+
+def _fields(body: bytes, cluster_id: str) -> dict[str, Any]:
+    """A record's fields by name, read in one call (see mesh.wire.service_decode for why)."""
+    record = _parse(pb.Record(), body, f"cluster {cluster_id}: undecodable record")
+    return {_RECORD_NAMES[fd]: value for fd, value in record.ListFields()}
+
+
+def _same_origin(msg: pb.Head, chunk: pb.OriginChunk, cluster_id: str, replica: str) -> None:
     if (msg.cluster_id, msg.replica, msg.generation) != (cluster_id, replica, chunk.generation):
-        raise ChunkError(
-            "cluster_mismatch",
-            f"chunk of {cluster_id}/{replica} gen {chunk.generation} carries "
-            f"{msg.cluster_id!r}/{msg.replica!r} gen {msg.generation}",
-        )
+        raise _mismatch(chunk, cluster_id, replica, msg.cluster_id, msg.replica, msg.generation)
+
+
+def _mismatch(
+    chunk: pb.OriginChunk, cluster_id: str, replica: str, theirs: str, their_replica: str, gen: int
+) -> ChunkError:
+    return ChunkError(
+        "cluster_mismatch",
+        f"chunk of {cluster_id}/{replica} gen {chunk.generation} carries "
+        f"{theirs!r}/{their_replica!r} gen {gen}",
+    )

@@ -1,0 +1,337 @@
+"""A fast path for decoding the common service record, with protobuf as the reference.
+
+Why. A newcomer's catch-up decodes every service record of the clusterset, and through
+protobuf's Python objects that costs about 10 us a record (each field read makes or looks
+up a wrapper object): most of the time of taking the records. Nearly every record has one
+shape: a service whose endpoints are ready, with one IPv4 address each and no hostname or
+zone, encoded the way every agent encodes it (protobuf's deterministic serialization:
+fields in number order, each once). ``fast_service`` reads exactly that shape from the
+record's bytes with one regular expression match (C code) and a few Python operations;
+``fast_sealed`` does the same through the record's ``Sealed`` wrapper (its body, and the
+batch it names), so that a record verified through its batch needs no protobuf at all.
+
+The rule that makes this safe: the expression accepts only bytes whose protobuf meaning is
+unambiguous, and gives exactly that meaning, with every check the general path
+(``mesh.wire.service_decode``) applies; anything else (another shape, an IPv6 address, an
+unknown field, a field out of order, a length that does not add up, a rule broken) is
+``None``, and the caller decodes the record through protobuf as before, which also reports
+what is wrong. So for every input the fast path's answer is the general path's answer or
+no answer (``tests/unit/test_record_fast.py`` checks this on seeded random records and on
+mutations of them). How each piece is pinned down:
+
+- a length-prefixed label (cluster, replica, namespace, name) is captured with its length
+  byte, which must equal the label's length (no label character is a field tag, so the
+  label cannot run into the next field);
+- a length-prefixed address (an endpoint's, the cluster IP) is matched by one alternative
+  per possible length byte ``n``, whose lookahead says that exactly ``n`` characters of
+  its class follow (the next byte, a field tag or the end, is not of the class); the
+  dotted-quad rule must then consume all ``n`` of them for the match to continue, and an
+  endpoint's own length byte is tied to its address's (``n + 4``);
+- a signature and key id, when the seal has them, are of the lengths (and the key id of
+  the characters) that ``mesh.security.signing`` makes;
+- a varint is 1-9 bytes (below 2^63, where protobuf and this decoder agree);
+- a list of ports (``ports``, ``endpoint_ports``) is matched by its structure, and its
+  bytes must then be a list already decoded by protobuf (the table ``_PORT_LISTS``, filled
+  on first sight by parsing those bytes alone and checking that they re-encode to the same
+  bytes: so every length in them is right) whose ports passed the codec's checks;
+- the service's own length must reach exactly the end of the record (it is the last field).
+
+A record it reads is also the only encoding of what it says (its numbers and lengths are
+written as protobuf writes them, a present ``exported_at`` is positive, the ports lists
+re-encode to their bytes), so ``encode_sealed`` makes its sealed bytes again, byte for
+byte, from what was read: a holder keeps the decoded record and not its bytes
+(``mesh.wire.sealed_record.CanonicalServiceRecord``), and what it relays is unchanged.
+
+Pure: bytes in, model values (or None) out, and back.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+
+from mesh.model import (
+    Endpoint,
+    ExportedService,
+    ServicePort,
+    ServiceType,
+    new_key,
+    new_service,
+    plain_endpoint,
+)
+from mesh.wire.service_decode import MAX_SHARED, CodecError, port_list, shared
+from mesh.wire.v1 import gossip_pb2 as pb
+
+_LABEL = rb"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"  # RFC 1123 (as model.is_dns_label)
+_OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_QUAD = rb"(?:" + _OCTET + rb"\.){3}" + _OCTET  # canonical, as mesh.address takes it
+_VARINT = rb"[\x80-\xff]{0,8}[\x00-\x7f]"
+# A positive number as protobuf writes it (no needless last byte): the record's numbers
+# and lengths, so that its bytes are the one encoding of what they say (``encode_sealed``).
+_NUMBER = rb"(?:[\x80-\xff]{1,8}[\x01-\x7f]|[\x01-\x7f])"
+
+
+def _sized(chars: bytes, rule: bytes, sizes: range, *, own: bool = False) -> bytes:
+    """A length byte n in ``sizes`` then exactly n ``chars`` that match ``rule`` whole
+    (captured if ``own`` is false). ``own``: an endpoint's own length byte (n + 4) and its
+    address field's tag come first."""
+    options = []
+    for n in sizes:
+        prefix = re.escape(bytes([n + 4])) + b"\n" if own else b""
+        ahead = chars + b"{%d}(?!" % n + chars + b")"
+        options.append(prefix + re.escape(bytes([n])) + b"(?=" + ahead + b")")
+    return b"(?:" + b"|".join(options) + (b")(?:" if own else b")(") + rule + b")"
+
+
+_LABEL_CHARS = b"[-a-z0-9]"
+_ADDRESS_CHARS = b"[0-9.]"
+# A label field's length byte and the label (both captured: the caller checks that the
+# length is the label's; no label character is a field tag, so the label ends there).
+_LABEL_FIELD = b"([\x01-\x3f])(" + _LABEL + b")"
+_ENDPOINT = b"\\*" + _sized(_ADDRESS_CHARS, _QUAD, range(7, 16), own=True) + b"\x10\x01"
+_PORT = (  # a port's structure; its lengths are checked through protobuf (``_ports``)
+    b"[\x00-\x7f](?:\n[\x01-\x3f]" + _LABEL_CHARS + b"+)?"
+    b"(?:\x12(?:\x03TCP|\x03UDP|\x04SCTP))?(?:\x18" + _VARINT + b")?"
+)
+# The record's fields, each group numbered as ``_read`` takes them (groups 1 and 2, the
+# body's length and the body, are the sealed record's).
+_RECORD = b"".join(
+    [
+        b"\n" + _LABEL_FIELD,  # 3, 4: cluster_id = 1
+        b"(?:\x12" + _LABEL_FIELD + b")?",  # 5, 6: replica = 2
+        b"\x18(" + _NUMBER + b")",  # 7: generation = 3
+        b" (" + _NUMBER + b")",  # 8: version = 4
+        b"\\*(" + _NUMBER + b")",  # 9: service = 5: its length, then it to the end
+        b"\n" + _LABEL_FIELD,  # 10, 11: namespace = 1
+        b"\x12" + _LABEL_FIELD,  # 12, 13: name = 2
+        b"\x18([\x01\x02])",  # 14: type = 3 (CLUSTER_SET_IP, HEADLESS)
+        b"((?:\x22" + _PORT + b")*)",  # 15: ports = 4
+        b"((?:" + _ENDPOINT + b")*)",  # 16: endpoints = 5 (ready, one IPv4 address each)
+        b"(?:1(.{8}))?",  # 17: exported_at = 6 (a double)
+        b"((?:R" + _PORT + b")*)",  # 18: endpoint_ports = 10
+        b"(?:Z" + _sized(_ADDRESS_CHARS, _QUAD, range(7, 16)) + b")?",  # 19: cluster_ips = 11
+    ]
+)
+_BODY = re.compile(b"()(" + _RECORD + b")", re.DOTALL)
+# A sealed record (``Sealed``): the record's bytes, then its own signature and key id (of
+# the lengths and, for the key id, the characters ``mesh.security.signing`` makes: valid
+# text, as protobuf requires of a string) if it has one (20, 21), then the batch naming it
+# (22).
+_SEALED = re.compile(
+    b"\n(" + _NUMBER + b")(" + _RECORD + b")"
+    b"(?:\x12@(.{64})\x1a ([0-9a-f]{32}))?(?:\xa0\x01(" + _NUMBER + b"))?",
+    re.DOTALL,
+)
+_ADDRESSES = re.compile(r"[0-9.]+")
+_DOUBLE = struct.Struct("<d")
+_TYPES = {1: ServiceType.CLUSTER_SET_IP, 2: ServiceType.HEADLESS}
+
+# Lists of ports seen, by their bytes (each list checked once; bounded like ``shared``).
+_PORT_LISTS: dict[bytes, tuple[ServicePort, ...]] = {}
+
+
+def _varint(data: bytes) -> int:
+    if len(data) == 1:
+        return data[0]
+    value = 0
+    for shift, byte in enumerate(data):
+        value |= (byte & 0x7F) << (7 * shift)
+    return value
+
+
+def fast_service(
+    body: bytes, cluster_id: str, replica: str, generation: int
+) -> tuple[int, ExportedService] | None:
+    """(version, service) of the record ``body`` when it has the common shape, is of the
+    origin (``cluster_id``, ``replica``, ``generation``) and breaks no rule; else None."""
+    m = _BODY.fullmatch(body)
+    return None if m is None else _read(m, cluster_id, replica, generation)
+
+
+# What ``fast_sealed`` reads from a sealed record: (version, service, where its body starts
+# and ends in the sealed bytes, the batch it names (0: none), its own signature and key id
+# if it has them). A plain tuple: one is made per record of a catch-up.
+Sealing = tuple[int, ExportedService, int, int, int, bytes | None, bytes | None]
+
+
+def fast_sealed(data: bytes, cluster_id: str, replica: str, generation: int) -> Sealing | None:
+    """As ``fast_service`` for the record sealed in ``data`` (a ``Sealed``). Such a record's
+    bytes are the only encoding of what they say: ``encode_sealed`` makes them again."""
+    m = _SEALED.fullmatch(data)
+    if m is None:
+        return None
+    start, end = m.span(2)
+    length = m.group(1)
+    if (length[0] if len(length) == 1 else _varint(length)) != end - start:
+        return None
+    read = _read(m, cluster_id, replica, generation)
+    if read is None:
+        return None
+    signature, key_id, batch = m.group(20, 21, 22)
+    first = 0 if batch is None else _varint(batch)
+    return read[0], read[1], start, end, first, signature, key_id
+
+
+def _read(
+    m: re.Match[bytes], cluster_id: str, replica: str, generation: int
+) -> tuple[int, ExportedService] | None:
+    """The record matched by ``m``, checked (see ``fast_service``)."""
+    (cluster_n, cluster, replica_n, held_replica, held_generation, version, size) = m.group(
+        3, 4, 5, 6, 7, 8, 9
+    )
+    # (Lengths and numbers below 128, nearly all of them, are their one byte.)
+    if (size[0] if len(size) == 1 else _varint(size)) != m.end(2) - m.end(9):
+        return None  # the service does not end where the record does
+    if cluster_n[0] != len(cluster) or cluster.decode() != cluster_id:
+        return None
+    if held_replica is None:
+        if replica:
+            return None
+    elif replica_n[0] != len(held_replica) or held_replica.decode() != replica:
+        return None
+    if (held_generation[0] if len(held_generation) == 1 else _varint(held_generation)) != (
+        generation
+    ):
+        return None
+    return _service(m, _varint(version))
+
+
+def _service(m: re.Match[bytes], version: int) -> tuple[int, ExportedService] | None:
+    namespace_n, namespace, name_n, name, kind, ports, found, exported, endpoint_ports, ip = (
+        m.group(10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
+    )
+    if namespace_n[0] != len(namespace) or name_n[0] != len(name):
+        return None
+    held_ports, held_endpoint_ports = _ports(ports, 4), _ports(endpoint_ports, 10)
+    if held_ports is None or held_endpoint_ports is None:
+        return None
+    exported_at = 0.0
+    if exported is not None:  # present: positive (protobuf leaves 0.0 out)
+        exported_at = _DOUBLE.unpack(exported)[0]
+        if not (math.isfinite(exported_at) and exported_at > 0):
+            return None
+    endpoints: tuple[Endpoint, ...] = ()
+    if found:
+        endpoints = tuple(map(plain_endpoint, _ADDRESSES.findall(found.decode())))
+    service = new_service(
+        new_key(shared(namespace.decode()), name.decode()),
+        _TYPES[kind[0]],
+        held_ports,
+        endpoints,
+        exported_at or 0.0,
+        (),
+        held_endpoint_ports,
+        () if ip is None else (ip.decode(),),
+        "",
+        0,
+    )
+    return version, service
+
+
+def _ports(data: bytes, number: int) -> tuple[ServicePort, ...] | None:
+    """The list of ports (field ``number`` of a Service) these bytes hold, None if they do
+    not hold one that the general path takes (see the module docstring)."""
+    if not data:
+        return ()
+    held = _PORT_LISTS.get(data)
+    if held is not None:
+        return held
+    try:
+        msg = pb.Service.FromString(data)
+    except Exception:  # protobuf's DecodeError (and anything it may raise on bad bytes)
+        return None
+    fields = msg.ListFields()
+    if len(fields) != 1 or fields[0][0].number != number:
+        return None
+    if msg.SerializeToString(deterministic=True) != data:
+        return None  # not its canonical encoding: leave it to the general path
+    try:
+        ports = port_list(fields[0][1])
+    except CodecError:
+        return None
+    if len(_PORT_LISTS) >= MAX_SHARED:
+        _PORT_LISTS.clear()
+    _PORT_LISTS[data] = ports
+    return ports
+
+
+# --- making a record's sealed bytes again -----------------------------------------------
+
+_TYPE_NUMBERS = {ServiceType.CLUSTER_SET_IP: b"\x01", ServiceType.HEADLESS: b"\x02"}
+_PORT_BYTES: dict[tuple[int, tuple[ServicePort, ...]], bytes] = {}
+
+
+def _number(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def record_prefix(cluster_id: str, replica: str, generation: int) -> bytes:
+    """The bytes every record of an origin's generation opens with (fields 1-3)."""
+    cluster, held = cluster_id.encode(), replica.encode()
+    named = b"\x12" + bytes([len(held)]) + held if held else b""
+    return b"\n" + bytes([len(cluster)]) + cluster + named + b"\x18" + _number(generation)
+
+
+def encode_body(prefix: bytes, version: int, service: ExportedService) -> bytes:
+    """The record's bytes, for a record that ``fast_sealed`` read (of its shape)."""
+    namespace, name = service.key.namespace.encode(), service.key.name.encode()
+    parts = [
+        b"\n",
+        bytes([len(namespace)]),
+        namespace,
+        b"\x12",
+        bytes([len(name)]),
+        name,
+        b"\x18",
+        _TYPE_NUMBERS[service.type],
+        _port_bytes(4, service.ports),
+    ]
+    for endpoint in service.endpoints:
+        address = endpoint.addresses[0].encode()
+        parts.append(b"*" + bytes([len(address) + 4, 10, len(address)]) + address + b"\x10\x01")
+    if service.exported_at:
+        parts += [b"1", _DOUBLE.pack(service.exported_at)]
+    parts.append(_port_bytes(10, service.endpoint_ports))
+    if service.cluster_ips:
+        address = service.cluster_ips[0].encode()
+        parts += [b"Z", bytes([len(address)]), address]
+    held = b"".join(parts)
+    return b"".join([prefix, b" ", _number(version), b"*", _number(len(held)), held])
+
+
+def encode_sealed(
+    prefix: bytes,
+    version: int,
+    service: ExportedService,
+    signature: bytes | None,
+    key_id: bytes | None,
+    first: int,
+) -> bytes:
+    """The sealed record ``fast_sealed`` read, byte for byte, from what it read."""
+    body = encode_body(prefix, version, service)
+    parts = [b"\n", _number(len(body)), body]
+    if signature is not None and key_id is not None:
+        parts += [b"\x12@", signature, b"\x1a ", key_id]
+    if first:
+        parts += [b"\xa0\x01", _number(first)]
+    return b"".join(parts)
+
+
+def _port_bytes(number: int, ports: tuple[ServicePort, ...]) -> bytes:
+    if not ports:
+        return b""
+    held = _PORT_BYTES.get((number, ports))
+    if held is None:
+        items = [pb.Port(name=p.name, protocol=p.protocol, port=p.port) for p in ports]
+        msg = pb.Service(ports=items) if number == 4 else pb.Service(endpoint_ports=items)
+        held = msg.SerializeToString(deterministic=True)
+        if len(_PORT_BYTES) >= MAX_SHARED:
+            _PORT_BYTES.clear()
+        _PORT_BYTES[(number, ports)] = held
+    return held
