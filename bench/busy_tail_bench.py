@@ -299,7 +299,9 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
     return rows
 
 
-def loop_profile(args: argparse.Namespace, work: Path, pythonpath: str | None) -> dict[str, Any]:
+def loop_profile(
+    args: argparse.Namespace, work: Path, pythonpath: str | None, mode: str
+) -> dict[str, Any]:
     """The busy setup without DNS load: the measured agent under ``bench/loopwatch.py`` (every
     loop callback timed) while 10 peers gossip and its service changes every ``--churn-ms``,
     for ``--loopwatch`` seconds, ``--settle`` seconds after its ring is whole; returns
@@ -319,7 +321,8 @@ def loop_profile(args: argparse.Namespace, work: Path, pythonpath: str | None) -
         (manifests / "churn.yaml").write_text(churn_yaml(0))
         mesh.start(core=0)
         try:
-            wait_ring(mesh, PEERS + 1)
+            if mode == "busy":
+                wait_ring(mesh, PEERS + 1)
             time.sleep(args.settle)
             with churning(mesh, manifests, args.churn_ms / 1000) as made:
                 time.sleep(args.loopwatch)
@@ -333,20 +336,25 @@ def loop_profile(args: argparse.Namespace, work: Path, pythonpath: str | None) -
 def loop_summary(name: str, report: dict[str, Any], window_s: float) -> str:
     """Callbacks of the last ``window_s`` (while the service changed): loop busy share, the
     largest, how many over 1/2/5/10 ms, and CPU per second and per change by label."""
-    end = max(t for t, _, _ in report["callbacks"])
-    calls = [(t, ms, lb) for t, ms, lb in report["callbacks"] if t >= end - window_s]
+    end = max(c[0] for c in report["callbacks"])
+    calls = [c for c in report["callbacks"] if c[0] >= end - window_s]
     span = window_s
     per_label: dict[str, list[float]] = {}
-    for _, ms, lb in calls:
+    for _, ms, lb, _ in calls:
         per_label.setdefault(lb, []).append(ms)
     changes = max(report["changes"], 1)
-    durations = sorted(ms for _, ms, _ in calls)
+    durations = sorted(c[1] for c in calls)
+    stretches = sorted(c[3] for c in calls)  # the longest a query could wait in each
     lines = [
         f"{name}: {len(calls)} callbacks over {span:.1f} s, {report['changes']} changes; loop "
-        f"busy {sum(durations) / 1000 / span:.1%} of CPU-time; largest "
+        f"busy {sum(durations) / 1000 / span:.1%} of CPU-time; largest callbacks "
         + ", ".join(f"{d:.1f}" for d in durations[-5:])
-        + " ms; over 1/2/5/10 ms: "
-        + "/".join(str(sum(d > x for d in durations)) for x in (1, 2, 5, 10)),
+        + " ms, over 1/2/5/10 ms: "
+        + "/".join(str(sum(d > x for d in durations)) for x in (1, 2, 5, 10))
+        + "; largest stretches without DNS "
+        + ", ".join(f"{d:.1f}" for d in stretches[-5:])
+        + " ms, over 1/2/5/10 ms: "
+        + "/".join(str(sum(d > x for d in stretches)) for x in (1, 2, 5, 10)),
         "| callback | count/s | CPU ms/s | CPU ms per change | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -442,11 +450,12 @@ def main() -> None:
         variants = [("ref", args.ref)] if args.ref else []
         variants.append(("branch", None))
         text = ""
-        for run in range(args.loopwatch_runs):
+        for run, mode in itertools.product(range(args.loopwatch_runs), args.modes):
             for name, path in variants:
-                report = loop_profile(args, work, path)
-                text += loop_summary(f"run {run + 1} {name}", report, args.loopwatch) + "\n"
-                print(loop_summary(f"run {run + 1} {name}", report, args.loopwatch), flush=True)
+                watched = loop_profile(args, work, path, mode)
+                summary = loop_summary(f"{mode} run {run + 1} {name}", watched, args.loopwatch)
+                text += summary + "\n"
+                print(summary, flush=True)
         if args.out:
             with args.out.open("a", encoding="utf-8") as fh:
                 fh.write("\n" + text)

@@ -49,7 +49,10 @@ class Watch:
     def __init__(self, sample_s: float) -> None:
         self.cpu: collections.Counter[str] = collections.Counter()
         self.count: collections.Counter[str] = collections.Counter()
-        self.durations: list[tuple[float, float, str]] = []  # (start, cpu, label)
+        # (start, cpu, label, longest stretch of it without a chance for DNS to answer)
+        self.durations: list[tuple[float, float, str, float]] = []
+        self.mark = 0.0  # thread time when the running callback last let DNS answer
+        self.longest = 0.0
         self.samples: collections.Counter[str] = collections.Counter()
         self.applied: collections.Counter[int] = collections.Counter()
         self.notes: collections.Counter[str] = collections.Counter()
@@ -66,14 +69,17 @@ class Watch:
             label = _label(handle._callback)  # type: ignore[attr-defined]
             start, cpu = time.monotonic(), time.thread_time()
             watch.current = (label, start)
+            watch.mark, watch.longest = cpu, 0.0
             try:
                 original(handle)
             finally:
                 watch.current = None
-                used = time.thread_time() - cpu
+                end = time.thread_time()
+                used = end - cpu
+                longest = max(watch.longest, end - watch.mark)
                 watch.cpu[label] += used
                 watch.count[label] += 1
-                watch.durations.append((start - watch.started, used, label))
+                watch.durations.append((start - watch.started, used, label, longest))
 
         asyncio.events.Handle._run = _run  # type: ignore[method-assign]
 
@@ -110,7 +116,27 @@ class Watch:
             note(planner, change)
 
         ZoneRebuilder.apply = counted_apply  # type: ignore[method-assign]
+        self._wrap_serve_waiting()
         AnswerPlanner.note = counted_note  # type: ignore[method-assign]
+
+    def _wrap_serve_waiting(self) -> None:
+        """Where the agent lets DNS answer inside a callback (``serve_waiting``, when the
+        checkout has it), the callback's stretch without DNS ends there."""
+        from dnsserver.server import DnsServer
+
+        serve = getattr(DnsServer, "serve_waiting", None)
+        if serve is None:
+            return
+        watch = self
+
+        def marked(server: Any) -> int:
+            now = time.thread_time()
+            watch.longest = max(watch.longest, now - watch.mark)
+            served: int = serve(server)
+            watch.mark = time.thread_time()
+            return served
+
+        DnsServer.serve_waiting = marked  # type: ignore[method-assign]
 
     def write(self, path: str) -> None:
         wall = time.monotonic() - self.started
@@ -122,7 +148,10 @@ class Watch:
             "wall_s": round(wall, 2),
             "process_cpu_s": round(time.process_time() - self.cpu_started, 2),
             "by_label": by_label,
-            "callbacks": [(round(t, 4), round(c * 1000, 3), lb) for t, c, lb in self.durations],
+            "callbacks": [
+                (round(t, 4), round(c * 1000, 3), lb, round(g * 1000, 3))
+                for t, c, lb, g in self.durations
+            ],
             "applied_batch_sizes": dict(self.applied.most_common(20)),
             "planner_notes": dict(self.notes.most_common(20)),
             "samples_over_threshold": dict(self.samples.most_common(60)),
