@@ -12,7 +12,17 @@ while the agent works. This bench makes that work itself:
   manifests poll), is published, gossiped and rebuilt;
 - **busy Knot**: the same service ``churn`` gets a DNS UPDATE (RFC 2136, replace its A
   record) every ``--churn-ms``, applied by Knot as a dynamic zone change;
-- **idle**: the same servers without peers and churn.
+- **idle**: the same servers without peers and churn;
+- **join**: busy, measured from ``--settle`` seconds after the restarted agent first answers,
+  while the 10 peers find it again: each peer's first records re-plan every answer (a
+  restart's catch-up). In **busy** mode the load starts ``--settle`` seconds after the
+  agent holds all 11 clusters, healthy (its ``/debug/state``), so the figure is the steady
+  load the issue names, not the catch-up.
+
+``--ref DIR`` adds a meshd variant run from a reference checkout (``PYTHONPATH=DIR``, its C
+extension built in place), interleaved with the others. ``--loopwatch S`` measures instead
+of loading DNS: the busy (or join) agent under ``bench/loopwatch.py`` for ``S`` seconds of
+churn, every loop callback timed, printed as a breakdown per callback and per change.
 
 Each server is pinned to core 0 (``taskset``) as in ``dns_bench.py``; dnsperf runs on
 core 1 at 10,000 q/s for ``--seconds`` per load, with a query file of only plain queries
@@ -25,8 +35,8 @@ median ratio of CPU per query (busy: the agent's gossip and rebuilds are counted
 that ratio is an upper bound).
 
 Usage: ``.venv/bin/python bench/busy_tail_bench.py [--runs 10] [--seconds 5]
-[--modes idle busy] [--workers 0 1] [--out bench/RESULTS.md]``. Needs ``knotd``, ``dnsperf``,
-``taskset`` (``make bench-deps``).
+[--modes idle busy join] [--workers 0 1] [--ref DIR] [--loopwatch S]
+[--out bench/RESULTS.md]``. Needs ``knotd``, ``dnsperf``, ``taskset`` (``make bench-deps``).
 """
 
 from __future__ import annotations
@@ -324,12 +334,15 @@ def loop_profile(
             if mode == "busy":
                 wait_ring(mesh, PEERS + 1)
             time.sleep(args.settle)
+            cpu = mesh.cpu_seconds()
             with churning(mesh, manifests, args.churn_ms / 1000) as made:
                 time.sleep(args.loopwatch)
+            cpu = mesh.cpu_seconds() - cpu
         finally:
             mesh.stop()
     report: dict[str, Any] = json.loads(out.read_text())
     report["changes"] = made[0]
+    report["cpu_s"] = cpu  # the agent's process and its scan worker, all threads
     return report
 
 
@@ -346,7 +359,8 @@ def loop_summary(name: str, report: dict[str, Any], window_s: float) -> str:
     durations = sorted(c[1] for c in calls)
     stretches = sorted(c[3] for c in calls)  # the longest a query could wait in each
     lines = [
-        f"{name}: {len(calls)} callbacks over {span:.1f} s, {report['changes']} changes; loop "
+        f"{name}: {len(calls)} callbacks over {span:.1f} s, {report['changes']} changes; CPU "
+        f"(agent and scan worker) {report['cpu_s'] / changes * 1000:.1f} ms per change; loop "
         f"busy {sum(durations) / 1000 / span:.1%} of CPU-time; largest callbacks "
         + ", ".join(f"{d:.1f}" for d in durations[-5:])
         + " ms, over 1/2/5/10 ms: "
