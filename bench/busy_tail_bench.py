@@ -134,13 +134,30 @@ class EnvServer(dns_bench.Server):
         saved = {k: os.environ.get(k) for k in self.env}
         os.environ.update(self.env)
         try:
-            super().start(core)
+            for attempt in range(3):
+                try:
+                    super().start(core)
+                    return
+                except RuntimeError as exc:
+                    # Ports are picked once per mode; on a shared host another program may
+                    # take one meanwhile: pick new ones and start again.
+                    if "address already in use" not in str(exc) or attempt == 2:
+                        raise
+                    self._new_ports()
         finally:
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+    def _new_ports(self) -> None:
+        old_dns, old_admin = f"127.0.0.1:{self.port}", f"127.0.0.1:{self.admin}"
+        self.port = free_port()
+        if self.admin:
+            self.admin = free_port()
+        fresh = {old_dns: f"127.0.0.1:{self.port}", old_admin: f"127.0.0.1:{self.admin}"}
+        self.argv = [fresh.get(arg, arg) for arg in self.argv]
 
 
 def wait_ring(server: dns_bench.Server, clusters: int, timeout_s: float = 60.0) -> float:
