@@ -12,7 +12,17 @@ while the agent works. This bench makes that work itself:
   manifests poll), is published, gossiped and rebuilt;
 - **busy Knot**: the same service ``churn`` gets a DNS UPDATE (RFC 2136, replace its A
   record) every ``--churn-ms``, applied by Knot as a dynamic zone change;
-- **idle**: the same servers without peers and churn.
+- **idle**: the same servers without peers and churn;
+- **join**: busy, measured from ``--settle`` seconds after the restarted agent first answers,
+  while the 10 peers find it again: each peer's first records re-plan every answer (a
+  restart's catch-up). In **busy** mode the load starts ``--settle`` seconds after the
+  agent holds all 11 clusters, healthy (its ``/debug/state``), so the figure is the steady
+  load the issue names, not the catch-up.
+
+``--ref DIR`` adds a meshd variant run from a reference checkout (``PYTHONPATH=DIR``, its C
+extension built in place), interleaved with the others. ``--loopwatch S`` measures instead
+of loading DNS: the busy (or join) agent under ``bench/loopwatch.py`` for ``S`` seconds of
+churn, every loop callback timed, printed as a breakdown per callback and per change.
 
 Each server is pinned to core 0 (``taskset``) as in ``dns_bench.py``; dnsperf runs on
 core 1 at 10,000 q/s for ``--seconds`` per load, with a query file of only plain queries
@@ -25,8 +35,8 @@ median ratio of CPU per query (busy: the agent's gossip and rebuilds are counted
 that ratio is an upper bound).
 
 Usage: ``.venv/bin/python bench/busy_tail_bench.py [--runs 10] [--seconds 5]
-[--modes idle busy] [--workers 0 1] [--out bench/RESULTS.md]``. Needs ``knotd``, ``dnsperf``,
-``taskset`` (``make bench-deps``).
+[--modes idle busy join] [--workers 0 1] [--ref DIR] [--loopwatch S]
+[--out bench/RESULTS.md]``. Needs ``knotd``, ``dnsperf``, ``taskset`` (``make bench-deps``).
 """
 
 from __future__ import annotations
@@ -35,14 +45,18 @@ import argparse
 import contextlib
 import datetime
 import itertools
+import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dns.query
 import dns.update
@@ -86,7 +100,9 @@ def knot_updatable(work: Path, services: int) -> dns_bench.Server:
     return server
 
 
-def meshd_agent(name: str, manifests: Path, grpc: int, join: list[str]) -> list[str]:
+def meshd_agent(
+    name: str, manifests: Path, grpc: int, join: list[str], admin: int = 0
+) -> list[str]:
     argv = [
         str(Path(sys.executable).parent / "meshd"),
         "run",
@@ -98,13 +114,69 @@ def meshd_agent(name: str, manifests: Path, grpc: int, join: list[str]) -> list[
         "--grpc-listen",
         f"127.0.0.1:{grpc}",
         "--admin-listen",
-        "127.0.0.1:0",
+        f"127.0.0.1:{admin}",
         "--log-level",
         "warning",
     ]
     for seed in join:
         argv += ["--join", seed]
     return argv
+
+
+class EnvServer(dns_bench.Server):
+    """A server started with extra environment (a reference checkout's ``PYTHONPATH``) and,
+    for meshd, the admin port its ring is watched on."""
+
+    env: dict[str, str]
+    admin: int = 0
+
+    def start(self, core: int) -> None:
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            for attempt in range(3):
+                try:
+                    super().start(core)
+                    return
+                except RuntimeError as exc:
+                    # Ports are picked once per mode; on a shared host another program may
+                    # take one meanwhile: pick new ones and start again.
+                    if "address already in use" not in str(exc) or attempt == 2:
+                        raise
+                    self._new_ports()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def _new_ports(self) -> None:
+        old_dns, old_admin = f"127.0.0.1:{self.port}", f"127.0.0.1:{self.admin}"
+        self.port = free_port()
+        if self.admin:
+            self.admin = free_port()
+        fresh = {old_dns: f"127.0.0.1:{self.port}", old_admin: f"127.0.0.1:{self.admin}"}
+        self.argv = [fresh.get(arg, arg) for arg in self.argv]
+
+
+def wait_ring(server: dns_bench.Server, clusters: int, timeout_s: float = 60.0) -> float:
+    """Wait until ``server`` (meshd) holds ``clusters`` clusters, all healthy, by its
+    ``/debug/state``: its peers have found it again after its start and their first records
+    (each re-plans every answer) are in. Returns the seconds waited; Knot: 0."""
+    admin = getattr(server, "admin", 0)
+    if not admin:
+        return 0.0
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        with contextlib.suppress(OSError, ValueError):
+            url = f"http://127.0.0.1:{admin}/debug/state"
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                state = json.load(reply)
+            if sum(c["healthy"] for c in state["clusters"]) >= clusters:
+                return time.monotonic() - started
+        time.sleep(0.2)
+    raise RuntimeError(f"{server.name} did not see {clusters} healthy clusters in {timeout_s} s")
 
 
 @contextlib.contextmanager
@@ -206,14 +278,17 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
     manifests = work / "manifests"
     queries = {kind: work / f"queries-{kind}.bin" for kind in KINDS}
     measured_grpc = free_port()
-    servers = [knot_updatable(work, args.services)]
-    for workers in args.workers:
-        mesh = dns_bench.meshd(work, workers)
-        mesh.argv = meshd_agent("bench", manifests, measured_grpc, [])
+    servers: list[dns_bench.Server] = [knot_updatable(work, args.services)]
+    checkouts = [("", str(ROOT))] + ([("-ref", args.ref)] if args.ref else [])
+    for (suffix, pythonpath), workers in itertools.product(checkouts, args.workers):
+        base = dns_bench.meshd(work, workers)
+        mesh = EnvServer(base.name + suffix, base.port, [], log=work / f"{base.name}{suffix}.log")
+        mesh.env, mesh.admin = {"PYTHONPATH": pythonpath}, free_port()
+        mesh.argv = meshd_agent("bench", manifests, measured_grpc, [], mesh.admin)
         mesh.argv += ["--dns-listen", f"127.0.0.1:{mesh.port}", "--dns-workers", str(workers)]
         servers.append(mesh)
     rows: dict[str, dict[str, list]] = {s.name: {k: [] for k in KINDS} for s in servers}
-    busy = mode == "busy"
+    busy = mode != "idle"
     with peers(work, PEERS if busy else 0, measured_grpc):
         for run in range(args.runs):
             shift = run % len(servers)
@@ -222,6 +297,10 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
                 (manifests / "churn.yaml").write_text(churn_yaml(0))
                 server.start(core=0)
                 try:
+                    # busy: the peers find the restarted agent again first (their first
+                    # records re-plan every answer: a restart's catch-up, not the steady
+                    # load measured here); join: measure during that catch-up.
+                    waited = wait_ring(server, PEERS + 1) if mode == "busy" else 0.0
                     time.sleep(args.settle)
                     with (
                         churning(server, manifests, args.churn_ms / 1000)
@@ -234,7 +313,8 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
                             figures = load(server, queries[kind], args.seconds)
                             rows[server.name][kind].append(figures)
                     print(
-                        f"{mode} run {run + 1} {server.name}: changes {made[0]}, "
+                        f"{mode} run {run + 1} {server.name}: ring whole after {waited:.1f} s, "
+                        f"changes {made[0]}, "
                         + ", ".join(
                             f"{k} p99 {rows[server.name][k][-1]['p99']:.0f} us" for k in KINDS
                         ),
@@ -244,6 +324,82 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
                 finally:
                     server.stop()
     return rows
+
+
+def loop_profile(
+    args: argparse.Namespace, work: Path, pythonpath: str | None, mode: str
+) -> dict[str, Any]:
+    """The busy setup without DNS load: the measured agent under ``bench/loopwatch.py`` (every
+    loop callback timed) while 10 peers gossip and its service changes every ``--churn-ms``,
+    for ``--loopwatch`` seconds, ``--settle`` seconds after its ring is whole; returns
+    loopwatch's report, plus ``changes``."""
+    manifests = work / "manifests"
+    measured_grpc = free_port()
+    out = work / "loopwatch.json"
+    out.unlink(missing_ok=True)
+    base = dns_bench.meshd(work, 0)
+    mesh = EnvServer(base.name, base.port, [], log=work / "loopwatch.log")
+    mesh.admin = free_port()
+    mesh.env = {"LOOPWATCH_OUT": str(out), "PYTHONPATH": pythonpath or str(ROOT)}
+    mesh.argv = [sys.executable, str(ROOT / "bench" / "loopwatch.py")]
+    mesh.argv += meshd_agent("bench", manifests, measured_grpc, [], mesh.admin)[1:]
+    mesh.argv += ["--dns-listen", f"127.0.0.1:{mesh.port}"]
+    with peers(work, PEERS, measured_grpc):
+        (manifests / "churn.yaml").write_text(churn_yaml(0))
+        mesh.start(core=0)
+        try:
+            if mode == "busy":
+                wait_ring(mesh, PEERS + 1)
+            time.sleep(args.settle)
+            cpu = mesh.cpu_seconds()
+            with churning(mesh, manifests, args.churn_ms / 1000) as made:
+                time.sleep(args.loopwatch)
+            cpu = mesh.cpu_seconds() - cpu
+        finally:
+            mesh.stop()
+    report: dict[str, Any] = json.loads(out.read_text())
+    report["changes"] = made[0]
+    report["cpu_s"] = cpu  # the agent's process and its scan worker, all threads
+    return report
+
+
+def loop_summary(name: str, report: dict[str, Any], window_s: float) -> str:
+    """Callbacks of the last ``window_s`` (while the service changed): loop busy share, the
+    largest, how many over 1/2/5/10 ms, and CPU per second and per change by label."""
+    end = max(c[0] for c in report["callbacks"])
+    calls = [c for c in report["callbacks"] if c[0] >= end - window_s]
+    span = window_s
+    per_label: dict[str, list[float]] = {}
+    for _, ms, lb, _ in calls:
+        per_label.setdefault(lb, []).append(ms)
+    changes = max(report["changes"], 1)
+    durations = sorted(c[1] for c in calls)
+    stretches = sorted(c[3] for c in calls)  # the longest a query could wait in each
+    lines = [
+        f"{name}: {len(calls)} callbacks over {span:.1f} s, {report['changes']} changes; CPU "
+        f"(agent and scan worker) {report['cpu_s'] / changes * 1000:.1f} ms per change; loop "
+        f"busy {sum(durations) / 1000 / span:.1%} of CPU-time; largest callbacks "
+        + ", ".join(f"{d:.1f}" for d in durations[-5:])
+        + " ms, over 1/2/5/10 ms: "
+        + "/".join(str(sum(d > x for d in durations)) for x in (1, 2, 5, 10))
+        + "; largest stretches without DNS "
+        + ", ".join(f"{d:.1f}" for d in stretches[-5:])
+        + " ms, over 1/2/5/10 ms: "
+        + "/".join(str(sum(d > x for d in stretches)) for x in (1, 2, 5, 10)),
+        "| callback | count/s | CPU ms/s | CPU ms per change | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    ranked = sorted(per_label.items(), key=lambda kv: -sum(kv[1]))
+    for label, ms in ranked[:12]:
+        ms.sort()
+        lines.append(
+            f"| `{label}` | {len(ms) / span:.0f} | {sum(ms) / span:.1f} | "
+            f"{sum(ms) / changes:.2f} | {ms[int(len(ms) * 0.99)]:.2f} | {ms[-1]:.2f} |"
+        )
+    top = sorted(report["samples_over_threshold"].items(), key=lambda kv: -kv[1])[:10]
+    lines += ["", "Samples (1 ms) inside callbacks longer than 1 ms:", ""]
+    lines += [f"- {n} x `{where}`" for where, n in top]
+    return "\n".join(lines) + "\n"
 
 
 def _med(figures: list[dict[str, float]], key: str) -> float:
@@ -291,7 +447,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--churn-ms", type=float, default=100.0)
-    parser.add_argument("--modes", nargs="+", choices=("idle", "busy"), default=["idle", "busy"])
+    parser.add_argument(
+        "--modes", nargs="+", choices=("idle", "busy", "join"), default=["idle", "busy"]
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -300,6 +458,17 @@ def main() -> None:
         help="meshd variants by --dns-workers (0: DNS on the agent's own loop)",
     )
     parser.add_argument("--out", type=Path, help="append the report to this file")
+    parser.add_argument(
+        "--loopwatch",
+        type=float,
+        help="instead of DNS loads: time every loop callback of the busy agent for this many "
+        "seconds (bench/loopwatch.py), and print the breakdown",
+    )
+    parser.add_argument(
+        "--ref",
+        help="also run meshd from this reference checkout (its PYTHONPATH), interleaved",
+    )
+    parser.add_argument("--loopwatch-runs", type=int, default=1)
     args = parser.parse_args()
     for tool in ("knotd", "dnsperf", "taskset"):
         if shutil.which(tool) is None:
@@ -308,6 +477,20 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     dns_bench.write_manifests(work / "manifests", args.services)
+    if args.loopwatch:
+        variants = [("ref", args.ref)] if args.ref else []
+        variants.append(("branch", None))
+        text = ""
+        for run, mode in itertools.product(range(args.loopwatch_runs), args.modes):
+            for name, path in variants:
+                watched = loop_profile(args, work, path, mode)
+                summary = loop_summary(f"{mode} run {run + 1} {name}", watched, args.loopwatch)
+                text += summary + "\n"
+                print(summary, flush=True)
+        if args.out:
+            with args.out.open("a", encoding="utf-8") as fh:
+                fh.write("\n" + text)
+        return
     for kind in KINDS:
         dns_bench.write_queries(work / f"queries-{kind}.bin", args.services, 100000, 1, kind)
     results = {mode: run_mode(args, mode, work) for mode in args.modes}

@@ -11,6 +11,12 @@ event loop's datagram protocol: a readable callback on the socket hands it to
 ``_fastpath.serve``, which reads up to 64 queries per recvmmsg(2), answers them as
 ``respond`` would (and calls ``respond`` for anything unusual), and sends the answers with
 one sendmmsg(2). TCP is in ``dnsserver.tcp``.
+
+Queries come first: long work on the same loop (a zone rebuild applies its updates in
+batches of about 2 ms) calls ``serve_waiting`` between its steps, which answers what waits
+on the UDP socket at once instead of when the loop next turns (a rebuild slice holds the loop
+up to 20 ms, ``mesh.daemon.rebuilding``). The zone is whole at every such call (each service
+changes in one step), so a query sees a service before or after its change, never half.
 """
 
 from __future__ import annotations
@@ -223,6 +229,16 @@ class DnsServer:
         if timed and count:
             # A batch's time spread over its queries: the cost of one answer in the server.
             self.latency.observe_ns((perf_counter_ns() - started) // count)
+
+    def serve_waiting(self) -> int:
+        """Answer the UDP queries waiting now, from a caller's step between two zone updates
+        (non-blocking: with nothing waiting, one recvmmsg(2) that finds none). Only on the
+        fast path; the pure-Python path's datagrams wait for the loop. Returns the count of
+        wakeups served (0 or 1)."""
+        if self._fast_fd is None:
+            return 0
+        self._udp_readable()
+        return 1
 
     def _internal_error(self, exc: BaseException | None) -> None:
         """A bug of ours while answering: count it and log it; the server goes on."""

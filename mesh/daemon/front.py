@@ -3,6 +3,11 @@ agent's own event loop (``dnsserver.server``) or ``--dns-workers`` processes sha
 port (``dnsserver.workers``). Zone updates go to both; a worker that (re)starts is resynced
 from the records kept here, so it never answers from a partial zone.
 
+Queries first: each ``apply`` (a rebuild's batch, about 2 ms of encoding) ends by answering
+the UDP queries waiting on the agent's own socket (``DnsServer.serve_waiting``), so a
+re-plan of every service (a peer's first records, a namespace change) delays a query by
+one batch, not by a whole rebuild slice.
+
 The zone's name server ``ns.dns.<zone>`` answers with the host of ``--dns-advertise``
 (``advertised``; a host name there is resolved once, at start).
 """
@@ -72,6 +77,8 @@ class DnsFront:
         if self.workers is not None:
             triples = [(k.namespace, k.name, r) for k, r in updates]
             self.workers.apply(triples, serial, True)
+        else:
+            self.dns.serve_waiting()  # the zone is whole here: answer who waited meanwhile
 
     def _zone_snapshot(self) -> tuple[list[ZoneUpdate], int, bool]:
         """The whole zone as updates, for a DNS worker that (re)starts."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from mesh.model import (
@@ -202,3 +203,17 @@ def routing_annotations(
         else:
             kept.append((key, value))
     return tuple(kept)
+
+
+def created_at(metadata: Any) -> float:
+    """An object's metadata.creationTimestamp in epoch seconds; 0 when absent or bad."""
+    text = metadata.get("creationTimestamp") if isinstance(metadata, Mapping) else None
+    try:
+        stamp = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return 0.0
+    if stamp is None:
+        return 0.0
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return max(0.0, stamp.timestamp())

@@ -13,7 +13,9 @@ Each file is cached under its ``(mtime_ns, size, inode)``, as ``stat`` reports t
 following links: an unchanged file is never read again, and when nothing changed at all the
 translation is skipped too (the very same ``LocalExports`` object comes back), so a scan of
 an idle directory costs one ``stat`` per file. A file that changed is read whole, but only
-its documents whose text changed are parsed again (``load_stream_cached``).
+its documents whose text changed are parsed again (``load_stream_cached``), and only the
+services whose objects are not the very same as last time are translated again
+(``TranslationMemo``): an edit of one service costs that service, not the directory.
 
 Bad input loses nothing:
 
@@ -42,6 +44,7 @@ from mesh.sources.documents import Documents, load_stream_cached
 from mesh.sources.translate import (
     ManifestSyntaxError,
     SourceProblem,
+    TranslationMemo,
     check_documents,
     translate,
 )
@@ -93,6 +96,9 @@ class ManifestScanner:
         self._files: dict[str, _FileEntry] = {}
         # The input of the last translation (held, so that identity comparison is sound).
         self._last_input: list[tuple[str, list[dict[str, Any]]]] | None = None
+        # Unchanged documents are the very same objects (the parse cache): an edit
+        # translates only the services whose objects it touched.
+        self._memo = TranslationMemo()
         self._last_result: tuple[LocalExports, list[SourceProblem]] | None = None
 
     def scan(self, on_reading: Callable[[list[str]], None] | None = None) -> Scan:
@@ -129,7 +135,8 @@ class ManifestScanner:
             and all(a[0] == b[0] and a[1] is b[1] for a, b in zip(last, current, strict=True))
         ):
             return self._last_result
-        result = translate((path, obj) for path, objects in current for obj in objects)
+        objects = ((path, obj) for path, objects in current for obj in objects)
+        result = translate(objects, self._memo)
         self._last_input, self._last_result = current, result
         return result
 

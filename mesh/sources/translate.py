@@ -30,10 +30,8 @@ depend on the order of the input.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -54,15 +52,21 @@ from mesh.sources.documents import (
     parse_documents,
 )
 from mesh.sources.fields import (
-    LABEL_RULE,
     InvalidFieldError,
     cluster_ips,
+    created_at,
     endpoint,
     routing_annotations,
     service_ports,
     service_type,
     session_affinity,
     slice_ports,
+)
+from mesh.sources.identity import (
+    API_VERSIONS,
+    SERVICE_NAME_LABEL,
+    api_group,
+    identity_error,
 )
 
 __all__ = [
@@ -78,22 +82,6 @@ __all__ = [
     "translate",
     "translate_exports",
 ]
-
-API_VERSIONS: Mapping[str, str] = MappingProxyType(
-    {
-        "Namespace": "v1",
-        "Service": "v1",
-        "ServiceExport": "multicluster.x-k8s.io/v1beta1",
-        "EndpointSlice": "discovery.k8s.io/v1",
-    }
-)
-# Older versions still read: the MCS CRDs serve v1beta1 (stored) and v1alpha1 alike.
-ALSO_ACCEPTED: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"ServiceExport": ("multicluster.x-k8s.io/v1alpha1",)}
-)
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-# RFC 1123 subdomain: what Kubernetes allows for EndpointSlice names.
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 @dataclass(frozen=True)
@@ -134,21 +122,43 @@ class _Object:
         return SourceProblem(self.origin, f"{self.ref}: {reason}")
 
 
+# A service's outcome: its export (None: not exported), its verdict, the problems found;
+# an object's: its body, what ``_identify`` made of it, the namespace it names.
+_Outcome = tuple[ExportedService | None, ExportVerdict, tuple[SourceProblem, ...]]
+_Identified = tuple[Any, "_Object | None", str | None]
+
+
+class TranslationMemo:
+    """The last ``translate_exports``'s outcome per object and per exported service, by the
+    identity (``id``, origin) of the input bodies, which must not be mutated once given. With
+    unchanged objects the very same (the scanner's parse cache), an edit translates only the
+    services it touched. A call keeps only the entries it used, each holding its bodies (an
+    ``id`` is not reused while its entry lives; the memo does not grow)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, int], _Identified] = {}
+        self.services: dict[tuple[Any, ...], tuple[list[_Object], _Outcome]] = {}
+
+
 def translate(
     objects: Iterable[tuple[str, Mapping[str, Any]]],
+    memo: TranslationMemo | None = None,
 ) -> tuple[LocalExports, list[SourceProblem]]:
     """What the objects export, given as ``(origin, object)``; deterministic in any order."""
-    exports, problems, _ = translate_exports(objects)
+    exports, problems, _ = translate_exports(objects, memo)
     return exports, problems
 
 
-def translate_exports(objects: Iterable[tuple[str, Mapping[str, Any]]]) -> Translation:
+def translate_exports(
+    objects: Iterable[tuple[str, Mapping[str, Any]]], memo: TranslationMemo | None = None
+) -> Translation:
     """``translate``, plus the verdict on every ServiceExport, by its key."""
     problems: list[SourceProblem] = []
     namespaces = {"default"}
     index: dict[tuple[str, str, str], _Object] = {}
+    seen: dict[tuple[str, int], _Identified] = {}
     for origin, body in sorted(objects, key=lambda item: item[0]):
-        obj = _identify(origin, body, namespaces, problems)
+        obj = _identify_memo(origin, body, namespaces, problems, memo, seen)
         if obj is None:
             continue
         kept = index.setdefault((obj.kind, obj.namespace, obj.name), obj)
@@ -157,9 +167,39 @@ def translate_exports(objects: Iterable[tuple[str, Mapping[str, Any]]]) -> Trans
         elif obj.kind == "Namespace":
             namespaces.add(obj.name)
     verdicts: dict[ServiceKey, ExportVerdict] = {}
-    services = _export(list(index.values()), problems, verdicts)
+    services = _export(list(index.values()), problems, verdicts, memo)
+    if memo is not None:
+        memo.objects = seen
     exports = LocalExports(namespaces=frozenset(namespaces), services=MappingProxyType(services))
     return Translation(exports, sorted(problems), verdicts)
+
+
+def _identify_memo(
+    origin: str,
+    body: Any,
+    namespaces: set[str],
+    problems: list[SourceProblem],
+    memo: TranslationMemo | None,
+    seen: dict[tuple[str, int], _Identified],
+) -> _Object | None:
+    """``_identify``, from ``memo`` when this very body was identified last time."""
+    if memo is None:
+        return _identify(origin, body, namespaces, problems)
+    key = (origin, id(body))
+    hit = memo.objects.get(key)
+    if hit is None or hit[0] is not body:
+        found: list[SourceProblem] = []
+        local: set[str] = set()
+        obj = _identify(origin, body, local, found)
+        namespaces |= local
+        if found:  # not memoized: rare, and each call must report its problem
+            problems.extend(found)
+            return obj
+        hit = (body, obj, next(iter(local), None))  # one object names one namespace at most
+    seen[key] = hit
+    if hit[2] is not None:
+        namespaces.add(hit[2])
+    return hit[1]
 
 
 def _identify(
@@ -177,7 +217,7 @@ def _identify(
     kind, name = body.get("kind"), metadata.get("name")
     if not isinstance(kind, str) or kind not in API_VERSIONS:
         return None
-    if _group(body.get("apiVersion")) != _group(API_VERSIONS[kind]):
+    if api_group(body.get("apiVersion")) != api_group(API_VERSIONS[kind]):
         return None  # the same kind name in another API group (a Knative Service, say)
     if kind == "Namespace":
         namespace = ""
@@ -185,41 +225,18 @@ def _identify(
         namespace = "default"
     shown = name if isinstance(name, str) and name else "<unnamed>"
     obj = _Object(origin, kind, str(namespace), shown, body)
-    reason = _identity_error(obj, body.get("apiVersion"), namespace, name)
+    reason = identity_error(obj.kind, body.get("apiVersion"), namespace, name)
     if reason is not None:
         problems.append(obj.problem(reason))
         return None
     return obj
 
 
-def _group(api_version: Any) -> str:
-    """The API group of an apiVersion: '' for the core group ('v1')."""
-    text = api_version if isinstance(api_version, str) else ""
-    return text.rpartition("/")[0]
-
-
-def _identity_error(obj: _Object, api_version: Any, namespace: Any, name: Any) -> str | None:
-    expected = API_VERSIONS[obj.kind]
-    others = ALSO_ACCEPTED.get(obj.kind, ())
-    if api_version != expected and api_version not in others:
-        allowed = " or ".join((expected, *others))
-        return f"apiVersion must be {allowed}, got {api_version!r}"
-    if not isinstance(name, str) or not name:
-        return "missing metadata.name"
-    if obj.kind != "Namespace" and not (isinstance(namespace, str) and is_dns_label(namespace)):
-        return f"metadata.namespace must be {LABEL_RULE}, got {namespace!r}"
-    if obj.kind == "EndpointSlice":
-        if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-            return f"metadata.name must be an RFC 1123 subdomain, got {name!r}"
-    elif not is_dns_label(name):
-        return f"metadata.name must be {LABEL_RULE}, got {name!r}"
-    return None
-
-
 def _export(
     objects: Sequence[_Object],
     problems: list[SourceProblem],
     verdicts: dict[ServiceKey, ExportVerdict],
+    memo: TranslationMemo | None = None,
 ) -> dict[ServiceKey, ExportedService]:
     """The exported services, in key order."""
     services = {(o.namespace, o.name): o for o in objects if o.kind == "Service"}
@@ -231,6 +248,7 @@ def _export(
             if owner is not None:
                 slices.setdefault((obj.namespace, owner), []).append(obj)
     result: dict[ServiceKey, ExportedService] = {}
+    used: dict[tuple[Any, ...], tuple[list[_Object], _Outcome]] = {}
     for key in sorted(exports):
         service, export = services.get(key), exports[key]
         if service is None:
@@ -238,35 +256,41 @@ def _export(
             message = f"there is no Service {key[0]}/{key[1]} in this cluster"
             verdicts[ServiceKey(*key)] = ExportVerdict(False, "NoService", message)
             continue
-        exported = _service(service, slices.get(key, []), problems, _created(export))
-        if exported is None:
-            external = isinstance(service.body.get("spec"), Mapping) and (
-                service.body["spec"].get("type") == "ExternalName"
-            )
-            reason = "InvalidServiceType" if external else "InvalidService"
-            verdicts[ServiceKey(*key)] = ExportVerdict(False, reason, problems[-1].reason)
-            continue
-        annotations = routing_annotations(export.body.get("metadata"), export.problem, problems)
-        if annotations:
-            exported = replace(exported, annotations=annotations)
-        result[exported.key] = exported
-        verdicts[exported.key] = ExportVerdict(True, "Valid", "the Service is exported")
+        inputs = [service, export, *slices.get(key, [])]
+        if memo is None:
+            exported, verdict, found = _export_one(inputs)
+        else:
+            # Equal ids are the very same bodies: the entry holds them, so no id is reused.
+            ids = tuple((id(o.body), o.origin) for o in inputs)
+            entry = memo.services.get(ids)
+            if entry is None:
+                entry = (inputs, _export_one(inputs))
+            used[ids] = entry
+            exported, verdict, found = entry[1]
+        problems.extend(found)
+        verdicts[ServiceKey(*key)] = verdict
+        if exported is not None:
+            result[exported.key] = exported
+    if memo is not None:
+        memo.services = used
     return result
 
 
-def _created(obj: _Object) -> float:
-    """The object's metadata.creationTimestamp in epoch seconds; 0 when absent or bad."""
-    metadata = obj.body.get("metadata")
-    text = metadata.get("creationTimestamp") if isinstance(metadata, Mapping) else None
-    try:
-        stamp = datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        return 0.0
-    if stamp is None:
-        return 0.0
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return max(0.0, stamp.timestamp())
+def _export_one(inputs: list[_Object]) -> _Outcome:
+    """One exported service from its Service, ServiceExport and slices (``inputs``)."""
+    service, export, *slices = inputs
+    found: list[SourceProblem] = []
+    exported = _service(service, slices, found, created_at(export.body.get("metadata")))
+    if exported is None:
+        external = isinstance(service.body.get("spec"), Mapping) and (
+            service.body["spec"].get("type") == "ExternalName"
+        )
+        reason = "InvalidServiceType" if external else "InvalidService"
+        return None, ExportVerdict(False, reason, found[-1].reason), tuple(found)
+    annotations = routing_annotations(export.body.get("metadata"), export.problem, found)
+    if annotations:
+        exported = replace(exported, annotations=annotations)
+    return exported, ExportVerdict(True, "Valid", "the Service is exported"), tuple(found)
 
 
 def _slice_owner(obj: _Object, problems: list[SourceProblem]) -> str | None:

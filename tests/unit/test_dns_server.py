@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -415,3 +416,34 @@ async def test_client_that_does_not_read_cannot_grow_server_buffers_without_boun
                     break
                 await asyncio.sleep(0.01)
             assert most <= bound
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(server_module._fastpath is None, reason="the C fast path is not built")
+async def test_serve_waiting_answers_without_the_loop_turning() -> None:
+    """A long step on the loop (a zone rebuild's batch) answers the queries that arrived
+    meanwhile by calling ``serve_waiting``: the reply is sent before the loop turns."""
+    async with running(DnsServerConfig("127.0.0.1", 0)) as srv:
+        assert srv._sock is not None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            query = dns.message.make_query(WEB_NAME, "A")
+            client.sendto(query.to_wire(), srv.address)
+            # The loop does not turn from here on: only serve_waiting can answer.
+            assert select.select([srv._sock], [], [], WAIT_S)[0], "query never arrived"
+            assert srv.serve_waiting() == 1
+            assert select.select([client], [], [], WAIT_S)[0], "no answer"
+            reply = dns.message.from_wire(client.recv(4096))
+        assert reply.id == query.id
+        assert [rr.address for rr in reply.answer[0]] == ["10.1.0.10"]
+        assert srv.serve_waiting() == 1  # nothing waiting: a no-op that does not block
+
+
+@pytest.mark.asyncio
+async def test_serve_waiting_leaves_python_path_queries_to_the_loop() -> None:
+    """Without the fast path there is nothing to drain by hand: the datagram protocol
+    answers when the loop turns, and ``serve_waiting`` says it served nothing."""
+    async with running(DnsServerConfig("127.0.0.1", 0, fastpath=False)) as srv:
+        assert srv.serve_waiting() == 0
+        query = dns.message.make_query(WEB_NAME, "A")
+        reply = await dns.asyncquery.udp(query, "127.0.0.1", port=srv.address[1], timeout=WAIT_S)
+        assert [rr.address for rr in reply.answer[0]] == ["10.1.0.10"]
