@@ -187,7 +187,9 @@ def _identify_memo(
         return _identify(origin, body, namespaces, problems)
     key = (origin, id(body))
     hit = memo.objects.get(key)
-    if hit is None or hit[0] is not body:
+    # The very body given twice in one call (twice in one origin) is two objects, as a fresh
+    # translation makes them, so that the second is reported as a duplicate of the first.
+    if key in seen or hit is None or hit[0] is not body:
         found: list[SourceProblem] = []
         local: set[str] = set()
         obj = _identify(origin, body, local, found)

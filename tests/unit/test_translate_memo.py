@@ -121,3 +121,17 @@ def test_a_problem_is_reported_on_every_translation(problem_first: bool) -> None
     again = translate_exports(objects, memo).problems
     assert first == again
     assert any("metadata.name" in p.reason for p in again)
+
+
+def test_the_very_body_twice_in_one_origin_is_a_duplicate_with_a_memo_too() -> None:
+    # Found by MEMO_SEED=759656966: the memo handed back one object for both copies, so the
+    # second was not reported as a duplicate.
+    objects = initial(2)
+    twice = export("ns0", "s0")
+    objects += [("z.yaml", twice), ("z.yaml", twice)]
+    memo = TranslationMemo()
+    for _ in range(2):  # the first call fills the memo, the second reads it
+        fresh = translate_exports(list(objects))
+        memoized = translate_exports(list(objects), memo)
+        assert memoized == fresh
+        assert sum("also defined in" in p.reason for p in memoized.problems) == 2
