@@ -126,12 +126,18 @@ def test_a_problem_is_reported_on_every_translation(problem_first: bool) -> None
 def test_the_very_body_twice_in_one_origin_is_a_duplicate_with_a_memo_too() -> None:
     # Found by MEMO_SEED=759656966: the memo handed back one object for both copies, so the
     # second was not reported as a duplicate.
-    objects = initial(2)
-    twice = export("ns0", "s0")
-    objects += [("z.yaml", twice), ("z.yaml", twice)]
+    twice = export("ns0", "lone")
+    objects = [
+        *initial(2),
+        ("z.yaml", service("ns0", "lone")),
+        ("z.yaml", twice),
+        ("z.yaml", twice),
+    ]
     memo = TranslationMemo()
     for _ in range(2):  # the first call fills the memo, the second reads it
         fresh = translate_exports(list(objects))
         memoized = translate_exports(list(objects), memo)
         assert memoized == fresh
-        assert sum("also defined in" in p.reason for p in memoized.problems) == 2
+        assert [p.reason for p in memoized.problems] == [
+            "ServiceExport ns0/lone: also defined in z.yaml; this copy is ignored"
+        ]
