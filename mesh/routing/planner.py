@@ -10,8 +10,12 @@ shortcut, which gives what ``policy.decide_service`` gives, in fewer calls.
 Rules:
 
 - a change to some services of a cluster dirties those services;
-- a change to a cluster's locality or namespaces, and the first plan, dirty everything
-  (locality tiers and namespace sameness can change every answer);
+- a change to this cluster's locality or namespaces, and the first plan, dirty everything
+  (locality tiers and namespace sameness can change every answer); another cluster's
+  (its first state, a new locality, its state forgotten) dirties the services it exports:
+  a service's answers depend on its exporters' states alone (``policy``, ``tiers``: even a
+  failover-order name is read against the service's exporters), so a newcomer's catch-up
+  of N clusters plans each service once, not N times;
 - a cluster becoming healthy or unhealthy, drained or undrained, dirties the services it
   exports;
 - a service whose clusterset VIP changed (``note_vips``) is dirty;
@@ -81,14 +85,18 @@ class AnswerPlanner:
         self.drained: frozenset[ClusterId] = frozenset()
         self._dirty: set[ServiceKey] = set()
         self._everything = True
+        self._clusters: set[ClusterId] = set()  # every service they export is dirty
 
     @property
     def pending(self) -> bool:
-        return self._everything or bool(self._dirty)
+        return self._everything or bool(self._dirty) or bool(self._clusters)
 
     def note(self, change: Change) -> None:
         if change.cluster:
-            self._everything = True
+            if change.cluster_id in ("", self.locality.cluster_id):
+                self._everything = True
+            else:
+                self._clusters.add(change.cluster_id)
         self._dirty |= change.services
 
     def note_vips(self, vips: Mapping[ServiceKey, tuple[str, ...]]) -> Change:
@@ -135,8 +143,9 @@ class AnswerPlanner:
         first draw; what is noted meanwhile waits for the next plan."""
         keys = set(self.zone_keys) if self._everything else self._dirty
         everything, self._dirty, self._everything = self._everything, set(), False
-        if everything:
-            for state in states:
+        clusters, self._clusters = self._clusters, set()
+        for state in states:
+            if everything or state.cluster_id in clusters:
                 for piece in _pieces(state.services):
                     keys.update(piece)
                     yield None

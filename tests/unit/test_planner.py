@@ -4,11 +4,12 @@ of a scan per service."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
 from mesh.model import ClusterState, Endpoint, ExportedService, ServiceKey, ServiceType
-from mesh.ring.catalog import Change
+from mesh.ring.catalog import Change, diff
 from mesh.routing import planner as planner_module
 from mesh.routing.modes import Answering
 from mesh.routing.planner import AnswerPlanner
@@ -118,3 +119,67 @@ def test_a_plan_of_everything_is_prepared_in_steps(monkeypatch: pytest.MonkeyPat
     held = sum(len(s.services) for s in states)
     assert before_first >= 2 * (held // 10) + len(exported) // 10
     assert len([u for u in steps if u is not None]) == len(exported) - 1
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_incremental_plans_equal_a_fresh_plan_as_clusters_arrive_move_and_go(seed: int) -> None:
+    """Another cluster's first state, new locality or end dirties only what it exports; the
+    zone the incremental plans build is, after every change, what a fresh plan gives."""
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    pool = {s.cluster_id: s for s in _states(seed)}
+    held = {"c1": pool["c1"]}  # this agent's own state first
+    namespaces = frozenset({"shop"})
+    planner = AnswerPlanner(Locality("c1", "us"))
+    planner.note_health(set(pool), [])  # health stays: only the states move
+    planner.note(Change("c1", frozenset(pool["c1"].services), cluster=True))
+    zone: dict[ServiceKey, object] = {}
+    for step in range(15):
+        others = sorted(c for c in pool if c != "c1")
+        cluster = rng.choice(others)
+        before = held.get(cluster)
+        if before is None:  # a cluster arrives
+            held[cluster] = pool[cluster]
+            change = diff(None, pool[cluster])
+        elif rng.random() < 0.3:  # forgotten
+            del held[cluster]
+            change = Change(cluster, frozenset(before.services), cluster=True)
+        else:  # moves to another region, exports the same
+            region = "eu" if before.region == "us" else "us"
+            held[cluster] = moved = replace(before, region=region, version=before.version + 1)
+            change = diff(before, moved)
+            assert change.cluster
+            assert not change.services
+        planner.note(change)
+        states = sorted(held.values(), key=lambda s: s.cluster_id)
+        for key, records in planner.plan(states, namespaces):
+            if records is None:
+                zone.pop(key, None)
+            else:
+                zone[key] = records
+        fresh = AnswerPlanner(Locality("c1", "us"))
+        fresh.note_health(set(pool), [])
+        expected = {k: r for k, r in fresh.plan(states, namespaces) if r is not None}
+        assert zone == expected, f"seed {seed}, step {step}: {change}"
+
+
+def test_another_cluster_arriving_plans_only_what_it_exports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    states = _states(3)
+    planner = AnswerPlanner(Locality("c1", "us"))
+    for state in states[:4]:
+        planner.note(diff(None, state))
+    planner.plan(states[:4], frozenset({"shop"}))
+    decided: list[ServiceKey] = []
+    decide = planner._decide
+    monkeypatch.setattr(
+        planner, "_decide", lambda key, *rest: decided.append(key) or decide(key, *rest)
+    )
+    planner.note(diff(None, states[4]))  # c4 arrives: its 90 services, not all 150
+    planner.plan(states, frozenset({"shop"}))
+    assert sorted(decided) == sorted(states[4].services)
+    decided.clear()
+    planner.note(Change("c1", cluster=True))  # this cluster's own locality: everything
+    planner.plan(states, frozenset({"shop"}))
+    assert set(decided) == {k for s in states for k in s.services}
