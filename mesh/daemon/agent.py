@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("meshd.agent")
 FIRST_VIEW_S = 2.0  # longest gossip waits at start for the source's first view
+HEALTH_POLL_S = 0.1  # the health loop's poll, at most (events between polls: replicas, drains)
+HEALTH_PAST_S = 0.001  # looks this long after a peer's timeout ends (reachable is <= it)
 
 
 class Agent:
@@ -340,7 +342,18 @@ class Agent:
                 if healthy != self.planner.healthy or drained != self.planner.drained:
                     self._dirty.set()
                 self._expire(healthy)
-            await asyncio.sleep(min(0.1, self.settings.gossip_interval_s))
+            await asyncio.sleep(self._health_wait())
+
+    def _health_wait(self) -> float:
+        """Seconds until the health loop looks again: the poll (for answers and failures,
+        which arrive as events), or sooner, just after a silent peer times out, so that a
+        dead cluster leaves the answers when its timeout ends, not up to a poll later."""
+        poll = min(HEALTH_POLL_S, self.settings.gossip_interval_s)
+        if self.peers is None:
+            return poll
+        now = asyncio.get_running_loop().time()
+        wake = self.peers.next_change(now)
+        return poll if wake is None else min(poll, wake - now + HEALTH_PAST_S)
 
     def _expire(self, healthy: set[str]) -> None:
         """Forget clusters out of the answers for ``--cluster-expiry`` (``mesh.ring.expiry``)."""

@@ -291,6 +291,24 @@ class PeerTable:
             if self.reachable(p.address, now) or (p.last_ok is None and p.failures == 0)
         )
 
+    def next_change(self, now: float) -> float | None:
+        """The earliest time after ``now`` at which ``reachable``, ``healthy`` or
+        ``in_contact`` can change with no new event (an answer, a failure, an attempt):
+        when a peer's last answer grows older than the timeout or than two rounds, or its
+        attempt becomes overdue. None when nothing is waiting to time out. A caller that
+        looks again just after it sees a silent peer's change at once, not a poll later."""
+        timeout, window = self.timeout_s(), 2 * self.round_s()
+        soonest: float | None = None
+        for peer in self.peers.values():
+            for at in (
+                None if peer.last_ok is None else peer.last_ok + timeout,
+                None if peer.last_ok is None else peer.last_ok + window,
+                None if peer.pending_since is None else peer.pending_since + timeout / 2,
+            ):
+                if at is not None and at > now and (soonest is None or at < soonest):
+                    soonest = at
+        return soonest
+
     def in_contact(self, now: float) -> set[ClusterId]:
         """Clusters one of whose members answered this agent within the last two rounds:
         direct, fresh evidence that they are up, whatever gossip says about them."""

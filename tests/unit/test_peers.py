@@ -375,3 +375,22 @@ def test_a_change_is_pushed_to_members_not_yet_tried_but_not_to_failing_ones() -
     assert "west:1" in peers.push_targets(0.2)
     peers.succeeded("east:2", "east", 1.0)  # it came back
     assert peers.push_targets(1.0) == ["east:1", "east:2", "seed:1", "west:1"]
+
+
+def test_next_change_is_when_a_silent_peer_times_out_or_an_attempt_is_overdue() -> None:
+    peers = table(["seed:1"])  # timeout T.peer_timeout_s
+    timeout = peers.timeout_s()
+    assert peers.next_change(0.0) is None  # nobody answered, nothing outstanding
+    peers.succeeded("seed:1", "east", 10.0)
+    window = 2 * peers.round_s()
+    assert peers.next_change(10.0) == pytest.approx(10.0 + min(timeout, window))
+    # Past both, nothing more can time out on its own...
+    assert peers.next_change(10.0 + max(timeout, window) + 0.01) is None
+    # ... until an attempt starts: it is overdue at half the timeout.
+    peers.attempted("seed:1", 20.0)
+    assert peers.next_change(20.0) == pytest.approx(20.0 + timeout / 2)
+    # Looking just after each change sees it: the peer is no longer reachable there.
+    assert peers.reachable("seed:1", 10.0 + timeout)
+    at = peers.next_change(20.0)
+    assert at is not None
+    assert not peers.reachable("seed:1", at + 0.001)
