@@ -32,8 +32,10 @@ mutations of them). How each piece is pinned down:
 - a varint is 1-9 bytes (below 2^63, where protobuf and this decoder agree);
 - a list of ports (``ports``, ``endpoint_ports``) is matched by its structure, and its
   bytes must then be a list already decoded by protobuf (the table ``_PORT_LISTS``, filled
-  on first sight by parsing those bytes alone and checking that they re-encode to the same
-  bytes: so every length in them is right) whose ports passed the codec's checks;
+  on first sight by parsing those bytes alone) whose ports passed the codec's checks and
+  whose bytes are exactly what ``encode_sealed`` makes of them (so every length in them is
+  right, and no port carries a field the model does not keep: protobuf's own re-encoding
+  would keep an unknown field, the model's would not);
 - the service's own length must reach exactly the end of the record (it is the last field).
 
 A record it reads is also the only encoding of what it says (its numbers and lengths are
@@ -244,11 +246,13 @@ def _ports(data: bytes, number: int) -> tuple[ServicePort, ...] | None:
     fields = msg.ListFields()
     if len(fields) != 1 or fields[0][0].number != number:
         return None
-    if msg.SerializeToString(deterministic=True) != data:
-        return None  # not its canonical encoding: leave it to the general path
     try:
         ports = port_list(fields[0][1])
     except CodecError:
+        return None
+    # Exactly the bytes ``encode_sealed`` makes of these ports, or not ours to read: protobuf
+    # re-serializes what it kept, unknown fields of a port included, which the model drops.
+    if _port_bytes(number, ports) != data:
         return None
     if len(_PORT_LISTS) >= MAX_SHARED:
         _PORT_LISTS.clear()
