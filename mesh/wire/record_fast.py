@@ -35,7 +35,8 @@ mutations of them). How each piece is pinned down:
   on first sight by parsing those bytes alone) whose ports passed the codec's checks and
   whose bytes are exactly what ``encode_sealed`` makes of them (so every length in them is
   right, and no port carries a field the model does not keep: protobuf's own re-encoding
-  would keep an unknown field, the model's would not);
+  would keep an unknown field, the model's would not), and of at most
+  ``MAX_PORT_LIST_BYTES`` (what is read here is kept before the record's seal is checked);
 - the service's own length must reach exactly the end of the record (it is the last field).
 
 A record it reads is also the only encoding of what it says (its numbers and lengths are
@@ -136,6 +137,11 @@ _TYPES = {1: ServiceType.CLUSTER_SET_IP, 2: ServiceType.HEADLESS}
 
 # Lists of ports seen, by their bytes (each list checked once; bounded like ``shared``).
 _PORT_LISTS: dict[bytes, tuple[ServicePort, ...]] = {}
+# The longest list of ports read here (about 14 named ports; nearly every service has 1-3).
+# A record is read before its signature is checked, and what is read here is kept (this
+# table, ``shared``): without a bound, any relay could pin ten times the bytes it sends
+# (65,536 lists of any length). A longer list is protobuf's, which checks the seal first.
+MAX_PORT_LIST_BYTES = 256
 
 
 def _varint(data: bytes) -> int:
@@ -241,6 +247,8 @@ def _ports(data: bytes, number: int) -> tuple[ServicePort, ...] | None:
     not hold one that the general path takes (see the module docstring)."""
     if not data:
         return ()
+    if len(data) > MAX_PORT_LIST_BYTES:
+        return None
     held = _PORT_LISTS.get(data)
     if held is not None:
         return held

@@ -29,10 +29,10 @@ from unittest import mock
 
 import pytest
 
-from mesh.wire import record_codec
+from mesh.wire import record_codec, record_fast
 from mesh.wire.record_batch import ChunkError
 from mesh.wire.record_codec import ChunkOpener
-from mesh.wire.record_fast import fast_sealed
+from mesh.wire.record_fast import MAX_PORT_LIST_BYTES, fast_sealed
 from mesh.wire.sealed_record import CanonicalServiceRecord
 from mesh.wire.v1 import gossip_pb2 as pb
 
@@ -182,6 +182,21 @@ def test_a_port_with_an_unknown_field_is_left_to_protobuf_and_relayed_unchanged(
     assert not check(data, f"unknown field in a port (field {number})")
 
 
+def test_a_long_list_of_ports_is_left_to_protobuf_and_nothing_of_it_kept_unverified() -> None:
+    # A record is read before its seal is checked, and a list read here is kept: a relay
+    # could pin ten times what it sends, in lists of any length. A long list is protobuf's.
+    ports = [(4, 2, port(f"p{i}", number=1 + i)) for i in range(40)]
+    data = common(f4=ports)
+    assert len(encode(ports)) > MAX_PORT_LIST_BYTES
+    before = dict(record_fast._PORT_LISTS)
+    assert fast_sealed(data, *ORIGIN) is None
+    assert before == record_fast._PORT_LISTS
+    assert not check(data, "40 ports")  # and protobuf reads it, as ever
+    shorter = common(f4=ports[:10])  # 10 ports: still read here
+    assert len(encode(ports[:10])) <= MAX_PORT_LIST_BYTES
+    assert check(shorter, "10 ports")
+
+
 # Hand-written inputs, each a way protobuf reads a record that agents never write.
 def _version_bytes(version: bytes) -> bytes:
     """The common record with its version field written as ``version``."""
@@ -228,6 +243,10 @@ def _cases() -> dict[str, bytes]:
         "ready first": common(f5=[(5, 2, [(2, 0, 1), (1, 2, b"10.0.0.1")])]),
         "empty endpoint list written": common(f5=[(5, 2, b"")]),
         "no endpoints": common(f5=None),
+        "endpoints unsorted, repeated": common(
+            f5=[(5, 2, endpoint(a)) for a in ("10.0.0.9", "10.0.0.1", "10.0.0.9")]
+        ),
+        "ports repeated": common(f4=[(4, 2, port())] * 3, f10=[(10, 2, port("a", "UDP"))] * 2),
         "exported_at 0.0 written": common(f6=[(6, 1, struct.pack("<d", 0.0))]),
         "exported_at -0.0": common(f6=[(6, 1, struct.pack("<d", -0.0))]),
         "exported_at NaN": common(f6=[(6, 1, struct.pack("<d", float("nan")))]),
