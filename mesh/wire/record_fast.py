@@ -32,8 +32,11 @@ mutations of them). How each piece is pinned down:
 - a varint is 1-9 bytes (below 2^63, where protobuf and this decoder agree);
 - a list of ports (``ports``, ``endpoint_ports``) is matched by its structure, and its
   bytes must then be a list already decoded by protobuf (the table ``_PORT_LISTS``, filled
-  on first sight by parsing those bytes alone and checking that they re-encode to the same
-  bytes: so every length in them is right) whose ports passed the codec's checks;
+  on first sight by parsing those bytes alone) whose ports passed the codec's checks and
+  whose bytes are exactly what ``encode_sealed`` makes of them (so every length in them is
+  right, and no port carries a field the model does not keep: protobuf's own re-encoding
+  would keep an unknown field, the model's would not), and of at most
+  ``MAX_PORT_LIST_BYTES`` (what is read here is kept before the record's seal is checked);
 - the service's own length must reach exactly the end of the record (it is the last field).
 
 A record it reads is also the only encoding of what it says (its numbers and lengths are
@@ -90,9 +93,14 @@ _ADDRESS_CHARS = b"[0-9.]"
 # length is the label's; no label character is a field tag, so the label ends there).
 _LABEL_FIELD = b"([\x01-\x3f])(" + _LABEL + b")"
 _ENDPOINT = b"\\*" + _sized(_ADDRESS_CHARS, _QUAD, range(7, 16), own=True) + b"\x10\x01"
-_PORT = (  # a port's structure; its lengths are checked through protobuf (``_ports``)
-    b"[\x00-\x7f](?:\n[\x01-\x3f]" + _LABEL_CHARS + b"+)?"
-    b"(?:\x12(?:\x03TCP|\x03UDP|\x04SCTP))?(?:\x18" + _VARINT + b")?"
+# A port's structure; its lengths are checked through protobuf (``_ports``). Its protocol
+# and number are required (the codec refuses a port without) and its name is at most a
+# label long, so a port is matched one way only: nothing gives back, and the lists below
+# are possessive (``*+``), so bytes that fail late fail once, not once per port (a crafted
+# 64 KiB record took 25-60 ms, backtracking through every port, name byte and endpoint).
+_PORT = (
+    b"[\x00-\x7f](?:\n[\x01-\x3f]" + _LABEL_CHARS + b"{1,63})?"
+    b"\x12(?:\x03TCP|\x03UDP|\x04SCTP)\x18" + _VARINT
 )
 # The record's fields, each group numbered as ``_read`` takes them (groups 1 and 2, the
 # body's length and the body, are the sealed record's).
@@ -106,10 +114,10 @@ _RECORD = b"".join(
         b"\n" + _LABEL_FIELD,  # 10, 11: namespace = 1
         b"\x12" + _LABEL_FIELD,  # 12, 13: name = 2
         b"\x18([\x01\x02])",  # 14: type = 3 (CLUSTER_SET_IP, HEADLESS)
-        b"((?:\x22" + _PORT + b")*)",  # 15: ports = 4
-        b"((?:" + _ENDPOINT + b")*)",  # 16: endpoints = 5 (ready, one IPv4 address each)
+        b"((?:\x22" + _PORT + b")*+)",  # 15: ports = 4
+        b"((?:" + _ENDPOINT + b")*+)",  # 16: endpoints = 5 (ready, one IPv4 address each)
         b"(?:1(.{8}))?",  # 17: exported_at = 6 (a double)
-        b"((?:R" + _PORT + b")*)",  # 18: endpoint_ports = 10
+        b"((?:R" + _PORT + b")*+)",  # 18: endpoint_ports = 10
         b"(?:Z" + _sized(_ADDRESS_CHARS, _QUAD, range(7, 16)) + b")?",  # 19: cluster_ips = 11
     ]
 )
@@ -129,6 +137,11 @@ _TYPES = {1: ServiceType.CLUSTER_SET_IP, 2: ServiceType.HEADLESS}
 
 # Lists of ports seen, by their bytes (each list checked once; bounded like ``shared``).
 _PORT_LISTS: dict[bytes, tuple[ServicePort, ...]] = {}
+# The longest list of ports read here (about 14 named ports; nearly every service has 1-3).
+# A record is read before its signature is checked, and what is read here is kept (this
+# table, ``shared``): without a bound, any relay could pin ten times the bytes it sends
+# (65,536 lists of any length). A longer list is protobuf's, which checks the seal first.
+MAX_PORT_LIST_BYTES = 256
 
 
 def _varint(data: bytes) -> int:
@@ -234,6 +247,8 @@ def _ports(data: bytes, number: int) -> tuple[ServicePort, ...] | None:
     not hold one that the general path takes (see the module docstring)."""
     if not data:
         return ()
+    if len(data) > MAX_PORT_LIST_BYTES:
+        return None
     held = _PORT_LISTS.get(data)
     if held is not None:
         return held
@@ -244,11 +259,13 @@ def _ports(data: bytes, number: int) -> tuple[ServicePort, ...] | None:
     fields = msg.ListFields()
     if len(fields) != 1 or fields[0][0].number != number:
         return None
-    if msg.SerializeToString(deterministic=True) != data:
-        return None  # not its canonical encoding: leave it to the general path
     try:
         ports = port_list(fields[0][1])
     except CodecError:
+        return None
+    # Exactly the bytes ``encode_sealed`` makes of these ports, or not ours to read: protobuf
+    # re-serializes what it kept, unknown fields of a port included, which the model drops.
+    if _port_bytes(number, ports) != data:
         return None
     if len(_PORT_LISTS) >= MAX_SHARED:
         _PORT_LISTS.clear()
