@@ -96,9 +96,8 @@ class ServiceRecords:
     # ClusterSetIP with weights: each cluster's addresses (in ``addresses`` too) and weight.
     weighted: tuple[tuple[tuple[str, ...], int], ...] = ()
     ttl: int | None = None  # this service's TTL (meshd.io/ttl); None: the zone's
-    # ``addresses`` as 4 octets each, when the caller has them so (all IPv4, canonical, in
-    # the same order): the plain encoder takes them instead of parsing the texts. Not part
-    # of the value (it says ``addresses`` again).
+    # ``addresses`` again, 4 octets each, when the caller has them (all IPv4, in order): the
+    # plain encoder then parses no text. Not part of the value (it repeats ``addresses``).
     packed_v4: bytes = field(default=b"", compare=False)
 
 
