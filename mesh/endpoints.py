@@ -21,6 +21,7 @@ Pure: values in, values out.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, SupportsIndex
@@ -143,7 +144,7 @@ class PackedEndpoints(bytes):
         if isinstance(index, slice):
             return tuple(self)[index]
         count = len(self)
-        at = index.__index__()
+        at = operator.index(index)  # (TypeError for what is no index, as the tuple's)
         if not -count <= at < count:
             raise IndexError("PackedEndpoints index out of range")
         a, b, c, d = _QUAD.unpack_from(self, at % count * 4)

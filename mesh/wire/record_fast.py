@@ -41,6 +41,8 @@ written as protobuf writes them, a present ``exported_at`` is positive, the port
 re-encode to their bytes), so ``encode_sealed`` makes its sealed bytes again, byte for
 byte, from what was read: a holder keeps the decoded record and not its bytes
 (``mesh.wire.sealed_record.CanonicalServiceRecord``), and what it relays is unchanged.
+Its endpoints are all plain IPv4, so they are held packed (``PackedEndpoints``), made from
+the matched octets without making their address texts.
 
 Pure: bytes in, model values (or None) out, and back.
 """

@@ -13,7 +13,9 @@ those calls are what decoding costs:
   new wrapper: several times the cost);
 - an endpoint that is ready, with one address and no hostname or zone (nearly all of them)
   is recognised from that list alone and made without ``Endpoint.__new__``'s general path
-  (``plain_endpoint``); every address is checked as before (``ip_version``);
+  (``plain_endpoint``); every address is checked as before (``ip_version``); when every
+  endpoint of the service is such, with a canonical dotted quad, they are held packed
+  (``PackedEndpoints``, equal to the tuple);
 - ports recur across services: a list of them is checked once per distinct set of fields
   and the same tuple of ``ServicePort`` reused (a bounded table, like ``shared`` values).
 
