@@ -7,6 +7,7 @@ are packed and compared with their tuple in every way the model's readers use on
 slices, ``in``, ``index``/``count``, ``+``, pickling and copies, and as the endpoints of an
 ``ExportedService`` (equality, hash, dict keys). Texts that are not a canonical dotted quad
 and endpoints that are not plain are never packed (unpacking would not give them back).
+A source (``mesh.sources.translate``) holds a plain IPv4 service's endpoints packed too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mesh.model import (
     pack_quads,
     plain_endpoint,
 )
+from mesh.sources.translate import translate
 
 SEEDS = [int(os.environ.get("MESHD_TEST_SEED", "0")) or s for s in (11, 12, 13)]
 
@@ -164,3 +166,39 @@ def test_what_is_not_plain_stays_a_tuple() -> None:
     assert pack_endpoints(packed) is packed
     assert packed.octets() == bytes([10, 0, 0, 1, 0, 0, 0, 0, 255, 255, 255, 255])
     assert packed.addresses() == ["10.0.0.1", "0.0.0.0", "255.255.255.255"]
+
+
+def _translated(endpoints: list[dict[str, object]]) -> ExportedService:
+    meta = {"name": "web", "namespace": "shop"}
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {"ports": [{"port": 80}]},
+        },
+        {"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport", "metadata": meta},
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "web-1",
+                "namespace": "shop",
+                "labels": {"kubernetes.io/service-name": "web"},
+            },
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+        },
+    ]
+    exports, problems = translate([("m.yaml", obj) for obj in objects])
+    assert problems == []
+    return exports.services[ServiceKey("shop", "web")]
+
+
+def test_a_source_holds_plain_ipv4_endpoints_packed_and_others_as_before() -> None:
+    plain = _translated([{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2"]}])
+    assert type(plain.endpoints) is PackedEndpoints
+    assert plain.endpoints == (Endpoint(("10.0.0.1",)), Endpoint(("10.0.0.2",)))
+    mixed = _translated([{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2"], "hostname": "b"}])
+    assert type(mixed.endpoints) is tuple
+    assert mixed.endpoints == (Endpoint(("10.0.0.1",)), Endpoint(("10.0.0.2",), hostname="b"))
