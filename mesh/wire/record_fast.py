@@ -126,7 +126,9 @@ _SEALED = re.compile(
     re.DOTALL,
 )
 # The octets of the endpoints' addresses: no tag or length byte of an endpoint is a digit.
+# Each is canonical (``_OCTET``), so one of these texts: looked up, faster than ``int``.
 _OCTETS = re.compile(rb"[0-9]+")
+_OCTET_VALUE = {str(n).encode(): n for n in range(256)}.__getitem__
 _DOUBLE = struct.Struct("<d")
 _TYPES = {1: ServiceType.CLUSTER_SET_IP, 2: ServiceType.HEADLESS}
 
@@ -216,7 +218,7 @@ def _service(m: re.Match[bytes], version: int) -> tuple[int, ExportedService] | 
             return None
     endpoints: Endpoints = ()
     if found:  # canonical dotted quads (``_QUAD``), packed without making their text
-        endpoints = PackedEndpoints(bytes(map(int, _OCTETS.findall(found))))
+        endpoints = PackedEndpoints(bytes(map(_OCTET_VALUE, _OCTETS.findall(found))))
     service = new_service(
         new_key(shared(namespace.decode()), name.decode()),
         _TYPES[kind[0]],
