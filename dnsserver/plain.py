@@ -7,7 +7,9 @@ checks, SRV owners by (port, weight), listings, a dict of types per name), tens 
 calls per service; a catch-up encodes every service of the clusterset at once, and those
 calls were most of its cost. ``encode_plain`` builds the same names, in the same order, with
 the same answers (the same octets, the same kinds of ``Answer``, one SRV answer shared by
-the owners with the same ports) in a few calls per service.
+the owners with the same ports) in a few calls per service. When the caller has the
+addresses as octets already (``ServiceRecords.packed_v4``: the routing policy's packed
+endpoints), it takes those and parses no text.
 
 It declines (None) every service it does not cover, which the zone then encodes the general
 way: a headless or weighted service; an address that is not an IP address; a port number out
@@ -111,8 +113,14 @@ def _all_ipv4(addresses: tuple[str, ...]) -> bytes | None:
     return octets if ".".join(map(str, octets)) == ".".join(addresses) else None
 
 
-def _families(addresses: tuple[str, ...]) -> tuple[list[bytes], list[bytes]] | None:
-    """The packed IPv4 and IPv6 addresses, in order; None if one is not an address."""
+def _families(
+    addresses: tuple[str, ...], packed_v4: bytes
+) -> tuple[list[bytes], list[bytes]] | None:
+    """The packed IPv4 and IPv6 addresses, in order; None if one is not an address.
+    ``packed_v4``: the addresses' octets when the caller has them (``ServiceRecords``),
+    taken as they are (then they are the addresses, all IPv4), else b"": parse the texts."""
+    if packed_v4 and len(packed_v4) == 4 * len(addresses):
+        return [packed_v4[i : i + 4] for i in range(0, len(packed_v4), 4)], []
     try:
         octets = _all_ipv4(addresses)
     except (ValueError, TypeError, AttributeError):  # not text, or a part not an octet
@@ -169,7 +177,7 @@ def encode_plain(svc: ServiceRecords, origin: bytes, ttl: int) -> Encoded | None
         return None
     try:
         name = _service_name(svc, origin)
-        families = _families(svc.addresses) if name is not None else None
+        families = _families(svc.addresses, svc.packed_v4) if name is not None else None
         ttl = ttl if svc.ttl is None else svc.ttl
         srv = _srv_answers(svc, name, ttl) if name is not None and svc.ports else {}
     except (wire.NameEncodingError, AttributeError, TypeError, ValueError):

@@ -96,6 +96,9 @@ class ServiceRecords:
     # ClusterSetIP with weights: each cluster's addresses (in ``addresses`` too) and weight.
     weighted: tuple[tuple[tuple[str, ...], int], ...] = ()
     ttl: int | None = None  # this service's TTL (meshd.io/ttl); None: the zone's
+    # ``addresses`` again, 4 octets each, when the caller has them (all IPv4, in order): the
+    # plain encoder then parses no text. Not part of the value (it repeats ``addresses``).
+    packed_v4: bytes = field(default=b"", compare=False)
 
 
 @dataclass(frozen=True, slots=True)

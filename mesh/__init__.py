@@ -2,8 +2,8 @@
 
     sources -> local state -> ring -> catalog -> routing -> zone -> DNS bytes
 
-- ``model``: the shared value types (clusters, services, endpoints); ``address``: host:port
-  and IP text.
+- ``model``: the shared value types (clusters, services, endpoints; ``endpoints`` holds the
+  endpoint types, which ``model`` re-exports); ``address``: host:port and IP text.
 - ``sources``: what this cluster exports, from manifests (``kube``: from the API server,
   and the MCS write-back).
 - ``ring``: per-origin versioned records, the catalog answers are built from, peers.

@@ -31,6 +31,25 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+# The endpoints' own module (``mesh.endpoints``), re-exported: every part takes them from here.
+from mesh.endpoints import (
+    Endpoint,
+    Endpoints,
+    PackedEndpoints,
+    pack_endpoints,
+    pack_quads,
+    plain_endpoint,
+)
+
+__all__ = [
+    "Endpoint",
+    "Endpoints",
+    "PackedEndpoints",
+    "pack_endpoints",
+    "pack_quads",
+    "plain_endpoint",
+]
+
 # RFC 1123 label, as Kubernetes validates names of namespaces, services and cluster ids.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -92,76 +111,7 @@ class ServicePort:
     port: int
 
 
-class Endpoint:
-    """One endpoint of an EndpointSlice: its addresses share one readiness and one hostname.
-
-    A clusterset of a million endpoints holds a million of these, nearly all ready, with one
-    address and no hostname or zone. So that address is held as the string itself rather
-    than in a one-element tuple (48 octets each), and such a plain endpoint is an
-    ``Endpoint`` holding that alone (48 octets an object), its readiness, hostname and zone
-    being the class's; any other is a ``_FullEndpoint`` (64 octets), which holds them too.
-    ``addresses`` is the tuple either way. The held form is canonical (one address: a
-    string; else a tuple; plain: an ``Endpoint``, else a ``_FullEndpoint``), so equality and
-    hashing by it match equality and hashing by the four values. Immutable; make a changed
-    copy with the constructor."""
-
-    __slots__ = ("_held",)
-    _held: str | tuple[str, ...]
-    ready: bool = True
-    hostname: str | None = None
-    zone: str | None = None
-
-    def __new__(
-        cls,
-        addresses: tuple[str, ...],
-        ready: bool = True,
-        hostname: str | None = None,
-        zone: str | None = None,
-    ) -> Endpoint:
-        plain = ready is True and hostname is None and zone is None
-        made = object.__new__(Endpoint if plain else _FullEndpoint)
-        held = addresses[0] if len(addresses) == 1 else tuple(addresses)
-        object.__setattr__(made, "_held", held)
-        if not plain:
-            object.__setattr__(made, "ready", ready)
-            object.__setattr__(made, "hostname", hostname)
-            object.__setattr__(made, "zone", zone)
-        return made
-
-    @property
-    def addresses(self) -> tuple[str, ...]:
-        held = self._held
-        return (held,) if isinstance(held, str) else held
-
-    def _values(self) -> tuple[str | tuple[str, ...], bool, str | None, str | None]:
-        return (self._held, self.ready, self.hostname, self.zone)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Endpoint):
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Endpoint is immutable: cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"Endpoint is immutable: cannot delete {name!r}")
-
-    def __reduce__(self) -> tuple[type[Endpoint], tuple[object, ...]]:
-        return (Endpoint, (self.addresses, self.ready, self.hostname, self.zone))
-
-    def __repr__(self) -> str:
-        return (
-            f"Endpoint(addresses={self.addresses!r}, ready={self.ready!r}, "
-            f"hostname={self.hostname!r}, zone={self.zone!r})"
-        )
-
-
 _new_object = object.__new__
-_set_held = Endpoint.__dict__["_held"].__set__  # the slot's own setter
 _set_namespace = ServiceKey.__dict__["namespace"].__set__
 _set_name = ServiceKey.__dict__["name"].__set__
 
@@ -174,30 +124,12 @@ def new_key(namespace: str, name: str) -> ServiceKey:
     return made
 
 
-def plain_endpoint(address: str) -> Endpoint:
-    """``Endpoint((address,))``, made faster: a catch-up decodes a hundred thousand of
-    them, and the general constructor's checks cost more than the object (equal in every
-    attribute; ``tests/unit/test_record_fast.py``)."""
-    made: Endpoint = _new_object(Endpoint)
-    _set_held(made, address)
-    return made
-
-
-class _FullEndpoint(Endpoint):
-    """An endpoint that is not ready, or has a hostname or a zone (see ``Endpoint``)."""
-
-    __slots__ = ("hostname", "ready", "zone")
-    ready: bool
-    hostname: str | None
-    zone: str | None
-
-
 @dataclass(frozen=True, slots=True)
 class ExportedService:
     key: ServiceKey
     type: ServiceType
     ports: tuple[ServicePort, ...] = ()
-    endpoints: tuple[Endpoint, ...] = ()
+    endpoints: Endpoints = ()
     # When the ServiceExport was created (its metadata.creationTimestamp, wall-clock epoch
     # seconds; 0 = unknown, as from a manifest). The MCS conflict rule: the oldest export wins.
     exported_at: float = 0.0
@@ -246,7 +178,7 @@ def new_service(
     key: ServiceKey,
     type: ServiceType,
     ports: tuple[ServicePort, ...],
-    endpoints: tuple[Endpoint, ...],
+    endpoints: Endpoints,
     exported_at: float,
     annotations: tuple[tuple[str, str], ...],
     endpoint_ports: tuple[ServicePort, ...],

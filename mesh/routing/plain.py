@@ -10,7 +10,10 @@ addresses in order without duplicates, and SRV carries the ports ``ports.plan_po
 (a ``target_port_differs`` problem when they are not the Service's). ``plain_decision``
 builds that ``Decision`` directly, and declines (None) every other service, which the caller
 decides the general way: several exporters, annotations, another answer mode, an unhealthy,
-drained or not ready cluster (it may fail open). A property test
+drained or not ready cluster (it may fail open). A service whose endpoints are packed
+(``PackedEndpoints``: all ready, one IPv4 address each) is read without making an
+``Endpoint``, and its addresses' octets go to the DNS encoder with the texts
+(``ServiceRecords.packed_v4``), which then parses nothing. A property test
 (tests/unit/test_plain_policy.py) holds it to ``decide_service`` over seeded random
 services of every shape.
 """
@@ -20,7 +23,15 @@ from __future__ import annotations
 from collections.abc import Set
 
 from dnsserver.records import ServiceRecords
-from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey, ServiceType
+from mesh.model import (
+    ClusterId,
+    ClusterState,
+    Endpoints,
+    ExportedService,
+    PackedEndpoints,
+    ServiceKey,
+    ServiceType,
+)
 from mesh.routing.annotations import Problem
 from mesh.routing.modes import ENDPOINTS, Answering
 from mesh.routing.policy import Decision
@@ -50,17 +61,28 @@ def plain_decision(
         or not distinct_ports(svc.ports)
     ):
         return None
-    ready = [e for e in svc.endpoints if e.ready]
-    if not ready:
+    addresses, packed = _ready_addresses(svc.endpoints)
+    if not addresses:
         return None  # it fails open, the general way
-    addresses = tuple(dict.fromkeys([a for e in ready for a in e.addresses]))
     if svc.endpoint_ports:
         ports = plan_ports(svc.ports, ((cluster, svc),), mapped=False)
     else:  # no slice says what its endpoints listen on: the Service ports stand
         ports = PortPlan(tuple((p.name, p.protocol, p.port) for p in svc.ports))
     records = ServiceRecords(
-        key.namespace, key.name, False, addresses, ports.ports, (), max_addresses
+        key.namespace, key.name, False, addresses, ports.ports, (), max_addresses, packed_v4=packed
     )
     problems = (Problem("target_port_differs", ports.note),) if ports.note else ()
     choice = Choice(((state, svc, 1),), 0)
     return Decision(records, "first_tier", problems, ports.note, ENDPOINTS, choice)
+
+
+def _ready_addresses(endpoints: Endpoints) -> tuple[tuple[str, ...], bytes]:
+    """The ready addresses in order without duplicates, and their octets when the endpoints
+    are packed (all ready, one IPv4 address each): the DNS encoder then takes the octets
+    instead of parsing the texts, and no ``Endpoint`` is made (``PackedEndpoints``)."""
+    if isinstance(endpoints, PackedEndpoints):
+        texts = endpoints.addresses()
+        addresses = tuple(dict.fromkeys(texts))
+        return addresses, endpoints.octets() if len(addresses) == len(texts) else b""
+    ready = [a for e in endpoints if e.ready for a in e.addresses]
+    return tuple(dict.fromkeys(ready)), b""

@@ -42,6 +42,7 @@ from mesh.model import (
     ServiceKey,
     ServicePort,
     is_dns_label,
+    pack_endpoints,
 )
 from mesh.sources.documents import (
     ManifestSyntaxError,
@@ -345,7 +346,7 @@ def _service(
         key,
         kind,
         ports,
-        tuple(endpoints),
+        pack_endpoints(endpoints),  # packed when all plain IPv4 (as a peer's decoder holds them)
         exported_at,
         endpoint_ports=endpoint_ports,
         cluster_ips=addresses,

@@ -44,6 +44,8 @@ written as protobuf writes them, a present ``exported_at`` is positive, the port
 re-encode to their bytes), so ``encode_sealed`` makes its sealed bytes again, byte for
 byte, from what was read: a holder keeps the decoded record and not its bytes
 (``mesh.wire.sealed_record.CanonicalServiceRecord``), and what it relays is unchanged.
+Its endpoints are all plain IPv4, so they are held packed (``PackedEndpoints``), made from
+the matched octets without making their address texts.
 
 Pure: bytes in, model values (or None) out, and back.
 """
@@ -55,13 +57,13 @@ import re
 import struct
 
 from mesh.model import (
-    Endpoint,
+    Endpoints,
     ExportedService,
+    PackedEndpoints,
     ServicePort,
     ServiceType,
     new_key,
     new_service,
-    plain_endpoint,
 )
 from mesh.wire.service_decode import MAX_SHARED, CodecError, port_list, shared
 from mesh.wire.v1 import gossip_pb2 as pb
@@ -131,7 +133,10 @@ _SEALED = re.compile(
     b"(?:\x12@(.{64})\x1a ([0-9a-f]{32}))?(?:\xa0\x01(" + _NUMBER + b"))?",
     re.DOTALL,
 )
-_ADDRESSES = re.compile(r"[0-9.]+")
+# The octets of the endpoints' addresses: no tag or length byte of an endpoint is a digit.
+# Each is canonical (``_OCTET``), so one of these texts: looked up, faster than ``int``.
+_OCTETS = re.compile(rb"[0-9]+")
+_OCTET_VALUE = {str(n).encode(): n for n in range(256)}.__getitem__
 _DOUBLE = struct.Struct("<d")
 _TYPES = {1: ServiceType.CLUSTER_SET_IP, 2: ServiceType.HEADLESS}
 
@@ -224,9 +229,9 @@ def _service(m: re.Match[bytes], version: int) -> tuple[int, ExportedService] | 
         exported_at = _DOUBLE.unpack(exported)[0]
         if not (math.isfinite(exported_at) and exported_at > 0):
             return None
-    endpoints: tuple[Endpoint, ...] = ()
-    if found:
-        endpoints = tuple(map(plain_endpoint, _ADDRESSES.findall(found.decode())))
+    endpoints: Endpoints = ()
+    if found:  # canonical dotted quads (``_QUAD``), packed without making their text
+        endpoints = PackedEndpoints(bytes(map(_OCTET_VALUE, _OCTETS.findall(found))))
     service = new_service(
         new_key(shared(namespace.decode()), name.decode()),
         _TYPES[kind[0]],
@@ -309,8 +314,12 @@ def encode_body(prefix: bytes, version: int, service: ExportedService) -> bytes:
         _TYPE_NUMBERS[service.type],
         _port_bytes(4, service.ports),
     ]
-    for endpoint in service.endpoints:
-        address = endpoint.addresses[0].encode()
+    found = service.endpoints
+    texts = (
+        found.addresses() if isinstance(found, PackedEndpoints) else [e.addresses[0] for e in found]
+    )
+    for text in texts:
+        address = text.encode()  # (str: one address, as ``fast_sealed`` read it)
         parts.append(b"*" + bytes([len(address) + 4, 10, len(address)]) + address + b"\x10\x01")
     if service.exported_at:
         parts += [b"1", _DOUBLE.pack(service.exported_at)]

@@ -13,7 +13,9 @@ those calls are what decoding costs:
   new wrapper: several times the cost);
 - an endpoint that is ready, with one address and no hostname or zone (nearly all of them)
   is recognised from that list alone and made without ``Endpoint.__new__``'s general path
-  (``plain_endpoint``); every address is checked as before (``ip_version``);
+  (``plain_endpoint``); every address is checked as before (``ip_version``); when every
+  endpoint of the service is such, with a canonical dotted quad, they are held packed
+  (``PackedEndpoints``, equal to the tuple);
 - ports recur across services: a list of them is checked once per distinct set of fields
   and the same tuple of ``ServicePort`` reused (a bounded table, like ``shared`` values).
 
@@ -37,12 +39,14 @@ from mesh.model import (
     MAX_ANNOTATION_BYTES,
     MAX_ANNOTATIONS,
     Endpoint,
+    Endpoints,
     ExportedService,
     ServiceKey,
     ServicePort,
     ServiceType,
     is_dns_label,
     new_service,
+    pack_quads,
     plain_endpoint,
 )
 from mesh.wire.v1 import gossip_pb2 as pb
@@ -142,8 +146,10 @@ class _Where:
         return f"cluster {self.cluster_id} service {self.key}"
 
 
-def _endpoints(items: Sequence[pb.Endpoint], where: _Where) -> tuple[Endpoint, ...]:
-    out = []
+def _endpoints(items: Sequence[pb.Endpoint], where: _Where) -> Endpoints:
+    """The endpoints, packed when all are plain IPv4 (``PackedEndpoints``): a plain one is
+    held as its address text until the end, so packed ones never become objects."""
+    out: list[str | Endpoint] = []
     quad = is_dotted_quad
     for item in items:
         fields = item.ListFields()
@@ -154,10 +160,16 @@ def _endpoints(items: Sequence[pb.Endpoint], where: _Where) -> tuple[Endpoint, .
                 address = addresses[0]
                 if quad(address) is None:  # not a dotted quad: the general check
                     _check_address(address, where)
-                out.append(plain_endpoint(address))
+                out.append(address)
                 continue
         out.append(_endpoint(fields, where))
-    return tuple(out)
+    if not out:
+        return ()
+    if all([type(e) is str for e in out]):
+        packed = pack_quads(out)  # type: ignore[arg-type]  # all str, checked above
+        if packed is not None:
+            return packed
+    return tuple([e if isinstance(e, Endpoint) else plain_endpoint(e) for e in out])
 
 
 def _endpoint(fields: list[tuple[Any, Any]], where: _Where) -> Endpoint:

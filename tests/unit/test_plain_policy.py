@@ -4,17 +4,29 @@ rules (``policy.decide_service``) decide, or declines.
 Seeded random services of every shape: one or two exporters, either type, annotations (good,
 bad, unknown), healthy, unhealthy and drained clusters, endpoints ready or not and with
 duplicate or no addresses, clashing ports, endpoint ports that differ from the Service's,
-every default answer mode. ``plain_decision`` returns None or the very ``Decision`` of
+every default answer mode; half the services' endpoints all plain, packed when all IPv4
+(``PackedEndpoints``). ``plain_decision`` returns None or the very ``Decision`` of
 ``decide_service``; and it takes the plain services (it must not quietly decline them all).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
 import pytest
 
-from mesh.model import ClusterState, Endpoint, ExportedService, ServiceKey, ServicePort, ServiceType
+from mesh.model import (
+    ClusterState,
+    Endpoint,
+    Endpoints,
+    ExportedService,
+    PackedEndpoints,
+    ServiceKey,
+    ServicePort,
+    ServiceType,
+    pack_endpoints,
+)
 from mesh.routing.modes import ANSWER_MODES, Answering
 from mesh.routing.plain import plain_decision
 from mesh.routing.policy import Locality, decide_service
@@ -29,6 +41,19 @@ def _endpoint(rng: random.Random) -> Endpoint:
         for _ in range(rng.choice([1, 1, 1, 2, 0]))
     )
     return Endpoint(addresses, rng.random() < 0.85, rng.choice([None, None, "h"]))
+
+
+def _endpoints(rng: random.Random) -> Endpoints:
+    """Endpoints of every kind; half the time all plain (packed when all IPv4: the catch-up's
+    commonest service), duplicates included."""
+    if rng.random() < 0.5:
+        return tuple(_endpoint(rng) for _ in range(rng.randint(0, 5)))
+    v6 = rng.random() < 0.2
+    chosen = [
+        "fd00::1" if v6 and rng.random() < 0.3 else f"10.0.0.{rng.randint(1, 12)}"
+        for _ in range(rng.randint(1, 5))
+    ]
+    return pack_endpoints(Endpoint((a,)) for a in chosen)
 
 
 def _ports(rng: random.Random) -> tuple[ServicePort, ...]:
@@ -66,7 +91,7 @@ def _export(rng: random.Random) -> ExportedService:
         KEY,
         ServiceType.CLUSTER_SET_IP if rng.random() < 0.85 else ServiceType.HEADLESS,
         ports,
-        tuple(_endpoint(rng) for _ in range(rng.randint(0, 5))),
+        _endpoints(rng),
         rng.choice([0.0, 100.0, 200.0]),
         _annotations(rng),
         endpoint_ports if rng.random() < 0.5 else (),
@@ -78,7 +103,7 @@ def _export(rng: random.Random) -> ExportedService:
 def test_the_shortcut_decides_as_the_general_rules_or_declines(seed: int) -> None:
     rng = random.Random(seed)
     print(f"seed {seed}")
-    taken = 0
+    taken = packed_ones = 0
     for _ in range(300):
         clusters = rng.sample(["c1", "c2", "c3"], rng.choice([1, 1, 1, 2]))
         exporters = [
@@ -104,4 +129,13 @@ def test_the_shortcut_decides_as_the_general_rules_or_declines(seed: int) -> Non
             continue
         taken += 1
         assert plain == general, f"seed {seed}"
+        octets = plain.records.packed_v4  # (not part of equality: checked here)
+        if octets:
+            packed_ones += 1
+            texts = plain.records.addresses
+            assert octets == b"".join(ipaddress.IPv4Address(a).packed for a in texts)
+        else:  # given whenever the endpoints are packed and without duplicates
+            eps = exporters[0][1].endpoints
+            assert type(eps) is not PackedEndpoints or len(set(eps)) < len(eps), f"seed {seed}"
     assert taken > 10, f"seed {seed}: the shortcut took only {taken} services"
+    assert packed_ones > 2, f"seed {seed}: only {packed_ones} packed services taken"

@@ -30,6 +30,7 @@ from mesh.model import (
     MAX_ANNOTATIONS,
     Endpoint,
     ExportedService,
+    PackedEndpoints,
     ServiceKey,
     ServicePort,
     ServiceType,
@@ -183,6 +184,7 @@ def _same(fast: tuple[int, ExportedService], general: tuple[int, ExportedService
     fs, gs = fast[1], general[1]
     return (
         all(type(a) is type(b) for a, b in zip(fs.endpoints, gs.endpoints, strict=True))
+        and type(fs.endpoints) is type(gs.endpoints)  # both packed (or both not)
         and fs.__slots__ == gs.__slots__
     )  # type: ignore[attr-defined]
 
@@ -232,6 +234,11 @@ def test_the_decoders_agree_with_the_reference_and_the_fast_path_with_both(seed:
             and all(":" not in a for a in service.cluster_ips)
             and math.copysign(1.0, service.exported_at) > 0  # -0.0: not as agents write it
         )
+        if general is not None:  # equal to the tuple the reference holds, and packed iff plain IPv4
+            assert hash(general[1]) == hash(reference), f"seed {seed}: {body!r}"
+            packable = plain and all(":" not in a for e in service.endpoints for a in e.addresses)
+            packed = type(general[1].endpoints) is PackedEndpoints
+            assert packed == (packable and bool(service.endpoints)), f"seed {seed}: {body!r}"
         if general is not None and simple:
             common += 1
             assert fast is not None, f"seed {seed}: the common shape missed: {body!r}"
