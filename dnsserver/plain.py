@@ -30,9 +30,9 @@ from dnsserver.answer import (
     NEVER_CUT,
     Answer,
     RotatingAnswer,
-    TypeTable,
     rotation_shape,
 )
+from dnsserver.nameblob import Answers, Part, Turns, pack
 from dnsserver.records import MAX_ROTATIONS, Encoded, ServiceRecords
 from dnsserver.rotation import rotating
 
@@ -135,22 +135,35 @@ def _families(addresses: tuple[str, ...]) -> tuple[list[bytes], list[bytes]] | N
     return v4, v6
 
 
-def _address_answer(rtype: int, family: list[bytes], ttl: int, shown: int) -> Answer:
-    """What ``records._cluster_set_ip`` builds for one family (not weighted)."""
+def _address_part(rtype: int, family: list[bytes], ttl: int, shown: int) -> Part | Answer:
+    """What ``records._cluster_set_ip`` builds for one family (not weighted): as a
+    ``nameblob.Part`` when it is never cut, else the ``Answer`` (with cut points)."""
     length = len(head := wire.rr_head(rtype, ttl, len(family[0]))) + len(family[0])
     records = [head + octets for octets in family]
     step = -(-len(records) // MAX_ROTATIONS)
     count = -(-len(records) // step)
     shown = min(shown, len(records))
-    if count < 2 or not 0 < shown * length <= NEVER_CUT:
-        return rotating(records, shown, step)  # one record, none shown, or cut points
+    if not 0 < shown * length <= NEVER_CUT:
+        return rotating(records, shown, step)  # none shown, or cut points
+    if count < 2:  # what ``rotating`` builds for one rotation, without its checks
+        return b"".join(records[:shown]), shown, ()
     # What ``rotating`` builds for a ring shown whole in every message, without its checks.
-    shape = rotation_shape(step * length, count, shown * length)
-    return RotatingAnswer.ring(b"".join(records), shown, shape)
+    return b"".join(records), shown, rotation_shape(step * length, count, shown * length)
 
 
-def _srv_answers(svc: ServiceRecords, name: bytes, ttl: int) -> dict[bytes, Answer] | None:
-    """Each SRV owner's answer (see ``_srv_plan``), by its name; None as ``_srv_plan``."""
+def _answer_of(part: Part | Answer) -> Answer:
+    """The ``Answer`` of a part (the type-table form, see ``encode_plain``)."""
+    if isinstance(part, Answer):
+        return part
+    body, shown, rotation = part
+    if rotation:
+        return RotatingAnswer.ring(body, shown, rotation)
+    return Answer.records(body, shown)
+
+
+def _srv_parts(svc: ServiceRecords, name: bytes, ttl: int) -> dict[bytes, Part] | None:
+    """Each SRV owner's answer (see ``_srv_plan``), by its name, owners with the same ports
+    sharing one part object; None as ``_srv_plan``."""
     for _, _, port in svc.ports:
         if type(port) is not int:  # what the plan's cache would take for an equal int
             return None
@@ -158,34 +171,71 @@ def _srv_answers(svc: ServiceRecords, name: bytes, ttl: int) -> dict[bytes, Answ
     if plan is None:
         return None
     owners, records = plan
-    made = [Answer.records(b"".join([r + name for r in rs]), len(rs)) for rs in records]
+    made: list[Part] = [(b"".join([r + name for r in rs]), len(rs), ()) for rs in records]
     return {labels + name if labels else name: made[index] for labels, index in owners}
 
 
-def encode_plain(svc: ServiceRecords, origin: bytes, ttl: int) -> Encoded | None:
+def encode_plain(
+    svc: ServiceRecords, origin: bytes, ttl: int, turns: Turns | None = None
+) -> Encoded | None:
     """``records.encode_service(svc, origin, ttl)`` for a plain ClusterSetIP service (see
-    the module docstring); None for any other, which the caller encodes the general way."""
+    the module docstring); None for any other, which the caller encodes the general way.
+    With ``turns`` (the zone's rotation counters) a name whose answers are never cut is one
+    ``nameblob`` blob instead of a type table (the same octets sent: ``nameblob.view``)."""
     if svc.headless or svc.weighted:
         return None
     try:
         name = _service_name(svc, origin)
         families = _families(svc.addresses) if name is not None else None
         ttl = ttl if svc.ttl is None else svc.ttl
-        srv = _srv_answers(svc, name, ttl) if name is not None and svc.ports else {}
+        srv = _srv_parts(svc, name, ttl) if name is not None and svc.ports else {}
     except (wire.NameEncodingError, AttributeError, TypeError, ValueError):
         return None  # a name, a port or addresses the general encoder leaves out
     if name is None or families is None or srv is None:
         return None
     v4, v6 = families
-    a = _address_answer(wire.TYPE_A, v4, ttl, svc.max_addresses) if v4 else None
-    aaaa = _address_answer(wire.TYPE_AAAA, v6, ttl, svc.max_addresses) if v6 else None
-    own_srv = srv.get(name)
-    first = a or aaaa or own_srv  # ANY: the first of A, AAAA, SRV (records.ANY_PREFERENCE)
-    names: dict[bytes, TypeTable] = {
-        name: EMPTY_TYPES if first is None else (a, aaaa, own_srv, first)
+    a = _address_part(wire.TYPE_A, v4, ttl, svc.max_addresses) if v4 else None
+    aaaa = _address_part(wire.TYPE_AAAA, v6, ttl, svc.max_addresses) if v6 else None
+    if turns is not None and not isinstance(a, Answer) and not isinstance(aaaa, Answer):
+        return _blobs(name, a, aaaa, srv, turns)
+    return _tables(name, a, aaaa, srv)
+
+
+def _tables(
+    name: bytes, a: Part | Answer | None, aaaa: Part | Answer | None, srv: dict[bytes, Part]
+) -> Encoded:
+    """The names as type tables of ``Answer`` objects (one per shared part)."""
+    made: dict[int, Answer] = {}
+    for part in srv.values():
+        if id(part) not in made:
+            made[id(part)] = _answer_of(part)
+    a_answer = _answer_of(a) if a is not None else None
+    aaaa_answer = _answer_of(aaaa) if aaaa is not None else None
+    own_srv = made[id(srv[name])] if name in srv else None
+    # ANY: the first of A, AAAA, SRV (records.ANY_PREFERENCE)
+    first = a_answer or aaaa_answer or own_srv
+    names: dict[bytes, Answers] = {
+        name: EMPTY_TYPES if first is None else (a_answer, aaaa_answer, own_srv, first)
     }
-    for owner, answer in srv.items():
+    for owner, part in srv.items():
         if owner is not name:
+            answer = made[id(part)]
             names.setdefault(owner, (None, None, answer, answer))
+            names.setdefault(owner[1 + owner[0] :], EMPTY_TYPES)  # ``_<proto>.<svc>``
+    return Encoded(names, name, [])
+
+
+def _blobs(
+    name: bytes, a: Part | None, aaaa: Part | None, srv: dict[bytes, Part], turns: Turns
+) -> Encoded:
+    """The names as ``nameblob`` blobs: an owner whose SRV answer is the service's own maps
+    to the service's blob (see ``nameblob``); the others get one of their own."""
+    own_srv = srv.get(name)
+    blob = pack(len(name), (a, aaaa, own_srv), turns) if a or aaaa or own_srv else EMPTY_TYPES
+    names: dict[bytes, Answers] = {name: blob}
+    for owner, part in srv.items():
+        if owner is not name:
+            shared = part is own_srv
+            names.setdefault(owner, blob if shared else pack(len(owner), (None, None, part), turns))
             names.setdefault(owner[1 + owner[0] :], EMPTY_TYPES)  # ``_<proto>.<svc>``
     return Encoded(names, name, [])

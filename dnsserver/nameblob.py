@@ -1,0 +1,188 @@
+"""A plain service's answers as one ``bytes`` per name, and the zone's rotation counters.
+
+Theory of operation. Most names of a large zone are a plain ClusterSetIP service's
+(``dnsserver.plain``): an A and/or AAAA answer (rotating when there are more addresses than
+one rotation shows), an SRV answer, ANY the first of those, never cut, never capped, always
+NOERROR. Held as ``Answer`` objects in a type table, such a name cost a tuple, an object per
+answer and a ``bytes`` per body: about 380 octets of overhead for a few dozen octets of
+records. Here all of a name's answers are one immutable ``bytes``, the zone's table value
+for the name (``Zone.table`` maps a name to a ``TypeTable`` or to a blob); both query paths
+read it in place (``query.respond`` with ``pick``, the C fast path in
+``_fastpath_answer.c``, ``blob_pick``, which must read the same layout):
+
+    octet 0       the length of the wire name the blob was built for (its owner)
+    octet 1       which answers it has: bit 0 A, bit 1 AAAA, bit 2 SRV
+    per answer    in the order A, AAAA, SRV, for each bit set: its body's offset in the
+                  blob (u16), its length (u16), its records (u8), its rotation count (u8:
+                  0 or 1 for none) and, when it rotates (count >= 2), stride (u16), size
+                  (u16) and its counter's slot in ``Turns`` (u32); all little-endian
+    bodies        each answer's records (a rotating answer's: the whole ring)
+
+ANY answers the first answer the name has (A, AAAA, SRV: ``records.ANY_PREFERENCE``). A
+name of another length that maps to the same blob (a ``_<port>._<proto>`` owner whose SRV
+answer is the service's own, which is the case of a service with one named port) sees only
+its SRV answer: so such a name costs its table entry and nothing more.
+
+What an answer sends is what the ``Answer`` it replaces sent: the header is NOERROR with
+AA, RD echoed, one question, the answer's records, and the OPT record for EDNS; a rotating
+answer sends ``size`` octets from ``turn % count * stride`` of its ring, wrapping to its
+start (``Answer.rotation_at``). Every body and rotation is at most ``NEVER_CUT`` octets
+(``pack`` refuses more), so a response always fits the smallest UDP limit and is never cut.
+
+Rotation counters: each rotating answer counts its own turns (as ``RotatingAnswer.turn``
+did), in ``Turns``, one u32 per slot in one ``bytearray`` of the zone, so that the blob
+stays immutable. A counter holds the turn modulo the rotation count (the same rotations in
+the same order as an unbounded count). ``pack`` takes a slot per rotating answer (zeroed);
+the zone gives them back when it drops the name (``slots``), for the next to reuse. Slots
+are shared by nothing else: A and ANY of one name are one answer and one counter, as they
+were one object.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from collections.abc import Sequence
+
+from dnsserver import wire
+from dnsserver.answer import NEVER_CUT, Answer, RotatingAnswer, TypeTable, rotation_shape
+
+# What ``Zone.table`` holds for a name: a type table, or a blob.
+Answers = TypeTable | bytes
+# An answer to pack: its body, its records, its rotation ((stride, count, size) or ()).
+Part = tuple[bytes, int, "tuple[int, int, int] | tuple[()]"]
+
+HAS_A, HAS_AAAA, HAS_SRV = 1, 2, 4
+_BITS = {wire.TYPE_A: HAS_A, wire.TYPE_AAAA: HAS_AAAA, wire.TYPE_SRV: HAS_SRV}
+_ENTRY = struct.Struct("<HHBB")  # offset, length, records, rotation count
+_ROTATION = struct.Struct("<HHI")  # stride, size, counter slot
+_COUNTER = struct.Struct("<I")
+
+
+@functools.cache
+def noerror_heads(records: int) -> tuple[bytes, ...]:
+    """The four heads (``Answer.heads``) of a blob's answer of ``records`` records."""
+    counts = struct.pack("!HHHH", 1, records, 0, 0)
+    return tuple(
+        bytes((0x84 | rd, 0)) + counts[:7] + bytes((edns,)) for edns in (0, 1) for rd in (0, 1)
+    )
+
+
+class Turns:
+    """The zone's rotation counters: one u32 per slot in ``counters`` (read and written in
+    place by both query paths), slots reused once given back."""
+
+    __slots__ = ("counters", "free")
+
+    def __init__(self) -> None:
+        self.counters = bytearray()
+        self.free: list[int] = []
+
+    def take(self) -> int:
+        """A slot whose counter is zero."""
+        if self.free:
+            slot = self.free.pop()
+            _COUNTER.pack_into(self.counters, slot * 4, 0)
+            return slot
+        self.counters += b"\x00\x00\x00\x00"
+        return len(self.counters) // 4 - 1
+
+    def give_back(self, slots: Sequence[int]) -> None:
+        self.free.extend(slots)
+
+    def advance(self, slot: int, count: int) -> int:
+        """The next turn of the counter at ``slot`` (modulo ``count``), stored."""
+        turn: int = (_COUNTER.unpack_from(self.counters, slot * 4)[0] + 1) % count
+        _COUNTER.pack_into(self.counters, slot * 4, turn)
+        return turn
+
+    def in_use(self) -> int:
+        return len(self.counters) // 4 - len(self.free)
+
+
+def pack(owner_len: int, parts: Sequence[Part | None], turns: Turns) -> bytes:
+    """The blob of a name of ``owner_len`` octets with these A, AAAA and SRV ``parts``
+    (None: the name has none). ValueError for what a blob cannot hold (an answer that could
+    need cutting, a longer ring than 65,535 octets), before any slot is taken."""
+    present = [(bit, part) for bit, part in zip((1, 2, 4), parts, strict=True) if part]
+    index = 2
+    for _, (body, count, rotation) in present:
+        size = rotation[2] if rotation else len(body)
+        if not 0 < count <= 255 or size > NEVER_CUT or len(body) > 0xFFFF:
+            raise ValueError("an answer a name blob cannot hold")
+        index += _ENTRY.size + (_ROTATION.size if rotation else 0)
+    head = bytearray((owner_len, sum(bit for bit, _ in present)))
+    offset = index
+    for _, (body, count, rotation) in present:
+        head += _ENTRY.pack(offset, len(body), count, rotation[1] if rotation else 0)
+        if rotation:
+            head += _ROTATION.pack(rotation[0], rotation[2], turns.take())
+        offset += len(body)
+    return bytes(head) + b"".join(part[0] for _, part in present)
+
+
+def _entry(blob: bytes, key_len: int, qtype: int) -> int:
+    """Where the entry of the answer ``qtype`` gets at a name of ``key_len`` octets is,
+    or 0 when it has none (NODATA)."""
+    have = blob[1] if key_len == blob[0] else blob[1] & HAS_SRV
+    bit = have & -have if qtype == wire.TYPE_ANY else _BITS.get(qtype, 0) & have
+    if not bit:
+        return 0
+    pos = 2
+    for each in (HAS_A, HAS_AAAA):
+        if each == bit:
+            break
+        if blob[1] & each:
+            pos += _ENTRY.size + (_ROTATION.size if blob[pos + 5] > 1 else 0)
+    return pos
+
+
+def pick(blob: bytes, key_len: int, qtype: int, turns: Turns) -> tuple[int, bytes] | None:
+    """The records and octets one more query of ``qtype`` gets (a rotating answer's next
+    rotation, its counter advanced), or None for NODATA."""
+    pos = _entry(blob, key_len, qtype)
+    if not pos:
+        return None
+    offset, length, records, count = _ENTRY.unpack_from(blob, pos)
+    if count < 2:
+        return records, blob[offset : offset + length]
+    stride, size, slot = _ROTATION.unpack_from(blob, pos + _ENTRY.size)
+    start = offset + turns.advance(slot, count) * stride
+    end = start + size
+    if end <= offset + length:
+        return records, blob[start:end]
+    return records, blob[start : offset + length] + blob[offset : end - length]
+
+
+def slots(blob: bytes) -> list[int]:
+    """The counter slots of ``blob``'s rotating answers (to give back when it is dropped)."""
+    out = []
+    pos = 2
+    for bit in (HAS_A, HAS_AAAA, HAS_SRV):
+        if blob[1] & bit:
+            if blob[pos + 5] > 1:
+                out.append(_ROTATION.unpack_from(blob, pos + _ENTRY.size)[2])
+                pos += _ROTATION.size
+            pos += _ENTRY.size
+    return out
+
+
+def view(blob: bytes, key_len: int) -> TypeTable:
+    """What ``blob`` answers at a name of ``key_len`` octets, as a type table of new
+    ``Answer`` objects (for tests and tooling: their turns start at 0, not the zone's)."""
+    made: dict[int, Answer] = {}
+    for qtype in (wire.TYPE_A, wire.TYPE_AAAA, wire.TYPE_SRV):
+        pos = _entry(blob, key_len, qtype)
+        if not pos:
+            continue
+        offset, length, records, count = _ENTRY.unpack_from(blob, pos)
+        body = blob[offset : offset + length]
+        if count < 2:
+            made[qtype] = Answer.records(body, records)
+        else:
+            stride, size, _ = _ROTATION.unpack_from(blob, pos + _ENTRY.size)
+            made[qtype] = RotatingAnswer.ring(body, records, rotation_shape(stride, count, size))
+    first = next(iter(made.values()), None)
+    if first is None:
+        return ()
+    return (made.get(wire.TYPE_A), made.get(wire.TYPE_AAAA), made.get(wire.TYPE_SRV), first)
