@@ -49,10 +49,11 @@ typedef struct {
 /* stats.answered[qtype << 8 | rcode] += by; 0, or -1 with an exception set. */
 int fp_count_answer(Context *c, long qtype, long rcode, long by);
 
-/* Answers a query from a name blob (_fastpath_blob.c): as fp_answer_one's fast half, or -2
- * when the blob has no answer of the type (NODATA: the caller sends the zone's). */
+/* Answers a query from a name blob (_fastpath_blob.c) found at `key` (the lower-case name):
+ * as fp_answer_one's fast half, or -2 when the blob has no answer of the type (NODATA: the
+ * caller sends the zone's). */
 Py_ssize_t fp_blob_answer(Context *c, const unsigned char *q, const Query *query,
-                          PyObject *blob, unsigned char *out);
+                          PyObject *blob, const unsigned char *key, unsigned char *out);
 
 /* Interns the attribute names the answering half reads; 0, or -1 with an exception. */
 int fp_answer_init(void);

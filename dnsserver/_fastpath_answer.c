@@ -182,8 +182,7 @@ static int parse_query(const unsigned char *q, Py_ssize_t n, Query *out) {
  * (REFUSED or NXDOMAIN: the slow path checks which), NULL with one on error.
  */
 static PyObject *lookup(Context *c, const unsigned char *q, const Query *query,
-                        PyObject **blob) {
-    unsigned char key[256];
+                        unsigned char *key, PyObject **blob) {
     Py_ssize_t key_len = query->name_end - 11;
     for (Py_ssize_t k = 0; k < key_len; k++) {
         unsigned char ch = q[12 + k];
@@ -324,9 +323,10 @@ static Py_ssize_t fast_answer(Context *c, const unsigned char *q, Py_ssize_t n,
     if (!parse_query(q, n, &query))
         return 0;
     PyObject *blob = NULL;
-    PyObject *found = lookup(c, q, &query, &blob);
+    unsigned char key[256];  /* the name, lower-case: the table's key */
+    PyObject *found = lookup(c, q, &query, key, &blob);
     if (blob) {
-        Py_ssize_t written = fp_blob_answer(c, q, &query, blob, out);
+        Py_ssize_t written = fp_blob_answer(c, q, &query, blob, key, out);
         if (written != -2)
             return written;
         found = c->nodata;  /* NODATA, as for a type table without the type */

@@ -9,7 +9,8 @@
  * sharing it, ANY the first answer present), checking every offset against the blob's
  * length (a malformed blob is a TypeError, never a read out of bounds). write_blob writes
  * the response as write_reply does for an Answer: the NOERROR header with AA and RD echoed,
- * the question, the answer's octets (a rotating answer's next rotation, wrapping around
+ * the question, the answer's octets (SRV records each followed by their target, the
+ * service's name: the end of the key looked up; a rotating answer's next rotation, wrapping around
  * its ring, its counter advanced in place in the zone's bytearray zone.turns.counters:
  * u32 little-endian, the turn modulo the rotation count) and our OPT record for EDNS. The
  * answer counter is the same dict respond() updates.
@@ -24,7 +25,10 @@ typedef struct {
     long records, count;        /* count >= 2: it rotates */
     Py_ssize_t stride, size;
     Py_ssize_t slot;
+    Py_ssize_t target;          /* SRV: the target's length (its records end with it) */
 } BlobAnswer;
+
+#define SRV_FIXED 18  /* an SRV record less its target (dnsserver.nameblob.SRV_FIXED) */
 
 static unsigned read_u16(const unsigned char *p) { return p[0] | (p[1] << 8); }
 
@@ -35,14 +39,14 @@ static unsigned read_u16(const unsigned char *p) { return p[0] | (p[1] << 8); }
 static int blob_pick(PyObject *blob, Py_ssize_t key_len, long qtype, BlobAnswer *out) {
     const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(blob);
     Py_ssize_t n = PyBytes_GET_SIZE(blob);
-    if (n < 2)
+    if (n < 3)
         goto malformed;
     unsigned have = key_len == b[0] ? b[1] : (b[1] & 4u);
     unsigned bit = qtype == 255 ? (have & (0u - have)) : qtype == 1 ? (have & 1u)
                  : qtype == 28 ? (have & 2u) : qtype == 33 ? (have & 4u) : 0u;
     if (!bit)
         return 0;
-    Py_ssize_t pos = 2;
+    Py_ssize_t pos = 3;
     for (unsigned each = 1; each < bit; each <<= 1) {
         if (b[1] & each) {
             if (pos + 6 > n)
@@ -59,6 +63,13 @@ static int blob_pick(PyObject *blob, Py_ssize_t key_len, long qtype, BlobAnswer 
     out->stride = 0;
     out->size = out->length;
     out->slot = -1;
+    out->target = 0;
+    if (bit == 4u) {  /* SRV: each record of SRV_FIXED octets gets the target after it */
+        out->target = b[2];
+        if (out->target > key_len || out->count > 1 || out->length != out->records * SRV_FIXED)
+            goto malformed;
+        out->size = out->records * (SRV_FIXED + out->target);
+    }
     if (out->count > 1) {
         if (pos + 14 > n)
             goto malformed;
@@ -82,7 +93,9 @@ malformed:
  * (never, for a blob the zone built), -1 with an exception set.
  */
 static Py_ssize_t write_blob(Context *c, const unsigned char *q, const Query *query,
-                             PyObject *blob, const BlobAnswer *a, unsigned char *out) {
+                             PyObject *blob, const BlobAnswer *a, const unsigned char *key,
+                             unsigned char *out) {
+    Py_ssize_t key_len = query->name_end - 11;
     static const unsigned char edns_tail[OPT_LEN] = {0, 0, TYPE_OPT, MAX_UDP_PAYLOAD >> 8,
                                                      MAX_UDP_PAYLOAD & 0xFF, 0, 0, 0, 0, 0, 0};
     Py_ssize_t qend = query->qend;
@@ -120,9 +133,18 @@ static Py_ssize_t write_blob(Context *c, const unsigned char *q, const Query *qu
     out[11] = (unsigned char)query->edns;
     memcpy(out + 12, q + 12, qend - 12);
     /* The rotation's octets: to the end of the ring, then from its start (a wrap). */
-    Py_ssize_t first = a->length - start < a->size ? a->length - start : a->size;
-    memcpy(out + qend, body + start, first);
-    memcpy(out + qend + first, body, a->size - first);
+    if (a->target) {  /* SRV records, each followed by the target: the key's end */
+        unsigned char *at = out + qend;
+        for (long i = 0; i < a->records; i++) {
+            memcpy(at, body + i * SRV_FIXED, SRV_FIXED);
+            memcpy(at + SRV_FIXED, key + key_len - a->target, a->target);
+            at += SRV_FIXED + a->target;
+        }
+    } else {
+        Py_ssize_t first = a->length - start < a->size ? a->length - start : a->size;
+        memcpy(out + qend, body + start, first);
+        memcpy(out + qend + first, body, a->size - first);
+    }
     if (query->edns)
         memcpy(out + qend + a->size, edns_tail, OPT_LEN);
     return total;
@@ -130,7 +152,7 @@ static Py_ssize_t write_blob(Context *c, const unsigned char *q, const Query *qu
 
 
 Py_ssize_t fp_blob_answer(Context *c, const unsigned char *q, const Query *query,
-                          PyObject *blob, unsigned char *out) {
+                          PyObject *blob, const unsigned char *key, unsigned char *out) {
     BlobAnswer a;
     int found = blob_pick(blob, query->name_end - 11, query->qtype, &a);
     if (found <= 0)
@@ -138,7 +160,7 @@ Py_ssize_t fp_blob_answer(Context *c, const unsigned char *q, const Query *query
     Py_INCREF(blob);  /* borrowed from the table; counting touches a dict */
     Py_ssize_t written = -1;
     if (fp_count_answer(c, query->qtype, 0, 1) == 0) {
-        written = write_blob(c, q, query, blob, &a, out);
+        written = write_blob(c, q, query, blob, &a, key, out);
         /* Needs cutting (not for a blob the zone built): undo the count and hand over. */
         if (written == 0 && fp_count_answer(c, query->qtype, 0, -1) < 0)
             written = -1;

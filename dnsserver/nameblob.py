@@ -12,11 +12,18 @@ read it in place (``query.respond`` with ``pick``, the C fast path in
 
     octet 0       the length of the wire name the blob was built for (its owner)
     octet 1       which answers it has: bit 0 A, bit 1 AAAA, bit 2 SRV
+    octet 2       the length of the service's name, the target of its SRV records
     per answer    in the order A, AAAA, SRV, for each bit set: its body's offset in the
                   blob (u16), its length (u16), its records (u8), its rotation count (u8:
                   0 or 1 for none) and, when it rotates (count >= 2), stride (u16), size
                   (u16) and its counter's slot in ``Turns`` (u32); all little-endian
-    bodies        each answer's records (a rotating answer's: the whole ring)
+    bodies        each answer's records (a rotating answer's: the whole ring); SRV
+                  records without their target (``SRV_FIXED`` octets each)
+
+An SRV record's target is the service's own name: the last octets of every name the blob
+answers for, in the lower case of the table's key, so it is not kept: each query adds it
+after each record, from the name looked up (``with_targets``). That is most of the octets
+of a small service's SRV answer.
 
 ANY answers the first answer the name has (A, AAAA, SRV: ``records.ANY_PREFERENCE``). A
 name of another length that maps to the same blob (a ``_<port>._<proto>`` owner whose SRV
@@ -57,6 +64,9 @@ _BITS = {wire.TYPE_A: HAS_A, wire.TYPE_AAAA: HAS_AAAA, wire.TYPE_SRV: HAS_SRV}
 _ENTRY = struct.Struct("<HHBB")  # offset, length, records, rotation count
 _ROTATION = struct.Struct("<HHI")  # stride, size, counter slot
 _COUNTER = struct.Struct("<I")
+# An SRV record less its target: owner pointer, type, class, TTL, RDLENGTH (12 octets),
+# priority, weight, port (6).
+SRV_FIXED = 18
 
 
 @functools.cache
@@ -100,18 +110,28 @@ class Turns:
         return len(self.counters) // 4 - len(self.free)
 
 
-def pack(owner_len: int, parts: Sequence[Part | None], turns: Turns) -> bytes:
-    """The blob of a name of ``owner_len`` octets with these A, AAAA and SRV ``parts``
-    (None: the name has none). ValueError for what a blob cannot hold (an answer that could
-    need cutting, a longer ring than 65,535 octets), before any slot is taken."""
+def with_targets(fixed: bytes, target: bytes) -> bytes:
+    """SRV records stored without their target (``SRV_FIXED`` octets each), with it."""
+    return b"".join([fixed[i : i + SRV_FIXED] + target for i in range(0, len(fixed), SRV_FIXED)])
+
+
+def pack(owner_len: int, target_len: int, parts: Sequence[Part | None], turns: Turns) -> bytes:
+    """The blob of a name of ``owner_len`` octets, of a service whose name has
+    ``target_len``, with these A, AAAA and SRV ``parts`` (None: the name has none; SRV
+    records without their target). ValueError for what a blob cannot hold (an answer that
+    could need cutting, a ring over 65,535 octets), before any slot is taken."""
     present = [(bit, part) for bit, part in zip((1, 2, 4), parts, strict=True) if part]
-    index = 2
-    for _, (body, count, rotation) in present:
+    index = 3
+    for bit, (body, count, rotation) in present:
         size = rotation[2] if rotation else len(body)
+        if bit == HAS_SRV:
+            size = count * (SRV_FIXED + target_len)
+            if len(body) != count * SRV_FIXED or rotation:
+                raise ValueError("SRV records without their targets, never rotating")
         if not 0 < count <= 255 or size > NEVER_CUT or len(body) > 0xFFFF:
             raise ValueError("an answer a name blob cannot hold")
         index += _ENTRY.size + (_ROTATION.size if rotation else 0)
-    head = bytearray((owner_len, sum(bit for bit, _ in present)))
+    head = bytearray((owner_len, sum(bit for bit, _ in present), target_len))
     offset = index
     for _, (body, count, rotation) in present:
         head += _ENTRY.pack(offset, len(body), count, rotation[1] if rotation else 0)
@@ -121,31 +141,35 @@ def pack(owner_len: int, parts: Sequence[Part | None], turns: Turns) -> bytes:
     return bytes(head) + b"".join(part[0] for _, part in present)
 
 
-def _entry(blob: bytes, key_len: int, qtype: int) -> int:
-    """Where the entry of the answer ``qtype`` gets at a name of ``key_len`` octets is,
-    or 0 when it has none (NODATA)."""
+def _entry(blob: bytes, key_len: int, qtype: int) -> tuple[int, int]:
+    """Where the entry of the answer ``qtype`` gets at a name of ``key_len`` octets is, and
+    its bit; (0, 0) when it has none (NODATA)."""
     have = blob[1] if key_len == blob[0] else blob[1] & HAS_SRV
     bit = have & -have if qtype == wire.TYPE_ANY else _BITS.get(qtype, 0) & have
     if not bit:
-        return 0
-    pos = 2
+        return 0, 0
+    pos = 3
     for each in (HAS_A, HAS_AAAA):
         if each == bit:
             break
         if blob[1] & each:
             pos += _ENTRY.size + (_ROTATION.size if blob[pos + 5] > 1 else 0)
-    return pos
+    return pos, bit
 
 
-def pick(blob: bytes, key_len: int, qtype: int, turns: Turns) -> tuple[int, bytes] | None:
-    """The records and octets one more query of ``qtype`` gets (a rotating answer's next
-    rotation, its counter advanced), or None for NODATA."""
-    pos = _entry(blob, key_len, qtype)
+def pick(blob: bytes, key: bytes, qtype: int, turns: Turns) -> tuple[int, bytes] | None:
+    """The records and octets one more query of ``qtype`` at the name ``key`` (lower-case
+    wire form) gets (a rotating answer's next rotation, its counter advanced), or None for
+    NODATA."""
+    pos, bit = _entry(blob, len(key), qtype)
     if not pos:
         return None
     offset, length, records, count = _ENTRY.unpack_from(blob, pos)
     if count < 2:
-        return records, blob[offset : offset + length]
+        body = blob[offset : offset + length]
+        if bit == HAS_SRV:
+            return records, with_targets(body, key[len(key) - blob[2] :])
+        return records, body
     stride, size, slot = _ROTATION.unpack_from(blob, pos + _ENTRY.size)
     start = offset + turns.advance(slot, count) * stride
     end = start + size
@@ -157,7 +181,7 @@ def pick(blob: bytes, key_len: int, qtype: int, turns: Turns) -> tuple[int, byte
 def slots(blob: bytes) -> list[int]:
     """The counter slots of ``blob``'s rotating answers (to give back when it is dropped)."""
     out = []
-    pos = 2
+    pos = 3
     for bit in (HAS_A, HAS_AAAA, HAS_SRV):
         if blob[1] & bit:
             if blob[pos + 5] > 1:
@@ -167,16 +191,18 @@ def slots(blob: bytes) -> list[int]:
     return out
 
 
-def view(blob: bytes, key_len: int) -> TypeTable:
-    """What ``blob`` answers at a name of ``key_len`` octets, as a type table of new
-    ``Answer`` objects (for tests and tooling: their turns start at 0, not the zone's)."""
+def view(blob: bytes, key: bytes) -> TypeTable:
+    """What ``blob`` answers at the name ``key``, as a type table of new ``Answer``
+    objects (for tests and tooling: their turns start at 0, not the zone's)."""
     made: dict[int, Answer] = {}
     for qtype in (wire.TYPE_A, wire.TYPE_AAAA, wire.TYPE_SRV):
-        pos = _entry(blob, key_len, qtype)
+        pos, bit = _entry(blob, len(key), qtype)
         if not pos:
             continue
         offset, length, records, count = _ENTRY.unpack_from(blob, pos)
         body = blob[offset : offset + length]
+        if bit == HAS_SRV:
+            body = with_targets(body, key[len(key) - blob[2] :])
         if count < 2:
             made[qtype] = Answer.records(body, records)
         else:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import struct
 
-from dnsserver import wire
+from dnsserver import nameblob, wire
 from dnsserver.answer import (
     EMPTY_TYPES,
     NEVER_CUT,
@@ -171,7 +171,9 @@ def _srv_parts(svc: ServiceRecords, name: bytes, ttl: int) -> dict[bytes, Part] 
     if plan is None:
         return None
     owners, records = plan
-    made: list[Part] = [(b"".join([r + name for r in rs]), len(rs), ()) for rs in records]
+    # Without their target (the service name): ``nameblob`` adds it per query, ``_tables``
+    # to make an ``Answer`` of it.
+    made: list[Part] = [(b"".join(rs), len(rs), ()) for rs in records]
     return {labels + name if labels else name: made[index] for labels, index in owners}
 
 
@@ -208,7 +210,7 @@ def _tables(
     made: dict[int, Answer] = {}
     for part in srv.values():
         if id(part) not in made:
-            made[id(part)] = _answer_of(part)
+            made[id(part)] = _answer_of((nameblob.with_targets(part[0], name), part[1], ()))
     a_answer = _answer_of(a) if a is not None else None
     aaaa_answer = _answer_of(aaaa) if aaaa is not None else None
     own_srv = made[id(srv[name])] if name in srv else None
@@ -231,11 +233,13 @@ def _blobs(
     """The names as ``nameblob`` blobs: an owner whose SRV answer is the service's own maps
     to the service's blob (see ``nameblob``); the others get one of their own."""
     own_srv = srv.get(name)
-    blob = pack(len(name), (a, aaaa, own_srv), turns) if a or aaaa or own_srv else EMPTY_TYPES
+    end = len(name)
+    blob = pack(end, end, (a, aaaa, own_srv), turns) if a or aaaa or own_srv else EMPTY_TYPES
     names: dict[bytes, Answers] = {name: blob}
     for owner, part in srv.items():
         if owner is not name:
             shared = part is own_srv
-            names.setdefault(owner, blob if shared else pack(len(owner), (None, None, part), turns))
+            own = blob if shared else pack(len(owner), end, (None, None, part), turns)
+            names.setdefault(owner, own)
             names.setdefault(owner[1 + owner[0] :], EMPTY_TYPES)  # ``_<proto>.<svc>``
     return Encoded(names, name, [])

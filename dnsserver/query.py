@@ -203,7 +203,7 @@ def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
         types = EMPTY_TYPES
     answer: Answer
     if isinstance(types, bytes):  # a plain name's answers, in one blob (``nameblob``)
-        picked = nameblob.pick(types, len(key), qtype, zone.turns)
+        picked = nameblob.pick(types, key, qtype, zone.turns)
         if picked is not None:
             return _blob_reply(q, qend, qtype, picked, edns, stats)
         answer = zone.nodata

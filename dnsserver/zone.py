@@ -313,7 +313,7 @@ class Zone:
         if types is None:
             return self.nxdomain if self.synced else self.servfail
         if isinstance(types, bytes):
-            types = nameblob.view(types, len(key))
+            types = nameblob.view(types, key)
         return answer_for(types, qtype) or self.nodata
 
 
