@@ -2,7 +2,11 @@
 
 Theory of operation. ``Zone.table`` maps a lower-case wire name to its answers by query
 type, an ``answer.TypeTable`` (a tuple indexed by ``answer.TYPE_SLOTS``: a dict per name
-would cost about 220 octets, most of a small service's answers). Every name that has
+would cost about 220 octets, most of a small service's answers), or, for the names of a
+plain ClusterSetIP service whose answers are never cut (most of a large zone), one
+``bytes`` holding all of them (``dnsserver.nameblob``: about 300 octets less per service),
+whose rotation counters are in ``turns``; a ``_<port>._<proto>`` name whose SRV answer is
+the service's own maps to the service's blob. Every name that has
 records is in it, and the zone's own empty non-terminals (``svc.<zone>``,
 ``<ns>.svc.<zone>``, ``dns.<zone>``), which map to the empty table (all of them to one
 ``EMPTY_TYPES``): a missing type is NODATA. The empty non-terminals below a service
