@@ -61,6 +61,7 @@ Part = tuple[bytes, int, "tuple[int, int, int] | tuple[()]"]
 
 HAS_A, HAS_AAAA, HAS_SRV = 1, 2, 4
 _BITS = {wire.TYPE_A: HAS_A, wire.TYPE_AAAA: HAS_AAAA, wire.TYPE_SRV: HAS_SRV}
+# 6 and 8 octets: ``pick`` and the C path count them so.
 _ENTRY = struct.Struct("<HHBB")  # offset, length, records, rotation count
 _ROTATION = struct.Struct("<HHI")  # stride, size, counter slot
 _COUNTER = struct.Struct("<I")
@@ -112,6 +113,8 @@ class Turns:
 
 def with_targets(fixed: bytes, target: bytes) -> bytes:
     """SRV records stored without their target (``SRV_FIXED`` octets each), with it."""
+    if len(fixed) == SRV_FIXED:  # the commonest: one port
+        return fixed + target
     return b"".join([fixed[i : i + SRV_FIXED] + target for i in range(0, len(fixed), SRV_FIXED)])
 
 
@@ -160,18 +163,35 @@ def _entry(blob: bytes, key_len: int, qtype: int) -> tuple[int, int]:
 def pick(blob: bytes, key: bytes, qtype: int, turns: Turns) -> tuple[int, bytes] | None:
     """The records and octets one more query of ``qtype`` at the name ``key`` (lower-case
     wire form) gets (a rotating answer's next rotation, its counter advanced), or None for
-    NODATA."""
-    pos, bit = _entry(blob, len(key), qtype)
-    if not pos:
+    NODATA. (``_entry`` and ``Turns.advance`` inlined: this is the per-query path.)"""
+    flags = blob[1]
+    have = flags if len(key) == blob[0] else flags & HAS_SRV
+    if qtype == wire.TYPE_A:
+        bit = have & HAS_A
+    elif qtype == wire.TYPE_SRV:
+        bit = have & HAS_SRV
+    elif qtype == wire.TYPE_AAAA:
+        bit = have & HAS_AAAA
+    else:
+        bit = have & -have if qtype == wire.TYPE_ANY else 0
+    if not bit:
         return None
+    pos = 3
+    if bit != HAS_A and flags & HAS_A:
+        pos += 14 if blob[8] > 1 else 6
+    if bit == HAS_SRV and flags & HAS_AAAA:
+        pos += 14 if blob[pos + 5] > 1 else 6
     offset, length, records, count = _ENTRY.unpack_from(blob, pos)
     if count < 2:
-        body = blob[offset : offset + length]
         if bit == HAS_SRV:
-            return records, with_targets(body, key[len(key) - blob[2] :])
-        return records, body
-    stride, size, slot = _ROTATION.unpack_from(blob, pos + _ENTRY.size)
-    start = offset + turns.advance(slot, count) * stride
+            fixed = blob[offset : offset + length]
+            return records, with_targets(fixed, key[len(key) - blob[2] :])
+        return records, blob[offset : offset + length]
+    stride, size, slot = _ROTATION.unpack_from(blob, pos + 6)
+    counters = turns.counters
+    turn = (_COUNTER.unpack_from(counters, slot * 4)[0] + 1) % count
+    _COUNTER.pack_into(counters, slot * 4, turn)
+    start = offset + turn * stride
     end = start + size
     if end <= offset + length:
         return records, blob[start:end]

@@ -222,7 +222,8 @@ def _blob_reply(
 ) -> bytes:
     """The response carrying a blob's answer (``nameblob.pick``): NOERROR, never cut (a
     blob's answers fit every response, see ``nameblob``), as ``_reply`` sends an ``Answer``."""
-    stats.answered[qtype << 8] = stats.answered.get(qtype << 8, 0) + 1
+    answered = stats.answered
+    answered[qtype << 8] = answered.get(qtype << 8, 0) + 1
     records, body = picked
     head = nameblob.noerror_heads(records)[(q[2] & 0x01) | (edns << 1)]
     if edns:
