@@ -64,6 +64,15 @@ _BITS = {wire.TYPE_A: HAS_A, wire.TYPE_AAAA: HAS_AAAA, wire.TYPE_SRV: HAS_SRV}
 # 6 and 8 octets: ``pick`` and the C path count them so.
 _ENTRY = struct.Struct("<HHBB")  # offset, length, records, rotation count
 _ROTATION = struct.Struct("<HHI")  # stride, size, counter slot
+_ROTATING = struct.Struct("<HHBBHHI")  # the entry of a rotating answer, in one
+# ``pack_address_srv``: the head of a blob with a rotating A answer and an SRV answer, and
+# of one with an A answer that does not rotate (less the SRV entry's last three numbers).
+_A_SRV_ROTATING = struct.Struct("<BBB" + "HHBBHHI" + "HHBB")
+_A_SRV = struct.Struct("<BBB" + "HHBB" + "H")
+_ENTRY_TAIL = struct.Struct("<HBB")
+# The most octets of bodies a blob holds: the last body's offset (after the head, at most
+# three entries of 14 octets) is a u16.
+MAX_BODIES = 0xFFFF - 3 - 3 * 14 - NEVER_CUT
 _COUNTER = struct.Struct("<I")
 # An SRV record less its target: owner pointer, type, class, TTL, RDLENGTH (12 octets),
 # priority, weight, port (6).
@@ -123,9 +132,12 @@ def pack(owner_len: int, target_len: int, parts: Sequence[Part | None], turns: T
     ``target_len``, with these A, AAAA and SRV ``parts`` (None: the name has none; SRV
     records without their target). ValueError for what a blob cannot hold (an answer that
     could need cutting, a ring over 65,535 octets), before any slot is taken."""
-    present = [(bit, part) for bit, part in zip((1, 2, 4), parts, strict=True) if part]
     index = 3
-    for bit, (body, count, rotation) in present:
+    flags = 0
+    for bit, part in zip((HAS_A, HAS_AAAA, HAS_SRV), parts, strict=True):
+        if part is None:
+            continue
+        body, count, rotation = part
         size = rotation[2] if rotation else len(body)
         if bit == HAS_SRV:
             size = count * (SRV_FIXED + target_len)
@@ -133,15 +145,45 @@ def pack(owner_len: int, target_len: int, parts: Sequence[Part | None], turns: T
                 raise ValueError("SRV records without their targets, never rotating")
         if not 0 < count <= 255 or size > NEVER_CUT or len(body) > 0xFFFF:
             raise ValueError("an answer a name blob cannot hold")
-        index += _ENTRY.size + (_ROTATION.size if rotation else 0)
-    head = bytearray((owner_len, sum(bit for bit, _ in present), target_len))
+        flags |= bit
+        index += 14 if rotation else 6
+    pieces = [bytes((owner_len, flags, target_len))]
     offset = index
-    for _, (body, count, rotation) in present:
-        head += _ENTRY.pack(offset, len(body), count, rotation[1] if rotation else 0)
+    for part in parts:
+        if part is None:
+            continue
+        body, count, rotation = part
         if rotation:
-            head += _ROTATION.pack(rotation[0], rotation[2], turns.take())
+            stride, turns_count, size = rotation
+            slot = turns.take()
+            pieces.append(_ROTATING.pack(offset, len(body), count, turns_count, stride, size, slot))
+        else:
+            pieces.append(_ENTRY.pack(offset, len(body), count, 0))
         offset += len(body)
-    return bytes(head) + b"".join(part[0] for _, part in present)
+    pieces += [part[0] for part in parts if part is not None]
+    return b"".join(pieces)
+
+
+def pack_address_srv(end: int, a: Part, srv: Part, turns: Turns) -> bytes:
+    """``pack(end, end, (a, None, srv), turns)`` in one call (a catch-up packs this, the
+    commonest name, for most services: a quarter of ``pack``'s cost), for parts ``pack``
+    takes and ``rings_fit``."""
+    body, count, rotation = a
+    fixed, srv_count, _ = srv
+    if rotation:
+        stride, turns_count, size = rotation
+        head = _A_SRV_ROTATING.pack(
+            end, HAS_A | HAS_SRV, end, 23, len(body), count, turns_count, stride, size,
+            turns.take(), 23 + len(body), len(fixed), srv_count, 0,
+        )  # fmt: skip
+        return head + body + fixed
+    head = _A_SRV.pack(end, HAS_A | HAS_SRV, end, 15, len(body), count, 0, 15 + len(body))
+    return head + _ENTRY_TAIL.pack(len(fixed), srv_count, 0) + body + fixed
+
+
+def rings_fit(*parts: Part | None) -> bool:
+    """Whether these parts' bodies leave every offset of a blob within 16 bits."""
+    return sum(len(part[0]) for part in parts if part is not None) <= MAX_BODIES
 
 
 def _entry(blob: bytes, key_len: int, qtype: int) -> tuple[int, int]:

@@ -198,7 +198,12 @@ def encode_plain(
     v4, v6 = families
     a = _address_part(wire.TYPE_A, v4, ttl, svc.max_addresses) if v4 else None
     aaaa = _address_part(wire.TYPE_AAAA, v6, ttl, svc.max_addresses) if v6 else None
-    if turns is not None and not isinstance(a, Answer) and not isinstance(aaaa, Answer):
+    if (
+        turns is not None
+        and not isinstance(a, Answer)
+        and not isinstance(aaaa, Answer)
+        and nameblob.rings_fit(a, aaaa)  # not thousands of addresses
+    ):
         return _blobs(name, a, aaaa, srv, turns)
     return _tables(name, a, aaaa, srv)
 
@@ -234,7 +239,11 @@ def _blobs(
     to the service's blob (see ``nameblob``); the others get one of their own."""
     own_srv = srv.get(name)
     end = len(name)
-    blob = pack(end, end, (a, aaaa, own_srv), turns) if a or aaaa or own_srv else EMPTY_TYPES
+    blob: Answers = EMPTY_TYPES
+    if a is not None and aaaa is None and own_srv is not None:  # the commonest
+        blob = nameblob.pack_address_srv(end, a, own_srv, turns)
+    elif a or aaaa or own_srv:
+        blob = pack(end, end, (a, aaaa, own_srv), turns)
     names: dict[bytes, Answers] = {name: blob}
     for owner, part in srv.items():
         if owner is not name:

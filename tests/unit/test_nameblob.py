@@ -69,6 +69,8 @@ SERVICES = [
     _service("ten", 10, shown=4, ports=2),
     _service("wide", 150, shown=8),  # 150 addresses, 64 rotations
     _service("none", 2, shown=0),  # nothing shown: a type table
+    _service("huge", 5000, shown=8),  # rings longer than a blob's offsets reach: tables
+    ServiceRecords("shop", "six", False, ("10.3.0.1", "10.3.0.2"), (), max_addresses=1),
 ]
 NAMES = [
     "one",
@@ -82,6 +84,8 @@ NAMES = [
     "wide",
     "_http._tcp.wide",
     "none",
+    "huge",
+    "six",
 ]
 
 
@@ -109,7 +113,9 @@ def _zone(as_tables: bool) -> Zone:
 
 def test_blobs_send_what_answers_sent_on_both_paths() -> None:
     blobs = _zone(as_tables=False)
-    assert sum(isinstance(v, bytes) for v in blobs.table.values()) >= 6
+    assert sum(isinstance(v, bytes) for v in blobs.table.values()) >= 7
+    huge = wire.encode_name("huge.shop.svc.clusterset.local")
+    assert isinstance(blobs.table[huge], tuple)
     tables = _zone(as_tables=True)
     c_zone = _zone(as_tables=False)
     stats = [QueryStats(), QueryStats(), QueryStats()]
@@ -128,7 +134,8 @@ def test_blobs_send_what_answers_sent_on_both_paths() -> None:
 def test_counters_are_given_back_and_reused() -> None:
     zone = _zone(as_tables=False)
     rotating = zone.turns.in_use()
-    assert rotating == 5  # three: A; ten and wide: A and AAAA (one and none do not rotate)
+    # three: A; ten and wide: A and AAAA; six: A (one, none and huge do not rotate here)
+    assert rotating == 6
     for svc in SERVICES:  # the same again: new counters taken, the old given back
         zone.set_service(svc.namespace, svc.name, svc)
     assert zone.turns.in_use() == rotating
