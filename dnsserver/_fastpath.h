@@ -26,7 +26,8 @@ typedef struct {
     PyObject *nodata;    /* owned */
     PyObject *miss;      /* owned: nxdomain once synced, else servfail */
     PyObject *answered;  /* owned */
-    PyObject *turns;     /* owned: zone.turns.counters, a bytearray (dnsserver.nameblob) */
+    PyObject *turns;     /* owned: zone.turns.counters, a bytearray (dnsserver.nameblob);
+                            NULL for a zone without name blobs */
     PyObject *stats;     /* borrowed */
     PyObject *zone;      /* borrowed */
     PyObject *slow;      /* borrowed */
@@ -48,6 +49,10 @@ typedef struct {
 
 /* stats.answered[qtype << 8 | rcode] += by; 0, or -1 with an exception set. */
 int fp_count_answer(Context *c, long qtype, long rcode, long by);
+
+/* Sets c->turns to zone.turns.counters, or to NULL for a zone without it (a zone module
+ * without name blobs, as another release's): 0, or -1 with an exception set. */
+int fp_blob_init(Context *c, PyObject *zone);
 
 /* Answers a query from a name blob (_fastpath_blob.c) found at `key` (the lower-case name):
  * as fp_answer_one's fast half, or -2 when the blob has no answer of the type (NODATA: the

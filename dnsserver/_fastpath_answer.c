@@ -29,8 +29,7 @@
 #define TYPE_AXFR 252
 
 static PyObject *s_table, *s_nodata, *s_nxdomain, *s_servfail, *s_synced, *s_rotation,
-    *s_body, *s_heads, *s_edns_tail, *s_rcode, *s_answered, *s_turn,
-    *s_turns, *s_counters;
+    *s_body, *s_heads, *s_edns_tail, *s_rcode, *s_answered, *s_turn;
 
 int fp_answer_init(void) {
 #define INTERN(var, text) if (!(var = PyUnicode_InternFromString(text))) return -1
@@ -46,8 +45,6 @@ int fp_answer_init(void) {
     INTERN(s_rcode, "rcode");
     INTERN(s_answered, "answered");
     INTERN(s_turn, "turn");
-    INTERN(s_turns, "turns");
-    INTERN(s_counters, "counters");
 #undef INTERN
     return 0;
 }
@@ -69,10 +66,7 @@ int fp_context_init(Context *c, PyObject *zone, PyObject *stats, PyObject *slow)
     c->nodata = PyObject_GetAttr(zone, s_nodata);
     c->answered = PyObject_GetAttr(stats, s_answered);
     PyObject *synced = PyObject_GetAttr(zone, s_synced);
-    PyObject *turns = PyObject_GetAttr(zone, s_turns);
-    c->turns = turns ? PyObject_GetAttr(turns, s_counters) : NULL;
-    Py_XDECREF(turns);
-    if (!c->table || !c->nodata || !c->answered || !synced || !c->turns) {
+    if (!c->table || !c->nodata || !c->answered || !synced || fp_blob_init(c, zone) < 0) {
         Py_XDECREF(synced);
         fp_context_clear(c);
         return -1;
@@ -80,12 +74,9 @@ int fp_context_init(Context *c, PyObject *zone, PyObject *stats, PyObject *slow)
     int is_synced = PyObject_IsTrue(synced);
     Py_DECREF(synced);
     c->miss = PyObject_GetAttr(zone, is_synced ? s_nxdomain : s_servfail);
-    if (!c->miss || !PyDict_Check(c->table) || !PyDict_Check(c->answered) ||
-        !PyByteArray_Check(c->turns)) {
+    if (!c->miss || !PyDict_Check(c->table) || !PyDict_Check(c->answered)) {
         if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError,
-                            "zone.table and stats.answered must be dicts, zone.turns.counters "
-                            "a bytearray");
+            PyErr_SetString(PyExc_TypeError, "zone.table and stats.answered must be dicts");
         fp_context_clear(c);
         return -1;
     }

@@ -19,6 +19,24 @@
 
 #include <string.h>
 
+int fp_blob_init(Context *c, PyObject *zone) {
+    c->turns = NULL;
+    PyObject *turns = PyObject_GetAttrString(zone, "turns");
+    if (!turns) {  /* a zone without name blobs (another release's zone module): fine */
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    c->turns = PyObject_GetAttrString(turns, "counters");
+    Py_DECREF(turns);
+    if (c->turns && !PyByteArray_Check(c->turns)) {
+        Py_CLEAR(c->turns);
+        PyErr_SetString(PyExc_TypeError, "zone.turns.counters must be a bytearray");
+    }
+    return c->turns ? 0 : -1;
+}
+
 /* A blob's answer for one query (dnsserver.nameblob): where its octets are. */
 typedef struct {
     Py_ssize_t offset, length;  /* the body (a rotating answer's ring) */
@@ -105,8 +123,8 @@ static Py_ssize_t write_blob(Context *c, const unsigned char *q, const Query *qu
     const char *body = PyBytes_AS_STRING(blob) + a->offset;
     Py_ssize_t start = 0;
     if (a->count > 1) {
-        if ((a->slot + 1) * 4 > PyByteArray_GET_SIZE(c->turns)) {
-            PyErr_SetString(PyExc_TypeError, "name blob counter beyond zone.turns");
+        if (!c->turns || (a->slot + 1) * 4 > PyByteArray_GET_SIZE(c->turns)) {
+            PyErr_SetString(PyExc_TypeError, "name blob counter beyond zone.turns (or none)");
             return -1;
         }
         unsigned char *counter = (unsigned char *)PyByteArray_AS_STRING(c->turns) + a->slot * 4;

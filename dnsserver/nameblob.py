@@ -7,8 +7,8 @@ NOERROR. Held as ``Answer`` objects in a type table, such a name cost a tuple, a
 answer and a ``bytes`` per body: about 380 octets of overhead for a few dozen octets of
 records. Here all of a name's answers are one immutable ``bytes``, the zone's table value
 for the name (``Zone.table`` maps a name to a ``TypeTable`` or to a blob); both query paths
-read it in place (``query.respond`` with ``pick``, the C fast path in
-``_fastpath_answer.c``, ``blob_pick``, which must read the same layout):
+read it in place (``query.respond`` with ``pick``; the C fast path with ``blob_pick`` in
+``_fastpath_blob.c``, which must read the same layout):
 
     octet 0       the length of the wire name the blob was built for (its owner)
     octet 1       which answers it has: bit 0 A, bit 1 AAAA, bit 2 SRV
@@ -33,8 +33,11 @@ its SRV answer: so such a name costs its table entry and nothing more.
 What an answer sends is what the ``Answer`` it replaces sent: the header is NOERROR with
 AA, RD echoed, one question, the answer's records, and the OPT record for EDNS; a rotating
 answer sends ``size`` octets from ``turn % count * stride`` of its ring, wrapping to its
-start (``Answer.rotation_at``). Every body and rotation is at most ``NEVER_CUT`` octets
-(``pack`` refuses more), so a response always fits the smallest UDP limit and is never cut.
+start (``Answer.rotation_at``). What an answer sends (a body, a rotation, SRV records with
+their targets) is at most ``NEVER_CUT`` octets (``pack`` refuses more), so a response
+always fits the smallest UDP limit and is never cut. The bodies of a blob (rings included)
+are at most ``MAX_BODIES`` octets, so that every offset fits 16 bits: a service with
+thousands of addresses keeps type tables (``rings_fit``).
 
 Rotation counters: each rotating answer counts its own turns (as ``RotatingAnswer.turn``
 did), in ``Turns``, one u32 per slot in one ``bytearray`` of the zone, so that the blob

@@ -175,3 +175,19 @@ def test_a_malformed_blob_is_an_error_not_a_read_past_it(qtype: str, tail: bytes
     stats = QueryStats()
     with pytest.raises(TypeError, match=r"malformed name blob|beyond zone\.turns"):
         _fastpath.answer(zone, q, stats, respond)
+
+
+@pytest.mark.skipif(_fastpath is None, reason="the C extension is not built")
+def test_the_c_path_serves_a_zone_without_counters() -> None:
+    """A zone object without ``turns`` (another release's zone module, as the upgrade test
+    runs it against this extension) is served; only a rotating blob in it is an error."""
+    zone = _zone(as_tables=False)
+    del zone.turns
+    stats = QueryStats()
+    soa = dns.message.make_query("clusterset.local", "SOA").to_wire()
+    assert _fastpath.answer(zone, soa, stats, respond) == respond(zone, soa, True, QueryStats())
+    one = dns.message.make_query("one.shop.svc.clusterset.local", "A").to_wire()
+    assert _fastpath.answer(zone, one, stats, respond) is not None  # a blob that does not rotate
+    three = dns.message.make_query("three.shop.svc.clusterset.local", "A").to_wire()
+    with pytest.raises(TypeError, match="beyond zone"):
+        _fastpath.answer(zone, three, stats, respond)
