@@ -10,10 +10,14 @@ setup(
     ext_modules=[
         Extension(
             "dnsserver._fastpath",
-            # Answering one query, and batching queries with recvmmsg/sendmmsg (and the
-            # module); the header is what the two share. The Makefile's set-up stamp and
-            # MANIFEST.in list the same three files.
-            ["dnsserver/_fastpath_answer.c", "dnsserver/_fastpath_batch.c"],
+            # Answering one query (from a name blob too), and batching queries with
+            # recvmmsg/sendmmsg (and the module); the header is what they share. The
+            # Makefile's set-up stamp and MANIFEST.in list the same four files.
+            [
+                "dnsserver/_fastpath_answer.c",
+                "dnsserver/_fastpath_blob.c",
+                "dnsserver/_fastpath_batch.c",
+            ],
             depends=["dnsserver/_fastpath.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,

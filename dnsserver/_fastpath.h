@@ -3,6 +3,7 @@
  *
  *   _fastpath_answer.c  answers one query from the zone's pre-built answers, as
  *                       dnsserver.query.respond does, or hands it to respond;
+ *   _fastpath_blob.c    answers from a plain name's answers held in one bytes object;
  *   _fastpath_batch.c   reads batches of queries with recvmmsg(2), answers each through
  *                       _fastpath_answer.c and sends the answers with sendmmsg(2); it also
  *                       defines the module.
@@ -25,10 +26,39 @@ typedef struct {
     PyObject *nodata;    /* owned */
     PyObject *miss;      /* owned: nxdomain once synced, else servfail */
     PyObject *answered;  /* owned */
+    PyObject *turns;     /* owned: zone.turns.counters, a bytearray (dnsserver.nameblob);
+                            NULL for a zone without name blobs */
     PyObject *stats;     /* borrowed */
     PyObject *zone;      /* borrowed */
     PyObject *slow;      /* borrowed */
 } Context;
+
+#define PLAIN_UDP_LIMIT 512
+#define MAX_UDP_PAYLOAD 1232
+#define OPT_LEN 11
+#define TYPE_OPT 41
+
+/* Where the parts of a query of the common shape are. */
+typedef struct {
+    Py_ssize_t name_end;  /* offset of the question name's root label */
+    Py_ssize_t qend;      /* first octet after the question */
+    long qtype;
+    int edns;             /* 1 when the query carries a valid OPT */
+    Py_ssize_t limit;     /* the most octets the response may have */
+} Query;
+
+/* stats.answered[qtype << 8 | rcode] += by; 0, or -1 with an exception set. */
+int fp_count_answer(Context *c, long qtype, long rcode, long by);
+
+/* Sets c->turns to zone.turns.counters, or to NULL for a zone without it (a zone module
+ * without name blobs, as another release's): 0, or -1 with an exception set. */
+int fp_blob_init(Context *c, PyObject *zone);
+
+/* Answers a query from a name blob (_fastpath_blob.c) found at `key` (the lower-case name):
+ * as fp_answer_one's fast half, or -2 when the blob has no answer of the type (NODATA: the
+ * caller sends the zone's). */
+Py_ssize_t fp_blob_answer(Context *c, const unsigned char *q, const Query *query,
+                          PyObject *blob, const unsigned char *key, unsigned char *out);
 
 /* Interns the attribute names the answering half reads; 0, or -1 with an exception. */
 int fp_answer_init(void);

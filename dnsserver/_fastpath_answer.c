@@ -14,6 +14,8 @@
  * The counters are the same Python objects respond() updates (QueryStats.answered and
  * Answer.turn), so metrics and rotation do not depend on which path answered.
  *
+ * A plain name's answers may be one bytes object (a name blob): _fastpath_blob.c answers it.
+ *
  * The zone's type tables are tuples indexed by dnsserver.answer.TYPE_SLOTS (type_slot below
  * must number the types the same way), and a rotating answer sends a slice of its body
  * (Answer.rotation: stride, count, size) that wraps around the end of the body to its start,
@@ -23,24 +25,11 @@
 
 #include <string.h>
 
-#define PLAIN_UDP_LIMIT 512
-#define MAX_UDP_PAYLOAD 1232
-#define OPT_LEN 11
-#define TYPE_OPT 41
 #define TYPE_IXFR 251
 #define TYPE_AXFR 252
 
 static PyObject *s_table, *s_nodata, *s_nxdomain, *s_servfail, *s_synced, *s_rotation,
     *s_body, *s_heads, *s_edns_tail, *s_rcode, *s_answered, *s_turn;
-
-/* Where the parts of a query of the common shape are. */
-typedef struct {
-    Py_ssize_t name_end;  /* offset of the question name's root label */
-    Py_ssize_t qend;      /* first octet after the question */
-    long qtype;
-    int edns;             /* 1 when the query carries a valid OPT */
-    Py_ssize_t limit;     /* the most octets the response may have */
-} Query;
 
 int fp_answer_init(void) {
 #define INTERN(var, text) if (!(var = PyUnicode_InternFromString(text))) return -1
@@ -65,6 +54,7 @@ void fp_context_clear(Context *c) {
     Py_CLEAR(c->nodata);
     Py_CLEAR(c->miss);
     Py_CLEAR(c->answered);
+    Py_CLEAR(c->turns);
 }
 
 int fp_context_init(Context *c, PyObject *zone, PyObject *stats, PyObject *slow) {
@@ -76,7 +66,7 @@ int fp_context_init(Context *c, PyObject *zone, PyObject *stats, PyObject *slow)
     c->nodata = PyObject_GetAttr(zone, s_nodata);
     c->answered = PyObject_GetAttr(stats, s_answered);
     PyObject *synced = PyObject_GetAttr(zone, s_synced);
-    if (!c->table || !c->nodata || !c->answered || !synced) {
+    if (!c->table || !c->nodata || !c->answered || !synced || fp_blob_init(c, zone) < 0) {
         Py_XDECREF(synced);
         fp_context_clear(c);
         return -1;
@@ -94,10 +84,7 @@ int fp_context_init(Context *c, PyObject *zone, PyObject *stats, PyObject *slow)
 }
 
 /* stats.answered[qtype << 8 | rcode] += by (an int key: nothing for the GC to track) */
-static int count_answer_by(Context *c, long qtype, PyObject *rcode, long by) {
-    long rc = PyLong_AsLong(rcode);
-    if (rc == -1 && PyErr_Occurred())
-        return -1;
+int fp_count_answer(Context *c, long qtype, long rc, long by) {
     PyObject *key = PyLong_FromLong(qtype << 8 | rc);
     if (!key)
         return -1;
@@ -121,8 +108,11 @@ static int count_rcode_of(Context *c, long qtype, PyObject *answer, long by) {
     PyObject *rcode = PyObject_GetAttr(answer, s_rcode);
     if (!rcode)
         return -1;
-    int result = count_answer_by(c, qtype, rcode, by);
+    long rc = PyLong_AsLong(rcode);
     Py_DECREF(rcode);
+    if (rc == -1 && PyErr_Occurred())
+        return -1;
+    int result = fp_count_answer(c, qtype, rc, by);
     return result;
 }
 
@@ -182,8 +172,8 @@ static int parse_query(const unsigned char *q, Py_ssize_t n, Query *out) {
  * name has no such type). NULL without an exception when the name is not in the table
  * (REFUSED or NXDOMAIN: the slow path checks which), NULL with one on error.
  */
-static PyObject *lookup(Context *c, const unsigned char *q, const Query *query) {
-    unsigned char key[256];
+static PyObject *lookup(Context *c, const unsigned char *q, const Query *query,
+                        unsigned char *key, PyObject **blob) {
     Py_ssize_t key_len = query->name_end - 11;
     for (Py_ssize_t k = 0; k < key_len; k++) {
         unsigned char ch = q[12 + k];
@@ -196,6 +186,10 @@ static PyObject *lookup(Context *c, const unsigned char *q, const Query *query) 
     Py_DECREF(key_obj);
     if (!types)
         return NULL;
+    if (PyBytes_Check(types)) {
+        *blob = types;
+        return NULL;
+    }
     /* A type table is a tuple (anything else answers NODATA, as an empty one does). */
     Py_ssize_t slot = type_slot(query->qtype);
     PyObject *found = NULL;
@@ -319,7 +313,15 @@ static Py_ssize_t fast_answer(Context *c, const unsigned char *q, Py_ssize_t n,
     Query query;
     if (!parse_query(q, n, &query))
         return 0;
-    PyObject *found = lookup(c, q, &query);
+    PyObject *blob = NULL;
+    unsigned char key[256];  /* the name, lower-case: the table's key */
+    PyObject *found = lookup(c, q, &query, key, &blob);
+    if (blob) {
+        Py_ssize_t written = fp_blob_answer(c, q, &query, blob, key, out);
+        if (written != -2)
+            return written;
+        found = c->nodata;  /* NODATA, as for a type table without the type */
+    }
     if (!found)
         return PyErr_Occurred() ? -1 : 0;
     Py_INCREF(found);  /* the turn update in write_reply runs Python code */

@@ -11,6 +11,12 @@ the owners with the same ports) in a few calls per service. When the caller has 
 addresses as octets already (``ServiceRecords.packed_v4``: the routing policy's packed
 endpoints), it takes those and parses no text.
 
+Given the zone's rotation counters (``nameblob.Turns``), as the zone gives them, it holds
+each name's answers in one ``bytes`` instead (``dnsserver.nameblob``: the same octets
+sent, about 300 octets less per service), unless an address answer needs cut points or
+the rings are too long for a blob; without, type tables as above (which the property
+tests compare; tests/unit/test_nameblob.py holds the two forms together).
+
 It declines (None) every service it does not cover, which the zone then encodes the general
 way: a headless or weighted service; an address that is not an IP address; a port number out
 of range; a name or a ``_<port>._<proto>`` label that cannot be encoded; an SRV answer long
@@ -26,15 +32,15 @@ from __future__ import annotations
 import functools
 import struct
 
-from dnsserver import wire
+from dnsserver import nameblob, wire
 from dnsserver.answer import (
     EMPTY_TYPES,
     NEVER_CUT,
     Answer,
     RotatingAnswer,
-    TypeTable,
     rotation_shape,
 )
+from dnsserver.nameblob import Answers, Part, Turns, pack
 from dnsserver.records import MAX_ROTATIONS, Encoded, ServiceRecords
 from dnsserver.rotation import rotating
 
@@ -143,22 +149,35 @@ def _families(
     return v4, v6
 
 
-def _address_answer(rtype: int, family: list[bytes], ttl: int, shown: int) -> Answer:
-    """What ``records._cluster_set_ip`` builds for one family (not weighted)."""
+def _address_part(rtype: int, family: list[bytes], ttl: int, shown: int) -> Part | Answer:
+    """What ``records._cluster_set_ip`` builds for one family (not weighted): as a
+    ``nameblob.Part`` when it is never cut, else the ``Answer`` (with cut points)."""
     length = len(head := wire.rr_head(rtype, ttl, len(family[0]))) + len(family[0])
     records = [head + octets for octets in family]
     step = -(-len(records) // MAX_ROTATIONS)
     count = -(-len(records) // step)
     shown = min(shown, len(records))
-    if count < 2 or not 0 < shown * length <= NEVER_CUT:
-        return rotating(records, shown, step)  # one record, none shown, or cut points
+    if not 0 < shown * length <= NEVER_CUT:
+        return rotating(records, shown, step)  # none shown, or cut points
+    if count < 2:  # what ``rotating`` builds for one rotation, without its checks
+        return b"".join(records[:shown]), shown, ()
     # What ``rotating`` builds for a ring shown whole in every message, without its checks.
-    shape = rotation_shape(step * length, count, shown * length)
-    return RotatingAnswer.ring(b"".join(records), shown, shape)
+    return b"".join(records), shown, rotation_shape(step * length, count, shown * length)
 
 
-def _srv_answers(svc: ServiceRecords, name: bytes, ttl: int) -> dict[bytes, Answer] | None:
-    """Each SRV owner's answer (see ``_srv_plan``), by its name; None as ``_srv_plan``."""
+def _answer_of(part: Part | Answer) -> Answer:
+    """The ``Answer`` of a part (the type-table form, see ``encode_plain``)."""
+    if isinstance(part, Answer):
+        return part
+    body, shown, rotation = part
+    if rotation:
+        return RotatingAnswer.ring(body, shown, rotation)
+    return Answer.records(body, shown)
+
+
+def _srv_parts(svc: ServiceRecords, name: bytes, ttl: int) -> dict[bytes, Part] | None:
+    """Each SRV owner's answer (see ``_srv_plan``), by its name, owners with the same ports
+    sharing one part object; None as ``_srv_plan``."""
     for _, _, port in svc.ports:
         if type(port) is not int:  # what the plan's cache would take for an equal int
             return None
@@ -166,34 +185,84 @@ def _srv_answers(svc: ServiceRecords, name: bytes, ttl: int) -> dict[bytes, Answ
     if plan is None:
         return None
     owners, records = plan
-    made = [Answer.records(b"".join([r + name for r in rs]), len(rs)) for rs in records]
+    # Without their target (the service name): ``nameblob`` adds it per query, ``_tables``
+    # to make an ``Answer`` of it.
+    made: list[Part] = [(b"".join(rs), len(rs), ()) for rs in records]
     return {labels + name if labels else name: made[index] for labels, index in owners}
 
 
-def encode_plain(svc: ServiceRecords, origin: bytes, ttl: int) -> Encoded | None:
+def encode_plain(
+    svc: ServiceRecords, origin: bytes, ttl: int, turns: Turns | None = None
+) -> Encoded | None:
     """``records.encode_service(svc, origin, ttl)`` for a plain ClusterSetIP service (see
-    the module docstring); None for any other, which the caller encodes the general way."""
+    the module docstring); None for any other, which the caller encodes the general way.
+    With ``turns`` (the zone's rotation counters) a name whose answers are never cut is one
+    ``nameblob`` blob instead of a type table (the same octets sent: ``nameblob.view``)."""
     if svc.headless or svc.weighted:
         return None
     try:
         name = _service_name(svc, origin)
         families = _families(svc.addresses, svc.packed_v4) if name is not None else None
         ttl = ttl if svc.ttl is None else svc.ttl
-        srv = _srv_answers(svc, name, ttl) if name is not None and svc.ports else {}
+        srv = _srv_parts(svc, name, ttl) if name is not None and svc.ports else {}
     except (wire.NameEncodingError, AttributeError, TypeError, ValueError):
         return None  # a name, a port or addresses the general encoder leaves out
     if name is None or families is None or srv is None:
         return None
     v4, v6 = families
-    a = _address_answer(wire.TYPE_A, v4, ttl, svc.max_addresses) if v4 else None
-    aaaa = _address_answer(wire.TYPE_AAAA, v6, ttl, svc.max_addresses) if v6 else None
-    own_srv = srv.get(name)
-    first = a or aaaa or own_srv  # ANY: the first of A, AAAA, SRV (records.ANY_PREFERENCE)
-    names: dict[bytes, TypeTable] = {
-        name: EMPTY_TYPES if first is None else (a, aaaa, own_srv, first)
+    a = _address_part(wire.TYPE_A, v4, ttl, svc.max_addresses) if v4 else None
+    aaaa = _address_part(wire.TYPE_AAAA, v6, ttl, svc.max_addresses) if v6 else None
+    if (
+        turns is not None
+        and not isinstance(a, Answer)
+        and not isinstance(aaaa, Answer)
+        and nameblob.rings_fit(a, aaaa)  # not thousands of addresses
+    ):
+        return _blobs(name, a, aaaa, srv, turns)
+    return _tables(name, a, aaaa, srv)
+
+
+def _tables(
+    name: bytes, a: Part | Answer | None, aaaa: Part | Answer | None, srv: dict[bytes, Part]
+) -> Encoded:
+    """The names as type tables of ``Answer`` objects (one per shared part)."""
+    made: dict[int, Answer] = {}
+    for part in srv.values():
+        if id(part) not in made:
+            made[id(part)] = _answer_of((nameblob.with_targets(part[0], name), part[1], ()))
+    a_answer = _answer_of(a) if a is not None else None
+    aaaa_answer = _answer_of(aaaa) if aaaa is not None else None
+    own_srv = made[id(srv[name])] if name in srv else None
+    # ANY: the first of A, AAAA, SRV (records.ANY_PREFERENCE)
+    first = a_answer or aaaa_answer or own_srv
+    names: dict[bytes, Answers] = {
+        name: EMPTY_TYPES if first is None else (a_answer, aaaa_answer, own_srv, first)
     }
-    for owner, answer in srv.items():
+    for owner, part in srv.items():
         if owner is not name:
+            answer = made[id(part)]
             names.setdefault(owner, (None, None, answer, answer))
+            names.setdefault(owner[1 + owner[0] :], EMPTY_TYPES)  # ``_<proto>.<svc>``
+    return Encoded(names, name, [])
+
+
+def _blobs(
+    name: bytes, a: Part | None, aaaa: Part | None, srv: dict[bytes, Part], turns: Turns
+) -> Encoded:
+    """The names as ``nameblob`` blobs: an owner whose SRV answer is the service's own maps
+    to the service's blob (see ``nameblob``); the others get one of their own."""
+    own_srv = srv.get(name)
+    end = len(name)
+    blob: Answers = EMPTY_TYPES
+    if a is not None and aaaa is None and own_srv is not None:  # the commonest
+        blob = nameblob.pack_address_srv(end, a, own_srv, turns)
+    elif a or aaaa or own_srv:
+        blob = pack(end, end, (a, aaaa, own_srv), turns)
+    names: dict[bytes, Answers] = {name: blob}
+    for owner, part in srv.items():
+        if owner is not name:
+            shared = part is own_srv
+            own = blob if shared else pack(len(owner), end, (None, None, part), turns)
+            names.setdefault(owner, own)
             names.setdefault(owner[1 + owner[0] :], EMPTY_TYPES)  # ``_<proto>.<svc>``
     return Encoded(names, name, [])

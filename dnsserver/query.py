@@ -26,6 +26,9 @@ Rules, in the order they are checked (RFC 1035, RFC 6891, RFC 8906):
   answer that had to be capped says so with TC=1 over both transports);
 - a rotating answer (``Answer.rotation``) sends its next rotation per query.
 
+A plain name's answers may be one ``bytes`` in the table instead of a type table
+(``dnsserver.nameblob``): the same response is read from it (``_blob_reply``).
+
 No response is ever longer over UDP than that limit, so the server cannot amplify.
 ``QueryStats`` holds plain integer counters; the metrics adapter reads them at scrape time,
 so the query path pays a dict update, not a Prometheus call.
@@ -35,7 +38,7 @@ from __future__ import annotations
 
 import struct
 
-from dnsserver import wire
+from dnsserver import nameblob, wire
 from dnsserver.answer import (
     EMPTY_TYPES,
     MAX_TCP_MESSAGE,
@@ -199,7 +202,12 @@ def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
     if types is None and zone.empty_nonterminal(key):  # not in the table: NODATA
         types = EMPTY_TYPES
     answer: Answer
-    if types is not None:
+    if isinstance(types, bytes):  # a plain name's answers, in one blob (``nameblob``)
+        picked = nameblob.pick(types, key, qtype, zone.turns)
+        if picked is not None:
+            return _blob_reply(q, qend, qtype, picked, edns, stats)
+        answer = zone.nodata
+    elif types is not None:
         slot = TYPE_SLOTS.get(qtype, NO_SLOT)
         answer = (types[slot] if slot < len(types) else None) or zone.nodata
     elif not _in_zone(key, zone.origin_wire):
@@ -207,6 +215,20 @@ def respond(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
     else:
         answer = zone.nxdomain if zone.synced else zone.servfail
     return _reply(q, qend, qtype, answer, edns, limit, stats)
+
+
+def _blob_reply(
+    q: bytes, qend: int, qtype: int, picked: tuple[int, bytes], edns: int, stats: QueryStats
+) -> bytes:
+    """The response carrying a blob's answer (``nameblob.pick``): NOERROR, never cut (a
+    blob's answers fit every response, see ``nameblob``), as ``_reply`` sends an ``Answer``."""
+    answered = stats.answered
+    answered[qtype << 8] = answered.get(qtype << 8, 0) + 1
+    records, body = picked
+    head = nameblob.noerror_heads(records)[(q[2] & 0x01) | (edns << 1)]
+    if edns:
+        return q[:2] + head + q[12:qend] + body + Answer.edns_tail
+    return q[:2] + head + q[12:qend] + body
 
 
 def _reply(

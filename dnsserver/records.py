@@ -51,11 +51,11 @@ from dnsserver.answer import (
     NEVER_CUT,
     Answer,
     Listing,
-    TypeTable,
     records_answer,
     type_table,
 )
 from dnsserver.headless import Host, endpoint_groups
+from dnsserver.nameblob import Answers
 from dnsserver.rotation import rotating, scheduled
 from dnsserver.weighted import weighted_rotations
 
@@ -122,7 +122,7 @@ SKIP_REASONS = (
     "internal",  # a bug of ours while encoding the service: the service is left out
 )
 
-Names = dict[bytes, TypeTable]
+Names = dict[bytes, Answers]  # type tables here; plain.py may give blobs
 
 
 @dataclass(frozen=True, slots=True)

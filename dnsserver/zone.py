@@ -2,7 +2,11 @@
 
 Theory of operation. ``Zone.table`` maps a lower-case wire name to its answers by query
 type, an ``answer.TypeTable`` (a tuple indexed by ``answer.TYPE_SLOTS``: a dict per name
-would cost about 220 octets, most of a small service's answers). Every name that has
+would cost about 220 octets, most of a small service's answers), or, for the names of a
+plain ClusterSetIP service whose answers are never cut (most of a large zone), one
+``bytes`` holding all of them (``dnsserver.nameblob``: about 300 octets less per service),
+whose rotation counters are in ``turns``; a ``_<port>._<proto>`` name whose SRV answer is
+the service's own maps to the service's blob. Every name that has
 records is in it, and the zone's own empty non-terminals (``svc.<zone>``,
 ``<ns>.svc.<zone>``, ``dns.<zone>``), which map to the empty table (all of them to one
 ``EMPTY_TYPES``): a missing type is NODATA. The empty non-terminals below a service
@@ -52,8 +56,8 @@ import logging
 import traceback
 from collections.abc import Callable, Iterable
 
-from dnsserver import wire
-from dnsserver.answer import EMPTY_TYPES, Answer, TypeTable, answer_for, type_table
+from dnsserver import nameblob, wire
+from dnsserver.answer import EMPTY_TYPES, Answer, answer_for, type_table
 from dnsserver.plain import encode_plain
 from dnsserver.records import (
     DNS_SCHEMA_VERSION,
@@ -125,7 +129,8 @@ class Zone:
         self.ttl = ttl
         self.ns_address = ns_address
         self.synced = False
-        self.table: dict[bytes, TypeTable] = {}
+        self.table: dict[bytes, nameblob.Answers] = {}
+        self.turns = nameblob.Turns()  # the rotation counters of the table's blobs
         self._apex: dict[int, Answer] = {}
         # Per service, by its own wire name (the table's key object, so the key costs
         # nothing): every name it owns, as the labels before its own name (b"" for its
@@ -210,9 +215,9 @@ class Zone:
         owned = self._services.pop(own, None)
         if owned is not None:
             for prefix in owned:
-                self.table.pop(prefix + own if prefix else own, None)
+                self._drop(prefix + own if prefix else own)
             for stray in self._strays.pop(own, ()):
-                self.table.pop(stray, None)
+                self._drop(stray)
             self._release_namespace(own[1 + own[0] :])
         self._note_skipped(key, encoded.skipped if encoded is not None else [])
         if encoded is None or not encoded.names:
@@ -235,6 +240,13 @@ class Zone:
         self._namespace_refs[ns_name] = self._namespace_refs.get(ns_name, 0) + 1
         self.table.setdefault(ns_name, EMPTY_TYPES)
 
+    def _drop(self, name: bytes) -> None:
+        """Take ``name`` out of the table; a blob built for it gives its counters back (a
+        name sharing another's blob gives nothing: see ``nameblob``)."""
+        answers = self.table.pop(name, None)
+        if type(answers) is bytes and answers[0] == len(name):
+            self.turns.give_back(nameblob.slots(answers))
+
     def _shape(self, encoded: Encoded) -> tuple[bytes, ...]:
         """The names of ``encoded`` as prefixes of its service name, one tuple per shape
         (see ``_services``)."""
@@ -248,7 +260,7 @@ class Zone:
     def _encode(self, records: ServiceRecords) -> Encoded:
         try:
             # The commonest services in a few calls, the others the general way.
-            plain = encode_plain(records, self.origin_wire, self.ttl)
+            plain = encode_plain(records, self.origin_wire, self.ttl, self.turns)
             return plain or encode_service(records, self.origin_wire, self.ttl)
         except Exception as exc:  # a bug of ours: leave this service out, keep the rest
             what = f"{records.namespace}/{records.name}"
@@ -304,6 +316,8 @@ class Zone:
             types = EMPTY_TYPES
         if types is None:
             return self.nxdomain if self.synced else self.servfail
+        if isinstance(types, bytes):
+            types = nameblob.view(types, key)
         return answer_for(types, qtype) or self.nodata
 
 
