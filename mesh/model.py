@@ -97,20 +97,6 @@ class ServiceType(enum.Enum):
 class ServiceKey:
     namespace: str
     name: str
-    # The hash of (namespace, name), as the dataclass would compute it, made once: a key is
-    # looked up a dozen times per service in a catch-up (store, catalog, planner, zone).
-    _hash: int = field(default=0, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.namespace, self.name)))
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __reduce__(self) -> tuple[type[ServiceKey], tuple[str, str]]:
-        # A string's hash differs between processes (PYTHONHASHSEED): pickles carry the
-        # fields only, and the hash is made again where the key is unpickled.
-        return (ServiceKey, (self.namespace, self.name))
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
@@ -128,7 +114,6 @@ class ServicePort:
 _new_object = object.__new__
 _set_namespace = ServiceKey.__dict__["namespace"].__set__
 _set_name = ServiceKey.__dict__["name"].__set__
-_set_key_hash = ServiceKey.__dict__["_hash"].__set__
 
 
 def new_key(namespace: str, name: str) -> ServiceKey:
@@ -136,7 +121,6 @@ def new_key(namespace: str, name: str) -> ServiceKey:
     made: ServiceKey = _new_object(ServiceKey)
     _set_namespace(made, namespace)
     _set_name(made, name)
-    _set_key_hash(made, hash((namespace, name)))
     return made
 
 
