@@ -12,10 +12,11 @@ setup(
             "dnsserver._fastpath",
             # Answering one query (from a name blob too), and batching queries with
             # recvmmsg/sendmmsg (and the module); the header is what they share. The
-            # Makefile's set-up stamp and MANIFEST.in list the same four files.
+            # Makefile's set-up stamp and MANIFEST.in list the same files.
             [
                 "dnsserver/_fastpath_answer.c",
                 "dnsserver/_fastpath_blob.c",
+                "dnsserver/_fastpath_plain.c",
                 "dnsserver/_fastpath_batch.c",
             ],
             depends=["dnsserver/_fastpath.h"],

@@ -68,6 +68,10 @@ def _ports(rng: random.Random) -> tuple[tuple[str, str, int], ...]:
     return tuple(ports)
 
 
+def _octets(addresses: tuple[str, ...]) -> bytes:
+    return bytes(map(int, ".".join(addresses).split("."))) if addresses else b""
+
+
 def services(count: int, seed: int) -> list[ServiceRecords]:
     rng = random.Random(seed)
     out = []
@@ -106,6 +110,9 @@ def services(count: int, seed: int) -> list[ServiceRecords]:
                 rng.choice([1, 8, 8, 64]),
                 weighted,
                 rng.choice([None, None, 30]),
+                # A plain service's addresses as routing gives those of packed endpoints
+                # too: its octets (the encoders' one-call route takes them).
+                packed_v4=_octets(addresses) if plain else b"",
             )
         )
     return out

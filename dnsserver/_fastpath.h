@@ -4,12 +4,13 @@
  *   _fastpath_answer.c  answers one query from the zone's pre-built answers, as
  *                       dnsserver.query.respond does, or hands it to respond;
  *   _fastpath_blob.c    answers from a plain name's answers held in one bytes object;
+ *   _fastpath_plain.c   builds the commonest name blob (a plain service's) in one call;
  *   _fastpath_batch.c   reads batches of queries with recvmmsg(2), answers each through
  *                       _fastpath_answer.c and sends the answers with sendmmsg(2); it also
  *                       defines the module.
  *
- * setup.py compiles both into the one extension; the Makefile's set-up stamp and
- * MANIFEST.in name these three files.
+ * setup.py compiles them into the one extension; the Makefile's set-up stamp and
+ * MANIFEST.in name these files.
  */
 #ifndef MESHD_FASTPATH_H
 #define MESHD_FASTPATH_H
@@ -73,6 +74,10 @@ void fp_context_clear(Context *c);
  * -1 with a Python exception set.
  */
 Py_ssize_t fp_answer_one(Context *c, const unsigned char *q, Py_ssize_t n, unsigned char *out);
+
+/* plain_blob(name, suffix, octets, srv, srv_count, ttl, max_addresses, turns)
+ * -> (wire name, blob) | None (_fastpath_plain.c; dnsserver.plainblob). */
+PyObject *fp_plain_blob(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 /* answer(zone, query, stats, slow) -> bytes | None: one query, for tests. */
 PyObject *fp_answer(PyObject *self, PyObject *args);

@@ -2,3 +2,14 @@ from typing import Any
 
 def serve(fd: int, zone: Any, stats: Any, slow: Any, on_error: Any, max_batches: int, /) -> int: ...
 def answer(zone: Any, query: bytes, stats: Any, slow: Any, /) -> bytes | None: ...
+def plain_blob(
+    name: str,
+    suffix: bytes,
+    octets: bytes,
+    srv: bytes,
+    srv_count: int,
+    ttl: int,
+    max_addresses: int,
+    turns: Any,
+    /,
+) -> tuple[bytes, bytes] | None: ...

@@ -162,6 +162,8 @@ static PyObject *fp_serve(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"serve", fp_serve, METH_VARARGS, "Answer the queries waiting on a UDP socket."},
     {"answer", fp_answer, METH_VARARGS, "Answer one query (the same path, for tests)."},
+    {"plain_blob", (PyCFunction)(void (*)(void))fp_plain_blob, METH_FASTCALL,
+     "A plain service's wire name and name blob (dnsserver.plainblob), or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -133,6 +133,9 @@ class Encoded:
     names: Names
     service_name: bytes
     skipped: list[Skipped]
+    # The names as prefixes of ``service_name``, in order (``Zone._services``), when the
+    # encoder has them already (``plainblob``: one tuple per shape); None: the zone makes it.
+    shape: tuple[bytes, ...] | None = None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -18,12 +18,12 @@ is NODATA if found there, else NXDOMAIN. Only a query for a name not in the tabl
 walk (the C fast path hands those to ``query.respond`` anyway); no name is ever parsed
 otherwise.
 
-Updates are per service: ``set_service`` encodes one service's names (``plain.py`` for the
-commonest, else ``records.py``) and swaps them into the table, so the cost of a change does
-not grow with the size of the zone. The only names shared between services are the
-``<ns>.svc.<zone>`` empty non-terminals, kept alive by a reference count. The SOA serial
-changes with every update, which re-encodes the three negative answers and the apex SOA:
-constant work.
+Updates are per service: ``set_service`` encodes one service's names (``plainblob.py``
+for the commonest, in one call; ``plain.py`` for the common; else ``records.py``) and swaps
+them into the table, so the cost of a change does not grow with the size of the zone. The
+only names shared between services are the ``<ns>.svc.<zone>`` empty non-terminals, kept
+alive by a reference count. The SOA serial changes with every update, which re-encodes the
+three negative answers and the apex SOA: constant work.
 
 Nothing in a service's records can make an update raise: ``records.encode_service`` leaves
 out what cannot be encoded and says what (``records.Skipped``). The zone keeps, per
@@ -56,7 +56,7 @@ import logging
 import traceback
 from collections.abc import Callable, Iterable
 
-from dnsserver import nameblob, wire
+from dnsserver import nameblob, plainblob, wire
 from dnsserver.answer import EMPTY_TYPES, Answer, answer_for, type_table
 from dnsserver.plain import encode_plain
 from dnsserver.records import (
@@ -233,7 +233,8 @@ class Zone:
         # than the call (a caller's bug), with its names in ``_strays`` (they are not below
         # ``own``), so that the next call still finds what to take out.
         if service_name == own:
-            self._services[service_name] = self._shape(encoded)
+            shape = encoded.shape
+            self._services[service_name] = self._shape(encoded) if shape is None else shape
         else:
             self._services[own] = ()
             self._strays[own] = tuple(encoded.names)
@@ -259,9 +260,14 @@ class Zone:
 
     def _encode(self, records: ServiceRecords) -> Encoded:
         try:
-            # The commonest services in a few calls, the others the general way.
-            plain = encode_plain(records, self.origin_wire, self.ttl, self.turns)
-            return plain or encode_service(records, self.origin_wire, self.ttl)
+            # The commonest services in one call, the common ones in a few, the others the
+            # general way.
+            origin, ttl = self.origin_wire, self.ttl
+            return (
+                plainblob.encode(records, origin, ttl, self.turns)
+                or encode_plain(records, origin, ttl, self.turns)
+                or encode_service(records, origin, ttl)
+            )
         except Exception as exc:  # a bug of ours: leave this service out, keep the rest
             what = f"{records.namespace}/{records.name}"
             detail = "".join(traceback.format_exception(exc)).rstrip()

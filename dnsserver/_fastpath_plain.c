@@ -1,0 +1,181 @@
+/*
+ * The commonest name blob of a zone built in one call: a plain ClusterSetIP service whose
+ * addresses are all IPv4 and given as octets, with one SRV answer shared by every SRV owner
+ * (dnsserver.plainblob, whose pure-Python twin `build` is this function's oracle in the
+ * property tests and stands in for it where the extension is absent).
+ *
+ * Theory of operation. A catch-up encodes every service of the clusterset at once, and
+ * for most of them the answers are the same few records around a different name and
+ * different octets: the A records (12-octet head, 4 octets each), rotating when there are
+ * two or more, and the SRV records less their target, which the caller's cached plan made.
+ * plain_blob(name, suffix, octets, srv, srv_count, ttl, max_addresses, turns) checks the
+ * service's name as dnsserver.plain._service_name does, builds the A part as
+ * dnsserver.plain._address_part does, takes a rotation counter slot with turns.take()
+ * (only once every check passed, as nameblob.pack_address_srv does) and writes the blob
+ * in the layout dnsserver.nameblob describes (the head nameblob.pack_address_srv packs).
+ * It returns (the service's wire name, the blob), or None for every service it does not
+ * cover (the caller then encodes it the general way): a name that cannot be encoded, no
+ * address, an A answer that would need cut points (none shown, or over NEVER_CUT octets),
+ * a ring too long for a blob, a TTL outside 32 bits. It raises only for arguments of the
+ * wrong type (a bug of the caller's) or what turns.take() raises.
+ */
+#include "_fastpath.h"
+
+#include <string.h>
+
+/* dnsserver.answer.NEVER_CUT, dnsserver.records.MAX_ROTATIONS, dnsserver.nameblob's
+ * MAX_BODIES and HAS_A | HAS_SRV; tests/unit/test_plainblob.py checks they agree. */
+#define NEVER_CUT 230
+#define MAX_ROTATIONS 64
+#define MAX_BODIES 65260
+#define HAS_A_SRV 5
+#define A_RECORD 16  /* owner pointer, type, class, TTL, RDLENGTH (12), address (4) */
+#define HEAD_ROTATING 23
+#define HEAD_FIXED 15
+
+static void put_u16(unsigned char *p, Py_ssize_t v) {
+    p[0] = (unsigned char)(v & 0xFF);
+    p[1] = (unsigned char)((v >> 8) & 0xFF);
+}
+
+static void put_u32(unsigned char *p, unsigned long v) {
+    put_u16(p, (Py_ssize_t)(v & 0xFFFF));
+    put_u16(p + 2, (Py_ssize_t)((v >> 16) & 0xFFFF));
+}
+
+/* The wire name `len(raw) raw suffix` of a service (lower case), or NULL (no exception)
+ * when it cannot be encoded, as dnsserver.plain._service_name. */
+static PyObject *service_name(PyObject *name, const char *suffix, Py_ssize_t suffix_len) {
+    if (!PyUnicode_IS_ASCII(name))
+        return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+    if (n < 1 || n > 63 || 1 + n + suffix_len > 255)
+        return NULL;
+    const char *raw = (const char *)PyUnicode_1BYTE_DATA(name);
+    if (memchr(raw, '.', (size_t)n))
+        return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 1 + n + suffix_len);
+    if (!out)
+        return NULL;
+    char *p = PyBytes_AS_STRING(out);
+    p[0] = (char)n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char ch = raw[i];
+        p[1 + i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+    }
+    memcpy(p + 1 + n, suffix, (size_t)suffix_len);
+    return out;
+}
+
+PyObject *fp_plain_blob(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "plain_blob takes 8 arguments");
+        return NULL;
+    }
+    PyObject *name = args[0], *suffix = args[1], *octets = args[2], *srv = args[3];
+    if (!PyUnicode_Check(name) || !PyBytes_Check(suffix) || !PyBytes_Check(octets) ||
+        !PyBytes_Check(srv) || !PyLong_Check(args[4]) || !PyLong_Check(args[5]) ||
+        !PyLong_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "plain_blob(str, bytes, bytes, bytes, int, int, int, turns)");
+        return NULL;
+    }
+    PyObject *turns = args[7];
+    int overflow = 0;
+    long long srv_count = PyLong_AsLongLongAndOverflow(args[4], &overflow);
+    if (overflow || srv_count < 1 || srv_count > 255)
+        Py_RETURN_NONE;
+    long long ttl = PyLong_AsLongLongAndOverflow(args[5], &overflow);
+    if (overflow || ttl < 0 || ttl > 0xFFFFFFFFLL)
+        Py_RETURN_NONE;
+    long long max_addresses = PyLong_AsLongLongAndOverflow(args[6], &overflow);
+    if (overflow)  /* shown is the smaller of it and the count: a huge one shows them all */
+        max_addresses = overflow > 0 ? 0x7FFFFFFFLL : 0;
+    Py_ssize_t octets_len = PyBytes_GET_SIZE(octets);
+    Py_ssize_t n = octets_len / 4;
+    if (n < 1 || octets_len % 4)
+        Py_RETURN_NONE;
+    long long shown = max_addresses < n ? max_addresses : n;
+    if (shown < 1 || shown * A_RECORD > NEVER_CUT)
+        Py_RETURN_NONE;  /* it needs cut points: an Answer, not a blob */
+    Py_ssize_t ring = n * A_RECORD;
+    if (ring > MAX_BODIES)
+        Py_RETURN_NONE;  /* not rings_fit */
+    Py_ssize_t fixed_len = PyBytes_GET_SIZE(srv);
+    if (fixed_len > 0xFFFF - HEAD_ROTATING - MAX_BODIES)
+        Py_RETURN_NONE;
+    Py_ssize_t step = (n + MAX_ROTATIONS - 1) / MAX_ROTATIONS;
+    Py_ssize_t count = (n + step - 1) / step;
+    PyObject *wire_name = service_name(name, PyBytes_AS_STRING(suffix), PyBytes_GET_SIZE(suffix));
+    if (!wire_name) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t end = PyBytes_GET_SIZE(wire_name);
+    unsigned long slot = 0;
+    Py_ssize_t body_len = count < 2 ? shown * A_RECORD : ring;
+    Py_ssize_t head = count < 2 ? HEAD_FIXED : HEAD_ROTATING;
+    if (count >= 2) {
+        PyObject *taken = PyObject_CallMethod(turns, "take", NULL);
+        if (!taken) {
+            Py_DECREF(wire_name);
+            return NULL;
+        }
+        slot = PyLong_AsUnsignedLong(taken);
+        Py_DECREF(taken);
+        if (!PyErr_Occurred() && slot > 0xFFFFFFFFUL)  /* as struct.pack("<I") refuses */
+            PyErr_SetString(PyExc_OverflowError, "a rotation counter slot over 32 bits");
+        if (PyErr_Occurred()) {
+            Py_DECREF(wire_name);
+            return NULL;
+        }
+    }
+    PyObject *blob = PyBytes_FromStringAndSize(NULL, head + body_len + fixed_len);
+    if (!blob) {
+        Py_DECREF(wire_name);
+        return NULL;
+    }
+    unsigned char *b = (unsigned char *)PyBytes_AS_STRING(blob);
+    b[0] = (unsigned char)end;
+    b[1] = HAS_A_SRV;
+    b[2] = (unsigned char)end;
+    /* The A entry: offset, length, records shown, rotation count (see nameblob). */
+    put_u16(b + 3, head);
+    put_u16(b + 5, body_len);
+    b[7] = (unsigned char)shown;
+    if (count >= 2) {
+        b[8] = (unsigned char)count;
+        put_u16(b + 9, step * A_RECORD);  /* stride */
+        put_u16(b + 11, (Py_ssize_t)shown * A_RECORD);  /* size */
+        put_u32(b + 13, slot);
+    } else {
+        b[8] = 0;
+    }
+    /* The SRV entry, after the A entry. */
+    unsigned char *e = b + head - 6;
+    put_u16(e, head + body_len);
+    put_u16(e + 2, fixed_len);
+    e[4] = (unsigned char)srv_count;
+    e[5] = 0;
+    /* The A records: each a pointer to the question's name, A, IN, the TTL, 4, its octets. */
+    const unsigned char *o = (const unsigned char *)PyBytes_AS_STRING(octets);
+    unsigned char *r = b + head;
+    Py_ssize_t records = body_len / A_RECORD;
+    for (Py_ssize_t i = 0; i < records; i++, r += A_RECORD) {
+        r[0] = 0xC0, r[1] = 0x0C, r[2] = 0, r[3] = 1, r[4] = 0, r[5] = 1;
+        r[6] = (unsigned char)(ttl >> 24), r[7] = (unsigned char)(ttl >> 16);
+        r[8] = (unsigned char)(ttl >> 8), r[9] = (unsigned char)ttl;
+        r[10] = 0, r[11] = 4;
+        memcpy(r + 12, o + 4 * i, 4);
+    }
+    memcpy(r, PyBytes_AS_STRING(srv), (size_t)fixed_len);
+    PyObject *out = PyTuple_New(2);
+    if (!out) {
+        Py_DECREF(wire_name);
+        Py_DECREF(blob);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, wire_name);
+    PyTuple_SET_ITEM(out, 1, blob);
+    return out;
+}
