@@ -30,6 +30,7 @@ from mesh.model import (
     ExportedService,
     PackedEndpoints,
     ServiceKey,
+    ServicePort,
     ServiceType,
 )
 from mesh.routing.annotations import Problem
@@ -49,9 +50,34 @@ def plain_decision(
     answering: Answering,
 ) -> Decision | None:
     """``policy.decide_service`` of a plain service (see the module docstring), else None."""
-    if len(exporters) != 1 or answering.default != ENDPOINTS:
+    if len(exporters) != 1:
         return None
     state, svc = exporters[0]
+    plain = plain_records(key, state, svc, healthy, drained, max_addresses, answering)
+    if plain is None:
+        return None
+    records, note = plain
+    problems = (Problem("target_port_differs", note),) if note else ()
+    choice = Choice(((state, svc, 1),), 0)
+    return Decision(records, "first_tier", problems, note, ENDPOINTS, choice)
+
+
+def plain_records(
+    key: ServiceKey,
+    state: ClusterState,
+    svc: ExportedService,
+    healthy: Set[ClusterId],
+    drained: Set[ClusterId],
+    max_addresses: int,
+    answering: Answering,
+) -> tuple[ServiceRecords, str] | None:
+    """What ``plain_decision`` decides for a service ``state`` alone exports, without the
+    ``Decision`` (a catch-up's planner needs only these: ``AnswerPlanner._note_plain``):
+    its records and its ports' note ("" or what a ``target_port_differs`` problem says);
+    the state is "first_tier", the mode ``endpoints``, the choice ``state`` alone with
+    weight 1. None for every other service."""
+    if answering.default != ENDPOINTS:
+        return None
     cluster = state.cluster_id
     if (
         svc.type is not ServiceType.CLUSTER_SET_IP
@@ -67,13 +93,16 @@ def plain_decision(
     if svc.endpoint_ports:
         ports = plan_ports(svc.ports, ((cluster, svc),), mapped=False)
     else:  # no slice says what its endpoints listen on: the Service ports stand
-        ports = PortPlan(tuple((p.name, p.protocol, p.port) for p in svc.ports))
+        ports = PortPlan(_service_ports(svc.ports))
     records = ServiceRecords(
         key.namespace, key.name, False, addresses, ports.ports, (), max_addresses, packed_v4=packed
     )
-    problems = (Problem("target_port_differs", ports.note),) if ports.note else ()
-    choice = Choice(((state, svc, 1),), 0)
-    return Decision(records, "first_tier", problems, ports.note, ENDPOINTS, choice)
+    return records, ports.note
+
+
+def _service_ports(ports: tuple[ServicePort, ...]) -> tuple[tuple[str, str, int], ...]:
+    """The Service's ports as ``ServiceRecords`` holds them."""
+    return tuple((p.name, p.protocol, p.port) for p in ports)
 
 
 def _ready_addresses(endpoints: Endpoints) -> tuple[tuple[str, ...], bytes]:

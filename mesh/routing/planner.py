@@ -36,7 +36,7 @@ from mesh.model import ClusterId, ClusterState, ExportedService, ServiceKey
 from mesh.ring.catalog import Change
 from mesh.routing.annotations import Problem
 from mesh.routing.modes import CLUSTERSET_IP, DEFAULT_ANSWERING, Answering
-from mesh.routing.plain import plain_decision
+from mesh.routing.plain import plain_decision, plain_records
 from mesh.routing.policy import (
     DEFAULT_MAX_ADDRESSES,
     Decision,
@@ -172,7 +172,17 @@ class AnswerPlanner:
         else:
             exporting = index.get(key, [])
             if isinstance(exporting, ClusterState):
-                exporters = [(exporting, exporting.services[key])]
+                svc = exporting.services[key]
+                if key.namespace in local_namespaces:  # else it leaves the zone, below
+                    plain = plain_records(
+                        key, exporting, svc, self.healthy, self.drained, self.max_addresses,
+                        self.answering,
+                    )  # fmt: skip
+                    if plain is not None:  # most of a catch-up: no ``Decision`` made
+                        self.zone_keys.add(key)
+                        self._note_plain(key, plain[1])
+                        return key, plain[0]
+                exporters = [(exporting, svc)]
             else:
                 exporters = [(state, state.services[key]) for state in exporting]
         if not exporters or key.namespace not in local_namespaces:
@@ -232,6 +242,31 @@ class AnswerPlanner:
             self.problems[key] = decision.problems
         elif held:
             del self.problems[key]
+
+    def _note_plain(self, key: ServiceKey, ports_note: str) -> None:
+        """``_note`` of a plain service's decision (``plain.plain_records``): first tier,
+        not drained, answer mode ``endpoints`` (no selection), a ``target_port_differs``
+        problem when ``ports_note`` says something."""
+        if (self.failed_open and key in self.failed_open) or (
+            self.later_tier and key in self.later_tier
+        ):  # it was in a later tier or failing open (``_state``: it is in ``zone_keys``)
+            self.tier_changes += 1
+            self.failed_open.discard(key)
+            self.later_tier.discard(key)
+        if self.drained_used:
+            self.drained_used.discard(key)
+        self._note_ports(key, ports_note)
+        if self.selections and self.selections.pop(key, None) is not None:
+            self.selections_version += 1
+        held = self.problems.get(key, ()) if self.problems else ()
+        if not ports_note:
+            if held:
+                del self.problems[key]
+            return
+        problems = (Problem("target_port_differs", ports_note),)
+        if problems != held:
+            self.new_problems.extend((key, p) for p in problems)
+        self.problems[key] = problems
 
     def _note_selection(self, key: ServiceKey, decision: Decision | None) -> None:
         held = self.selections.get(key) if self.selections else None

@@ -183,3 +183,68 @@ def test_another_cluster_arriving_plans_only_what_it_exports(
     planner.note(Change("c1", cluster=True))  # this cluster's own locality: everything
     planner.plan(states, frozenset({"shop"}))
     assert set(decided) == {k for s in states for k in s.services}
+
+
+def _planner_state(planner: AnswerPlanner) -> tuple[object, ...]:
+    return (
+        planner.zone_keys,
+        planner.failed_open,
+        planner.later_tier,
+        planner.drained_used,
+        planner.tier_changes,
+        planner.problems,
+        planner.new_problems,
+        planner.port_notes,
+        planner.selections,
+        planner.selections_version,
+    )
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_plain_services_without_a_decision_leave_the_planner_as_with_one(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain service planned from ``plain_records`` (no ``Decision``) gives the same
+    updates and leaves the planner's bookkeeping (tiers, problems, port notes, selections)
+    as the general path does, through health, drain and export changes."""
+    from tests.unit.test_plain_policy import _export  # services of every shape
+
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    keys = [ServiceKey(rng.choice(["shop", "ops"]), f"s{i}") for i in range(120)]
+    clusters = ["c0", "c1", "c2", "c3"]
+    vip = "clusterset-ip"
+
+    def states() -> list[ClusterState]:
+        out = []
+        for c in clusters:
+            picked = rng.sample(keys, rng.choice([30, 60, 90]))
+            services = {k: replace(_export(rng), key=k) for k in picked}
+            for k in rng.sample(picked, 5):  # selections to drop when they turn plain
+                services[k] = replace(services[k], annotations=(("meshd.io/answer-mode", vip),))
+            out.append(ClusterState(c, 1, 1, rng.choice(["us", "eu"]), "", frozenset(), services))
+        return out
+
+    held = states()
+    answering = Answering("endpoints", vips=True)
+    planners = [AnswerPlanner(Locality("c1", "us"), answering=answering) for _ in range(2)]
+    for step in range(8):
+        if step and rng.random() < 0.5:
+            held = states()
+        healthy = {c for c in clusters if rng.random() < 0.8}
+        drained = {c for c in clusters if rng.random() < 0.15}
+        plans = []
+        for general, planner in enumerate(planners):
+            with monkeypatch.context() as patch:
+                if general:  # every service the general way (``plain_decision`` too)
+                    patch.setattr(planner_module, "plain_records", lambda *a: None)
+                    patch.setattr(planner_module, "plain_decision", lambda *a: None)
+                planner.note_health(healthy, held)
+                planner.note_drained(drained, held)
+                for state in held:
+                    planner.note(Change(state.cluster_id, frozenset(state.services), cluster=True))
+                plans.append(planner.plan(held, frozenset({"shop"})))
+        assert plans[0] == plans[1], f"seed {seed}, step {step}"
+        assert _planner_state(planners[0]) == _planner_state(planners[1]), f"seed {seed}, {step}"
+    assert planners[0].problems, f"seed {seed}: no port problem seen"
+    assert planners[0].selections_version, f"seed {seed}: no selection seen"
