@@ -79,6 +79,9 @@ Py_ssize_t fp_answer_one(Context *c, const unsigned char *q, Py_ssize_t n, unsig
  * -> (wire name, blob) | None (_fastpath_plain.c; dnsserver.plainblob). */
 PyObject *fp_plain_blob(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
+/* quad_texts(octets) -> tuple[str, ...] | None (_fastpath_plain.c; dnsserver.plainblob). */
+PyObject *fp_quad_texts(PyObject *self, PyObject *octets);
+
 /* answer(zone, query, stats, slow) -> bytes | None: one query, for tests. */
 PyObject *fp_answer(PyObject *self, PyObject *args);
 

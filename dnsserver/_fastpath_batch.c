@@ -164,6 +164,8 @@ static PyMethodDef methods[] = {
     {"answer", fp_answer, METH_VARARGS, "Answer one query (the same path, for tests)."},
     {"plain_blob", (PyCFunction)(void (*)(void))fp_plain_blob, METH_FASTCALL,
      "A plain service's wire name and name blob (dnsserver.plainblob), or None."},
+    {"quad_texts", fp_quad_texts, METH_O,
+     "The dotted quads of packed IPv4 addresses without duplicates, or None."},
     {NULL, NULL, 0, NULL},
 };
 

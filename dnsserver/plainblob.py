@@ -15,6 +15,11 @@ the C function's oracle in the seeded property tests (tests/unit/test_plainblob.
 also hold ``encode`` to ``encode_plain``: the same names in the same order, the same blobs,
 the same counters taken.
 
+The routing policy's side of the same services (``mesh.routing.plain``) needs the texts of
+the packed addresses, without duplicates, for ``ServiceRecords.addresses``: ``quad_texts``
+makes them in one call (``_fastpath.quad_texts``; ``quad_texts_py`` its twin), or says
+None (duplicates, none, too many) and the routing makes them the general way.
+
 ``encode`` declines (None) every other service, and every service whose name, addresses or
 answer sizes the one call does not cover; the caller then encodes it as before
 (``encode_plain``). So it never raises for what a service holds, and never leaves out
@@ -24,6 +29,7 @@ anything (``Encoded.skipped`` is empty).
 from __future__ import annotations
 
 import functools
+import struct
 from collections.abc import Callable
 
 from dnsserver import nameblob, wire
@@ -79,6 +85,31 @@ def _c_build() -> Build | None:
 
 # The C function when it is there, else the twin (the same results: the property tests).
 build_blob: Build = _c_build() or build
+
+QUADS_MAX = 64  # the most addresses ``quad_texts`` formats (more: the general way)
+_QUADS = struct.Struct("4B").iter_unpack
+
+
+def quad_texts_py(octets: bytes) -> tuple[str, ...] | None:
+    """The dotted-quad text of each 4 octets, in order; None when there are none, they are
+    not a multiple of 4, there are more than ``QUADS_MAX``, or two are the same (the
+    routing's plain shortcut then removes duplicates the general way). The twin of
+    ``_fastpath.quad_texts``, which does it in one call."""
+    if not octets or len(octets) % 4 or len(octets) > 4 * QUADS_MAX:
+        return None
+    texts = tuple(f"{a}.{b}.{c}.{d}" for a, b, c, d in _QUADS(octets))
+    return texts if len(set(texts)) == len(texts) else None
+
+
+def _c_quads() -> Callable[[bytes], tuple[str, ...] | None] | None:
+    try:
+        from dnsserver._fastpath import quad_texts
+    except ImportError:
+        return None
+    return quad_texts
+
+
+quad_texts = _c_quads() or quad_texts_py
 
 # What ``_srv_shape`` gives: the SRV records less their target, how many, each other SRV
 # owner's labels before the service name with the labels of its empty parent
@@ -140,4 +171,4 @@ def encode(svc: ServiceRecords, origin: bytes, ttl: int, turns: Turns) -> Encode
     return Encoded(names, wire_name, [], prefixes)
 
 
-__all__ = ["NEVER_CUT", "build", "build_blob", "encode"]
+__all__ = ["NEVER_CUT", "build", "build_blob", "encode", "quad_texts", "quad_texts_py"]

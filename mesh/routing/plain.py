@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Set
 
+from dnsserver.plainblob import quad_texts
 from dnsserver.records import ServiceRecords
 from mesh.model import (
     ClusterId,
@@ -110,6 +111,10 @@ def _ready_addresses(endpoints: Endpoints) -> tuple[tuple[str, ...], bytes]:
     are packed (all ready, one IPv4 address each): the DNS encoder then takes the octets
     instead of parsing the texts, and no ``Endpoint`` is made (``PackedEndpoints``)."""
     if isinstance(endpoints, PackedEndpoints):
+        octets = endpoints.octets()
+        quads = quad_texts(octets)  # in one call, when there is no duplicate (most)
+        if quads is not None:
+            return quads, octets
         texts = endpoints.addresses()
         addresses = tuple(dict.fromkeys(texts))
         return addresses, endpoints.octets() if len(addresses) == len(texts) else b""

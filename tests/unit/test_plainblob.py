@@ -185,3 +185,27 @@ def test_declined_services_take_no_counter() -> None:
     made = plainblob.encode(base, ORIGIN, 5, turns)
     assert made is not None
     assert turns.in_use() == 1
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_quad_texts_c_and_twin(seed: int) -> None:
+    """``quad_texts`` (C) and its twin agree, and give the texts ``PackedEndpoints`` gives."""
+    c_quads = pytest.importorskip("dnsserver._fastpath").quad_texts
+
+    rng = random.Random(seed)
+    print(f"seed {seed}")
+    given = 0
+    for _ in range(500):
+        count = rng.choice([0, 1, 2, 3, 3, 5, 64, 65])
+        pool = [bytes(rng.randrange(256) for _ in range(4)) for _ in range(rng.choice([2, 300]))]
+        octets = b"".join(rng.choice(pool) for _ in range(count))
+        octets += bytes(rng.choice([0, 0, 0, 0, 1, 3]))
+        twin = plainblob.quad_texts_py(octets)
+        assert c_quads(octets) == twin, f"seed {seed}: {octets.hex()}"
+        if twin is not None:
+            given += 1
+            expected = tuple(
+                ".".join(str(b) for b in octets[i : i + 4]) for i in range(0, len(octets), 4)
+            )
+            assert twin == expected, f"seed {seed}: {octets.hex()}"
+    assert given > 50, f"seed {seed}: only {given} given"
