@@ -27,6 +27,7 @@ Rules:
 from __future__ import annotations
 
 import heapq
+import operator
 from collections.abc import Iterable, Iterator, Mapping, Set
 from itertools import islice
 from typing import TypeVar
@@ -141,18 +142,23 @@ class AnswerPlanner:
         services, who exports them, in what order: a pass over every state when everything
         is dirty) a None comes every ``PREPARE_STEP`` services. The dirt is taken at the
         first draw; what is noted meanwhile waits for the next plan."""
-        keys = set(self.zone_keys) if self._everything else self._dirty
+        extra = set(self.zone_keys) if self._everything else self._dirty
         everything, self._dirty, self._everything = self._everything, set(), False
         clusters, self._clusters = self._clusters, set()
-        for state in states:
-            if everything or state.cluster_id in clusters:
-                for piece in _pieces(state.services):
-                    keys.update(piece)
-                    yield None
-        index: dict[ServiceKey, Exporting] | None = None
-        if len(keys) >= INDEX_FROM:
-            index = {}
-            yield from _index_exporters(index, keys, states, self.locality.cluster_id)
+        here = self.locality.cluster_id
+        ordered = sorted(states, key=lambda s: (s.cluster_id != here, s.cluster_id))
+        dirty = [s for s in ordered if everything or s.cluster_id in clusters]
+        # One pass over the dirty states gathers their keys and indexes their exporters.
+        found: dict[ServiceKey, Exporting] = {}
+        for state in dirty:
+            yield from _index_all(found, state)
+        keys: list[ServiceKey] = [*found, *(k for k in extra if k not in found)]
+        index = found if len(keys) >= INDEX_FROM else None  # few: a scan per key is cheaper
+        if index is not None and len(dirty) < len(ordered):  # the others' exports of those
+            dirty_ids = {id(s) for s in dirty}
+            others = [s for s in ordered if id(s) not in dirty_ids]
+            rank = {id(s): n for n, s in enumerate(ordered)}
+            yield from _index_others(index, extra.difference(index), others, rank)
         runs = []
         for piece in _pieces(keys):
             runs.append(sorted(piece, key=_order))
@@ -294,8 +300,9 @@ class AnswerPlanner:
         return "later_tier" if self.later_tier and key in self.later_tier else "first_tier"
 
 
-def _order(key: ServiceKey) -> tuple[str, str]:
-    return (key.namespace, key.name)  # sorts in C: ServiceKey's own order compares in Python
+# A key's order, (namespace, name), made in C: sorting by ServiceKey's own order compares
+# in Python, and a Python key function is a call per key.
+_order = operator.attrgetter("namespace", "name")
 
 
 INDEX_FROM = 64  # dirty services from which one pass over every state beats a scan per key
@@ -308,27 +315,44 @@ def _pieces(items: Iterable[_T]) -> Iterator[list[_T]]:
         yield piece
 
 
-def _index_exporters(
+def _index_all(index: dict[ServiceKey, Exporting], state: ClusterState) -> Iterator[None]:
+    """Add ``state`` to the exporters of every key it exports (states in ``exporters_of``
+    order); a None every ``PREPARE_STEP`` services. A key one cluster exports (most) maps
+    to its state itself, the others to a list of states: a list and a pair per service
+    would outlive the young garbage collections of a catch-up and make the full ones come
+    more often (each walks every object of the agent)."""
+    for piece in _pieces(state.services):
+        for key in piece:
+            held = index.setdefault(key, state)
+            if held is not state:
+                if isinstance(held, list):
+                    held.append(state)
+                else:
+                    index[key] = [held, state]
+        yield None
+
+
+def _index_others(
     index: dict[ServiceKey, Exporting],
-    keys: Set[ServiceKey],
-    states: list[ClusterState],
-    local_cluster: str,
+    wanted: set[ServiceKey],
+    others: list[ClusterState],
+    rank: dict[int, int],
 ) -> Iterator[None]:
-    """Fill ``index`` with the states of ``exporters_of`` for many keys at once, in one
-    pass over the states (a catch-up dirties every service: a scan of every state per key
-    would cost keys x clusters); a None every ``PREPARE_STEP`` services. A key one cluster
-    exports (most) maps to its state itself, the others to a list of states: a list and a
-    pair per service would outlive the young garbage collections of a catch-up and make
-    the full ones come more often (each walks every object of the agent)."""
-    ordered = sorted(states, key=lambda s: (s.cluster_id != local_cluster, s.cluster_id))
-    for state in ordered:
+    """Add the states that are not dirty to the exporters of the keys of ``index`` and
+    ``wanted`` they export, then put each key's exporters back in ``exporters_of`` order
+    (``rank``: each state's place in it) where a state was added after others."""
+    moved: list[list[ClusterState]] = []
+    for state in others:
         for piece in _pieces(state.services):
             for key in piece:
-                if key in keys:
+                if key in index or key in wanted:
                     held = index.setdefault(key, state)
                     if held is not state:
                         if isinstance(held, list):
                             held.append(state)
                         else:
-                            index[key] = [held, state]
+                            held = index[key] = [held, state]
+                        moved.append(held)
             yield None
+    for exporting in moved:
+        exporting.sort(key=lambda s: rank[id(s)])
