@@ -125,8 +125,12 @@ class AnswerPlanner:
     def _dirty_by(self, flipped: Set[ClusterId], states: Iterable[ClusterState]) -> bool:
         if not flipped:
             return False
+        if self._everything:  # every service is planned anyway
+            return True
         for state in states:
-            if state.cluster_id in flipped:
+            # (A dirty cluster's services are planned anyway: a catch-up's clusters turn
+            # healthy as they arrive, tens of thousands of keys not to hash again.)
+            if state.cluster_id in flipped and state.cluster_id not in self._clusters:
                 self._dirty.update(state.services)
         return True
 
