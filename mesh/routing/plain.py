@@ -103,7 +103,10 @@ def plain_records(
 
 def _service_ports(ports: tuple[ServicePort, ...]) -> tuple[tuple[str, str, int], ...]:
     """The Service's ports as ``ServiceRecords`` holds them."""
-    return tuple((p.name, p.protocol, p.port) for p in ports)
+    if len(ports) == 1:  # most services: without a generator's frame
+        port = ports[0]
+        return ((port.name, port.protocol, port.port),)
+    return tuple([(p.name, p.protocol, p.port) for p in ports])
 
 
 def _ready_addresses(endpoints: Endpoints) -> tuple[tuple[str, ...], bytes]:
