@@ -8,12 +8,14 @@ choose, interleave, plan ports) come to this: when its cluster is healthy, not d
 has a ready endpoint, that cluster alone answers (first tier, weight 1) with its ready
 addresses in order without duplicates, and SRV carries the ports ``ports.plan_ports`` plans
 (a ``target_port_differs`` problem when they are not the Service's). ``plain_decision``
-builds that ``Decision`` directly, and declines (None) every other service, which the caller
+builds that ``Decision`` directly (``plain_records``: its records and ports' note alone,
+for the planner, which needs no more), and declines (None) every other service, which the caller
 decides the general way: several exporters, annotations, another answer mode, an unhealthy,
 drained or not ready cluster (it may fail open). A service whose endpoints are packed
 (``PackedEndpoints``: all ready, one IPv4 address each) is read without making an
 ``Endpoint``, and its addresses' octets go to the DNS encoder with the texts
-(``ServiceRecords.packed_v4``), which then parses nothing. A property test
+(``ServiceRecords.packed_v4``), which then parses nothing; the texts come from one C call
+(``dnsserver.plainblob.quad_texts``) when there is no duplicate. A property test
 (tests/unit/test_plain_policy.py) holds it to ``decide_service`` over seeded random
 services of every shape.
 """

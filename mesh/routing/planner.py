@@ -5,7 +5,11 @@ set of healthy clusters. The planner remembers which services are dirty and, whe
 runs the routing policy for those services only and returns the zone updates, so that one
 changed service costs the same in a clusterset of ten services as in one of ten thousand.
 A plain service (``mesh.routing.plain``: most of a catch-up's) is decided by that module's
-shortcut, which gives what ``policy.decide_service`` gives, in fewer calls.
+shortcut, which gives what ``policy.decide_service`` gives, in fewer calls, and is noted
+without a ``Decision`` object (``_note_plain``: what ``_note`` does for that decision).
+A large plan is prepared in one pass over the dirty clusters' states, which gathers their
+keys and indexes who exports each as it goes; only the states of clusters that are not dirty
+are read again, for the keys already gathered (a catch-up: this cluster's own).
 
 Rules:
 
