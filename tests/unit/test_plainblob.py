@@ -68,6 +68,8 @@ def _name(rng: random.Random) -> str:
 
 
 def test_c_constants_are_the_python_ones() -> None:
+    if not C_SOURCE.exists():  # an installed copy without its sources
+        pytest.skip("no _fastpath_plain.c next to dnsserver/plainblob.py")
     source = C_SOURCE.read_text()
     defines = dict(re.findall(r"#define (\w+) (\d+)", source))
     assert int(defines["NEVER_CUT"]) == NEVER_CUT
