@@ -136,9 +136,14 @@ def _srv_shape(ports: tuple[tuple[str, str, int], ...], ttl: int, name_len: int)
     return b"".join(records[0]), len(records[0]), others, tuple(dict.fromkeys(shape))
 
 
-def encode(svc: ServiceRecords, origin: bytes, ttl: int, turns: Turns) -> Encoded | None:
-    """``plain.encode_plain(svc, origin, ttl, turns)`` for the services the one call covers
-    (see the module docstring), with their shape (``Encoded.shape``); None for the others."""
+# What ``made`` gives: the service's wire name, its blob, its other SRV owners (each one's
+# labels before the name, and its empty parent's) and the shape of its names.
+Made = tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], tuple[bytes, ...]]
+
+
+def made(svc: ServiceRecords, origin: bytes, ttl: int, turns: Turns) -> Made | None:
+    """What ``encode`` gives, before it is an ``Encoded`` (``Zone.set_service`` puts it in
+    its table as it is; see ``Made``); None for the services ``encode`` declines."""
     octets = svc.packed_v4
     if not octets or svc.headless or svc.weighted or not svc.ports:
         return None
@@ -160,10 +165,19 @@ def encode(svc: ServiceRecords, origin: bytes, ttl: int, turns: Turns) -> Encode
     if shape is None:
         return None
     srv, srv_count, others, prefixes = shape
-    made = build_blob(name, suffix, octets, srv, srv_count, ttl, svc.max_addresses, turns)
-    if made is None:
+    built = build_blob(name, suffix, octets, srv, srv_count, ttl, svc.max_addresses, turns)
+    if built is None:
         return None
-    wire_name, blob = made
+    return built[0], built[1], others, prefixes
+
+
+def encode(svc: ServiceRecords, origin: bytes, ttl: int, turns: Turns) -> Encoded | None:
+    """``plain.encode_plain(svc, origin, ttl, turns)`` for the services the one call covers
+    (see the module docstring), with their shape (``Encoded.shape``); None for the others."""
+    got = made(svc, origin, ttl, turns)
+    if got is None:
+        return None
+    wire_name, blob, others, prefixes = got
     names: dict[bytes, Answers] = {wire_name: blob}
     for labels, parent in others:
         names.setdefault(labels + wire_name, blob)
@@ -171,4 +185,4 @@ def encode(svc: ServiceRecords, origin: bytes, ttl: int, turns: Turns) -> Encode
     return Encoded(names, wire_name, [], prefixes)
 
 
-__all__ = ["NEVER_CUT", "build", "build_blob", "encode", "quad_texts", "quad_texts_py"]
+__all__ = ["NEVER_CUT", "build", "build_blob", "encode", "made", "quad_texts", "quad_texts_py"]

@@ -19,11 +19,12 @@ walk (the C fast path hands those to ``query.respond`` anyway); no name is ever 
 otherwise.
 
 Updates are per service: ``set_service`` encodes one service's names (``plainblob.py``
-for the commonest, in one call; ``plain.py`` for the common; else ``records.py``) and swaps
-them into the table, so the cost of a change does not grow with the size of the zone. The
-only names shared between services are the ``<ns>.svc.<zone>`` empty non-terminals, kept
-alive by a reference count. The SOA serial changes with every update, which re-encodes the
-three negative answers and the apex SOA: constant work.
+for the commonest, in one call, put in the table as they come: ``_set_plain``;
+``plain.py`` for the common; else ``records.py``) and swaps them into the table, so the
+cost of a change does not grow with the size of the zone. The only names shared between
+services are the ``<ns>.svc.<zone>`` empty non-terminals, kept alive by a reference count.
+The SOA serial changes with every update, which re-encodes the three negative answers and
+the apex SOA: constant work.
 
 Nothing in a service's records can make an update raise: ``records.encode_service`` leaves
 out what cannot be encoded and says what (``records.Skipped``). The zone keeps, per
@@ -198,6 +199,8 @@ class Zone:
     def set_service(self, namespace: str, name: str, records: ServiceRecords | None) -> None:
         """Replace what the zone says about one service (None: it no longer exists).
         Never raises for anything in ``records`` (see the module docstring)."""
+        if records is not None and self._set_plain(namespace, name, records):
+            return
         key = (namespace, name)
         encoded = self._encode(records) if records is not None else None
         if (
@@ -240,6 +243,39 @@ class Zone:
             self._strays[own] = tuple(encoded.names)
         self._namespace_refs[ns_name] = self._namespace_refs.get(ns_name, 0) + 1
         self.table.setdefault(ns_name, EMPTY_TYPES)
+
+    def _set_plain(self, namespace: str, name: str, records: ServiceRecords) -> bool:
+        """``set_service`` of a service ``plainblob`` makes in one call (most of a large
+        zone), without an ``Encoded`` and its dict: the same table entries, shape and
+        counters (tests/unit/test_plainblob.py holds the two ways together); False, having
+        done nothing, for any other."""
+        if records.namespace != namespace or records.name != name:
+            return False  # (a caller's bug: the general way says what it does then)
+        try:
+            made = plainblob.made(records, self.origin_wire, self.ttl, self.turns)
+        except Exception:  # a bug of ours: the general way leaves the service out
+            return False
+        if made is None:
+            return False
+        own, blob, others, shape = made
+        owned = self._services.pop(own, None)
+        if owned is not None:  # what it had, out (as ``set_service``)
+            for prefix in owned:
+                self._drop(prefix + own if prefix else own)
+            for stray in self._strays.pop(own, ()):
+                self._drop(stray)
+            self._release_namespace(own[1 + own[0] :])
+        if self._skipped_now:
+            self._note_skipped((namespace, name), [])
+        table = self.table
+        table[own] = blob
+        for labels, _ in others:  # their ``_<proto>`` parents: in the shape only
+            table[labels + own] = blob
+        self._services[own] = shape
+        ns_name = own[1 + own[0] :]
+        self._namespace_refs[ns_name] = self._namespace_refs.get(ns_name, 0) + 1
+        table.setdefault(ns_name, EMPTY_TYPES)
+        return True
 
     def _drop(self, name: bytes) -> None:
         """Take ``name`` out of the table; a blob built for it gives its counters back (a

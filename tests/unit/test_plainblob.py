@@ -15,6 +15,7 @@ import dataclasses
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,8 @@ from dnsserver.answer import NEVER_CUT
 from dnsserver.nameblob import Turns
 from dnsserver.plain import encode_plain
 from dnsserver.records import ServiceRecords
-from tests.unit.test_plain_records import _octets, random_service
+from dnsserver.zone import Zone
+from tests.unit.test_plain_records import _answer, _octets, random_service
 
 ORIGIN = wire.encode_name("clusterset.local")
 C_SOURCE = Path(plainblob.__file__).with_name("_fastpath_plain.c")
@@ -211,3 +213,52 @@ def test_quad_texts_c_and_twin(seed: int) -> None:
             )
             assert twin == expected, f"seed {seed}: {octets.hex()}"
     assert given > 50, f"seed {seed}: only {given} given"
+
+
+def _table(zone: Zone) -> list[tuple[bytes, Any]]:
+    """The zone's table, each answer as what it holds (blobs as they are)."""
+    out: list[tuple[bytes, Any]] = []
+    for name, answers in zone.table.items():
+        if isinstance(answers, bytes):
+            out.append((name, answers))
+        else:
+            out.append((name, [_answer(a) for a in answers]))
+    return out
+
+
+def _zone_state(zone: Zone) -> tuple[object, ...]:
+    return (
+        _table(zone),
+        zone._services,
+        zone._strays,
+        zone._namespace_refs,
+        zone.skipped,
+        zone._skipped_now,
+        bytes(zone.turns.counters),
+        zone.turns.free,
+    )
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_zone_sets_a_plain_service_as_the_general_way(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Zone.set_service`` puts what ``plainblob`` makes straight in its table; a zone that
+    always goes the general way (``Encoded``) ends in the same state after every call:
+    services set, replaced by another shape, removed, and named otherwise than the call."""
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    fast = Zone("clusterset.local", serial=1, on_skipped=None)
+    general = Zone("clusterset.local", serial=1, on_skipped=None)
+    monkeypatch.setattr(general, "_set_plain", lambda *a: False)
+    names = [("ns1", f"s{i}") for i in range(12)] + [("ns2", "web"), ("bad.ns", "x")]
+    for step in range(300):
+        namespace, name = rng.choice(names)
+        svc: ServiceRecords | None = None
+        if rng.random() < 0.85:
+            svc = dataclasses.replace(_random_service(rng), namespace=namespace, name=name)
+            if rng.random() < 0.05:  # a caller's bug: the records name another service
+                svc = dataclasses.replace(svc, name=name + "x")
+        for zone in (fast, general):
+            zone.set_service(namespace, name, svc)
+        assert _zone_state(fast) == _zone_state(general), f"seed {seed}, step {step}: {svc}"
