@@ -50,7 +50,7 @@ from mesh.wire.record_batch import (
     digest_of,
 )
 from mesh.wire.record_batch import parse as _parse
-from mesh.wire.record_fast import Sealing, fast_sealed, record_prefix
+from mesh.wire.record_fast import Sealing, read_sealed, record_prefix
 from mesh.wire.sealed_record import (
     Batch,
     CanonicalServiceRecord,
@@ -168,7 +168,7 @@ class ChunkOpener:
         for data in msg.records:
             # The common service record is read straight from its bytes; any other (or
             # one that breaks a rule) through protobuf (mesh.wire.record_fast).
-            fast = fast_sealed(data, cluster_id, replica, generation)
+            fast = read_sealed(data, prefix)
             sealed: pb.Sealed | None = None
             if fast is not None:
                 version, first = fast[0], fast[4]

@@ -55,6 +55,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+from typing import Any
 
 from mesh.model import (
     Endpoints,
@@ -163,8 +164,13 @@ def fast_service(
 ) -> tuple[int, ExportedService] | None:
     """(version, service) of the record ``body`` when it has the common shape, is of the
     origin (``cluster_id``, ``replica``, ``generation``) and breaks no rule; else None."""
+    prefix = _prefix_or_none(cluster_id, replica, generation)
+    if prefix is None:
+        return None
     m = _BODY.fullmatch(body)
-    return None if m is None else _read(m, cluster_id, replica, generation)
+    if m is None or not body.startswith(prefix):
+        return None
+    return _read(m.groups(), m.end(2) - m.end(9))
 
 
 # What ``fast_sealed`` reads from a sealed record: (version, service, where its body starts
@@ -176,54 +182,89 @@ Sealing = tuple[int, ExportedService, int, int, int, bytes | None, bytes | None]
 def fast_sealed(data: bytes, cluster_id: str, replica: str, generation: int) -> Sealing | None:
     """As ``fast_service`` for the record sealed in ``data`` (a ``Sealed``). Such a record's
     bytes are the only encoding of what they say: ``encode_sealed`` makes them again."""
+    prefix = _prefix_or_none(cluster_id, replica, generation)
+    return None if prefix is None else read_sealed(data, prefix)
+
+
+def read_sealed(data: bytes, prefix: bytes) -> Sealing | None:
+    """``fast_sealed`` for the origin whose records open with ``prefix`` (``record_prefix``
+    of its cluster, replica and generation: a chunk's records share it, made once).
+
+    Why the prefix is the whole origin check: the expression has read the record's first
+    fields as a label (with its length byte), an optional label, and a canonical varint,
+    each ended by a byte that cannot continue it (no label character is a field tag, and
+    a varint ends at its first byte below 0x80). So a body that opens with the prefix's
+    bytes holds exactly the prefix's cluster, replica and generation, and one that does
+    not holds another origin (or a non-canonical encoding of it, which is not read here)."""
     m = _SEALED.fullmatch(data)
     if m is None:
         return None
+    groups = m.groups()
     start, end = m.span(2)
-    length = m.group(1)
+    length = groups[0]
     if (length[0] if len(length) == 1 else _varint(length)) != end - start:
         return None
-    read = _read(m, cluster_id, replica, generation)
+    if not data.startswith(prefix, start):
+        return None  # another origin's record, or this origin's of another generation
+    read = _read(groups, end - m.end(9))
     if read is None:
         return None
-    signature, key_id, batch = m.group(20, 21, 22)
-    first = 0 if batch is None else _varint(batch)
+    signature, key_id, batch = groups[19:22]
+    if batch is None:
+        first = 0
+    elif len(batch) == 1:
+        first = batch[0]
+    else:
+        first = _varint(batch)
     return read[0], read[1], start, end, first, signature, key_id
 
 
-def _read(
-    m: re.Match[bytes], cluster_id: str, replica: str, generation: int
-) -> tuple[int, ExportedService] | None:
-    """The record matched by ``m``, checked (see ``fast_service``)."""
-    (cluster_n, cluster, replica_n, held_replica, held_generation, version, size) = m.group(
-        3, 4, 5, 6, 7, 8, 9
-    )
-    # (Lengths and numbers below 128, nearly all of them, are their one byte.)
-    if (size[0] if len(size) == 1 else _varint(size)) != m.end(2) - m.end(9):
+def _prefix_or_none(cluster_id: str, replica: str, generation: int) -> bytes | None:
+    """``record_prefix``, None for an origin whose records the expression never reads (a
+    name too long for a one-byte length, text that is not UTF-8, a generation below 1)."""
+    if generation < 1:
+        return None
+    try:
+        return record_prefix(cluster_id, replica, generation)
+    except (ValueError, UnicodeError):
+        return None
+
+
+def _read(groups: tuple[Any, ...], rest: int) -> tuple[int, ExportedService] | None:
+    """The record whose match groups are ``groups``, checked (see ``fast_service``; its
+    origin is checked by the caller); ``rest``: the bytes after the service's length."""
+    # (Lengths and numbers below 128, nearly all of them, are their one byte; a version
+    # below 16,384 is two.)
+    (
+        version_b,
+        size,
+        namespace_n,
+        namespace,
+        name_n,
+        name,
+        kind,
+        ports,
+        found,
+        exported,
+        endpoint_ports,
+        ip,
+    ) = groups[7:19]
+    if (size[0] if len(size) == 1 else _varint(size)) != rest:
         return None  # the service does not end where the record does
-    if cluster_n[0] != len(cluster) or cluster.decode() != cluster_id:
-        return None
-    if held_replica is None:
-        if replica:
-            return None
-    elif replica_n[0] != len(held_replica) or held_replica.decode() != replica:
-        return None
-    if (held_generation[0] if len(held_generation) == 1 else _varint(held_generation)) != (
-        generation
-    ):
-        return None
-    return _service(m, _varint(version))
-
-
-def _service(m: re.Match[bytes], version: int) -> tuple[int, ExportedService] | None:
-    namespace_n, namespace, name_n, name, kind, ports, found, exported, endpoint_ports, ip = (
-        m.group(10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
-    )
     if namespace_n[0] != len(namespace) or name_n[0] != len(name):
         return None
-    held_ports, held_endpoint_ports = _ports(ports, 4), _ports(endpoint_ports, 10)
-    if held_ports is None or held_endpoint_ports is None:
-        return None
+    if ports:
+        held_ports = _PORT_LISTS.get(ports) or _ports(ports, 4)
+        if held_ports is None:
+            return None
+    else:
+        held_ports = ()
+    if endpoint_ports:
+        held_endpoint_ports = _PORT_LISTS.get(endpoint_ports) or _ports(endpoint_ports, 10)
+        if held_endpoint_ports is None:
+            return None
+    else:
+        held_endpoint_ports = ()
     exported_at = 0.0
     if exported is not None:  # present: positive (protobuf leaves 0.0 out)
         exported_at = _DOUBLE.unpack(exported)[0]
@@ -232,12 +273,21 @@ def _service(m: re.Match[bytes], version: int) -> tuple[int, ExportedService] | 
     endpoints: Endpoints = ()
     if found:  # canonical dotted quads (``_QUAD``), packed without making their text
         endpoints = PackedEndpoints(bytes(map(_OCTET_VALUE, _OCTETS.findall(found))))
+    held_namespace = _NAMESPACES.get(namespace)
+    if held_namespace is None:
+        held_namespace = _namespace(namespace)
+    if len(version_b) == 1:
+        version = version_b[0]
+    elif len(version_b) == 2:
+        version = version_b[0] & 0x7F | version_b[1] << 7
+    else:
+        version = _varint(version_b)
     service = new_service(
-        new_key(shared(namespace.decode()), name.decode()),
+        new_key(held_namespace, name.decode()),
         _TYPES[kind[0]],
         held_ports,
         endpoints,
-        exported_at or 0.0,
+        exported_at,
         (),
         held_endpoint_ports,
         () if ip is None else (ip.decode(),),
@@ -245,6 +295,18 @@ def _service(m: re.Match[bytes], version: int) -> tuple[int, ExportedService] | 
         0,
     )
     return version, service
+
+
+# Namespaces by their bytes, as ``shared`` holds their text: a catch-up meets a few dozen
+# namespaces in tens of thousands of records (bounded as ``shared``).
+_NAMESPACES: dict[bytes, str] = {}
+
+
+def _namespace(data: bytes) -> str:
+    if len(_NAMESPACES) >= MAX_SHARED:
+        _NAMESPACES.clear()
+    held = _NAMESPACES[data] = shared(data.decode())
+    return held
 
 
 def _ports(data: bytes, number: int) -> tuple[ServicePort, ...] | None:
