@@ -201,8 +201,11 @@ def read_sealed(data: bytes, prefix: bytes) -> Sealing | None:
         return None
     groups = m.groups()
     start, end = m.span(2)
-    length = groups[0]
-    if (length[0] if len(length) == 1 else _varint(length)) != end - start:
+    length = groups[0]  # (a sealed record's body is over 127 bytes: two bytes, inline)
+    if len(length) == 2:
+        if length[0] & 0x7F | length[1] << 7 != end - start:
+            return None
+    elif _varint(length) != end - start:
         return None
     if not data.startswith(prefix, start):
         return None  # another origin's record, or this origin's of another generation
@@ -212,8 +215,8 @@ def read_sealed(data: bytes, prefix: bytes) -> Sealing | None:
     signature, key_id, batch = groups[19:22]
     if batch is None:
         first = 0
-    elif len(batch) == 1:
-        first = batch[0]
+    elif len(batch) == 2:
+        first = batch[0] & 0x7F | batch[1] << 7
     else:
         first = _varint(batch)
     return read[0], read[1], start, end, first, signature, key_id
