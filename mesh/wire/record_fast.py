@@ -43,7 +43,8 @@ A record it reads is also the only encoding of what it says (its numbers and len
 written as protobuf writes them, a present ``exported_at`` is positive, the ports lists
 re-encode to their bytes), so ``encode_sealed`` makes its sealed bytes again, byte for
 byte, from what was read: a holder keeps the decoded record and not its bytes
-(``mesh.wire.sealed_record.CanonicalServiceRecord``), and what it relays is unchanged.
+(``mesh.wire.sealed_record.CanonicalServiceRecord``), and what it relays is unchanged
+(``mesh.wire.record_remake``).
 Its endpoints are all plain IPv4, so they are held packed (``PackedEndpoints``), made from
 the matched octets without making their address texts.
 
@@ -66,8 +67,20 @@ from mesh.model import (
     new_key,
     new_service,
 )
+from mesh.wire.record_remake import encode_body, encode_sealed, port_bytes, record_prefix
 from mesh.wire.service_decode import MAX_SHARED, CodecError, port_list, shared
 from mesh.wire.v1 import gossip_pb2 as pb
+
+__all__ = [
+    "MAX_PORT_LIST_BYTES",
+    "Sealing",
+    "encode_body",
+    "encode_sealed",
+    "fast_sealed",
+    "fast_service",
+    "read_sealed",
+    "record_prefix",
+]
 
 _LABEL = rb"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"  # RFC 1123 (as model.is_dns_label)
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -335,94 +348,9 @@ def _ports(data: bytes, number: int) -> tuple[ServicePort, ...] | None:
         return None
     # Exactly the bytes ``encode_sealed`` makes of these ports, or not ours to read: protobuf
     # re-serializes what it kept, unknown fields of a port included, which the model drops.
-    if _port_bytes(number, ports) != data:
+    if port_bytes(number, ports) != data:
         return None
     if len(_PORT_LISTS) >= MAX_SHARED:
         _PORT_LISTS.clear()
     _PORT_LISTS[data] = ports
     return ports
-
-
-# --- making a record's sealed bytes again -----------------------------------------------
-
-_TYPE_NUMBERS = {ServiceType.CLUSTER_SET_IP: b"\x01", ServiceType.HEADLESS: b"\x02"}
-_PORT_BYTES: dict[tuple[int, tuple[ServicePort, ...]], bytes] = {}
-
-
-def _number(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def record_prefix(cluster_id: str, replica: str, generation: int) -> bytes:
-    """The bytes every record of an origin's generation opens with (fields 1-3)."""
-    cluster, held = cluster_id.encode(), replica.encode()
-    named = b"\x12" + bytes([len(held)]) + held if held else b""
-    return b"\n" + bytes([len(cluster)]) + cluster + named + b"\x18" + _number(generation)
-
-
-def encode_body(prefix: bytes, version: int, service: ExportedService) -> bytes:
-    """The record's bytes, for a record that ``fast_sealed`` read (of its shape)."""
-    namespace, name = service.key.namespace.encode(), service.key.name.encode()
-    parts = [
-        b"\n",
-        bytes([len(namespace)]),
-        namespace,
-        b"\x12",
-        bytes([len(name)]),
-        name,
-        b"\x18",
-        _TYPE_NUMBERS[service.type],
-        _port_bytes(4, service.ports),
-    ]
-    found = service.endpoints
-    texts = (
-        found.addresses() if isinstance(found, PackedEndpoints) else [e.addresses[0] for e in found]
-    )
-    for text in texts:
-        address = text.encode()  # (str: one address, as ``fast_sealed`` read it)
-        parts.append(b"*" + bytes([len(address) + 4, 10, len(address)]) + address + b"\x10\x01")
-    if service.exported_at:
-        parts += [b"1", _DOUBLE.pack(service.exported_at)]
-    parts.append(_port_bytes(10, service.endpoint_ports))
-    if service.cluster_ips:
-        address = service.cluster_ips[0].encode()
-        parts += [b"Z", bytes([len(address)]), address]
-    held = b"".join(parts)
-    return b"".join([prefix, b" ", _number(version), b"*", _number(len(held)), held])
-
-
-def encode_sealed(
-    prefix: bytes,
-    version: int,
-    service: ExportedService,
-    signature: bytes | None,
-    key_id: bytes | None,
-    first: int,
-) -> bytes:
-    """The sealed record ``fast_sealed`` read, byte for byte, from what it read."""
-    body = encode_body(prefix, version, service)
-    parts = [b"\n", _number(len(body)), body]
-    if signature is not None and key_id is not None:
-        parts += [b"\x12@", signature, b"\x1a ", key_id]
-    if first:
-        parts += [b"\xa0\x01", _number(first)]
-    return b"".join(parts)
-
-
-def _port_bytes(number: int, ports: tuple[ServicePort, ...]) -> bytes:
-    if not ports:
-        return b""
-    held = _PORT_BYTES.get((number, ports))
-    if held is None:
-        items = [pb.Port(name=p.name, protocol=p.protocol, port=p.port) for p in ports]
-        msg = pb.Service(ports=items) if number == 4 else pb.Service(endpoint_ports=items)
-        held = msg.SerializeToString(deterministic=True)
-        if len(_PORT_BYTES) >= MAX_SHARED:
-            _PORT_BYTES.clear()
-        _PORT_BYTES[(number, ports)] = held
-    return held
