@@ -283,15 +283,19 @@ class OriginLog:
                     version, record.slot, sealed=record.sealed, since=since, batch=record.batch
                 )
             slot = record.slot
-            held = held_records.get(slot)
-            if held is not None and held.version >= version:
-                continue
-            # (Its term before anything changes: a record that cannot open its seal raises.)
-            term = 0 if not record.live else record.weight if weight is None else weight
-            if held is not None:
+            if weight is None:  # (its term before anything changes: one that cannot open
+                held = held_records.get(slot)  # its seal raises, if it would be taken)
+                if held is not None and held.version >= version:
+                    continue
+                weight = record.weight if record.live else 0
+            count = len(held_records)
+            held = held_records.setdefault(slot, record)  # (one lookup for a new slot)
+            if len(held_records) == count:  # the slot was held (perhaps by this very record)
+                if held.version >= version:
+                    continue
                 self._drop(held)
                 top = ascending[-1].version if ascending else 0
-            held_records[slot] = record
+                held_records[slot] = record
             if version > top:
                 ascending.append(record)
                 top = version
@@ -299,7 +303,7 @@ class OriginLog:
                 bisect.insort(ascending, record, key=_version)
             if record.live:
                 live += 1
-                terms += term
+                terms += weight
             taken.append(slot)
         if taken:
             self.live += live

@@ -93,6 +93,8 @@ def test_put_all_holds_what_put_holds(seed: int) -> None:
         if rng.random() < 0.3:
             rng.shuffle(versions)  # not a chunk's order: still taken as ``put`` takes it
         run = [_record(rng, v) for v in versions]
+        if run and rng.random() < 0.2:  # the same record twice (never a chunk's: still as put)
+            run.insert(rng.randrange(len(run) + 1), rng.choice(run))
         above = rng.choice([0, start - 1, start + 5, 120])
         expected = _by_put(reference, run, above)
         got = log.put_all([r for r, _ in run], [w for _, w in run], above, SINCE)
