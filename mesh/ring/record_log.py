@@ -256,11 +256,7 @@ class OriginLog:
         return True
 
     def put_all(
-        self,
-        records: Sequence[Held],
-        weights: Sequence[int | None],
-        above: int,
-        since: float,
+        self, records: Sequence[Held], weights: Sequence[int | None], above: int, since: float
     ) -> list[Slot]:
         """``put`` each of ``records`` (with its set-hash term in ``weights``, None if
         unknown) whose version is above ``above``, a tombstone taken at ``since``

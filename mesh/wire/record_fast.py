@@ -147,9 +147,11 @@ _SEALED = re.compile(
     b"(?:\x12@(.{64})\x1a ([0-9a-f]{32}))?(?:\xa0\x01(" + _NUMBER + b"))?",
     re.DOTALL,
 )
-# The octets of the endpoints' addresses: no tag or length byte of an endpoint is a digit.
-# Each is canonical (``_OCTET``), so one of these texts: looked up, faster than ``int``.
-_OCTETS = re.compile(rb"[0-9]+")
+# The octets of the endpoints' addresses: no tag or length byte of an endpoint is a digit,
+# so the octets' texts are the digit runs: every other byte made a space, then split on
+# spaces (in C, about half the time of a regular expression's ``findall``). Each is
+# canonical (``_OCTET``), so one of these texts: looked up, faster than ``int``.
+_NOT_DIGITS_TO_SPACES = bytes(b if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _OCTET_VALUE = {str(n).encode(): n for n in range(256)}.__getitem__
 _DOUBLE = struct.Struct("<d")
 _TYPES = {1: ServiceType.CLUSTER_SET_IP, 2: ServiceType.HEADLESS}
@@ -288,7 +290,8 @@ def _read(groups: tuple[Any, ...], rest: int) -> tuple[int, ExportedService] | N
             return None
     endpoints: Endpoints = ()
     if found:  # canonical dotted quads (``_QUAD``), packed without making their text
-        endpoints = PackedEndpoints(bytes(map(_OCTET_VALUE, _OCTETS.findall(found))))
+        octets = found.translate(_NOT_DIGITS_TO_SPACES).split()
+        endpoints = PackedEndpoints(bytes(map(_OCTET_VALUE, octets)))
     held_namespace = _NAMESPACES.get(namespace)
     if held_namespace is None:
         held_namespace = _namespace(namespace)
