@@ -166,7 +166,10 @@ MAX_PORT_LIST_BYTES = 256
 
 
 def _varint(data: bytes) -> int:
-    if len(data) == 1:
+    size = len(data)
+    if size == 2:  # (versions and batches up to 16,383: most of a large origin's)
+        return data[0] & 0x7F | data[1] << 7
+    if size == 1:
         return data[0]
     value = 0
     for shift, byte in enumerate(data):
@@ -216,11 +219,8 @@ def read_sealed(data: bytes, prefix: bytes) -> Sealing | None:
         return None
     groups = m.groups()
     start, end = m.span(2)
-    length = groups[0]  # (a sealed record's body is over 127 bytes: two bytes, inline)
-    if len(length) == 2:
-        if length[0] & 0x7F | length[1] << 7 != end - start:
-            return None
-    elif _varint(length) != end - start:
+    length = groups[0]  # (below 128, nearly every length and number is its one byte)
+    if (length[0] if len(length) == 1 else _varint(length)) != end - start:
         return None
     if not data.startswith(prefix, start):
         return None  # another origin's record, or this origin's of another generation
@@ -228,12 +228,7 @@ def read_sealed(data: bytes, prefix: bytes) -> Sealing | None:
     if read is None:
         return None
     signature, key_id, batch = groups[19:22]
-    if batch is None:
-        first = 0
-    elif len(batch) == 2:
-        first = batch[0] & 0x7F | batch[1] << 7
-    else:
-        first = _varint(batch)
+    first = 0 if batch is None else batch[0] if len(batch) == 1 else _varint(batch)
     return read[0], read[1], start, end, first, signature, key_id
 
 
@@ -251,8 +246,7 @@ def _prefix_or_none(cluster_id: str, replica: str, generation: int) -> bytes | N
 def _read(groups: tuple[Any, ...], rest: int) -> tuple[int, ExportedService] | None:
     """The record whose match groups are ``groups``, checked (see ``fast_service``; its
     origin is checked by the caller); ``rest``: the bytes after the service's length."""
-    # (Lengths and numbers below 128, nearly all of them, are their one byte; a version
-    # below 16,384 is two.)
+    # (Lengths and numbers below 128, nearly all of them, are their one byte.)
     (
         version_b,
         size,
@@ -295,12 +289,7 @@ def _read(groups: tuple[Any, ...], rest: int) -> tuple[int, ExportedService] | N
     held_namespace = _NAMESPACES.get(namespace)
     if held_namespace is None:
         held_namespace = _namespace(namespace)
-    if len(version_b) == 1:
-        version = version_b[0]
-    elif len(version_b) == 2:
-        version = version_b[0] & 0x7F | version_b[1] << 7
-    else:
-        version = _varint(version_b)
+    version = version_b[0] if len(version_b) == 1 else _varint(version_b)
     service = new_service(
         new_key(held_namespace, name.decode()),
         _TYPES[kind[0]],
