@@ -31,7 +31,7 @@ Pure: no IO, no clock (tombstone expiry takes ``now``).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mesh.model import NOT_DRAINED, ClusterId, ClusterState, Drain, ExportedService, ServiceKey
@@ -254,6 +254,58 @@ class OriginLog:
             self.set_hash = (self.set_hash + term) % HASH_MODULUS
         self._state = None
         return True
+
+    def put_all(
+        self, records: Sequence[Held], weights: Sequence[int | None], above: int, since: float
+    ) -> list[Slot]:
+        """``put`` each of ``records`` (with its set-hash term in ``weights``, None if
+        unknown) whose version is above ``above``, a tombstone taken at ``since``
+        (``Record.since``); the slots taken, in order. One call for a chunk's run of records:
+        the count, set hash and cached state are updated once, and a run in ascending
+        version (every chunk's: ``mesh.wire.record_codec`` refuses any other) past the
+        newest record held is appended, never bisected. Any other order, a record of a slot
+        held, or a tombstone, is taken exactly as ``put`` takes it."""
+        held_records, ascending = self.records, self._ascending
+        top = ascending[-1].version if ascending else 0
+        taken: list[Slot] = []
+        live = 0
+        terms = 0  # the live records' terms, summed: reduced modulo 2^256 once
+        for record, weight in zip(records, weights, strict=True):
+            version = record.version
+            if version <= above:
+                continue  # held, or superseded (perhaps by a tombstone purged since)
+            if not record.live:
+                record = Record(
+                    version, record.slot, sealed=record.sealed, since=since, batch=record.batch
+                )
+            slot = record.slot
+            if weight is None:  # (its term before anything changes: one that cannot open
+                held = held_records.get(slot)  # its seal raises, if it would be taken)
+                if held is not None and held.version >= version:
+                    continue
+                weight = record.weight if record.live else 0
+            count = len(held_records)
+            held = held_records.setdefault(slot, record)  # (one lookup for a new slot)
+            if len(held_records) == count:  # the slot was held (perhaps by this very record)
+                if held.version >= version:
+                    continue
+                self._drop(held)
+                top = ascending[-1].version if ascending else 0
+                held_records[slot] = record
+            if version > top:
+                ascending.append(record)
+                top = version
+            else:
+                bisect.insort(ascending, record, key=_version)
+            if record.live:
+                live += 1
+                terms += weight
+            taken.append(slot)
+        if taken:
+            self.live += live
+            self.set_hash = (self.set_hash + terms) % HASH_MODULUS
+            self._state = None
+        return taken
 
     def _drop(self, record: Held) -> None:
         index = bisect.bisect_left(self._ascending, record.version, key=_version)

@@ -260,17 +260,10 @@ class RecordStore:
         return copy, ""
 
     def _take(self, target: OriginLog, chunk: Chunk, now: float) -> Applied:
-        taken: set[Slot] = set()
         weights = chunk.weights or (None,) * len(chunk.records)
-        for record, weight in zip(chunk.records, weights, strict=True):
-            if record.version <= target.progress:
-                continue  # held, or superseded (perhaps by a tombstone purged since)
-            if not record.live:
-                record = Record(
-                    record.version, record.slot, sealed=record.sealed, since=now, batch=record.batch
-                )
-            if target.put(record, weight):
-                taken.add(record.slot)
+        # Records at or below the copy's progress are held or superseded (perhaps by a
+        # tombstone purged since); a tombstone's expiry clock starts now.
+        taken = set(target.put_all(chunk.records, weights, target.progress, now))
         if chunk.records:
             target.progress = max(target.progress, chunk.records[-1].version)
         if chunk.certificate:

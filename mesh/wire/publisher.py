@@ -45,10 +45,19 @@ _Made = tuple[int, Slot, ExportedService | None, ClusterInfo | None, bytes]
 class Publisher:
     """Makes the local origin's records from its changes (see the module docstring)."""
 
-    def __init__(self, log: OriginLog, signer: Signer | None, *, per_record: bool = True) -> None:
+    def __init__(
+        self,
+        log: OriginLog,
+        signer: Signer | None,
+        *,
+        per_record: bool = True,
+        batch_records: int = BATCH_RECORDS,
+    ) -> None:
         self.log = log
         self.signer = signer
         self.per_record = per_record  # also sign each record (for agents before batches)
+        # Records per signed batch, at most (an earlier release sealed 64; tests make one).
+        self.batch_records = batch_records
         if signer is not None:
             log.certificate = signer.key.certificate_der
 
@@ -70,8 +79,9 @@ class Publisher:
     def _write(self, state: ClusterState, slots: Iterable[Slot], now: float) -> None:
         log = self.log
         made = [self._made(state, slot, log.progress + 1 + i) for i, slot in enumerate(slots)]
-        for start in range(0, len(made), BATCH_RECORDS):
-            self._put(made[start : start + BATCH_RECORDS], now)
+        step = self.batch_records
+        for start in range(0, len(made), step):
+            self._put(made[start : start + step], now)
         head = pb.Head(
             cluster_id=log.cluster_id,
             replica=log.replica,

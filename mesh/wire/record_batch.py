@@ -40,7 +40,12 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from mesh.security.signing import BATCH_DOMAIN, SignedStateError, Signer, Trust, verify_sealed
 from mesh.wire.v1 import gossip_pb2 as pb
 
-BATCH_RECORDS = 64  # records one batch covers when this agent seals: 2 KiB of digests
+# Records one batch covers when this agent seals: 8 KiB of digests. A newcomer checks one
+# signature per batch and looks up each record's batch (64 until this release: four times
+# the signatures and batch parses of a catch-up). Any size up to MAX_BATCH_RECORDS is taken
+# by this release and the one before (whose bound was the same), so agents sealing 64 and
+# 256 share a ring during a rolling upgrade, each verifying the other's batches.
+BATCH_RECORDS = 256
 MAX_BATCH_RECORDS = 4096  # what a receiver accepts (a later release may seal larger ones)
 DIGEST_BYTES = 32
 MAX_CACHED_BATCHES = 256

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from hashlib import sha256 as _sha256
 from typing import Any
 
 from mesh.model import ServiceKey
@@ -50,7 +51,7 @@ from mesh.wire.record_batch import (
     digest_of,
 )
 from mesh.wire.record_batch import parse as _parse
-from mesh.wire.record_fast import Sealing, fast_sealed, record_prefix
+from mesh.wire.record_fast import Sealing, read_sealed, record_prefix
 from mesh.wire.sealed_record import (
     Batch,
     CanonicalServiceRecord,
@@ -165,19 +166,37 @@ class ChunkOpener:
         generation, certificate = msg.generation, msg.certificate
         prefix = record_prefix(cluster_id, replica, generation)
         shares = _Shares(prefix)
+        trust, get_batch = self.trust, self.book.get
         for data in msg.records:
             # The common service record is read straight from its bytes; any other (or
             # one that breaks a rule) through protobuf (mesh.wire.record_fast).
-            fast = fast_sealed(data, cluster_id, replica, generation)
-            sealed: pb.Sealed | None = None
+            fast = read_sealed(data, prefix)
             if fast is not None:
                 version, first = fast[0], fast[4]
-                body: bytes | memoryview = memoryview(data)[fast[2] : fast[3]]
-            else:
-                sealed = self._sealed(data, cluster_id)
-                body, first = sealed.body, sealed.batch
-                fields = _fields(body, cluster_id)
-                version = fields.get("version", 0)
+                if version <= last:
+                    raise ChunkError("malformed", f"cluster {cluster_id}: versions not ascending")
+                last = version
+                if version <= skip:
+                    continue
+                digest = _sha256(data[fast[2] : fast[3]]).digest()
+                # The usual case inline: the batch the previous record used covers this one
+                # (else ``_cover`` decides, as for any record: its own signature, or why not).
+                opened = (
+                    None if trust is None or not first else get_batch(first, cluster_id, trust, now)
+                )
+                if opened is not None and opened.covers(version, digest):
+                    batch = opened.sealed
+                else:
+                    batch = self._cover(
+                        data, None, first, version, digest, cluster_id, certificate, now
+                    )
+                records.append(shares.record(fast, batch))
+                weights.append(int.from_bytes(digest, "big"))
+                continue
+            sealed = self._sealed(data, cluster_id)
+            body, first = sealed.body, sealed.batch
+            fields = _fields(body, cluster_id)
+            version = fields.get("version", 0)
             if version <= last:
                 raise ChunkError("malformed", f"cluster {cluster_id}: versions not ascending")
             last = version
@@ -185,10 +204,7 @@ class ChunkOpener:
                 continue
             digest = digest_of(body)
             batch = self._cover(data, sealed, first, version, digest, cluster_id, certificate, now)
-            if fast is not None:
-                records.append(shares.record(fast, batch))
-            else:
-                records.append(self._record(fields, msg, cluster_id, replica, data, batch))
+            records.append(self._record(fields, msg, cluster_id, replica, data, batch))
             weights.append(int.from_bytes(digest, "big"))
         return records, weights, last
 

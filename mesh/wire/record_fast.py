@@ -43,7 +43,8 @@ A record it reads is also the only encoding of what it says (its numbers and len
 written as protobuf writes them, a present ``exported_at`` is positive, the ports lists
 re-encode to their bytes), so ``encode_sealed`` makes its sealed bytes again, byte for
 byte, from what was read: a holder keeps the decoded record and not its bytes
-(``mesh.wire.sealed_record.CanonicalServiceRecord``), and what it relays is unchanged.
+(``mesh.wire.sealed_record.CanonicalServiceRecord``), and what it relays is unchanged
+(``mesh.wire.record_remake``).
 Its endpoints are all plain IPv4, so they are held packed (``PackedEndpoints``), made from
 the matched octets without making their address texts.
 
@@ -55,6 +56,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+from typing import Any
 
 from mesh.model import (
     Endpoints,
@@ -65,8 +67,20 @@ from mesh.model import (
     new_key,
     new_service,
 )
+from mesh.wire.record_remake import encode_body, encode_sealed, port_bytes, record_prefix
 from mesh.wire.service_decode import MAX_SHARED, CodecError, port_list, shared
 from mesh.wire.v1 import gossip_pb2 as pb
+
+__all__ = [
+    "MAX_PORT_LIST_BYTES",
+    "Sealing",
+    "encode_body",
+    "encode_sealed",
+    "fast_sealed",
+    "fast_service",
+    "read_sealed",
+    "record_prefix",
+]
 
 _LABEL = rb"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"  # RFC 1123 (as model.is_dns_label)
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -133,9 +147,11 @@ _SEALED = re.compile(
     b"(?:\x12@(.{64})\x1a ([0-9a-f]{32}))?(?:\xa0\x01(" + _NUMBER + b"))?",
     re.DOTALL,
 )
-# The octets of the endpoints' addresses: no tag or length byte of an endpoint is a digit.
-# Each is canonical (``_OCTET``), so one of these texts: looked up, faster than ``int``.
-_OCTETS = re.compile(rb"[0-9]+")
+# The octets of the endpoints' addresses: no tag or length byte of an endpoint is a digit,
+# so the octets' texts are the digit runs: every other byte made a space, then split on
+# spaces (in C, about half the time of a regular expression's ``findall``). Each is
+# canonical (``_OCTET``), so one of these texts: looked up, faster than ``int``.
+_NOT_DIGITS_TO_SPACES = bytes(b if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _OCTET_VALUE = {str(n).encode(): n for n in range(256)}.__getitem__
 _DOUBLE = struct.Struct("<d")
 _TYPES = {1: ServiceType.CLUSTER_SET_IP, 2: ServiceType.HEADLESS}
@@ -150,7 +166,10 @@ MAX_PORT_LIST_BYTES = 256
 
 
 def _varint(data: bytes) -> int:
-    if len(data) == 1:
+    size = len(data)
+    if size == 2:  # (versions and batches up to 16,383: most of a large origin's)
+        return data[0] & 0x7F | data[1] << 7
+    if size == 1:
         return data[0]
     value = 0
     for shift, byte in enumerate(data):
@@ -163,8 +182,13 @@ def fast_service(
 ) -> tuple[int, ExportedService] | None:
     """(version, service) of the record ``body`` when it has the common shape, is of the
     origin (``cluster_id``, ``replica``, ``generation``) and breaks no rule; else None."""
+    prefix = _prefix_or_none(cluster_id, replica, generation)
+    if prefix is None:
+        return None
     m = _BODY.fullmatch(body)
-    return None if m is None else _read(m, cluster_id, replica, generation)
+    if m is None or not body.startswith(prefix):
+        return None
+    return _read(m.groups(), m.end(2) - m.end(9))
 
 
 # What ``fast_sealed`` reads from a sealed record: (version, service, where its body starts
@@ -176,54 +200,83 @@ Sealing = tuple[int, ExportedService, int, int, int, bytes | None, bytes | None]
 def fast_sealed(data: bytes, cluster_id: str, replica: str, generation: int) -> Sealing | None:
     """As ``fast_service`` for the record sealed in ``data`` (a ``Sealed``). Such a record's
     bytes are the only encoding of what they say: ``encode_sealed`` makes them again."""
+    prefix = _prefix_or_none(cluster_id, replica, generation)
+    return None if prefix is None else read_sealed(data, prefix)
+
+
+def read_sealed(data: bytes, prefix: bytes) -> Sealing | None:
+    """``fast_sealed`` for the origin whose records open with ``prefix`` (``record_prefix``
+    of its cluster, replica and generation: a chunk's records share it, made once).
+
+    Why the prefix is the whole origin check: the expression has read the record's first
+    fields as a label (with its length byte), an optional label, and a canonical varint,
+    each ended by a byte that cannot continue it (no label character is a field tag, and
+    a varint ends at its first byte below 0x80). So a body that opens with the prefix's
+    bytes holds exactly the prefix's cluster, replica and generation, and one that does
+    not holds another origin (or a non-canonical encoding of it, which is not read here)."""
     m = _SEALED.fullmatch(data)
     if m is None:
         return None
+    groups = m.groups()
     start, end = m.span(2)
-    length = m.group(1)
+    length = groups[0]  # (below 128, nearly every length and number is its one byte)
     if (length[0] if len(length) == 1 else _varint(length)) != end - start:
         return None
-    read = _read(m, cluster_id, replica, generation)
+    if not data.startswith(prefix, start):
+        return None  # another origin's record, or this origin's of another generation
+    read = _read(groups, end - m.end(9))
     if read is None:
         return None
-    signature, key_id, batch = m.group(20, 21, 22)
-    first = 0 if batch is None else _varint(batch)
+    signature, key_id, batch = groups[19:22]
+    first = 0 if batch is None else batch[0] if len(batch) == 1 else _varint(batch)
     return read[0], read[1], start, end, first, signature, key_id
 
 
-def _read(
-    m: re.Match[bytes], cluster_id: str, replica: str, generation: int
-) -> tuple[int, ExportedService] | None:
-    """The record matched by ``m``, checked (see ``fast_service``)."""
-    (cluster_n, cluster, replica_n, held_replica, held_generation, version, size) = m.group(
-        3, 4, 5, 6, 7, 8, 9
-    )
+def _prefix_or_none(cluster_id: str, replica: str, generation: int) -> bytes | None:
+    """``record_prefix``, None for an origin whose records the expression never reads (a
+    name too long for a one-byte length, text that is not UTF-8, a generation below 1)."""
+    if generation < 1:
+        return None
+    try:
+        return record_prefix(cluster_id, replica, generation)
+    except (ValueError, UnicodeError):
+        return None
+
+
+def _read(groups: tuple[Any, ...], rest: int) -> tuple[int, ExportedService] | None:
+    """The record whose match groups are ``groups``, checked (see ``fast_service``; its
+    origin is checked by the caller); ``rest``: the bytes after the service's length."""
     # (Lengths and numbers below 128, nearly all of them, are their one byte.)
-    if (size[0] if len(size) == 1 else _varint(size)) != m.end(2) - m.end(9):
+    (
+        version_b,
+        size,
+        namespace_n,
+        namespace,
+        name_n,
+        name,
+        kind,
+        ports,
+        found,
+        exported,
+        endpoint_ports,
+        ip,
+    ) = groups[7:19]
+    if (size[0] if len(size) == 1 else _varint(size)) != rest:
         return None  # the service does not end where the record does
-    if cluster_n[0] != len(cluster) or cluster.decode() != cluster_id:
-        return None
-    if held_replica is None:
-        if replica:
-            return None
-    elif replica_n[0] != len(held_replica) or held_replica.decode() != replica:
-        return None
-    if (held_generation[0] if len(held_generation) == 1 else _varint(held_generation)) != (
-        generation
-    ):
-        return None
-    return _service(m, _varint(version))
-
-
-def _service(m: re.Match[bytes], version: int) -> tuple[int, ExportedService] | None:
-    namespace_n, namespace, name_n, name, kind, ports, found, exported, endpoint_ports, ip = (
-        m.group(10, 11, 12, 13, 14, 15, 16, 17, 18, 19)
-    )
     if namespace_n[0] != len(namespace) or name_n[0] != len(name):
         return None
-    held_ports, held_endpoint_ports = _ports(ports, 4), _ports(endpoint_ports, 10)
-    if held_ports is None or held_endpoint_ports is None:
-        return None
+    if ports:
+        held_ports = _PORT_LISTS.get(ports) or _ports(ports, 4)
+        if held_ports is None:
+            return None
+    else:
+        held_ports = ()
+    if endpoint_ports:
+        held_endpoint_ports = _PORT_LISTS.get(endpoint_ports) or _ports(endpoint_ports, 10)
+        if held_endpoint_ports is None:
+            return None
+    else:
+        held_endpoint_ports = ()
     exported_at = 0.0
     if exported is not None:  # present: positive (protobuf leaves 0.0 out)
         exported_at = _DOUBLE.unpack(exported)[0]
@@ -231,13 +284,18 @@ def _service(m: re.Match[bytes], version: int) -> tuple[int, ExportedService] | 
             return None
     endpoints: Endpoints = ()
     if found:  # canonical dotted quads (``_QUAD``), packed without making their text
-        endpoints = PackedEndpoints(bytes(map(_OCTET_VALUE, _OCTETS.findall(found))))
+        octets = found.translate(_NOT_DIGITS_TO_SPACES).split()
+        endpoints = PackedEndpoints(bytes(map(_OCTET_VALUE, octets)))
+    held_namespace = _NAMESPACES.get(namespace)
+    if held_namespace is None:
+        held_namespace = _namespace(namespace)
+    version = version_b[0] if len(version_b) == 1 else _varint(version_b)
     service = new_service(
-        new_key(shared(namespace.decode()), name.decode()),
+        new_key(held_namespace, name.decode()),
         _TYPES[kind[0]],
         held_ports,
         endpoints,
-        exported_at or 0.0,
+        exported_at,
         (),
         held_endpoint_ports,
         () if ip is None else (ip.decode(),),
@@ -245,6 +303,18 @@ def _service(m: re.Match[bytes], version: int) -> tuple[int, ExportedService] | 
         0,
     )
     return version, service
+
+
+# Namespaces by their bytes, as ``shared`` holds their text: a catch-up meets a few dozen
+# namespaces in tens of thousands of records (bounded as ``shared``).
+_NAMESPACES: dict[bytes, str] = {}
+
+
+def _namespace(data: bytes) -> str:
+    if len(_NAMESPACES) >= MAX_SHARED:
+        _NAMESPACES.clear()
+    held = _NAMESPACES[data] = shared(data.decode())
+    return held
 
 
 def _ports(data: bytes, number: int) -> tuple[ServicePort, ...] | None:
@@ -270,94 +340,9 @@ def _ports(data: bytes, number: int) -> tuple[ServicePort, ...] | None:
         return None
     # Exactly the bytes ``encode_sealed`` makes of these ports, or not ours to read: protobuf
     # re-serializes what it kept, unknown fields of a port included, which the model drops.
-    if _port_bytes(number, ports) != data:
+    if port_bytes(number, ports) != data:
         return None
     if len(_PORT_LISTS) >= MAX_SHARED:
         _PORT_LISTS.clear()
     _PORT_LISTS[data] = ports
     return ports
-
-
-# --- making a record's sealed bytes again -----------------------------------------------
-
-_TYPE_NUMBERS = {ServiceType.CLUSTER_SET_IP: b"\x01", ServiceType.HEADLESS: b"\x02"}
-_PORT_BYTES: dict[tuple[int, tuple[ServicePort, ...]], bytes] = {}
-
-
-def _number(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def record_prefix(cluster_id: str, replica: str, generation: int) -> bytes:
-    """The bytes every record of an origin's generation opens with (fields 1-3)."""
-    cluster, held = cluster_id.encode(), replica.encode()
-    named = b"\x12" + bytes([len(held)]) + held if held else b""
-    return b"\n" + bytes([len(cluster)]) + cluster + named + b"\x18" + _number(generation)
-
-
-def encode_body(prefix: bytes, version: int, service: ExportedService) -> bytes:
-    """The record's bytes, for a record that ``fast_sealed`` read (of its shape)."""
-    namespace, name = service.key.namespace.encode(), service.key.name.encode()
-    parts = [
-        b"\n",
-        bytes([len(namespace)]),
-        namespace,
-        b"\x12",
-        bytes([len(name)]),
-        name,
-        b"\x18",
-        _TYPE_NUMBERS[service.type],
-        _port_bytes(4, service.ports),
-    ]
-    found = service.endpoints
-    texts = (
-        found.addresses() if isinstance(found, PackedEndpoints) else [e.addresses[0] for e in found]
-    )
-    for text in texts:
-        address = text.encode()  # (str: one address, as ``fast_sealed`` read it)
-        parts.append(b"*" + bytes([len(address) + 4, 10, len(address)]) + address + b"\x10\x01")
-    if service.exported_at:
-        parts += [b"1", _DOUBLE.pack(service.exported_at)]
-    parts.append(_port_bytes(10, service.endpoint_ports))
-    if service.cluster_ips:
-        address = service.cluster_ips[0].encode()
-        parts += [b"Z", bytes([len(address)]), address]
-    held = b"".join(parts)
-    return b"".join([prefix, b" ", _number(version), b"*", _number(len(held)), held])
-
-
-def encode_sealed(
-    prefix: bytes,
-    version: int,
-    service: ExportedService,
-    signature: bytes | None,
-    key_id: bytes | None,
-    first: int,
-) -> bytes:
-    """The sealed record ``fast_sealed`` read, byte for byte, from what it read."""
-    body = encode_body(prefix, version, service)
-    parts = [b"\n", _number(len(body)), body]
-    if signature is not None and key_id is not None:
-        parts += [b"\x12@", signature, b"\x1a ", key_id]
-    if first:
-        parts += [b"\xa0\x01", _number(first)]
-    return b"".join(parts)
-
-
-def _port_bytes(number: int, ports: tuple[ServicePort, ...]) -> bytes:
-    if not ports:
-        return b""
-    held = _PORT_BYTES.get((number, ports))
-    if held is None:
-        items = [pb.Port(name=p.name, protocol=p.protocol, port=p.port) for p in ports]
-        msg = pb.Service(ports=items) if number == 4 else pb.Service(endpoint_ports=items)
-        held = msg.SerializeToString(deterministic=True)
-        if len(_PORT_BYTES) >= MAX_SHARED:
-            _PORT_BYTES.clear()
-        _PORT_BYTES[(number, ports)] = held
-    return held

@@ -18,7 +18,7 @@ from mesh.ring.record_log import ClusterInfo, Held, Record, ServiceRecord, Slot
 from mesh.ring.record_log import set_service as _set_service
 from mesh.ring.record_log import set_version as _set_version
 from mesh.wire.record_batch import digest_of
-from mesh.wire.record_fast import encode_body, encode_sealed
+from mesh.wire.record_remake import encode_body, encode_sealed
 from mesh.wire.v1 import gossip_pb2 as pb
 
 

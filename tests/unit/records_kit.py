@@ -12,6 +12,7 @@ from mesh.model import ClusterState, Endpoint, ExportedService, LocalExports, Se
 from mesh.ring.catalog import Catalog, Change
 from mesh.ring.records import OriginLog, RecordStore
 from mesh.security.signing import Signer, Trust
+from mesh.wire.record_batch import BATCH_RECORDS
 from mesh.wire.record_codec import ChunkError, ChunkOpener, Publisher, chunk_to_pb
 from mesh.wire.v1 import gossip_pb2 as pb
 
@@ -39,11 +40,14 @@ class Node:
         now: float = 0.0,
         replica: str = "",
         per_record: bool = True,
+        batch_records: int = BATCH_RECORDS,
     ) -> None:
         self.cluster = cluster
         self.catalog = Catalog(ClusterState(cluster, generation, 0, replica=replica))
         self.store = RecordStore(OriginLog(cluster, replica, generation), tombstone_ttl=ttl)
-        self.publisher = Publisher(self.store.local, signer, per_record=per_record)
+        self.publisher = Publisher(
+            self.store.local, signer, per_record=per_record, batch_records=batch_records
+        )
         self.publisher.publish(self.catalog.local, Change(cluster, cluster=True), now)
         self.opener = ChunkOpener(trust)
         self.clusterset = clusterset

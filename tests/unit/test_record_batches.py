@@ -12,7 +12,7 @@ import pytest
 
 from mesh.model import ServiceKey
 from mesh.wire.chunk_slices import slices
-from mesh.wire.record_batch import BATCH_RECORDS
+from mesh.wire.record_batch import BATCH_RECORDS, MAX_BATCH_RECORDS
 from mesh.wire.record_codec import ChunkError
 from mesh.wire.v1 import gossip_pb2 as pb
 from tests.unit.records_kit import Node, service, wire
@@ -26,7 +26,14 @@ def prod() -> Clusterset:
     return make_clusterset("prod", ("east", "west", "south"))
 
 
-def node(cluster: str, cs: Clusterset, *, per_record: bool = True, generation: int = 1) -> Node:
+def node(
+    cluster: str,
+    cs: Clusterset,
+    *,
+    per_record: bool = True,
+    generation: int = 1,
+    batch_records: int = BATCH_RECORDS,
+) -> Node:
     return Node(
         cluster,
         generation,
@@ -34,6 +41,7 @@ def node(cluster: str, cs: Clusterset, *, per_record: bool = True, generation: i
         trust=cs.trust(),
         clusterset=cs.name,
         per_record=per_record,
+        batch_records=batch_records,
     )
 
 
@@ -276,3 +284,52 @@ def test_a_large_reply_is_taken_in_steps_and_a_change_between_them_stays_consist
         pass
     assert south.exchange.stats.rejected == {"chunk:gap": 1}
     assert south.view("east") == east.exports()
+
+
+# The release before this one sealed batches of 64 records and took any of up to 4,096
+# (mesh/wire/record_batch.py at 63a73b8); this one seals 256 and takes the same.
+PREVIOUS_BATCH_RECORDS = 64
+PREVIOUS_MAX_BATCH_RECORDS = 4096
+
+
+def _digests(batch: bytes) -> int:
+    return len(pb.Batch.FromString(pb.Sealed.FromString(batch).body).digests) // 32
+
+
+def test_each_release_takes_the_batches_the_other_seals() -> None:
+    assert PREVIOUS_BATCH_RECORDS <= MAX_BATCH_RECORDS  # this release takes the older batches
+    assert BATCH_RECORDS <= PREVIOUS_MAX_BATCH_RECORDS  # and the older release takes these
+
+
+@pytest.mark.parametrize("per_record", [True, False])
+def test_a_ring_of_both_batch_sizes_converges_directly_and_through_relays(
+    prod: Clusterset, per_record: bool
+) -> None:
+    """A rolling upgrade: east seals as the release before (64), west as this one (256);
+    each takes the other's records, and south takes both through west as a relay."""
+    east = node("east", prod, per_record=per_record, batch_records=PREVIOUS_BATCH_RECORDS)
+    west = node("west", prod, per_record=per_record)
+    south = node("south", prod)
+    east.export({k: service(k, f"10.1.0.{i % 250}") for i, k in enumerate(MANY)})
+    west.export({k: service(k, f"10.2.0.{i % 250}") for i, k in enumerate(MANY)})
+    sizes = {
+        m.cluster_id: sorted({_digests(b) for b in m.batches}) for m in wire(east, south)[0]
+    } | {m.cluster_id: sorted({_digests(b) for b in m.batches}) for m in wire(west, south)[0]}
+    # 1 + 276 records: the older release's batches of 64 (and the rest), this one's of 256.
+    assert sizes["east"] == [21, PREVIOUS_BATCH_RECORDS]
+    assert sizes["west"] == [21, BATCH_RECORDS]
+    sync(east, west)
+    sync(west, east)
+    sync(west, south)
+    assert east.dropped == west.dropped == south.dropped == []
+    assert south.view()["east"] == west.view()["east"] == east.exports()
+    assert south.view()["west"] == east.view()["west"] == west.exports()
+
+
+def test_a_batch_over_the_bound_is_refused(prod: Clusterset) -> None:
+    east = node("east", prod, per_record=False, batch_records=MAX_BATCH_RECORDS + 1)
+    keys = [ServiceKey("shop", f"s-{i}") for i in range(MAX_BATCH_RECORDS + 1)]
+    east.export({k: service(k, "10.1.0.1") for k in keys})
+    (chunk,) = [m for m in wire(east, node("south", prod))[0] if m.cluster_id == "east"]
+    assert max(map(_digests, chunk.batches)) == MAX_BATCH_RECORDS + 1
+    assert taken(chunk, prod)[1] == ["malformed"]

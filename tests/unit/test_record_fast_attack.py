@@ -130,7 +130,7 @@ def _open(data: bytes, fast: bool) -> Any:
     try:
         if fast:
             return opener.open(msg, 0.0)
-        with mock.patch.object(record_codec, "fast_sealed", return_value=None):
+        with mock.patch.object(record_codec, "read_sealed", return_value=None):
             return opener.open(msg, 0.0)
     except ChunkError as exc:
         return exc.reason
