@@ -70,6 +70,101 @@ static PyObject *service_name(PyObject *name, const char *suffix, Py_ssize_t suf
     return out;
 }
 
+/* What a blob's layout depends on (see nameblob): the sizes and the A ring's rotations. */
+typedef struct {
+    Py_ssize_t end;       /* the service's wire name's length */
+    Py_ssize_t head;      /* HEAD_FIXED or HEAD_ROTATING */
+    Py_ssize_t body_len;  /* the A records written */
+    Py_ssize_t fixed_len; /* the SRV records less their target */
+    long long shown, srv_count, ttl;
+    Py_ssize_t count, step;  /* rotations (0 or 1: fixed) and the records between two */
+    unsigned long slot;      /* the rotation counter's slot (rotating only) */
+} Layout;
+
+/* turns.take() as a 32-bit slot; -1 with an exception set when it fails. */
+static int take_slot(PyObject *turns, unsigned long *slot) {
+    PyObject *taken = PyObject_CallMethod(turns, "take", NULL);
+    if (!taken)
+        return -1;
+    *slot = PyLong_AsUnsignedLong(taken);
+    Py_DECREF(taken);
+    if (!PyErr_Occurred() && *slot > 0xFFFFFFFFUL)  /* as struct.pack("<I") refuses */
+        PyErr_SetString(PyExc_OverflowError, "a rotation counter slot over 32 bits");
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* The blob's head, its A records (each a pointer to the question's name, A, IN, the TTL,
+ * 4, its octets) and the SRV records, into b (head + body_len + fixed_len octets). */
+static void write_blob(unsigned char *b, const Layout *l, const unsigned char *o,
+                       const char *srv) {
+    b[0] = (unsigned char)l->end;
+    b[1] = HAS_A_SRV;
+    b[2] = (unsigned char)l->end;
+    /* The A entry: offset, length, records shown, rotation count (see nameblob). */
+    put_u16(b + 3, l->head);
+    put_u16(b + 5, l->body_len);
+    b[7] = (unsigned char)l->shown;
+    if (l->count >= 2) {
+        b[8] = (unsigned char)l->count;
+        put_u16(b + 9, l->step * A_RECORD);  /* stride */
+        put_u16(b + 11, (Py_ssize_t)l->shown * A_RECORD);  /* size */
+        put_u32(b + 13, l->slot);
+    } else {
+        b[8] = 0;
+    }
+    /* The SRV entry, after the A entry. */
+    unsigned char *e = b + l->head - 6;
+    put_u16(e, l->head + l->body_len);
+    put_u16(e + 2, l->fixed_len);
+    e[4] = (unsigned char)l->srv_count;
+    e[5] = 0;
+    unsigned char *r = b + l->head;
+    long long ttl = l->ttl;
+    Py_ssize_t records = l->body_len / A_RECORD;
+    for (Py_ssize_t i = 0; i < records; i++, r += A_RECORD) {
+        r[0] = 0xC0, r[1] = 0x0C, r[2] = 0, r[3] = 1, r[4] = 0, r[5] = 1;
+        r[6] = (unsigned char)(ttl >> 24), r[7] = (unsigned char)(ttl >> 16);
+        r[8] = (unsigned char)(ttl >> 8), r[9] = (unsigned char)ttl;
+        r[10] = 0, r[11] = 4;
+        memcpy(r + 12, o + 4 * i, 4);
+    }
+    memcpy(r, srv, (size_t)l->fixed_len);
+}
+
+/* The layout of the blob of n addresses, or 0 when the service is not covered (the caller
+ * returns None): the checks plain_blob's docstring lists, but the name's. */
+static int plan_layout(Layout *l, PyObject *const *args, Py_ssize_t octets_len,
+                       Py_ssize_t fixed_len) {
+    int overflow = 0;
+    l->srv_count = PyLong_AsLongLongAndOverflow(args[4], &overflow);
+    if (overflow || l->srv_count < 1 || l->srv_count > 255)
+        return 0;
+    l->ttl = PyLong_AsLongLongAndOverflow(args[5], &overflow);
+    if (overflow || l->ttl < 0 || l->ttl > 0xFFFFFFFFLL)
+        return 0;
+    long long max_addresses = PyLong_AsLongLongAndOverflow(args[6], &overflow);
+    if (overflow)  /* shown is the smaller of it and the count: a huge one shows them all */
+        max_addresses = overflow > 0 ? 0x7FFFFFFFLL : 0;
+    Py_ssize_t n = octets_len / 4;
+    if (n < 1 || octets_len % 4)
+        return 0;
+    l->shown = max_addresses < n ? max_addresses : n;
+    if (l->shown < 1 || l->shown * A_RECORD > NEVER_CUT)
+        return 0;  /* it needs cut points: an Answer, not a blob */
+    Py_ssize_t ring = n * A_RECORD;
+    if (ring > MAX_BODIES)
+        return 0;  /* not rings_fit */
+    if (fixed_len > 0xFFFF - HEAD_ROTATING - MAX_BODIES)
+        return 0;
+    l->fixed_len = fixed_len;
+    l->step = (n + MAX_ROTATIONS - 1) / MAX_ROTATIONS;
+    l->count = (n + l->step - 1) / l->step;
+    l->body_len = l->count < 2 ? (Py_ssize_t)l->shown * A_RECORD : ring;
+    l->head = l->count < 2 ? HEAD_FIXED : HEAD_ROTATING;
+    l->slot = 0;
+    return 1;
+}
+
 PyObject *fp_plain_blob(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 8) {
         PyErr_SetString(PyExc_TypeError, "plain_blob takes 8 arguments");
@@ -82,105 +177,34 @@ PyObject *fp_plain_blob(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "plain_blob(str, bytes, bytes, bytes, int, int, int, turns)");
         return NULL;
     }
-    PyObject *turns = args[7];
-    int overflow = 0;
-    long long srv_count = PyLong_AsLongLongAndOverflow(args[4], &overflow);
-    if (overflow || srv_count < 1 || srv_count > 255)
+    Layout l;
+    if (!plan_layout(&l, args, PyBytes_GET_SIZE(octets), PyBytes_GET_SIZE(srv)))
         Py_RETURN_NONE;
-    long long ttl = PyLong_AsLongLongAndOverflow(args[5], &overflow);
-    if (overflow || ttl < 0 || ttl > 0xFFFFFFFFLL)
-        Py_RETURN_NONE;
-    long long max_addresses = PyLong_AsLongLongAndOverflow(args[6], &overflow);
-    if (overflow)  /* shown is the smaller of it and the count: a huge one shows them all */
-        max_addresses = overflow > 0 ? 0x7FFFFFFFLL : 0;
-    Py_ssize_t octets_len = PyBytes_GET_SIZE(octets);
-    Py_ssize_t n = octets_len / 4;
-    if (n < 1 || octets_len % 4)
-        Py_RETURN_NONE;
-    long long shown = max_addresses < n ? max_addresses : n;
-    if (shown < 1 || shown * A_RECORD > NEVER_CUT)
-        Py_RETURN_NONE;  /* it needs cut points: an Answer, not a blob */
-    Py_ssize_t ring = n * A_RECORD;
-    if (ring > MAX_BODIES)
-        Py_RETURN_NONE;  /* not rings_fit */
-    Py_ssize_t fixed_len = PyBytes_GET_SIZE(srv);
-    if (fixed_len > 0xFFFF - HEAD_ROTATING - MAX_BODIES)
-        Py_RETURN_NONE;
-    Py_ssize_t step = (n + MAX_ROTATIONS - 1) / MAX_ROTATIONS;
-    Py_ssize_t count = (n + step - 1) / step;
     PyObject *wire_name = service_name(name, PyBytes_AS_STRING(suffix), PyBytes_GET_SIZE(suffix));
     if (!wire_name) {
         if (PyErr_Occurred())
             return NULL;
         Py_RETURN_NONE;
     }
-    Py_ssize_t end = PyBytes_GET_SIZE(wire_name);
-    unsigned long slot = 0;
-    Py_ssize_t body_len = count < 2 ? shown * A_RECORD : ring;
-    Py_ssize_t head = count < 2 ? HEAD_FIXED : HEAD_ROTATING;
-    if (count >= 2) {
-        PyObject *taken = PyObject_CallMethod(turns, "take", NULL);
-        if (!taken) {
-            Py_DECREF(wire_name);
-            return NULL;
-        }
-        slot = PyLong_AsUnsignedLong(taken);
-        Py_DECREF(taken);
-        if (!PyErr_Occurred() && slot > 0xFFFFFFFFUL)  /* as struct.pack("<I") refuses */
-            PyErr_SetString(PyExc_OverflowError, "a rotation counter slot over 32 bits");
-        if (PyErr_Occurred()) {
-            Py_DECREF(wire_name);
-            return NULL;
-        }
-    }
-    PyObject *blob = PyBytes_FromStringAndSize(NULL, head + body_len + fixed_len);
-    if (!blob) {
-        Py_DECREF(wire_name);
-        return NULL;
-    }
-    unsigned char *b = (unsigned char *)PyBytes_AS_STRING(blob);
-    b[0] = (unsigned char)end;
-    b[1] = HAS_A_SRV;
-    b[2] = (unsigned char)end;
-    /* The A entry: offset, length, records shown, rotation count (see nameblob). */
-    put_u16(b + 3, head);
-    put_u16(b + 5, body_len);
-    b[7] = (unsigned char)shown;
-    if (count >= 2) {
-        b[8] = (unsigned char)count;
-        put_u16(b + 9, step * A_RECORD);  /* stride */
-        put_u16(b + 11, (Py_ssize_t)shown * A_RECORD);  /* size */
-        put_u32(b + 13, slot);
-    } else {
-        b[8] = 0;
-    }
-    /* The SRV entry, after the A entry. */
-    unsigned char *e = b + head - 6;
-    put_u16(e, head + body_len);
-    put_u16(e + 2, fixed_len);
-    e[4] = (unsigned char)srv_count;
-    e[5] = 0;
-    /* The A records: each a pointer to the question's name, A, IN, the TTL, 4, its octets. */
-    const unsigned char *o = (const unsigned char *)PyBytes_AS_STRING(octets);
-    unsigned char *r = b + head;
-    Py_ssize_t records = body_len / A_RECORD;
-    for (Py_ssize_t i = 0; i < records; i++, r += A_RECORD) {
-        r[0] = 0xC0, r[1] = 0x0C, r[2] = 0, r[3] = 1, r[4] = 0, r[5] = 1;
-        r[6] = (unsigned char)(ttl >> 24), r[7] = (unsigned char)(ttl >> 16);
-        r[8] = (unsigned char)(ttl >> 8), r[9] = (unsigned char)ttl;
-        r[10] = 0, r[11] = 4;
-        memcpy(r + 12, o + 4 * i, 4);
-    }
-    memcpy(r, PyBytes_AS_STRING(srv), (size_t)fixed_len);
+    l.end = PyBytes_GET_SIZE(wire_name);
+    PyObject *blob = NULL;
+    if (l.count >= 2 && take_slot(args[7], &l.slot) < 0)
+        goto fail;
+    blob = PyBytes_FromStringAndSize(NULL, l.head + l.body_len + l.fixed_len);
+    if (!blob)
+        goto fail;
+    write_blob((unsigned char *)PyBytes_AS_STRING(blob), &l,
+               (const unsigned char *)PyBytes_AS_STRING(octets), PyBytes_AS_STRING(srv));
     PyObject *out = PyTuple_New(2);
-    if (!out) {
-        Py_DECREF(wire_name);
-        Py_DECREF(blob);
-        return NULL;
-    }
+    if (!out)
+        goto fail;
     PyTuple_SET_ITEM(out, 0, wire_name);
     PyTuple_SET_ITEM(out, 1, blob);
     return out;
+fail:
+    Py_DECREF(wire_name);
+    Py_XDECREF(blob);
+    return NULL;
 }
 
 /*

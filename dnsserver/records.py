@@ -96,16 +96,14 @@ class ServiceRecords:
     # ClusterSetIP with weights: each cluster's addresses (in ``addresses`` too) and weight.
     weighted: tuple[tuple[tuple[str, ...], int], ...] = ()
     ttl: int | None = None  # this service's TTL (meshd.io/ttl); None: the zone's
-    # ``addresses`` again, 4 octets each, when the caller has them (all IPv4, in order): the
-    # plain encoder then parses no text. Not part of the value (it repeats ``addresses``).
+    # ``addresses`` again, 4 octets each, when all IPv4 (the plain encoder parses no text).
     packed_v4: bytes = field(default=b"", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """Something of a service that the zone leaves out, and why: ``reason`` is one of
-    ``SKIP_REASONS``, ``what`` names it (the same thing keeps the same text from one
-    encoding to the next), ``detail`` says more for the log (not part of its identity)."""
+    """Something of a service the zone leaves out: ``reason`` (one of ``SKIP_REASONS``), ``what``
+    (the same text at each encoding) and ``detail`` for the log (not part of its identity)."""
 
     reason: str
     what: str
@@ -127,14 +125,13 @@ Names = dict[bytes, Answers]  # type tables here; plain.py may give blobs
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """One service's names with their answers, its own name (empty when it has none) and
-    what was left out."""
+    """One service's names with their answers, its own name (empty when it has none), what
+    was left out, and the names as prefixes of ``service_name`` in order (``Zone._services``)
+    when the encoder has them (``plainblob``: one tuple per shape; None: the zone makes it)."""
 
     names: Names
     service_name: bytes
     skipped: list[Skipped]
-    # The names as prefixes of ``service_name``, in order (``Zone._services``), when the
-    # encoder has them already (``plainblob``: one tuple per shape); None: the zone makes it.
     shape: tuple[bytes, ...] | None = None
 
 
