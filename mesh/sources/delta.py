@@ -50,6 +50,20 @@ def delta(old: LocalExports | None, new: LocalExports) -> Delta:
     if old is new:  # the scan found nothing changed: the common case, one poll in many
         return Delta(new.namespaces, [], [], full=False)
     held = old.services
+    if len(held) == len(new.services):
+        # The scanner's translation keeps the key order and the very same key objects from
+        # one scan to the next: then a walk side by side finds what changed without hashing
+        # a key (hashing every ServiceKey was most of an idle edit's cost in the worker).
+        changed = []
+        for (key, before), (new_key, service) in zip(
+            held.items(), new.services.items(), strict=True
+        ):
+            if new_key is not key:
+                break
+            if before is not service and before != service:
+                changed.append(service)
+        else:
+            return Delta(new.namespaces, changed, [], full=False)
     changed = [
         service
         for key, service in new.services.items()
