@@ -54,16 +54,14 @@ def delta(old: LocalExports | None, new: LocalExports) -> Delta:
         # The scanner's translation keeps the key order and the very same key objects from
         # one scan to the next: then a walk side by side finds what changed without hashing
         # a key (hashing every ServiceKey was most of an idle edit's cost in the worker).
-        changed = []
-        for (key, before), (new_key, service) in zip(
-            held.items(), new.services.items(), strict=True
-        ):
+        walked: list[ExportedService] = []
+        for (key, was), (new_key, now) in zip(held.items(), new.services.items(), strict=True):
             if new_key is not key:
                 break
-            if before is not service and before != service:
-                changed.append(service)
+            if was is not now and was != now:
+                walked.append(now)
         else:
-            return Delta(new.namespaces, changed, [], full=False)
+            return Delta(new.namespaces, walked, [], full=False)
     changed = [
         service
         for key, service in new.services.items()
