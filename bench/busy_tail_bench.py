@@ -23,6 +23,11 @@ while the agent works. This bench makes that work itself:
 extension built in place), interleaved with the others. ``--loopwatch S`` measures instead
 of loading DNS: the busy (or join) agent under ``bench/loopwatch.py`` for ``S`` seconds of
 churn, every loop callback timed, printed as a breakdown per callback and per change.
+``--cpu-per-change S`` also measures instead: the CPU of the busy agent's process and of its
+manifests scan worker per change over ``S`` seconds of churn (``--cpu-runs`` rounds,
+interleaved with ``--ref``). Each DNS load also reports the run-queue wait per query of the
+server's DNS thread (``/proc/<pid>/task/<tid>/schedstat``): time it was ready to answer but
+something else held the core.
 
 Each server is pinned to core 0 (``taskset``) as in ``dns_bench.py``; dnsperf runs on
 core 1 at 10,000 q/s for ``--seconds`` per load, with a query file of only plain queries
@@ -35,8 +40,9 @@ median ratio of CPU per query (busy: the agent's gossip and rebuilds are counted
 that ratio is an upper bound).
 
 Usage: ``.venv/bin/python bench/busy_tail_bench.py [--runs 10] [--seconds 5]
-[--modes idle busy join] [--workers 0 1] [--ref DIR] [--loopwatch S]
-[--out bench/RESULTS.md]``. Needs ``knotd``, ``dnsperf``, ``taskset`` (``make bench-deps``).
+[--modes idle busy join] [--workers 0 1] [--ref DIR] [--loopwatch S] [--cpu-per-change S
+[--cpu-runs 3]] [--out bench/RESULTS.md]``. Needs ``knotd``, ``dnsperf``, ``taskset``
+(``make bench-deps``).
 """
 
 from __future__ import annotations
@@ -257,10 +263,26 @@ def churning(server: dns_bench.Server, manifests: Path, every_s: float) -> Itera
         raise failures[0]
 
 
+def run_queue_wait_s(server: dns_bench.Server) -> float:
+    """Seconds the server's DNS thread has waited on a run queue (ready, not running): the
+    second field of ``/proc/<pid>/task/<tid>/schedstat``. meshd (``--dns-workers 0``)
+    answers on its main thread; Knot answers on several, so its figure sums all of its
+    threads. What a query waits for when something else holds the core."""
+    assert server.proc is not None
+    pid = server.proc.pid
+    tids = [str(pid)] if server.name != "knot" else os.listdir(f"/proc/{pid}/task")
+    total = 0
+    for tid in tids:
+        with contextlib.suppress(OSError):
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def load(server: dns_bench.Server, queries: Path, seconds: float) -> dict[str, float]:
-    before = server.cpu_seconds()
+    before, waited = server.cpu_seconds(), run_queue_wait_s(server)
     out = dns_bench.dnsperf(server, queries, seconds, 10000, verbose=True)
     used = server.cpu_seconds() - before
+    waited = run_queue_wait_s(server) - waited
     times = sorted(
         float(m) for m in dns_bench.re.findall(r"^> \S+ .* ([\d.]+)$", out, dns_bench.re.M)
     )
@@ -270,7 +292,13 @@ def load(server: dns_bench.Server, queries: Path, seconds: float) -> dict[str, f
     def pct(q: float) -> float:
         return times[min(len(times) - 1, int(len(times) * q))] * 1e6
 
-    return {"p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999), "cpu": used / len(times)}
+    return {
+        "p50": pct(0.5),
+        "p99": pct(0.99),
+        "p999": pct(0.999),
+        "cpu": used / len(times),
+        "wait": waited / len(times),
+    }
 
 
 def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[str, list]]:
@@ -316,7 +344,9 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
                         f"{mode} run {run + 1} {server.name}: ring whole after {waited:.1f} s, "
                         f"changes {made[0]}, "
                         + ", ".join(
-                            f"{k} p99 {rows[server.name][k][-1]['p99']:.0f} us" for k in KINDS
+                            f"{k} p99 {rows[server.name][k][-1]['p99']:.0f} us, run-queue wait "
+                            f"{rows[server.name][k][-1]['wait'] * 1e6:.2f} us/query"
+                            for k in KINDS
                         ),
                         file=sys.stderr,
                         flush=True,
@@ -361,6 +391,74 @@ def loop_profile(
     report["changes"] = made[0]
     report["cpu_s"] = cpu  # the agent's process and its scan worker, all threads
     return report
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of one process (all its threads), from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / dns_bench.TICKS
+
+
+def change_cost(args: argparse.Namespace, work: Path, pythonpath: str | None) -> dict[str, float]:
+    """The busy setup without DNS load: CPU seconds of the measured agent's own process and
+    of its manifests scan worker (its child) over ``--cpu-per-change`` seconds of churn,
+    ``--settle`` seconds after its ring is whole, and the changes made."""
+    manifests = work / "manifests"
+    measured_grpc = free_port()
+    base = dns_bench.meshd(work, 0)
+    mesh = EnvServer(base.name, base.port, [], log=work / "cpu-per-change.log")
+    mesh.admin = free_port()
+    mesh.env = {"PYTHONPATH": pythonpath or str(ROOT)}
+    mesh.argv = meshd_agent("bench", manifests, measured_grpc, [], mesh.admin)
+    mesh.argv += ["--dns-listen", f"127.0.0.1:{mesh.port}"]
+    with peers(work, PEERS, measured_grpc):
+        (manifests / "churn.yaml").write_text(churn_yaml(0))
+        mesh.start(core=0)
+        try:
+            wait_ring(mesh, PEERS + 1)
+            time.sleep(args.settle)
+            assert mesh.proc is not None
+            workers = [p for p in mesh.pids() if p != mesh.proc.pid]
+            if len(workers) != 1:
+                raise RuntimeError(f"expected one scan worker, found {workers}")
+            pids = {"agent": mesh.proc.pid, "worker": workers[0]}
+            before = {k: process_cpu_s(p) for k, p in pids.items()}
+            with churning(mesh, manifests, args.churn_ms / 1000) as made:
+                time.sleep(args.cpu_per_change)
+            used = {k: process_cpu_s(p) - before[k] for k, p in pids.items()}
+        finally:
+            mesh.stop()
+    return {**used, "changes": made[0]}
+
+
+def change_cost_report(args: argparse.Namespace, work: Path) -> str:
+    """``change_cost`` for this checkout and ``--ref``, interleaved, ``--cpu-runs`` rounds."""
+    variants = ([("ref", args.ref)] if args.ref else []) + [("branch", None)]
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
+    for run in range(args.cpu_runs):
+        for name, path in variants if run % 2 == 0 else variants[::-1]:
+            cost = change_cost(args, work, path)
+            rows[name].append(cost)
+            print(
+                f"cpu-per-change run {run + 1} {name}: {cost['changes']:.0f} changes, agent "
+                f"{cost['agent'] / cost['changes'] * 1e3:.2f} ms, worker "
+                f"{cost['worker'] / cost['changes'] * 1e3:.2f} ms per change (load average "
+                f"{os.getloadavg()[0]:.2f})",
+                file=sys.stderr,
+                flush=True,
+            )
+    lines = [
+        "| checkout | agent process, ms per change | scan worker, ms per change |",
+        "|---|---:|---:|",
+    ]
+    for name, costs in rows.items():
+        cells = []
+        for part in ("agent", "worker"):
+            each = [c[part] / max(c["changes"], 1) * 1e3 for c in costs]
+            listed = ", ".join(f"{x:.2f}" for x in each)
+            cells.append(f"{listed} (median {statistics.median(each):.2f})")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
 
 
 def loop_summary(name: str, report: dict[str, Any], window_s: float) -> str:
@@ -422,8 +520,9 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, dict[str, list
         f"gossiping, one service changed every {args.churn_ms:g} ms (Knot: DNS UPDATE).",
         "",
         "| mode | server | queries | Knot p50 / p99 µs | meshd p50 / p99 µs | meshd p99 / "
-        "Knot's: median (runs over 1.5x) | per run | CPU per query, meshd / Knot |",
-        "|---|---|---|---:|---:|---:|---|---:|",
+        "Knot's: median (runs over 1.5x) | per run | CPU per query, meshd / Knot | "
+        "run-queue wait per query µs, meshd's DNS thread / Knot's threads |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|",
     ]
     variants = [(mode, name) for mode, rows in results.items() for name in rows if name != "knot"]
     for (mode, name), kind in itertools.product(variants, KINDS):
@@ -435,7 +534,8 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, dict[str, list
             f"{_med(mesh, 'p50'):.0f} / {_med(mesh, 'p99'):.0f} | "
             f"{statistics.median(ratios):.2f} ({sum(r > 1.5 for r in ratios)} of "
             f"{len(ratios)}) | {', '.join(f'{r:.2f}' for r in ratios)} | "
-            f"{statistics.median(cpu):.2f} |"
+            f"{statistics.median(cpu):.2f} | {_med(mesh, 'wait') * 1e6:.2f} / "
+            f"{_med(knot, 'wait') * 1e6:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -469,6 +569,13 @@ def main() -> None:
         help="also run meshd from this reference checkout (its PYTHONPATH), interleaved",
     )
     parser.add_argument("--loopwatch-runs", type=int, default=1)
+    parser.add_argument(
+        "--cpu-per-change",
+        type=float,
+        help="instead of DNS loads: CPU per change of the busy agent's process and of its "
+        "scan worker over this many seconds of churn (with --ref: interleaved)",
+    )
+    parser.add_argument("--cpu-runs", type=int, default=3)
     args = parser.parse_args()
     for tool in ("knotd", "dnsperf", "taskset"):
         if shutil.which(tool) is None:
@@ -477,6 +584,10 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     dns_bench.write_manifests(work / "manifests", args.services)
+    if args.cpu_per_change:
+        text = change_cost_report(args, work)
+        print(text, flush=True)
+        return
     if args.loopwatch:
         variants = [("ref", args.ref)] if args.ref else []
         variants.append(("branch", None))

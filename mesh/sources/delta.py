@@ -50,6 +50,18 @@ def delta(old: LocalExports | None, new: LocalExports) -> Delta:
     if old is new:  # the scan found nothing changed: the common case, one poll in many
         return Delta(new.namespaces, [], [], full=False)
     held = old.services
+    if len(held) == len(new.services):
+        # The scanner's translation keeps the key order and the very same key objects from
+        # one scan to the next: then a walk side by side finds what changed without hashing
+        # a key (hashing every ServiceKey was most of an idle edit's cost in the worker).
+        walked: list[ExportedService] = []
+        for (key, was), (new_key, now) in zip(held.items(), new.services.items(), strict=True):
+            if new_key is not key:
+                break
+            if was is not now and was != now:
+                walked.append(now)
+        else:
+            return Delta(new.namespaces, walked, [], full=False)
     changed = [
         service
         for key, service in new.services.items()

@@ -13,9 +13,10 @@ Each file is cached under its ``(mtime_ns, size, inode)``, as ``stat`` reports t
 following links: an unchanged file is never read again, and when nothing changed at all the
 translation is skipped too (the very same ``LocalExports`` object comes back), so a scan of
 an idle directory costs one ``stat`` per file. A file that changed is read whole, but only
-its documents whose text changed are parsed again (``load_stream_cached``), and only the
-services whose objects are not the very same as last time are translated again
-(``TranslationMemo``): an edit of one service costs that service, not the directory.
+its documents whose text changed are parsed again (``load_stream_cached``), and the
+translation is kept file by file (``mesh.sources.incremental``): only the objects of the
+changed files are looked at, and only the services they touch translated again, so an
+edit of one service costs that service, not the directory.
 
 Bad input loses nothing:
 
@@ -41,13 +42,8 @@ from typing import Any
 
 from mesh.model import LocalExports
 from mesh.sources.documents import Documents, load_stream_cached
-from mesh.sources.translate import (
-    ManifestSyntaxError,
-    SourceProblem,
-    TranslationMemo,
-    check_documents,
-    translate,
-)
+from mesh.sources.incremental import IncrementalTranslation
+from mesh.sources.translate import ManifestSyntaxError, SourceProblem, check_documents
 
 __all__ = ["ManifestDirectoryError", "ManifestScanner", "Scan", "SourceProblem"]
 
@@ -94,12 +90,9 @@ class ManifestScanner:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self._files: dict[str, _FileEntry] = {}
-        # The input of the last translation (held, so that identity comparison is sound).
-        self._last_input: list[tuple[str, list[dict[str, Any]]]] | None = None
-        # Unchanged documents are the very same objects (the parse cache): an edit
-        # translates only the services whose objects it touched.
-        self._memo = TranslationMemo()
-        self._last_result: tuple[LocalExports, list[SourceProblem]] | None = None
+        # An unchanged file keeps its list of objects, and an unchanged document its object
+        # (the parse cache): an edit translates only what its file's objects touch.
+        self._translation = IncrementalTranslation()
 
     def scan(self, on_reading: Callable[[list[str]], None] | None = None) -> Scan:
         """Scan now; ``on_reading`` is told which files changed before they are read and
@@ -125,20 +118,9 @@ class ManifestScanner:
         return Scan(exports, problems + translation_problems, touched)
 
     def _translate(self, files: dict[str, _FileEntry]) -> tuple[LocalExports, list[SourceProblem]]:
-        """Translate the objects of every file, unless they are the very same as last time."""
-        current = [(path, entry.objects) for path, entry in files.items()]
-        last = self._last_input
-        if (
-            self._last_result is not None
-            and last is not None
-            and len(last) == len(current)
-            and all(a[0] == b[0] and a[1] is b[1] for a, b in zip(last, current, strict=True))
-        ):
-            return self._last_result
-        objects = ((path, obj) for path, objects in current for obj in objects)
-        result = translate(objects, self._memo)
-        self._last_input, self._last_result = current, result
-        return result
+        """Translate the objects of every file, redoing only what changed files touch."""
+        result = self._translation.update({path: entry.objects for path, entry in files.items()})
+        return result.exports, result.problems
 
     def _list_files(self) -> tuple[list[str], list[SourceProblem]]:
         """The manifest files, sorted, and the problems met while listing them.

@@ -26,6 +26,9 @@ a bad document drops that document. Problems about Services and EndpointSlices t
 exports are not reported: they change nothing. The same (kind, namespace, name) in two
 places is a problem; the copy from the origin that sorts first wins, so the result does not
 depend on the order of the input.
+
+``mesh.sources.incremental.IncrementalTranslation`` gives what ``translate_exports`` gives,
+kept file by file so that an edit costs what it touches (the manifests scanner uses it).
 """
 
 from __future__ import annotations
@@ -123,43 +126,25 @@ class _Object:
         return SourceProblem(self.origin, f"{self.ref}: {reason}")
 
 
-# A service's outcome: its export (None: not exported), its verdict, the problems found;
-# an object's: its body, what ``_identify`` made of it, the namespace it names.
+# A service's outcome: its export (None: not exported), its verdict, the problems found.
 _Outcome = tuple[ExportedService | None, ExportVerdict, tuple[SourceProblem, ...]]
-_Identified = tuple[Any, "_Object | None", str | None]
-
-
-class TranslationMemo:
-    """The last ``translate_exports``'s outcome per object and per exported service, by the
-    identity (``id``, origin) of the input bodies, which must not be mutated once given. With
-    unchanged objects the very same (the scanner's parse cache), an edit translates only the
-    services it touched. A call keeps only the entries it used, each holding its bodies (an
-    ``id`` is not reused while its entry lives; the memo does not grow)."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, int], _Identified] = {}
-        self.services: dict[tuple[Any, ...], tuple[list[_Object], _Outcome]] = {}
 
 
 def translate(
     objects: Iterable[tuple[str, Mapping[str, Any]]],
-    memo: TranslationMemo | None = None,
 ) -> tuple[LocalExports, list[SourceProblem]]:
     """What the objects export, given as ``(origin, object)``; deterministic in any order."""
-    exports, problems, _ = translate_exports(objects, memo)
+    exports, problems, _ = translate_exports(objects)
     return exports, problems
 
 
-def translate_exports(
-    objects: Iterable[tuple[str, Mapping[str, Any]]], memo: TranslationMemo | None = None
-) -> Translation:
+def translate_exports(objects: Iterable[tuple[str, Mapping[str, Any]]]) -> Translation:
     """``translate``, plus the verdict on every ServiceExport, by its key."""
     problems: list[SourceProblem] = []
     namespaces = {"default"}
     index: dict[tuple[str, str, str], _Object] = {}
-    seen: dict[tuple[str, int], _Identified] = {}
     for origin, body in sorted(objects, key=lambda item: item[0]):
-        obj = _identify_memo(origin, body, namespaces, problems, memo, seen)
+        obj = _identify(origin, body, namespaces, problems)
         if obj is None:
             continue
         kept = index.setdefault((obj.kind, obj.namespace, obj.name), obj)
@@ -168,41 +153,9 @@ def translate_exports(
         elif obj.kind == "Namespace":
             namespaces.add(obj.name)
     verdicts: dict[ServiceKey, ExportVerdict] = {}
-    services = _export(list(index.values()), problems, verdicts, memo)
-    if memo is not None:
-        memo.objects = seen
+    services = _export(list(index.values()), problems, verdicts)
     exports = LocalExports(namespaces=frozenset(namespaces), services=MappingProxyType(services))
     return Translation(exports, sorted(problems), verdicts)
-
-
-def _identify_memo(
-    origin: str,
-    body: Any,
-    namespaces: set[str],
-    problems: list[SourceProblem],
-    memo: TranslationMemo | None,
-    seen: dict[tuple[str, int], _Identified],
-) -> _Object | None:
-    """``_identify``, from ``memo`` when this very body was identified last time."""
-    if memo is None:
-        return _identify(origin, body, namespaces, problems)
-    key = (origin, id(body))
-    hit = memo.objects.get(key)
-    # The very body given twice in one call (twice in one origin) is two objects, as a fresh
-    # translation makes them, so that the second is reported as a duplicate of the first.
-    if key in seen or hit is None or hit[0] is not body:
-        found: list[SourceProblem] = []
-        local: set[str] = set()
-        obj = _identify(origin, body, local, found)
-        namespaces |= local
-        if found:  # not memoized: rare, and each call must report its problem
-            problems.extend(found)
-            return obj
-        hit = (body, obj, next(iter(local), None))  # one object names one namespace at most
-    seen[key] = hit
-    if hit[2] is not None:
-        namespaces.add(hit[2])
-    return hit[1]
 
 
 def _identify(
@@ -239,7 +192,6 @@ def _export(
     objects: Sequence[_Object],
     problems: list[SourceProblem],
     verdicts: dict[ServiceKey, ExportVerdict],
-    memo: TranslationMemo | None = None,
 ) -> dict[ServiceKey, ExportedService]:
     """The exported services, in key order."""
     services = {(o.namespace, o.name): o for o in objects if o.kind == "Service"}
@@ -251,7 +203,6 @@ def _export(
             if owner is not None:
                 slices.setdefault((obj.namespace, owner), []).append(obj)
     result: dict[ServiceKey, ExportedService] = {}
-    used: dict[tuple[Any, ...], tuple[list[_Object], _Outcome]] = {}
     for key in sorted(exports):
         service, export = services.get(key), exports[key]
         if service is None:
@@ -259,23 +210,11 @@ def _export(
             message = f"there is no Service {key[0]}/{key[1]} in this cluster"
             verdicts[ServiceKey(*key)] = ExportVerdict(False, "NoService", message)
             continue
-        inputs = [service, export, *slices.get(key, [])]
-        if memo is None:
-            exported, verdict, found = _export_one(inputs)
-        else:
-            # Equal ids are the very same bodies: the entry holds them, so no id is reused.
-            ids = tuple((id(o.body), o.origin) for o in inputs)
-            entry = memo.services.get(ids)
-            if entry is None:
-                entry = (inputs, _export_one(inputs))
-            used[ids] = entry
-            exported, verdict, found = entry[1]
+        exported, verdict, found = _export_one([service, export, *slices.get(key, [])])
         problems.extend(found)
         verdicts[ServiceKey(*key)] = verdict
         if exported is not None:
             result[exported.key] = exported
-    if memo is not None:
-        memo.services = used
     return result
 
 

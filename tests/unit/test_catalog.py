@@ -276,3 +276,26 @@ def test_diff_names_exactly_the_services_added_removed_or_changed(seed: int) -> 
         if old.services.get(k) != new.services.get(k)
     }
     assert diff(old, new).services == expected, f"seed {seed}"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_diff_of_a_next_version_with_the_same_keys_in_the_same_order(seed: int) -> None:
+    # As the manifests source gives it: the previous mapping copied, some values replaced
+    # (the walk side by side); then the same keys in another order (the lookups).
+    rng = random.Random(seed)
+    keys = [ServiceKey("shop", f"s{i}") for i in range(30)]
+    old_services = {k: ExportedService(k, ServiceType.HEADLESS) for k in keys}
+    new_services = dict(old_services)
+    for key in rng.sample(keys, rng.randrange(4)):
+        kind = rng.choice([ServiceType.HEADLESS, ServiceType.CLUSTER_SET_IP])
+        new_services[key] = ExportedService(key, kind)  # maybe equal, as another object
+    old = ClusterState("east", 1, 1, services=old_services)
+    expected = {k for k in keys if old_services[k] != new_services[k]}
+    new = ClusterState("east", 1, 2, services=new_services)
+    assert diff(old, new).services == expected, f"seed {seed}"
+    shuffled = dict(rng.sample(list(new_services.items()), len(keys)))
+    reordered = ClusterState("east", 1, 2, services=shuffled)
+    assert diff(old, reordered).services == expected, f"seed {seed}"
+    copies = {ServiceKey(k.namespace, k.name): v for k, v in new_services.items()}
+    decoded = ClusterState("east", 1, 2, services=copies)  # equal keys, other objects
+    assert diff(old, decoded).services == expected, f"seed {seed}"

@@ -115,3 +115,19 @@ def test_merging_the_delta_into_the_old_exports_gives_the_new_ones(seed: int) ->
     for key, service in result.services.items():
         if old.services.get(key) == service:
             assert service is old.services[key], f"seed {seed}: {key} not shared"
+
+
+def test_the_same_keys_in_the_same_order_walk_side_by_side() -> None:
+    a, b, c = svc("a", "10.0.0.1"), svc("b", "10.0.0.2"), svc("c", "10.0.0.3")
+    old = exports(a, b, c)
+    b2 = svc("b", "10.0.0.9")
+    # As the scanner's translation gives it: the very same key objects, one value new.
+    new = LocalExports(old.namespaces, MappingProxyType({a.key: a, b.key: b2, c.key: c}))
+    change = delta(old, new)
+    assert (change.changed, change.removed) == ([b2], [])
+    # Equal keys that are other objects, or the same keys in another order: the general way.
+    d = svc("d", "10.0.0.4")
+    swapped = LocalExports(old.namespaces, MappingProxyType({a.key: a, d.key: d, c.key: c}))
+    assert (delta(old, swapped).changed, delta(old, swapped).removed) == ([d], [b.key])
+    reordered = LocalExports(old.namespaces, MappingProxyType({c.key: c, b.key: b2, a.key: a}))
+    assert (delta(old, reordered).changed, delta(old, reordered).removed) == ([b2], [])
