@@ -5,16 +5,8 @@ Why a process: parsing 10 MB of YAML takes seconds of CPU, nearly all of it in P
 the GIL: the loop would get it back only every switch interval (5 ms per turn), and the
 garbage collector, run by the parser's millions of allocations, stops every thread for
 up to half a second at a time (``bench/RESULTS.md``). In a process it costs the loop
-nothing but reading the result. The worker runs at a lower CPU priority: it starts at
-nice 10 (its imports and first scan, which the agent's readiness waits for, still get a
-share of a busy CPU), then, once its first answer is sent, as ``SCHED_IDLE`` (falling back
-to nice 10 where that is not permitted): it runs only when nothing else wants the CPU. The
-agent is often pinned (``taskset``) to one core that the worker inherits; at nice 10 the
-worker still took a tenth of that core whenever it wanted it, so a DNS query waited behind
-a re-scan (``bench/RESULTS.md``, the busy tail); as ``SCHED_IDLE`` it waits for the core to
-be otherwise idle. The price: on a host whose every core is saturated, an edit waits
-longer to be seen (the idle class still gets a small share, it is not starved outright).
-It scans with the
+nothing but reading the result. The worker runs at a lower CPU priority (nice 10): on a
+host with few cores, DNS and SWIM in the agent come before the parse. It scans with the
 garbage collector paused, then freezes what it keeps: a scan makes no reference cycles
 (none found after scanning 20,000 services), while collector passes over the parser's
 objects made an edit's scan several times slower.
@@ -224,22 +216,9 @@ def _worker_main(directory: str) -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not break replies
     scanner = ManifestScanner(Path(directory))
     sent: LocalExports | None = None
-    idle = False
     with contextlib.suppress(BrokenPipeError):  # the agent is gone: so is the worker
         while _read(requests) is not None:
             sent = _answer(scanner, sent, replies)
-            if not idle:  # after the first answer, which the agent's readiness waits for
-                idle = _run_when_idle()
-
-
-def _run_when_idle() -> bool:
-    """Put this process in the ``SCHED_IDLE`` class (Linux); True when it is there. Where
-    that is not permitted or not offered, it stays at nice ``WORKER_NICE``."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        return False
-    return True
 
 
 def _answer(

@@ -183,25 +183,3 @@ async def test_the_worker_outlasts_a_sigterm_to_the_group_and_stops_with_its_sou
         await stop(task)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-
-
-@pytest.mark.asyncio
-async def test_the_worker_runs_only_when_the_cpu_is_idle_after_its_first_answer(
-    tmp_path: Path,
-) -> None:
-    write(tmp_path / "web.yaml", service(), export())
-    recorder = Recorder()
-    source = make_source(tmp_path, recorder)
-    scans = ScanCounter(source)
-    task = asyncio.create_task(source.run())
-    try:
-        await recorder.next_change()
-        await scans.wait_for_more(1)  # the worker switched before answering this scan
-        pid = source.worker_pid
-        assert pid is not None
-        # Linux lets any process lower its own class to SCHED_IDLE; nice 10 is the fallback
-        # elsewhere, and its first scan always runs at nice 10.
-        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
-        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 10
-    finally:
-        await stop(task)
