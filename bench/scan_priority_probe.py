@@ -1,9 +1,10 @@
 """How long an edit takes to reach the agent when the scan worker's core is saturated.
 
-The manifests scan worker (``mesh.sources.offload``) runs in the idle scheduling class
-after its first scan, so that it never makes a DNS query wait; the price is that on a core
-something else saturates it runs only in the scheduler's crumbs. This probe measures that
-price: a ``ManifestSource`` over ``--services`` services plus a one-service ``churn.yaml``,
+The manifests scan worker (``mesh.sources.offload``) runs at nice 10. It was tried in the
+idle scheduling class (``SCHED_IDLE``), so that it never makes a DNS query wait; the price
+was that on a core something else saturates it ran only in the scheduler's crumbs, and
+meshd went back to nice 10 (``bench/RESULTS.md``, the busy tail, part 2). This probe
+measures that price: a ``ManifestSource`` over ``--services`` services plus a one-service ``churn.yaml``,
 this process (and so its worker) pinned to core 0, a nice-0 busy loop on the same core
 (bounded by ``timeout``), then ``--edits`` edits of ``churn.yaml``, each timed from the
 write to ``on_change`` (at most ``--wait`` seconds each). Run it with ``PYTHONPATH=DIR``
