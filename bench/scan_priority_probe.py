@@ -5,8 +5,8 @@ idle scheduling class (``SCHED_IDLE``), so that it never makes a DNS query wait;
 was that on a core something else saturates it ran only in the scheduler's crumbs, and
 meshd went back to nice 10 (``bench/RESULTS.md``, the busy tail, part 2). This probe
 measures that price: a ``ManifestSource`` over ``--services`` services plus a
-one-service ``churn.yaml``, this process (and so its worker) pinned to core 0, a nice-0 busy loop on the same core
-(bounded by ``timeout``), then ``--edits`` edits of ``churn.yaml``, each timed from the
+one-service ``churn.yaml``, this process (and so its worker) pinned to core 0, a nice-0
+busy loop on the same core (bounded by ``timeout``), then ``--edits`` edits of ``churn.yaml``, each timed from the
 write to ``on_change`` (at most ``--wait`` seconds each). Run it with ``PYTHONPATH=DIR``
 (a reference checkout) to compare.
 
