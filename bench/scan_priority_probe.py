@@ -4,11 +4,11 @@ The manifests scan worker (``mesh.sources.offload``) runs at nice 10. It was tri
 idle scheduling class (``SCHED_IDLE``), so that it never makes a DNS query wait; the price
 was that on a core something else saturates it ran only in the scheduler's crumbs, and
 meshd went back to nice 10 (``bench/RESULTS.md``, the busy tail, part 2). This probe
-measures that price: a ``ManifestSource`` over ``--services`` services plus a
-one-service ``churn.yaml``, this process (and so its worker) pinned to core 0, a nice-0
-busy loop on the same core (bounded by ``timeout``), then ``--edits`` edits of ``churn.yaml``, each timed from the
-write to ``on_change`` (at most ``--wait`` seconds each). Run it with ``PYTHONPATH=DIR``
-(a reference checkout) to compare.
+measures that price: a ``ManifestSource`` over ``--services`` services plus a one-service
+``churn.yaml``, this process (and so its worker) pinned to core 0, a nice-0 busy loop on
+the same core (bounded by ``timeout``), then ``--edits`` edits of ``churn.yaml``, each
+timed from the write to ``on_change`` (at most ``--wait`` seconds each). Run it with
+``PYTHONPATH=DIR`` (a reference checkout) to compare.
 
 Usage: ``.venv/bin/python bench/scan_priority_probe.py [--services 1000] [--edits 5]``
 """
