@@ -147,6 +147,8 @@ def made(svc: ServiceRecords, origin: bytes, ttl: int, turns: Turns) -> Made | N
     octets = svc.packed_v4
     if not octets or svc.headless or svc.weighted or not svc.ports:
         return None
+    if type(octets) is not bytes:  # the C function takes bytes only (a TypeError else)
+        return None
     if len(octets) != 4 * len(svc.addresses):
         return None  # not the addresses' octets: ``plain`` parses the texts
     if svc.ttl is not None:

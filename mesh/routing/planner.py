@@ -352,8 +352,10 @@ def _index_others(
 ) -> Iterator[None]:
     """Add the states that are not dirty to the exporters of the keys of ``index`` and
     ``wanted`` they export, then put each key's exporters back in ``exporters_of`` order
-    (``rank``: each state's place in it) where a state was added after others."""
-    moved: list[list[ClusterState]] = []
+    (``rank``: each state's place in it) where a state was added after others: each such
+    list once (by its id: a key many clusters export joins it once per cluster), in pieces
+    with a None between them like the rest of the preparation."""
+    moved: dict[int, list[ClusterState]] = {}
     for state in others:
         for piece in _pieces(state.services):
             for key in piece:
@@ -364,7 +366,13 @@ def _index_others(
                             held.append(state)
                         else:
                             held = index[key] = [held, state]
-                        moved.append(held)
+                        moved[id(held)] = held
             yield None
-    for exporting in moved:
-        exporting.sort(key=lambda s: rank[id(s)])
+
+    def place(s: ClusterState) -> int:
+        return rank[id(s)]
+
+    for lists in _pieces(moved.values()):
+        for exporting in lists:
+            exporting.sort(key=place)
+        yield None

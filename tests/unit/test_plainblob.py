@@ -191,6 +191,28 @@ def test_declined_services_take_no_counter() -> None:
     assert turns.in_use() == 1
 
 
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_octets_of_another_bytes_like_type_go_the_general_way(kind: type) -> None:
+    """``packed_v4`` that is not ``bytes`` (a bytearray, a memoryview: the field is not
+    checked) is declined, not handed to the C function (which refuses it with a TypeError,
+    so the zone left the whole service out as ``internal``): ``encode_plain`` encodes it,
+    as before the one-call route."""
+    octets = bytes((10, 0, 0, 1, 10, 0, 0, 2))
+    base = ServiceRecords(
+        "ns", "web", False, ("10.0.0.1", "10.0.0.2"), (("http", "TCP", 80),), packed_v4=octets
+    )
+    odd = dataclasses.replace(base, packed_v4=kind(octets))
+    assert plainblob.encode(odd, ORIGIN, 5, Turns()) is None
+    assert plainblob.made(odd, ORIGIN, 5, Turns()) is None
+    zones = []
+    for svc in (base, odd):
+        zone = Zone("clusterset.local", serial=1, on_skipped=None)
+        zone.set_service("ns", "web", svc)
+        zones.append(zone)
+    assert not zones[1].skipped, zones[1].skipped
+    assert _table(zones[1]) == _table(zones[0])
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_quad_texts_c_and_twin(seed: int) -> None:
     """``quad_texts`` (C) and its twin agree, and give the texts ``PackedEndpoints`` gives."""

@@ -273,3 +273,28 @@ def test_one_dirty_cluster_indexes_the_others_in_order(
         plans.append((planner.plan(now, frozenset({"shop"})), set(planner.failed_open)))
     assert plans[0] == plans[1], f"seed {seed}"
     assert len(plans[0][0]) > 30, f"seed {seed}"
+
+
+def test_exporters_put_back_in_order_are_sorted_once_each() -> None:
+    """A key a dirty cluster exports and many others too: ``_index_others`` puts its
+    exporters back in order with one sort, not one per state that joined (a list of n
+    exporters sorted n times: at 100 clusters exporting the same 5,000 services, one
+    cluster's change held the event loop about 3 s in one step, without a None)."""
+
+    class Counted(list):  # type: ignore[type-arg]
+        sorts = 0
+
+        def sort(self, *args: object, **kwargs: object) -> None:
+            Counted.sorts += 1
+            super().sort(*args, **kwargs)  # type: ignore[arg-type]
+
+    key = ServiceKey("shop", "web")
+    svc = replace(_states(0)[0].services[next(iter(_states(0)[0].services))], key=key)
+    ordered = [ClusterState(f"c{n:02d}", 1, 1, "us", services={key: svc}) for n in range(40)]
+    dirty = [ordered[-2], ordered[-1]]  # two dirty: the index holds a list of them
+    index: dict[ServiceKey, object] = {key: Counted(dirty)}
+    rank = {id(s): n for n, s in enumerate(ordered)}
+    steps = planner_module._index_others(index, set(), ordered[:-2], rank)  # type: ignore[arg-type]
+    assert all(step is None for step in steps)
+    assert index[key] == ordered
+    assert Counted.sorts == 1
