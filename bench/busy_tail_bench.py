@@ -5,13 +5,14 @@ runs, over 1.5x Knot's in at most one of them, for plain and for EDNS queries, i
 while the agent works. This bench makes that work itself:
 
 - **busy meshd**: 10 peer agents (``meshd run --insecure``, 5 services each, on core 1 with
-  dnsperf) join the measured agent, so it gossips with 10 peers (push-pulls every
-  ``--gossip-interval``, SWIM probes) throughout; and a thread rewrites ``churn.yaml`` in its
-  manifests directory every ``--churn-ms`` (100 ms): one service's endpoint address moves,
-  so one of its own services changes that often (the agent sees the edits at its
-  manifests poll), is published, gossiped and rebuilt;
+  dnsperf, at nice 19: ``--peer-nice``) join the measured agent, so it gossips with 10
+  peers (push-pulls every ``--gossip-interval``, SWIM probes) throughout; and a thread
+  rewrites ``churn.yaml`` in its manifests directory every ``--churn-ms`` (100 ms): one
+  service's endpoint address moves, so one of its own services changes that often (the
+  agent sees the edits at its manifests poll), is published, gossiped and rebuilt;
 - **busy Knot**: the same service ``churn`` gets a DNS UPDATE (RFC 2136, replace its A
-  record) every ``--churn-ms``, applied by Knot as a dynamic zone change;
+  record) every ``--churn-ms`` (both on a fixed schedule), applied by Knot as a dynamic
+  zone change;
 - **idle**: the same servers without peers and churn;
 - **join**: busy, measured from ``--settle`` seconds after the restarted agent first answers,
   while the 10 peers find it again: each peer's first records re-plan every answer (a
