@@ -74,8 +74,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PEERS = 10
 KINDS = ("plain", "edns")
 # The peers stand for other clusters' hosts; here they share core 1 with dnsperf. At nice 0
-# their reaction to each change (10 agents merging and rebuilding at once) delayed dnsperf
-# reading its answers, which counted as meshd's latency: Knot's changes reach no peer.
+# their reaction to each change (10 agents merging and rebuilding at once) can delay dnsperf
+# reading its answers, which would count as meshd's latency: Knot's changes reach no peer.
 PEER_NICE = 19
 
 
