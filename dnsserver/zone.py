@@ -215,13 +215,7 @@ class Zone:
                 own = service_wire_name(namespace, name, self.origin_wire)
             except wire.NameEncodingError:
                 own = b""  # it cannot have names: nothing to take out (encoding says why)
-        owned = self._services.pop(own, None)
-        if owned is not None:
-            for prefix in owned:
-                self._drop(prefix + own if prefix else own)
-            for stray in self._strays.pop(own, ()):
-                self._drop(stray)
-            self._release_namespace(own[1 + own[0] :])
+        self._take_out(own)
         self._note_skipped(key, encoded.skipped if encoded is not None else [])
         if encoded is None or not encoded.names:
             return
@@ -241,8 +235,7 @@ class Zone:
         else:
             self._services[own] = ()
             self._strays[own] = tuple(encoded.names)
-        self._namespace_refs[ns_name] = self._namespace_refs.get(ns_name, 0) + 1
-        self.table.setdefault(ns_name, EMPTY_TYPES)
+        self._hold_namespace(ns_name)
 
     def _set_plain(self, namespace: str, name: str, records: ServiceRecords) -> bool:
         """``set_service`` of a service ``plainblob`` makes in one call (most of a large
@@ -258,13 +251,7 @@ class Zone:
         if made is None:
             return False
         own, blob, others, shape = made
-        owned = self._services.pop(own, None)
-        if owned is not None:  # what it had, out (as ``set_service``)
-            for prefix in owned:
-                self._drop(prefix + own if prefix else own)
-            for stray in self._strays.pop(own, ()):
-                self._drop(stray)
-            self._release_namespace(own[1 + own[0] :])
+        self._take_out(own)
         if self._skipped_now:
             self._note_skipped((namespace, name), [])
         table = self.table
@@ -272,10 +259,23 @@ class Zone:
         for labels, _ in others:  # their ``_<proto>`` parents: in the shape only
             table[labels + own] = blob
         self._services[own] = shape
-        ns_name = own[1 + own[0] :]
-        self._namespace_refs[ns_name] = self._namespace_refs.get(ns_name, 0) + 1
-        table.setdefault(ns_name, EMPTY_TYPES)
+        self._hold_namespace(own[1 + own[0] :])
         return True
+
+    def _take_out(self, own: bytes) -> None:
+        """Take out every name the service ``own`` holds (none if it holds none)."""
+        owned = self._services.pop(own, None)
+        if owned is not None:
+            for prefix in owned:
+                self._drop(prefix + own if prefix else own)
+            for stray in self._strays.pop(own, ()):
+                self._drop(stray)
+            self._release_namespace(own[1 + own[0] :])
+
+    def _hold_namespace(self, ns_name: bytes) -> None:
+        """One more service in the namespace ``ns_name`` (its empty non-terminal)."""
+        self._namespace_refs[ns_name] = self._namespace_refs.get(ns_name, 0) + 1
+        self.table.setdefault(ns_name, EMPTY_TYPES)
 
     def _drop(self, name: bytes) -> None:
         """Take ``name`` out of the table; a blob built for it gives its counters back (a

@@ -33,7 +33,6 @@ from mesh.model import (
     ExportedService,
     PackedEndpoints,
     ServiceKey,
-    ServicePort,
     ServiceType,
 )
 from mesh.routing.annotations import Problem
@@ -96,19 +95,11 @@ def plain_records(
     if svc.endpoint_ports:
         ports = plan_ports(svc.ports, ((cluster, svc),), mapped=False)
     else:  # no slice says what its endpoints listen on: the Service ports stand
-        ports = PortPlan(_service_ports(svc.ports))
+        ports = PortPlan(tuple([(p.name, p.protocol, p.port) for p in svc.ports]))
     records = ServiceRecords(
         key.namespace, key.name, False, addresses, ports.ports, (), max_addresses, packed_v4=packed
     )
     return records, ports.note
-
-
-def _service_ports(ports: tuple[ServicePort, ...]) -> tuple[tuple[str, str, int], ...]:
-    """The Service's ports as ``ServiceRecords`` holds them."""
-    if len(ports) == 1:  # most services: without a generator's frame
-        port = ports[0]
-        return ((port.name, port.protocol, port.port),)
-    return tuple([(p.name, p.protocol, p.port) for p in ports])
 
 
 def _ready_addresses(endpoints: Endpoints) -> tuple[tuple[str, ...], bytes]:
@@ -122,6 +113,6 @@ def _ready_addresses(endpoints: Endpoints) -> tuple[tuple[str, ...], bytes]:
             return quads, octets
         texts = endpoints.addresses()
         addresses = tuple(dict.fromkeys(texts))
-        return addresses, endpoints.octets() if len(addresses) == len(texts) else b""
+        return addresses, octets if len(addresses) == len(texts) else b""
     ready = [a for e in endpoints if e.ready for a in e.addresses]
     return tuple(dict.fromkeys(ready)), b""
