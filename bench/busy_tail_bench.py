@@ -192,7 +192,7 @@ def wait_ring(server: dns_bench.Server, clusters: int, timeout_s: float = 60.0) 
 
 @contextlib.contextmanager
 def peers(
-    work: Path, count: int, measured_grpc: int, nice: int = PEER_NICE
+    work: Path, count: int, measured_grpc: int, nice: int = PEER_NICE, idle: bool = False
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``count`` small agents on core 1 at ``nice``, each joining the measured agent and the
     first peer."""
@@ -210,7 +210,10 @@ def peers(
             log = open(work / f"peer{n}.log", "wb")  # noqa: SIM115 (closed with the process)
             procs.append(
                 subprocess.Popen(
-                    ["nice", "-n", str(nice), "taskset", "-c", "1", *argv],
+                    [
+                        *(["chrt", "-i", "0"] if idle else ["nice", "-n", str(nice)]),
+                        *["taskset", "-c", "1", *argv],
+                    ],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -329,7 +332,7 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
         servers.append(mesh)
     rows: dict[str, dict[str, list]] = {s.name: {k: [] for k in KINDS} for s in servers}
     busy = mode != "idle"
-    with peers(work, PEERS if busy else 0, measured_grpc, args.peer_nice):
+    with peers(work, PEERS if busy else 0, measured_grpc, args.peer_nice, args.peer_idle):
         for run in range(args.runs):
             shift = run % len(servers)
             order = servers[shift:] + servers[:shift]
@@ -564,6 +567,11 @@ def main() -> None:
         type=int,
         default=PEER_NICE,
         help="nice of the 10 peer agents, which share dnsperf's core (see PEER_NICE)",
+    )
+    parser.add_argument(
+        "--peer-idle",
+        action="store_true",
+        help="run the peers in the idle scheduling class (SCHED_IDLE) instead of at --peer-nice",
     )
     parser.add_argument(
         "--modes", nargs="+", choices=("idle", "busy", "join"), default=["idle", "busy"]

@@ -40,6 +40,7 @@ def _label(callback: Any) -> str:
     owner = getattr(callback, "__self__", None)
     if isinstance(owner, asyncio.Task):
         coro = owner.get_coro()
+        coro = getattr(coro, "wrapped", coro)  # dnsserver.queries_first's wrapper
         return f"task {getattr(coro, '__qualname__', repr(coro))}"
     func = getattr(callback, "func", callback)  # functools.partial
     return str(getattr(func, "__qualname__", type(func).__name__))

@@ -6,7 +6,10 @@ from the records kept here, so it never answers from a partial zone.
 Queries first: each ``apply`` (a rebuild's batch, about 2 ms of encoding) ends by answering
 the UDP queries waiting on the agent's own socket (``DnsServer.serve_waiting``), so a
 re-plan of every service (a peer's first records, a namespace change) delays a query by
-one batch, not by a whole rebuild slice.
+one batch, not by a whole rebuild slice. And every task the agent's loop runs (gossip
+exchanges, gRPC calls, the source, the publisher) answers them before each of its steps
+(``dnsserver.queries_first``), so a burst of ten exchanges woken by one change delays a
+query by one step, not by all of them.
 
 The zone's name server ``ns.dns.<zone>`` answers with the host of ``--dns-advertise``
 (``advertised``; a host name there is resolved once, at start).
@@ -14,8 +17,10 @@ The zone's name server ``ns.dns.<zone>`` answers with the host of ``--dns-advert
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+from dnsserver import queries_first
 from dnsserver.query import QueryStats
 from dnsserver.records import ServiceRecords
 from dnsserver.server import DnsServer, DnsServerConfig, LatencyHistogram
@@ -55,10 +60,17 @@ class DnsFront:
     async def start(self) -> None:
         if self.workers is not None:
             await self.workers.start()
-        else:
-            await self.dns.start()
+            return
+        await self.dns.start()
+        # The pure-Python path's queries wait for the loop's turn, as do a loop's whose task
+        # factory someone else set (an embedding program's).
+        if self.dns.uses_fastpath and not queries_first.install(
+            asyncio.get_running_loop(), self.dns.serve_waiting
+        ):
+            log.info("the event loop has a task factory: DNS waits for the loop's turns")
 
     async def close(self) -> None:
+        queries_first.uninstall(asyncio.get_running_loop(), self.dns.serve_waiting)
         await self.dns.close()
         if self.workers is not None:
             await self.workers.close()
