@@ -31,19 +31,22 @@ server's DNS thread (``/proc/<pid>/task/<tid>/schedstat``): time it was ready to
 something else held the core.
 
 Each server is pinned to core 0 (``taskset``) as in ``dns_bench.py``; dnsperf runs on
-core 1 at 10,000 q/s for ``--seconds`` per load, with a query file of only plain queries
-and one of only EDNS0 queries (75% A, 20% SRV, 5% NXDOMAIN, as dns_bench's mix; which of
+core 1 (with the peers and this bench's own process) at 10,000 q/s for ``--seconds`` per
+load, with a query file of only plain queries and one of only EDNS0 queries (75% A, 20% SRV, 5% NXDOMAIN, as dns_bench's mix; which of
 the two runs first alternates from run to run). Runs are interleaved (the order of servers
 rotates from run to run); ``--workers`` adds meshd variants with ``--dns-workers N``.
 Reported per mode, variant and query kind: the median p50 and p99 of Knot and meshd, the
 p99 ratio to Knot's in the same run, per run, with the count of runs over 1.5x, and the
 median ratio of CPU per query (busy: the agent's gossip and rebuilds are counted in, so
-that ratio is an upper bound).
+that ratio is an upper bound). ``--stamped`` times the queries by the kernel instead of
+by dnsperf (``bench/stamped_load.py``: from the query's transmit stamp to the answer's
+receive stamp, so the client's own waits for its core, shared with the peers, drop out).
+``--peer-idle`` runs the peers in the idle scheduling class instead of at ``--peer-nice``.
 
 Usage: ``.venv/bin/python bench/busy_tail_bench.py [--runs 10] [--seconds 5]
 [--modes idle busy join] [--workers 0 1] [--ref DIR] [--loopwatch S] [--cpu-per-change S
-[--cpu-runs 3]] [--out bench/RESULTS.md]``. Needs ``knotd``, ``dnsperf``, ``taskset``
-(``make bench-deps``).
+[--cpu-runs 3]] [--stamped] [--peer-idle] [--out bench/RESULTS.md]``. Needs ``knotd``,
+``dnsperf``, ``taskset`` (``make bench-deps``).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ from typing import Any
 import dns.query
 import dns.update
 import dns_bench
+import stamped_load
 from common import free_port, machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,8 +297,19 @@ def run_queue_wait_s(server: dns_bench.Server) -> float:
     return total / 1e9
 
 
-def load(server: dns_bench.Server, queries: Path, seconds: float) -> dict[str, float]:
+def load(
+    server: dns_bench.Server, queries: Path, seconds: float, stamped: bool = False
+) -> dict[str, float]:
     before, waited = server.cpu_seconds(), run_queue_wait_s(server)
+    if stamped:
+        figures = stamped_load.stamped_load(
+            server.port, stamped_load.read_queries(queries), seconds, 10000
+        )
+        used = server.cpu_seconds() - before
+        waited = run_queue_wait_s(server) - waited
+        figures["cpu"] = used / figures["answered"]
+        figures["wait"] = waited / figures["answered"]
+        return figures
     out = dns_bench.dnsperf(server, queries, seconds, 10000, verbose=True)
     used = server.cpu_seconds() - before
     waited = run_queue_wait_s(server) - waited
@@ -353,7 +368,7 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
                         # Plain first in even runs, EDNS first in odd ones: the first load
                         # after a start must not always be the same kind.
                         for kind in KINDS if run % 2 == 0 else KINDS[::-1]:
-                            figures = load(server, queries[kind], args.seconds)
+                            figures = load(server, queries[kind], args.seconds, args.stamped)
                             rows[server.name][kind].append(figures)
                     print(
                         f"{mode} run {run + 1} {server.name}: ring whole after {waited:.1f} s, "
@@ -524,13 +539,20 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, dict[str, list
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     argv = " ".join(sys.argv[1:])
+    client = (
+        "the kernel-stamped client (`bench/stamped_load.py`: latency from the query's "
+        "transmit stamp to the answer's receive stamp)"
+        if args.stamped
+        else "dnsperf"
+    )
     lines = [
         f"## {datetime.date.today()} — DNS tail at 10,000 q/s against Knot, idle and busy "
         "(issue 17)",
         "",
         f"Command: `.venv/bin/python bench/busy_tail_bench.py {argv}` at {commit}. "
         f"Machine: {machine()}. {args.services} ClusterSetIP services of 3 endpoints; servers "
-        f"on core 0, dnsperf (and in busy mode {PEERS} peer agents) on core 1; "
+        f"on core 0, {client} (and in busy mode {PEERS} peer agents, and this bench's own "
+        "process) on core 1; "
         f"{args.runs} interleaved runs of {args.seconds:g} s per load; busy: {PEERS} peers "
         f"gossiping, one service changed every {args.churn_ms:g} ms (Knot: DNS UPDATE).",
         "",
@@ -567,6 +589,12 @@ def main() -> None:
         type=int,
         default=PEER_NICE,
         help="nice of the 10 peer agents, which share dnsperf's core (see PEER_NICE)",
+    )
+    parser.add_argument(
+        "--stamped",
+        action="store_true",
+        help="time each query by the kernel's transmit and receive stamps (bench/stamped_load.py)"
+        " instead of by dnsperf: the server's latency without the client's own waits",
     )
     parser.add_argument(
         "--peer-idle",
@@ -606,6 +634,10 @@ def main() -> None:
     for tool in ("knotd", "dnsperf", "taskset"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: run `make bench-deps` first")
+    # This process (the churn thread, the stamped client, reading dnsperf's output) runs on
+    # the client's core: on the servers' core it would take their time, Knot's most (its
+    # DNS UPDATEs are built and sent from here).
+    os.sched_setaffinity(0, {1})
     work = dns_bench.WORK / "busy"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
