@@ -32,8 +32,9 @@ something else held the core.
 
 Each server is pinned to core 0 (``taskset``) as in ``dns_bench.py``; dnsperf runs on
 core 1 (with the peers and this bench's own process) at 10,000 q/s for ``--seconds`` per
-load, with a query file of only plain queries and one of only EDNS0 queries (75% A, 20% SRV, 5% NXDOMAIN, as dns_bench's mix; which of
-the two runs first alternates from run to run). Runs are interleaved (the order of servers
+load, with a query file of only plain queries and one of only EDNS0 queries (75% A, 20%
+SRV, 5% NXDOMAIN, as dns_bench's mix; which of the two runs first alternates from run to
+run). Runs are interleaved (the order of servers
 rotates from run to run); ``--workers`` adds meshd variants with ``--dns-workers N``.
 Reported per mode, variant and query kind: the median p50 and p99 of Knot and meshd, the
 p99 ratio to Knot's in the same run, per run, with the count of runs over 1.5x, and the
@@ -302,9 +303,7 @@ def load(
 ) -> dict[str, float]:
     before, waited = server.cpu_seconds(), run_queue_wait_s(server)
     if stamped:
-        figures = stamped_load.stamped_load(
-            server.port, stamped_load.read_queries(queries), seconds, 10000
-        )
+        figures = stamped_load.stamped_load(server.port, queries, seconds, 10000)
         used = server.cpu_seconds() - before
         waited = run_queue_wait_s(server) - waited
         figures["cpu"] = used / figures["answered"]
