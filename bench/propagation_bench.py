@@ -13,9 +13,11 @@ new address (the poll, the scan, the publish and its own zone rebuild), and *spr
 then until the last other agent answers it (the push to the peers, their merge and rebuild).
 CPU: the agents' processes (with their scan workers) in user + system seconds per second of
 the trials, from ``/proc``; and the load average when the run starts (a shared machine).
+Trials start once the ring has settled after converging (``settle``: the agents' CPU has
+stopped falling), so they measure a change on a ring at rest, not its start-up.
 
 Usage: ``python bench/propagation_bench.py --agents 10 --trials 20 [--ref REF]
-[--out bench/RESULTS.md]``; ``--ref`` runs the agents on another commit's code (``git
+[--settle-timeout 180] [--out bench/RESULTS.md]``; ``--ref`` runs the agents on another commit's code (``git
 archive``, as ``bench/failover_bench.py`` does), for a before/after in one session.
 """
 
@@ -132,6 +134,31 @@ def exited(procs: list[subprocess.Popen[bytes]], work: Path) -> str:
     return "".join("\n" + line for line in lines[:10])
 
 
+SETTLE_WINDOW_S = 3.0
+SETTLE_DROP = 0.85  # settled: a window's CPU is at least this share of the window before
+
+
+def settle(sessions: set[int], timeout_s: float) -> tuple[float, float]:
+    """Wait until the ring's start-up work is over: the agents answering with every
+    address is not the end of it (catch-ups, rebuilds, SWIM settling; with 50 agents on 2
+    cores the load average is still 30-70 then, and a trial then measures the start-up
+    storm, not a change). Settled when the agents' CPU over a window of
+    ``SETTLE_WINDOW_S`` stops falling (at least ``SETTLE_DROP`` of the window before), or
+    after ``timeout_s``. Returns the seconds waited and the cores used in the last window."""
+    started = time.monotonic()
+    before, rate = cpu_seconds(sessions), None
+    while True:
+        time.sleep(SETTLE_WINDOW_S)  # a measuring window, not a stand-in for a condition
+        now = cpu_seconds(sessions)
+        latest = (now - before) / SETTLE_WINDOW_S
+        before = now
+        waited = time.monotonic() - started
+        print(f"settling: {latest:.2f} cores after {waited:.0f} s", file=sys.stderr)
+        if (rate is not None and latest >= SETTLE_DROP * rate) or waited >= timeout_s:
+            return waited, latest
+        rate = latest
+
+
 def cpu_seconds(sessions: set[int]) -> float:
     """User + system CPU seconds of every live process in these sessions (an agent and its
     scan worker), from /proc; ticks are 1/100 s."""
@@ -165,6 +192,12 @@ def main() -> None:
         help="a meshd run flag, e.g. --agent-flag=--max-exchange-rate=5",
     )
     parser.add_argument("--ref", default="worktree", help="git ref the agents run")
+    parser.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=180.0,
+        help="longest wait, after the agents converge, for their CPU to stop falling",
+    )
     args = parser.parse_args()
     load_at_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="meshd-prop-"))
@@ -226,6 +259,7 @@ def main() -> None:
                 sys.exit(f"the agents did not converge within 300 s{exited(procs, work)}")
             time.sleep(0.1)
         sessions = {proc.pid for proc in procs}
+        settled_s, settled_cores = settle(sessions, args.settle_timeout)
         cpu_before, wall_before = cpu_seconds(sessions), time.monotonic()
         for trial in range(args.trials):
             new = f"10.200.{trial // 250}.{trial % 250 + 1}"
@@ -269,7 +303,9 @@ def main() -> None:
         f"--trials {args.trials}{''.join(' --agent-flag=' + f for f in args.agent_flag)}"
         f"{'' if args.ref == 'worktree' else ' --ref ' + args.ref}` "
         f"at {commit}. Machine: {machine()}; date {datetime.date.today()}; load average "
-        f"{load_at_start[0]:.2f} at the start. {args.agents} `meshd run` processes on "
+        f"{load_at_start[0]:.2f} at the start; trials {settled_s:.0f} s after the agents "
+        f"converged, once their CPU stopped falling ({settled_cores:.2f} cores). "
+        f"{args.agents} `meshd run` processes on "
         "loopback, default settings unless the command says otherwise; time from the "
         "manifest write at one agent to the new address in every agent's DNS answer "
         "(origin: until agent 0 answers it; spread: from then until the last agent does). "
