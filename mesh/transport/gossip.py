@@ -123,6 +123,9 @@ class Ring(pb_grpc.GossipServicer):
         self.exchanged_once = asyncio.Event()
         self._server: grpc.aio.Server | None = None
         self._channels: dict[str, grpc.aio.Channel] = {}
+        # Each channel's stub, made once (a stub builds a callable per method): by address,
+        # with the channel it was made for; dropped with the channel.
+        self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.GossipStub]] = {}
         self.tls = tls  # None: plaintext (--insecure)
         self.seal = seal  # None: records travel unsigned (--insecure)
         self.swim: SwimReceiver | None = None  # set by the agent once membership runs
@@ -226,7 +229,7 @@ class Ring(pb_grpc.GossipServicer):
 
     async def send_swim(self, address: str, datagram: pb.SwimDatagram) -> bool:
         """One SWIM datagram; False when it could not be delivered (a lost datagram)."""
-        stub = pb_grpc.GossipStub(self._channel(address))  # type: ignore[no-untyped-call]
+        stub = self._stub(address)
         try:
             await stub.Swim(datagram, timeout=self.swim_timeout_s)
         except grpc.aio.AioRpcError as exc:
@@ -307,7 +310,7 @@ class Ring(pb_grpc.GossipServicer):
         loop = asyncio.get_running_loop()
         self.peers.attempted(address, loop.time())
         sent = self.exchange.request_for(address, loop.time())
-        stub = pb_grpc.GossipStub(self._channel(address))  # type: ignore[no-untyped-call]
+        stub = self._stub(address)
         try:
             reply = await stub.PushPull(sent.request, timeout=self.rpc_timeout_s)
         except grpc.aio.AioRpcError as exc:
@@ -322,6 +325,14 @@ class Ring(pb_grpc.GossipServicer):
         if self.exchange.knows(address):
             self.exchanged_once.set()
         return again
+
+    def _stub(self, address: str) -> pb_grpc.GossipStub:
+        channel = self._channel(address)
+        held = self._stubs.get(address)
+        if held is None or held[0] is not channel:
+            held = (channel, pb_grpc.GossipStub(channel))  # type: ignore[no-untyped-call]
+            self._stubs[address] = held
+        return held[1]
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if self.tls is not None:
@@ -338,6 +349,7 @@ class Ring(pb_grpc.GossipServicer):
         while len(self._channels) > MAX_CHANNELS:
             oldest = next(iter(self._channels))
             self._retire(self._channels.pop(oldest))
+            self._stubs.pop(oldest, None)
         return channel
 
     def _retire(self, channel: grpc.aio.Channel) -> None:
@@ -352,6 +364,7 @@ class Ring(pb_grpc.GossipServicer):
             for old in self._channels.values():
                 self._retire(old)
             self._channels.clear()
+            self._stubs.clear()
         channel = self._channels.pop(address, None)
         if channel is None:
             channel = grpc.aio.secure_channel(address, creds, options=self._options + options)
