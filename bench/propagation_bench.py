@@ -17,8 +17,9 @@ Trials start once the ring has settled after converging (``settle``: the agents'
 stopped falling), so they measure a change on a ring at rest, not its start-up.
 
 Usage: ``python bench/propagation_bench.py --agents 10 --trials 20 [--ref REF]
-[--settle-timeout 180] [--out bench/RESULTS.md]``; ``--ref`` runs the agents on another commit's code (``git
-archive``, as ``bench/failover_bench.py`` does), for a before/after in one session.
+[--settle-timeout 180] [--out bench/RESULTS.md]``; ``--ref`` runs the agents on another
+commit's code (``git archive``, as ``bench/failover_bench.py`` does), for a before/after in
+one session.
 """
 
 from __future__ import annotations
