@@ -38,6 +38,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -283,10 +284,17 @@ def dnsperf(
         argv += ["-Q", str(rate)]
     if verbose:
         argv += ["-v"]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    if result.returncode != 0:
-        raise RuntimeError(f"dnsperf failed: {result.stderr[-2000:]}")
-    return result.stdout
+    # Into a file, not a pipe: with -v dnsperf writes a line per answer, and a pipe that
+    # its reader (this process, perhaps on dnsperf's own core) drains late would block
+    # dnsperf's receiving thread, which then counts the wait as the server's latency.
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as out:
+        result = subprocess.run(
+            argv, stdout=out, stderr=subprocess.PIPE, text=True, timeout=seconds + 60
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"dnsperf failed: {result.stderr[-2000:]}")
+        out.seek(0)
+        return out.read()
 
 
 def _number(pattern: str, text: str) -> float:
