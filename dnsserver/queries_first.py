@@ -5,7 +5,7 @@ event loop that also gossips, merges and rebuilds. uvloop runs every callback th
 in one iteration before it looks at the sockets again, so when a change wakes ten gossip
 exchanges at once their steps run back to back (2-3 ms in all on a small host: a request
 built and a gRPC call started per peer, then each reply taken) and a query that arrived
-meanwhile waits for all of them: that, not any one long callback, made the busy DNS tail.
+meanwhile waits for all of them, though no one callback is long.
 
 uvloop's callbacks are compiled and cannot be wrapped, but its tasks can: ``install`` sets a
 task factory whose tasks drive their coroutine through ``QueriesFirst``, which calls
@@ -67,7 +67,10 @@ class QueriesFirst(collections.abc.Coroutine[Any, Any, Any]):
 
     def __getattr__(self, name: str) -> Any:
         # What asyncio and debuggers read of a task's coroutine (``__qualname__``,
-        # ``cr_frame``...) is the wrapped one's; only reached for names not defined here.
+        # ``cr_frame``...) is the wrapped one's; only reached for names not defined here
+        # (and never for ``wrapped`` itself, say on an instance made without __init__).
+        if name == "wrapped":
+            raise AttributeError(name)
         return getattr(self.wrapped, name)
 
     def __repr__(self) -> str:
