@@ -24,6 +24,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 from mesh.wire import record_fast
+from mesh.wire.record_remake import encode_varint
 from mesh.wire.v1 import gossip_pb2 as pb
 
 ORIGIN = ("c1", "r-1", 300)
@@ -34,17 +35,8 @@ def _sealed(service_tail: bytes, service_size: int | None = None) -> bytes:
     service = head + service_tail
     size = len(service) if service_size is None else service_size
     record = pb.Record(cluster_id="c1", replica="r-1", generation=300, version=9)
-    body = record.SerializeToString(deterministic=True) + b"*" + _varint(size) + service
-    return b"\n" + _varint(len(body)) + body + b"\x12@" + bytes(64) + b"\x1a " + b"ab" * 16
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    body = record.SerializeToString(deterministic=True) + b"*" + encode_varint(size) + service
+    return b"\n" + encode_varint(len(body)) + body + b"\x12@" + bytes(64) + b"\x1a " + b"ab" * 16
 
 
 def cases(kib: int) -> dict[str, bytes]:

@@ -24,7 +24,8 @@ _TYPE_NUMBERS = {ServiceType.CLUSTER_SET_IP: b"\x01", ServiceType.HEADLESS: b"\x
 _PORT_BYTES: dict[tuple[int, tuple[ServicePort, ...]], bytes] = {}
 
 
-def _number(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
+    """A non-negative integer as protobuf writes it (7 bits a byte, low first)."""
     out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
@@ -37,7 +38,7 @@ def record_prefix(cluster_id: str, replica: str, generation: int) -> bytes:
     """The bytes every record of an origin's generation opens with (fields 1-3)."""
     cluster, held = cluster_id.encode(), replica.encode()
     named = b"\x12" + bytes([len(held)]) + held if held else b""
-    return b"\n" + bytes([len(cluster)]) + cluster + named + b"\x18" + _number(generation)
+    return b"\n" + bytes([len(cluster)]) + cluster + named + b"\x18" + encode_varint(generation)
 
 
 def encode_body(prefix: bytes, version: int, service: ExportedService) -> bytes:
@@ -68,7 +69,7 @@ def encode_body(prefix: bytes, version: int, service: ExportedService) -> bytes:
         address = service.cluster_ips[0].encode()
         parts += [b"Z", bytes([len(address)]), address]
     held = b"".join(parts)
-    return b"".join([prefix, b" ", _number(version), b"*", _number(len(held)), held])
+    return b"".join([prefix, b" ", encode_varint(version), b"*", encode_varint(len(held)), held])
 
 
 def encode_sealed(
@@ -81,11 +82,11 @@ def encode_sealed(
 ) -> bytes:
     """The sealed record ``fast_sealed`` read, byte for byte, from what it read."""
     body = encode_body(prefix, version, service)
-    parts = [b"\n", _number(len(body)), body]
+    parts = [b"\n", encode_varint(len(body)), body]
     if signature is not None and key_id is not None:
         parts += [b"\x12@", signature, b"\x1a ", key_id]
     if first:
-        parts += [b"\xa0\x01", _number(first)]
+        parts += [b"\xa0\x01", encode_varint(first)]
     return b"".join(parts)
 
 
