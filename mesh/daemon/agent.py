@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from mesh.daemon.announce import Announcer
 from mesh.daemon.front import DnsFront
+from mesh.daemon.health_gate import HealthGate
 from mesh.daemon.heap import HeapSettler
 from mesh.daemon.hostinfo import default_advertise, default_replica_id
 from mesh.daemon.inputs import answering_of, make_source, make_writer
@@ -62,8 +63,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("meshd.agent")
 FIRST_VIEW_S = 2.0  # longest gossip waits at start for the source's first view
-HEALTH_POLL_S = 0.1  # the health loop's poll, at most (events between polls: replicas, drains)
-HEALTH_PAST_S = 0.001  # looks this long after a peer's timeout ends (reachable is <= it)
+HEALTH_POLL_S = 0.1  # the health loop's poll, at most (mesh.daemon.health_gate: when it looks)
 
 
 class Agent:
@@ -96,6 +96,9 @@ class Agent:
         self.front = DnsFront(settings, serial=int(time.time()))
         self.zone = self.front.zone
         self.heap = HeapSettler()  # keeps collector passes short (mesh.daemon.heap)
+        self._drained_memo: tuple[int, frozenset[str]] = (-1, frozenset())
+        self._member_events = 0  # SWIM events so far: one of the health loop's inputs
+        self._health_gate = HealthGate()
         self.rebuilder = ZoneRebuilder(
             self.planner, self.catalog, self.front, self.heap, self.stats, self._current_health
         )
@@ -303,6 +306,7 @@ class Agent:
             replica = member.id.partition("/")[2]
             now = asyncio.get_running_loop().time()
             self.peers.learned(member.cluster_id, member.address, now, replica)
+        self._member_events += 1
         self._dirty.set()  # a death or a return can change which clusters we answer with
 
     def _choose_replicas(self) -> None:
@@ -331,29 +335,37 @@ class Agent:
                 self.swim.reached(address)
 
     async def _health_loop(self) -> None:
-        """Rebuild when a cluster becomes reachable or unreachable."""
-        while True:
-            self._choose_replicas()
-            self._introduce_peers()
-            self.announcer.adopt()
-            if self.synced:
-                healthy = self._current_health()
-                drained = drained_clusters(self.catalog.states())
-                if healthy != self.planner.healthy or drained != self.planner.drained:
-                    self._dirty.set()
-                self._expire(healthy)
-            await asyncio.sleep(self._health_wait())
-
-    def _health_wait(self) -> float:
-        """Seconds until the health loop looks again: the poll (for answers and failures,
-        which arrive as events), or sooner, just after a silent peer times out, so that a
-        dead cluster leaves the answers when its timeout ends, not up to a poll later."""
+        """Rebuild when a cluster becomes reachable or unreachable: a full look when one of
+        its inputs moved or its time came (``mesh.daemon.health_gate``), else a cheap poll."""
+        loop, gate, peers = asyncio.get_running_loop(), self._health_gate, self.peers
+        assert peers is not None  # the loop runs with the ring
         poll = min(HEALTH_POLL_S, self.settings.gossip_interval_s)
-        if self.peers is None:
-            return poll
-        now = asyncio.get_running_loop().time()
-        wake = self.peers.next_change(now)
-        return poll if wake is None else min(poll, wake - now + HEALTH_PAST_S)
+        while True:
+            now = loop.time()
+            inputs = (self.catalog.revision, peers.revision, self._member_events, self.synced)
+            if gate.must_look(inputs, now):
+                self._look_at_health()
+                gate.looked(inputs, now, peers.next_change(now))
+            await asyncio.sleep(gate.wait(loop.time(), poll))
+
+    def _look_at_health(self) -> None:
+        self._choose_replicas()
+        self._introduce_peers()
+        self.announcer.adopt()
+        if self.synced:
+            healthy = self._current_health()
+            drained = self._drained()
+            if healthy != self.planner.healthy or drained != self.planner.drained:
+                self._dirty.set()
+            self._expire(healthy)
+
+    def _drained(self) -> frozenset[str]:
+        """The drained clusters, worked out again only when the catalog's states moved."""
+        revision, drained = self._drained_memo
+        if revision != self.catalog.revision:
+            drained = drained_clusters(self.catalog.states())
+            self._drained_memo = (self.catalog.revision, drained)
+        return drained
 
     def _expire(self, healthy: set[str]) -> None:
         """Forget clusters out of the answers for ``--cluster-expiry`` (``mesh.ring.expiry``)."""

@@ -114,6 +114,12 @@ class Catalog:
         self.local_origin: Origin = local.origin
         self._states: dict[Origin, ClusterState] = {local.origin: local}
         self._chosen: dict[ClusterId, Origin] = {local.cluster_id: local.origin}
+        # cluster -> the origins held of it: the health loop re-picks every cluster's
+        # replica ten times a second, which must not walk every state for each cluster.
+        self._origins: dict[ClusterId, set[Origin]] = {local.cluster_id: {local.origin}}
+        # Bumped whenever a held state is added, replaced or dropped: what is derived from
+        # ``states()`` alone (the drained clusters, say) is recomputed only when it moves.
+        self.revision = 0
         self._prefer: Callable[[ClusterState], bool] = _always
 
     @property
@@ -148,6 +154,7 @@ class Catalog:
         change = diff(current, candidate)
         if change:
             self._states[self.local_origin] = candidate
+            self.revision += 1
         return change
 
     def announce(self, drain: Drain, dns_address: str, admin_address: str) -> Change:
@@ -164,6 +171,7 @@ class Catalog:
         change = diff(current, candidate)
         if change:
             self._states[self.local_origin] = candidate
+            self.revision += 1
         return change
 
     def merge(self, state: ClusterState) -> Change | None:
@@ -176,7 +184,7 @@ class Catalog:
         if held is not None and held.stamp >= state.stamp:
             return None
         before = self.get(state.cluster_id)
-        self._states[state.origin] = state
+        self._hold(state)
         return self._rechoose(state.cluster_id, before) or Change(state.cluster_id)
 
     def put(
@@ -189,9 +197,8 @@ class Catalog:
             return Change(state.cluster_id)
         previous = self._states.get(state.origin)
         before = self.get(state.cluster_id)
-        self._states[state.origin] = state
-        replicas = [s for o, s in self._states.items() if o[0] == state.cluster_id]
-        best = max(replicas, key=lambda s: (self._prefer(s), s.generation, s.version, s.replica))
+        self._hold(state)
+        best = self._best(state.cluster_id)
         self._chosen[state.cluster_id] = best.origin
         if best is not state:
             return Change(state.cluster_id) if best is before else diff(before, best)
@@ -207,9 +214,10 @@ class Catalog:
         before = self.get(cluster_id)
         if cluster_id == self.local_id or before is None:
             return Change(cluster_id)
-        for origin in [o for o in self._states if o[0] == cluster_id]:
+        for origin in self._origins.pop(cluster_id, set()):
             del self._states[origin]
         del self._chosen[cluster_id]
+        self.revision += 1
         return Change(cluster_id, frozenset(before.services), cluster=True)
 
     def drop(self, origin: Origin) -> Change:
@@ -219,8 +227,12 @@ class Catalog:
         before = self.get(cluster_id)
         if origin == self.local_origin or self._states.pop(origin, None) is None:
             return Change(cluster_id)
-        if any(o[0] == cluster_id for o in self._states):
+        self.revision += 1
+        held = self._origins[cluster_id]
+        held.discard(origin)
+        if held:
             return self._rechoose(cluster_id, before) or Change(cluster_id)
+        del self._origins[cluster_id]
         del self._chosen[cluster_id]
         services = NO_KEYS if before is None else frozenset(before.services)
         return Change(cluster_id, services, cluster=True)
@@ -240,12 +252,26 @@ class Catalog:
     def _rechoose(self, cluster_id: ClusterId, before: ClusterState | None) -> Change | None:
         if cluster_id == self.local_id:
             return None  # this cluster's answers come from our own source, always
-        replicas = [s for o, s in self._states.items() if o[0] == cluster_id]
-        best = max(replicas, key=lambda s: (self._prefer(s), s.generation, s.version, s.replica))
+        best = self._best(cluster_id)
         self._chosen[cluster_id] = best.origin
         if best is before:
             return None
         return diff(before, best)
+
+    def _hold(self, state: ClusterState) -> None:
+        self._states[state.origin] = state
+        self._origins.setdefault(state.cluster_id, set()).add(state.origin)
+        self.revision += 1
+
+    def _best(self, cluster_id: ClusterId) -> ClusterState:
+        """The replica of ``cluster_id`` answers should come from: preferred ones first,
+        then the larger (generation, version), then the replica's name. A cluster with one
+        replica (the usual case) is decided without asking ``prefer``."""
+        origins = self._origins[cluster_id]
+        if len(origins) == 1:
+            return self._states[next(iter(origins))]
+        replicas = [self._states[o] for o in origins]
+        return max(replicas, key=lambda s: (self._prefer(s), s.generation, s.version, s.replica))
 
     def newer_than(self, digests: list[Digest]) -> list[ClusterState]:
         """The states a peer with these digests lacks or holds an older copy of."""

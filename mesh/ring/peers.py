@@ -105,6 +105,10 @@ class PeerTable:
         self.refused: dict[str, int] = {}  # reason -> new peers refused
         self._of: dict[ClusterId, set[str]] = {}  # cluster -> addresses of its peers
         self._counted = 0  # seeds and peers that have answered: the ring's size for round_s
+        # Moves whenever what ``reachable``, ``healthy``, ``in_contact`` and ``members`` say
+        # may have changed other than by time passing (which ``next_change`` covers): a
+        # caller that saw the same revision and is before ``next_change`` may skip a look.
+        self.revision = 0
         # At this time a search found no peer (or no cluster) to drop: none until it moves.
         self._none_to_drop_at: tuple[float | None, float | None] = (None, None)
         for address in seeds:
@@ -114,6 +118,7 @@ class PeerTable:
         if address != self.self_address:
             peer = self.peers.setdefault(address, Peer(address))
             self._count(peer, seed=True)
+            self.revision += 1
 
     def round_s(self) -> float:
         """Seconds between two exchanges with one peer: the interval, stretched on a ring
@@ -141,6 +146,17 @@ class PeerTable:
             if self._refusal(cluster_id, now):
                 return
             peer = self.peers[address] = Peer(address)
+        # An answer from a peer that was fresh already (answered within the timeout and
+        # two rounds, nothing failed since) changes no view: the common case, left unbumped.
+        fresh = (
+            peer.last_ok is not None
+            and now - peer.last_ok <= min(self.timeout_s(), 2 * self.round_s())
+            and peer.failures == 0
+            and peer.cluster_id == cluster_id
+            and (not replica or peer.replica == replica)
+        )
+        if not fresh:
+            self.revision += 1
         self._assign(peer, cluster_id)
         peer.replica = replica or peer.replica
         self._count(peer, answered=True)
@@ -156,11 +172,16 @@ class PeerTable:
         peer = self.peers.get(address)
         if peer is not None and peer.pending_since is None:
             peer.pending_since = now
+            if peer.last_ok is None or now - peer.last_ok > self.timeout_s():
+                # Past its timeout, only "nothing tried is overdue" keeps it reachable: this
+                # attempt's deadline is a new moment for ``next_change``.
+                self.revision += 1
 
     def failed(self, address: str, now: float) -> None:
         peer = self.peers.get(address)
         if peer is None:
             return
+        self.revision += 1
         peer.failures += 1
         peer.pending_since = None
         backoff = min(self.timings.interval_s * 2**peer.failures, self.timings.max_backoff_s)
@@ -174,6 +195,7 @@ class PeerTable:
         peer = self.peers.pop(address, None)
         if peer is None:
             return
+        self.revision += 1
         self._none_to_drop_at = (None, None)
         self._counted -= int(peer.seed or peer.last_ok is not None)
         mine = self._of.get(peer.cluster_id)
@@ -193,10 +215,13 @@ class PeerTable:
             if refused:
                 return refused
             peer = self.peers[address] = Peer(address, next_attempt=now)
-        if not peer.cluster_id:
+            self.revision += 1
+        if not peer.cluster_id and cluster_id:
             self._assign(peer, cluster_id)
-        if not peer.replica:
+            self.revision += 1
+        if not peer.replica and replica:
             peer.replica = replica
+            self.revision += 1
         peer.last_reported = now
         return ""
 
@@ -292,7 +317,7 @@ class PeerTable:
         )
 
     def next_change(self, now: float) -> float | None:
-        """The earliest time after ``now`` at which ``reachable``, ``healthy`` or
+        """The earliest time from ``now`` on at which ``reachable``, ``healthy`` or
         ``in_contact`` can change with no new event (an answer, a failure, an attempt):
         when a peer's last answer grows older than the timeout or than two rounds, or its
         attempt becomes overdue. None when nothing is waiting to time out. A caller that
@@ -305,7 +330,8 @@ class PeerTable:
                 None if peer.last_ok is None else peer.last_ok + window,
                 None if peer.pending_since is None else peer.pending_since + timeout / 2,
             ):
-                if at is not None and at > now and (soonest is None or at < soonest):
+                # A moment exactly now counts: the views read it as still before (``<=``).
+                if at is not None and at >= now and (soonest is None or at < soonest):
                     soonest = at
         return soonest
 
@@ -330,8 +356,8 @@ class PeerTable:
     def replica_reachable(self, cluster_id: ClusterId, replica: str, now: float) -> bool:
         """True when a member that is this replica of this cluster answered us recently."""
         return any(
-            p.cluster_id == cluster_id and p.replica == replica and self.reachable(p.address, now)
-            for p in self.peers.values()
+            self.peers[a].replica == replica and self.reachable(a, now)
+            for a in self._of.get(cluster_id, ())
         )
 
     def healthy(self, clusters: list[ClusterId], now: float) -> set[ClusterId]:
