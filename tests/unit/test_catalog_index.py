@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from mesh.model import ClusterState
+from mesh.model import ClusterState, LocalExports
 from mesh.ring.catalog import Catalog
 
 CLUSTERS = ["east", "west", "north", "south"]
@@ -60,15 +60,17 @@ def test_random_operations_choose_as_a_walk_over_every_state_does(seed: int) -> 
             prefer.clear()
             prefer.update(rng.sample(REPLICAS, rng.randrange(len(REPLICAS) + 1)))
             cat.choose(preferred)
-        else:
+        elif rng.random() < 0.5:
             cat.announce(cat.local.drain, f"127.0.0.1:{step}", "")
+        else:
+            cat.set_local(LocalExports(frozenset({f"ns{rng.randrange(3)}"}), {}))
         after = cat.states()
-        moved = [(s.origin, s.stamp, s.dns_address) for s in before] != [
-            (s.origin, s.stamp, s.dns_address) for s in after
+        moved = [(s.origin, s.stamp, s.dns_address, s.namespaces) for s in before] != [
+            (s.origin, s.stamp, s.dns_address, s.namespaces) for s in after
         ]
         assert (cat.revision != revision) == moved, f"seed {seed}, step {step}: {op}"
-        if op != "choose":
-            cat.choose(preferred)
+        # No choose() here: each operation must leave every cluster's choice right itself
+        # (the preference has not changed since the last choose).
         for c in {s.cluster_id for s in after}:
             if c == "east":
                 continue
