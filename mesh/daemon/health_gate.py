@@ -4,8 +4,7 @@ The health loop (``mesh.daemon.agent``) polls ten times a second: a cluster that
 again, a replica to switch to, or a drain must reach the answers within a poll. A full look
 walks every peer and every cluster (re-pick each cluster's replica, work out which clusters
 are healthy, tell SWIM of new agents, expire old clusters): on a ring of 50 clusters, ten
-times a second, that was about half of an idle agent's CPU, and fifty idle agents on two
-cores left too little room for a change to spread (``bench/RESULTS.md``).
+times a second, that was 44% of an idle agent's Python time (``bench/RESULTS.md``).
 
 A look reads nothing but the catalog's states, the peer table's evidence, SWIM's events,
 whether the first sync is done, and the clock. The first four have revisions; the clock
