@@ -1,6 +1,23 @@
+from collections.abc import Callable
 from typing import Any
 
-def serve(fd: int, zone: Any, stats: Any, slow: Any, on_error: Any, max_batches: int, /) -> int: ...
+class Reader:
+    zone: Any
+    @property
+    def wakeups(self) -> int: ...
+    def __init__(
+        self,
+        fd: int,
+        zone: Any,
+        stats: Any,
+        slow: Any,
+        on_error: Callable[[BaseException | None], None],
+        observe: Callable[[int], None],
+        sample_every: int,
+        max_batches: int,
+    ) -> None: ...
+    def __call__(self) -> None: ...
+
 def answer(zone: Any, query: bytes, stats: Any, slow: Any, /) -> bytes | None: ...
 def plain_blob(
     name: str,

@@ -19,16 +19,22 @@
 
 #include <string.h>
 
+static PyObject *s_turns, *s_counters;  /* interned once: a batch reads them each time */
+
 int fp_blob_init(Context *c, PyObject *zone) {
     c->turns = NULL;
-    PyObject *turns = PyObject_GetAttrString(zone, "turns");
+    if (!s_turns && !(s_turns = PyUnicode_InternFromString("turns")))
+        return -1;
+    if (!s_counters && !(s_counters = PyUnicode_InternFromString("counters")))
+        return -1;
+    PyObject *turns = PyObject_GetAttr(zone, s_turns);
     if (!turns) {  /* a zone without name blobs (another release's zone module): fine */
         if (!PyErr_ExceptionMatches(PyExc_AttributeError))
             return -1;
         PyErr_Clear();
         return 0;
     }
-    c->turns = PyObject_GetAttrString(turns, "counters");
+    c->turns = PyObject_GetAttr(turns, s_counters);
     Py_DECREF(turns);
     if (c->turns && !PyByteArray_Check(c->turns)) {
         Py_CLEAR(c->turns);

@@ -7,10 +7,10 @@ query in ``LATENCY_SAMPLE_EVERY`` is timed (answer built and handed to the kerne
 fixed-bucket histogram, a latency view that costs the other queries one counter test.
 
 Where the C extension ``dnsserver._fastpath`` is built (the normal case), UDP skips the
-event loop's datagram protocol: a readable callback on the socket hands it to
-``_fastpath.serve``, which reads up to 64 queries per recvmmsg(2), answers them as
-``respond`` would (and calls ``respond`` for anything unusual), and sends the answers with
-one sendmmsg(2). TCP is in ``dnsserver.tcp``.
+event loop's datagram protocol: the socket's readable callback is a ``_fastpath.Reader``
+(C, called by the loop with no Python frame between), which reads up to 64 queries per
+recvmmsg(2), answers them as ``respond`` would (and calls ``respond`` for anything unusual),
+and sends the answers with one sendmmsg(2). TCP is in ``dnsserver.tcp``.
 
 Queries come first: long work on the same loop (a zone rebuild applies its updates in
 batches of about 2 ms) calls ``serve_waiting`` between its steps, which answers what waits
@@ -28,7 +28,7 @@ import socket
 from dataclasses import dataclass
 from time import perf_counter_ns
 from types import ModuleType
-from typing import cast
+from typing import Any, cast
 
 from dnsserver.query import QueryStats, respond
 from dnsserver.tcp import TcpConnection
@@ -121,7 +121,7 @@ class DnsServer:
 
     def __init__(self, config: DnsServerConfig, zone: Zone) -> None:
         self.config = config
-        self.zone = zone
+        self._zone = zone
         self.udp_stats = QueryStats()
         self.tcp_stats = QueryStats()
         self.tcp_table: TcpTable[TcpConnection] = TcpTable(
@@ -134,8 +134,20 @@ class DnsServer:
         self.seen = 0
         self._sock: socket.socket | None = None
         self._fast_fd: int | None = None
+        self._reader: Any = None  # the _fastpath.Reader on the UDP socket, if any
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
+
+    @property
+    def zone(self) -> Zone:
+        """The zone answered from; assigning another one answers from it at once."""
+        return self._zone
+
+    @zone.setter
+    def zone(self, zone: Zone) -> None:
+        self._zone = zone
+        if self._reader is not None:
+            self._reader.zone = zone
 
     @property
     def address(self) -> tuple[str, int]:
@@ -190,7 +202,17 @@ class DnsServer:
         if _fastpath is not None and self.config.fastpath:
             sock.setblocking(False)
             self._fast_fd = sock.fileno()
-            loop.add_reader(self._fast_fd, self._udp_readable)
+            self._reader = _fastpath.Reader(
+                self._fast_fd,
+                self._zone,
+                self.udp_stats,
+                respond,
+                self._internal_error,
+                self.latency.observe_ns,
+                LATENCY_SAMPLE_EVERY,
+                8,  # recvmmsg rounds per wakeup: then other callbacks get their turn
+            )
+            loop.add_reader(self._fast_fd, self._reader)
 
     async def _bind_tcp(self) -> None:
         loop = asyncio.get_running_loop()
@@ -211,33 +233,14 @@ class DnsServer:
     def _family(self) -> socket.AddressFamily:
         return socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
 
-    def _udp_readable(self) -> None:
-        """Answer what is waiting on the UDP socket through the C fast path."""
-        assert _fastpath is not None
-        assert self._fast_fd is not None
-        self.seen += 1
-        timed = not self.seen % LATENCY_SAMPLE_EVERY
-        if timed:
-            started = perf_counter_ns()
-        try:
-            count = _fastpath.serve(
-                self._fast_fd, self.zone, self.udp_stats, respond, self._internal_error, 8
-            )
-        except Exception:  # a bug of ours must not stop the server: count it, go on
-            self._internal_error(None)
-            return
-        if timed and count:
-            # A batch's time spread over its queries: the cost of one answer in the server.
-            self.latency.observe_ns((perf_counter_ns() - started) // count)
-
     def serve_waiting(self) -> int:
         """Answer the UDP queries waiting now, from a caller's step between two zone updates
         (non-blocking: with nothing waiting, one recvmmsg(2) that finds none). Only on the
         fast path; the pure-Python path's datagrams wait for the loop. Returns the count of
         wakeups served (0 or 1)."""
-        if self._fast_fd is None:
+        if self._reader is None:
             return 0
-        self._udp_readable()
+        self._reader()
         return 1
 
     def _internal_error(self, exc: BaseException | None) -> None:
@@ -249,6 +252,7 @@ class DnsServer:
         if self._fast_fd is not None:
             asyncio.get_running_loop().remove_reader(self._fast_fd)
             self._fast_fd = None
+            self._reader = None
         if self._udp is not None:
             self._udp.close()  # closes the socket too
             self._udp = None

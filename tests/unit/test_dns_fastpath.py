@@ -3,8 +3,9 @@
 The fast path (``dnsserver._fastpath``) re-implements the common case of ``respond`` in C
 and hands everything else to ``respond``. These tests feed both the same queries, each
 against its own copy of one zone (rotation state lives in the zone), and require the same
-bytes and the same counters; then they drive ``serve`` on a real socket with bursts larger
-than one recvmmsg batch.
+bytes and the same counters; then they drive the socket's reader (``_fastpath.Reader``) on a
+real socket with bursts larger than one recvmmsg batch, and call a reader directly to see
+its sampling, its errors and a zone replaced under it.
 """
 
 from __future__ import annotations
@@ -172,3 +173,121 @@ async def test_serve_answers_bursts_larger_than_a_batch() -> None:
             assert [len(r) for r in reply.answer] == [len(r) for r in want.answer]
             assert {rd.to_text() for r in reply.answer for rd in r} <= WEB_POOL
     assert sum(server.udp_stats.answered.values()) == 300
+
+
+class ReaderRig:
+    """A bound UDP socket with a ``_fastpath.Reader`` on it (called directly, no loop), and
+    a client socket. Loopback delivers a datagram within ``sendto``, so a query sent is
+    waiting when the reader is called."""
+
+    def __init__(self, zone: Zone, slow: object = respond, sample_every: int = 1) -> None:
+        assert _fastpath is not None
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.setblocking(False)
+        self.client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.client.connect(self.server.getsockname())
+        self.client.settimeout(5)
+        self.stats = QueryStats()
+        self.errors: list[BaseException | None] = []
+        self.observed: list[int] = []
+        self.reader = _fastpath.Reader(
+            self.server.fileno(),
+            zone,
+            self.stats,
+            slow,
+            self.errors.append,
+            self.observed.append,
+            sample_every,
+            8,
+        )
+
+    def ask(
+        self, *qids: int, name: str = "one.shop.svc.clusterset.local."
+    ) -> list[dns.message.Message]:
+        for qid in qids:
+            self.client.send(query_wire(name, qid))
+        assert self.reader() is None
+        return [dns.message.from_wire(self.client.recv(65535)) for _ in qids]
+
+    def close(self) -> None:
+        self.server.close()
+        self.client.close()
+
+
+def query_wire(name: str, qid: int) -> bytes:
+    message = dns.message.make_query(name, "A")
+    message.id = qid
+    return message.to_wire()
+
+
+def test_reader_answers_what_waits_and_samples_its_time() -> None:
+    rig = ReaderRig(make_zone(), sample_every=2)
+    try:
+        first = rig.ask(1, 2, 3)
+        assert [m.id for m in first] == [1, 2, 3]
+        assert {rd.address for rd in first[0].answer[0]} == {"10.3.0.1"}
+        assert rig.observed == []  # the first call is not the sampled one
+        rig.ask(4)
+        assert len(rig.observed) == 1
+        assert rig.observed[0] > 0
+        assert rig.reader.wakeups == 2
+        assert rig.errors == []
+    finally:
+        rig.close()
+
+
+def test_reader_answers_from_a_replaced_zone() -> None:
+    rig = ReaderRig(make_zone())
+    other = build_zone(
+        "clusterset.local", [ServiceRecords("shop", "one", False, ("10.9.9.9",), ())], serial=43
+    )
+    other.synced = True
+    try:
+        rig.reader.zone = other
+        (reply,) = rig.ask(5)
+        assert {rd.address for rd in reply.answer[0]} == {"10.9.9.9"}
+        assert rig.reader.zone is other
+        with pytest.raises(AttributeError):
+            del rig.reader.zone
+    finally:
+        rig.close()
+
+
+def test_reader_hands_a_bug_to_on_error_and_goes_on() -> None:
+    def slow(zone: Zone, q: bytes, udp: bool, stats: QueryStats) -> bytes | None:
+        raise RuntimeError("simulated bug")
+
+    rig = ReaderRig(make_zone(), slow=slow)
+    try:
+        # A name not in the table goes to the slow path (respond), which fails; the query
+        # after it is answered.
+        rig.client.send(query_wire("poison.clusterset.local.", 9))
+        (reply,) = rig.ask(6)
+        assert reply.id == 6
+        assert len(rig.errors) == 1
+        assert isinstance(rig.errors[0], RuntimeError)
+    finally:
+        rig.close()
+
+
+def test_reader_on_a_closed_socket_reports_the_error() -> None:
+    rig = ReaderRig(make_zone())
+    rig.server.close()
+    try:
+        assert rig.reader() is None
+        assert len(rig.errors) == 1
+        assert isinstance(rig.errors[0], OSError)
+    finally:
+        rig.client.close()
+
+
+def test_reader_rejects_bad_settings() -> None:
+    assert _fastpath is not None
+    for sample_every, max_batches in ((0, 8), (64, 0)):
+        with pytest.raises(ValueError, match="must be positive"):
+            _fastpath.Reader(
+                0, make_zone(), QueryStats(), respond, print, print, sample_every, max_batches
+            )
+    with pytest.raises(TypeError):
+        _fastpath.Reader(0, make_zone(), QueryStats(), respond, print, print, 64, 8)(1)
