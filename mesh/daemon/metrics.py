@@ -71,6 +71,7 @@ class _AgentCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._dns()
         yield from self._ring()
+        yield from self._swim()
         yield from self._catalog()
         yield from self._kube()
 
@@ -166,6 +167,35 @@ class _AgentCollector(Collector):
             "meshd_sync_lag_seconds",
             "seconds since a peer last brought a newer cluster state (-1: never)",
             value=-1 if lag is None else now - lag,
+        )
+
+    def _swim(self) -> Iterator[Metric]:
+        """The membership protocol's traffic and this agent's own health (Lifeguard)."""
+        if self.agent.swim is None:
+            return
+        membership = self.agent.swim.membership
+        stats = membership.stats
+        messages = CounterMetricFamily(
+            "meshd_swim_messages", "SWIM messages by type", labels=["direction", "type"]
+        )
+        for direction, counts in (("sent", stats.sent), ("received", stats.received)):
+            for kind, count in list(counts.items()):
+                messages.add_metric([direction, kind], count)
+        yield messages
+        yield CounterMetricFamily(
+            "meshd_swim_failed_probes",
+            "probes that ended with no ack, direct or relayed",
+            value=stats.failed_probes,
+        )
+        yield CounterMetricFamily(
+            "meshd_swim_late_timers",
+            "membership timers handled late (this agent's event loop stalled)",
+            value=stats.late_timers,
+        )
+        yield GaugeMetricFamily(
+            "meshd_swim_awareness",
+            "local health score (0 healthy): probes and timeouts are scaled by score + 1",
+            value=membership.awareness.score,
         )
 
     def _records(self, store: RecordStore) -> Iterator[Metric]:

@@ -86,9 +86,14 @@ class Config:
     # first, with a full state exchange), so a healed partition or a member back at the same
     # address rejoins by itself (Serf's reconnect; memberlist alone never heals a split).
     reconnect_interval_s: float = 30.0
-    # While this agent knows no live member besides itself, retry the seeds this often, so
-    # agents started in any order find each other.
+    # While this agent knows no live member besides itself, retry the seeds after this
+    # long, so agents started in any order find each other; each retry push-pulls with
+    # ``join_fanout`` random seeds, and the wait doubles up to ``join_retry_max_s``
+    # (``mesh.swim.joining`` says why: retrying every seed every second melts a crowded host).
     join_retry_interval_s: float = 1.0
+    join_fanout: int = 3
+    # The longest wait between two lonely retries: the reconnect pace.
+    join_retry_max_s: float = 30.0
     # Forget a dead or left member after a day (Serf's reconnect and tombstone timeouts).
     reap_after_s: float = 86400.0
     # At most 64 members of one cluster (replicas, and the dead ones kept for a day after a

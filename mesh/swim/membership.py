@@ -29,7 +29,8 @@ Updates spread by piggybacking on every ``Ping``, ``Ack`` and ``PingReq`` and, w
 are pending, by a ``Gossip`` to ``gossip_nodes`` random members every ``gossip_interval_s``
 (``mesh.swim.broadcasts`` bounds each to ``retransmit_mult * ceil(log10(N+1))`` messages). A
 ``PushPull`` of the whole table goes to one random alive member every push-pull period, to
-the seeds on ``start`` (and every ``join_retry_interval_s`` while we know nobody alive), and
+the seeds on ``start`` (and to a few of them, less and less often, while we know nobody
+alive: ``mesh.swim.joining``), and
 to the last address of one dead or left member every ``reconnect_interval_s``, so a healed
 partition rejoins by itself. ``leave`` broadcasts ``Left`` and stops probing; the adapter
 keeps pumping until ``leave_done`` and then stops.
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 
 from mesh.swim.broadcasts import BroadcastQueue
 from mesh.swim.config import Config, Rng, push_pull_period_s, retransmit_limit
+from mesh.swim.joining import JoinSchedule
 from mesh.swim.messages import (
     Ack,
     Event,
@@ -100,7 +102,7 @@ class Membership:
         self._broadcasts = BroadcastQueue()
         self._table = MemberTable(config, self_member, rng, self.awareness, self._broadcasts)
         self._outbox: list[tuple[str, Message]] = []
-        self._seeds: list[str] = []
+        self._join = JoinSchedule(config, rng)
         self._started = False
         self._seq = 0
         self._probe: _Probe | None = None
@@ -109,7 +111,6 @@ class Membership:
         self._next_gossip_at = math.inf
         self._next_push_pull_at = math.inf
         self._next_reconnect_at = math.inf
-        self._next_join_at = math.inf
 
     # ------------------------------------------------------------------------ the view
 
@@ -156,11 +157,8 @@ class Membership:
 
     def join(self, seeds: Iterable[str], now: float) -> None:
         """Add seed addresses and push-pull with them now."""
-        for seed in seeds:
-            if seed != self.me.address and seed not in self._seeds:
-                self._seeds.append(seed)
-                self._send(seed, self._push_pull_message(reply=False))
-        self._next_join_at = now + self.config.join_retry_interval_s
+        for seed in self._join.add(seeds, self.me.address, now):
+            self._send(seed, self._push_pull_message(reply=False))
 
     def reached(self, address: str, now: float) -> None:
         """The transport just exchanged with ``address`` (a ring push-pull answered). A dead
@@ -237,8 +235,8 @@ class Membership:
                 times.append(self._next_probe_at)
             else:
                 times.append(probe.end if probe.indirect_sent else probe.ack_deadline)
-            if self._seeds and self._table.live_count <= 1:
-                times.append(self._next_join_at)
+            if self._join.seeds and self._table.live_count <= 1:
+                times.append(self._join.next_at)
         return min(times)
 
     def handle_timer(self, now: float) -> None:
@@ -271,9 +269,10 @@ class Membership:
             down = self._table.reconnect_candidate(now)
             if down is not None:
                 self._send(down.address, self._push_pull_message(reply=False))
-        if now >= self._next_join_at and self._table.live_count <= 1:
-            self._next_join_at = now + c.join_retry_interval_s
-            for seed in self._seeds:
+        if self._table.live_count > 1:
+            self._join.heard_from_a_member(now)
+        else:
+            for seed in self._join.retry(now):
                 self._send(seed, self._push_pull_message(reply=False))
 
     def _schedule_gossip(self, now: float) -> None:

@@ -124,6 +124,9 @@ def test_promtool_checks_a_running_agents_metrics(
     exposed = exposed_series(body.decode())
     missing = rule_series(load(RULES)) - KUBE_ONLY - exposed
     assert missing == set(), f"the rules read series the agent does not expose: {missing}"
+    # The membership's own health: a lone agent has no evidence that it is the slow one.
+    assert re.search(r"^meshd_swim_awareness 0\.0$", body.decode(), re.M)
+    assert {"meshd_swim_failed_probes_total", "meshd_swim_late_timers_total"} <= exposed
     # The certificate gauges hold the not-after times of the files the agent was given.
     files = east.log_path.parent / "east"
     for cert, name in (("tls", "tls.crt"), ("signing", "signing.crt"), ("ca", "ca.crt")):

@@ -666,15 +666,46 @@ def test_push_pull_goes_to_one_random_alive_member_each_period() -> None:
     assert all(not p.reply and p.source_address == ME.address for _t, _d, p in sent)
 
 
-def test_seeds_are_retried_while_we_know_nobody() -> None:
+def test_seeds_are_retried_ever_less_often_while_we_know_nobody() -> None:
     m = Membership(LAN, ME, FirstRng())
     m.start(0.0, seeds=["10.0.2.1:7946", ME.address])
     assert [d for d, _msg in m.messages_to_send(0.0)] == ["10.0.2.1:7946"]
-    sent = of_type(drive(m, 3.5), PushPull)
-    assert [t for t, d, _p in sent if d == "10.0.2.1:7946"] == [1.0, 2.0, 3.0]
-    m.receive(PushPull(peer(1).id, peer(1).address, (peer(1),), reply=True), "x", 3.6)
-    sent = of_type(drive(m, 10.0), PushPull)
+    sent = of_type(drive(m, 100.0), PushPull)
+    # The wait doubles from join_retry_interval_s (1 s) up to join_retry_max_s (30 s).
+    assert [t for t, d, _p in sent if d == "10.0.2.1:7946"] == [
+        1.0,
+        3.0,
+        7.0,
+        15.0,
+        31.0,
+        61.0,
+        91.0,
+    ]
+    m.receive(PushPull(peer(1).id, peer(1).address, (peer(1),), reply=True), "x", 91.1)
+    sent = of_type(drive(m, 150.0), PushPull)
     assert [d for _t, d, _p in sent if d == "10.0.2.1:7946"] == []
+
+
+def test_a_lonely_retry_contacts_join_fanout_seeds_and_starts_short_again() -> None:
+    seeds = [f"10.0.2.{i}:7946" for i in range(1, 50)]
+    m = Membership(LAN, ME, random.Random(5))
+    m.start(0.0, seeds=seeds)
+    assert len([d for d, _msg in m.messages_to_send(0.0)]) == 49  # the first join: all at once
+    sent = of_type(drive(m, 3.5), PushPull)
+    retries = [(t, d) for t, d, _p in sent if d in seeds]
+    assert [t for t, _d in retries] == [1.0] * LAN.join_fanout + [3.0] * LAN.join_fanout
+    assert len({d for _t, d in retries}) > LAN.join_fanout  # random seeds, not the same ones
+    # A live member heard, then lost again: the next retries start at the short wait.
+    m.receive(PushPull(peer(1).id, peer(1).address, (peer(1),), reply=True), "x", 3.6)
+    m.messages_to_send(3.6)
+    drive(m, 5.0)
+    m.receive(Gossip("x", (Dead(peer(1).id, 0, "x"),)), "x", 5.1)
+    m.messages_to_send(5.1)
+    sent = of_type(drive(m, 9.0), PushPull)
+    again = sorted({t for t, d, _p in sent if d in seeds})
+    # The first within a second of the last look that found a member, then 2 s later.
+    assert 5.1 <= again[0] <= 6.0
+    assert again[1] == pytest.approx(again[0] + 2.0)
 
 
 def test_leave_broadcasts_left_stops_probing_and_ignores_accusations() -> None:
