@@ -330,9 +330,10 @@ class Agent:
         fresh = [a for a in reached if a not in known]
         if fresh:
             self.swim.join(fresh)
-        for address in reached:  # declared dead, yet our own exchange just worked: healed
-            if address in known and not known[address].live:
-                self.swim.reached(address)
+        # Declared dead, yet our own exchange just worked: healed.
+        back = [a for a in reached if a in known and not known[a].live]
+        if back:
+            self.swim.reached(back)
 
     async def _health_loop(self) -> None:
         """Rebuild when a cluster becomes reachable or unreachable: a full look when one of

@@ -1,4 +1,5 @@
-"""When, and to which seeds, an agent that knows no live member retries its join.
+"""When, and to which seeds, an agent that knows no live member retries its join; how many
+members held dead it may push-pull with because the ring's transport just reached them.
 
 Theory of operation. ``Membership.start`` push-pulls with every seed at once, so a ring
 started together assembles in one round trip. While the agent still knows nobody alive
@@ -15,12 +16,20 @@ SWIM messages in five minutes of a 50-agent ring on 2 cores were such retries, a
 out. A few seeds per retry and a growing wait keep a lonely agent's cost bounded; any one
 live seed brings the whole membership back (its push-pull answer lists every member).
 
+The same reasoning bounds ``Membership.reached``: a member we hold dead whose address the
+ring's own exchange just reached is pulled at once (a healed link rejoins within a round
+trip), but at most ``join_fanout`` such members per probe interval (scaled by our local
+health) in all. On the same overloaded host SWIM held most members dead while the ring
+still reached them, and pulling each every half second was the next flood. One pull is
+enough for the whole ring anyway: the member refutes, and its refutation spreads by gossip.
+
 Pure: ``now`` comes in, seeds go out; randomness from the caller's seeded ``Rng``.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable
 
 from mesh.swim.config import Config, Rng
@@ -29,7 +38,7 @@ from mesh.swim.config import Config, Rng
 class JoinSchedule:
     """The seed addresses, and the next lonely retry's time and wait."""
 
-    __slots__ = ("_config", "_rng", "_wait_s", "next_at", "seeds")
+    __slots__ = ("_config", "_reached", "_rng", "_wait_s", "next_at", "seeds")
 
     def __init__(self, config: Config, rng: Rng) -> None:
         self._config = config
@@ -37,6 +46,7 @@ class JoinSchedule:
         self.seeds: list[str] = []
         self.next_at = math.inf
         self._wait_s = config.join_retry_interval_s
+        self._reached: deque[float] = deque()  # when members held dead were last pulled
 
     def add(self, seeds: Iterable[str], me: str, now: float) -> list[str]:
         """Seed addresses (``me``, our own, and those known already left out); returns the
@@ -60,3 +70,14 @@ class JoinSchedule:
         self._wait_s = min(self._wait_s * 2, self._config.join_retry_max_s)
         self.next_at = now + self._wait_s
         return self._rng.sample(self.seeds, min(self._config.join_fanout, len(self.seeds)))
+
+    def reach_budget(self, now: float, window_s: float) -> int:
+        """How many more members held dead may be pulled now: ``join_fanout`` in any
+        ``window_s``."""
+        while self._reached and self._reached[0] <= now - window_s:
+            self._reached.popleft()
+        return max(0, self._config.join_fanout - len(self._reached))
+
+    def reached(self, now: float) -> None:
+        """A member held dead was pulled now."""
+        self._reached.append(now)

@@ -29,11 +29,10 @@ Updates spread by piggybacking on every ``Ping``, ``Ack`` and ``PingReq`` and, w
 are pending, by a ``Gossip`` to ``gossip_nodes`` random members every ``gossip_interval_s``
 (``mesh.swim.broadcasts`` bounds each to ``retransmit_mult * ceil(log10(N+1))`` messages). A
 ``PushPull`` of the whole table goes to one random alive member every push-pull period, to
-the seeds on ``start`` (and to a few of them, less and less often, while we know nobody
-alive: ``mesh.swim.joining``), and
-to the last address of one dead or left member every ``reconnect_interval_s``, so a healed
-partition rejoins by itself. ``leave`` broadcasts ``Left`` and stops probing; the adapter
-keeps pumping until ``leave_done`` and then stops.
+the seeds on ``start`` (and to a few, ever less often, while we know nobody alive:
+``mesh.swim.joining``), and to the last address of one dead or left member every
+``reconnect_interval_s``, so a healed partition rejoins by itself. ``leave`` broadcasts
+``Left`` and stops probing; the adapter keeps pumping until ``leave_done`` and then stops.
 """
 
 from __future__ import annotations
@@ -160,17 +159,16 @@ class Membership:
         for seed in self._join.add(seeds, self.me.address, now):
             self._send(seed, self._push_pull_message(reply=False))
 
-    def reached(self, address: str, now: float) -> None:
-        """The transport just exchanged with ``address`` (a ring push-pull answered). A dead
-        member there is evidently back: push-pull with it now, rather than at the slow
-        reconnect pace, so a healed link rejoins within a round trip. It learns it was
-        declared dead and refutes. At most once per probe interval per member."""
-        for member in self._table.members.values():
-            dead = member.state is MemberState.DEAD and member.id != self._table.self_id
-            if member.address != address or not dead:
-                continue
-            if self._table.try_reconnect(member.id, now, self.config.probe_interval_s):
-                self._send(address, self._push_pull_message(reply=False))
+    def reached(self, addresses: Iterable[str], now: float) -> None:
+        """The ring just exchanged with ``addresses``: dead members there are back. Push-pull
+        with them now (each learns it was declared dead and refutes), not at the reconnect
+        pace: ``join_fanout`` a probe interval, the least recently tried first."""
+        window, at = self.awareness.scale(self.config.probe_interval_s), set(addresses)
+        back = self._table.down_at(at)
+        for member in back[: self._join.reach_budget(now, window)]:
+            if self._table.try_reconnect(member.id, now, window):
+                self._join.reached(now)
+                self._send(member.address, self._push_pull_message(reply=False))
 
     def renew(self, now: float) -> None:
         """Announce a new incarnation of ours now (the adapter's signing key changed)."""

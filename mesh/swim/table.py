@@ -379,6 +379,15 @@ class MemberTable:
         ``min_interval_s``; True when this attempt should go out."""
         return self._reconnects.try_now(member_id, now, min_interval_s)
 
+    def down_at(self, addresses: set[str]) -> list[Member]:
+        """The dead members at ``addresses``, the least recently tried first."""
+        down = [
+            m
+            for m in self.members.values()
+            if m.state is MemberState.DEAD and m.address in addresses and m.id != self.self_id
+        ]
+        return sorted(down, key=lambda m: (self._reconnects.last(m.id), m.id))
+
     def reconnect_candidate(self, now: float) -> Member | None:
         """The dead or left member whose last address was tried least recently."""
         down = [m for m in self.members.values() if not m.live and m.id != self.self_id]

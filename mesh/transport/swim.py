@@ -91,9 +91,9 @@ class SwimPump:
         self._flush()
         self._wake.set()
 
-    def reached(self, address: str) -> None:
-        """The ring just exchanged with ``address``: a dead member there rejoins now."""
-        self.membership.reached(address, self._now())
+    def reached(self, addresses: list[str]) -> None:
+        """The ring just exchanged with ``addresses``: dead members there rejoin now."""
+        self.membership.reached(addresses, self._now())
         self._flush()
 
     def receive(self, datagram: pb.SwimDatagram, source: str) -> None:

@@ -231,19 +231,41 @@ def test_a_new_member_joins_the_current_cycle_and_dead_ones_are_skipped() -> Non
     assert [t for t, _d, _m in of_type(sent, Ping)] == [0.0, 1.0, 2.0]
 
 
+def test_members_held_dead_yet_reached_are_pulled_join_fanout_per_interval_in_all() -> None:
+    m = ring(8)
+    dead = [peer(i) for i in range(1, 9)]
+    m.receive(Gossip("x", tuple(Dead(p.id, 0, "x") for p in dead)), "x", 0.0)
+    m.messages_to_send(0.0)
+
+    def pulled(now: float) -> list[str]:
+        m.reached([p.address for p in dead], now)  # the ring reached every one of them
+        return [d for d, msg in m.messages_to_send(now) if isinstance(msg, PushPull)]
+
+    first = pulled(0.1)
+    assert len(first) == LAN.join_fanout
+    assert pulled(0.2) == []  # the budget of this probe interval is spent
+    second = pulled(0.1 + LAN.probe_interval_s)
+    assert len(second) == LAN.join_fanout
+    assert not set(first) & set(second)  # the others' turn: each member once an interval
+    # While this agent holds itself slow, the interval stretches with its awareness.
+    m.awareness.apply(1)
+    assert pulled(0.1 + 2 * LAN.probe_interval_s) == []
+    assert len(pulled(0.1 + 3 * LAN.probe_interval_s)) == LAN.join_fanout
+
+
 def test_a_dead_member_the_transport_reaches_again_is_pulled_at_once_not_at_reconnect_pace() -> (
     None
 ):
     m = ring(3)
     m.receive(Gossip("x", (Dead(peer(2).id, 0, "x"),)), "x", 0.0)
     m.messages_to_send(0.0)
-    m.reached(peer(2).address, 0.5)
-    m.reached(peer(2).address, 0.6)  # at most once per probe interval
-    m.reached(peer(1).address, 0.6)  # alive: nothing to do
+    m.reached([peer(2).address], 0.5)
+    m.reached([peer(2).address], 0.6)  # at most once per probe interval
+    m.reached([peer(1).address], 0.6)  # alive: nothing to do
     sent = m.messages_to_send(0.6)
     pulls = [dest for dest, msg in sent if isinstance(msg, PushPull)]
     assert pulls == [peer(2).address]
-    m.reached(peer(2).address, 0.5 + LAN.probe_interval_s)
+    m.reached([peer(2).address], 0.5 + LAN.probe_interval_s)
     assert [d for d, msg in m.messages_to_send(2.0) if isinstance(msg, PushPull)] == [
         peer(2).address
     ]
