@@ -663,6 +663,19 @@ def test_gossip_goes_to_gossip_nodes_members_only_while_updates_are_pending() ->
     assert {t for t, _d, _g in gossip} == {10.05}
 
 
+def test_awareness_stretches_the_gossip_interval() -> None:
+    m = ring(6)
+    drive(m, 10.0)
+    m.awareness.apply(3)  # this agent has evidence that it is the slow one
+    m.receive(Gossip("x", (alive(peer(60)),)), "x", 10.0)
+    m.messages_to_send(10.0)
+    sent = drive(m, 10.0 + 4 * LAN.gossip_interval_s - 0.01, acks=False)
+    assert [t for t, _d, _g in of_type(sent, Gossip)] == [10.0] * LAN.gossip_nodes
+    later = of_type(drive(m, 10.0 + 4 * LAN.gossip_interval_s, acks=False), Gossip)
+    assert later  # the update's last transmissions, 4 intervals on, not 1
+    assert all(t == pytest.approx(10.0 + 4 * LAN.gossip_interval_s) for t, _d, _g in later)
+
+
 # ----------------------------------------------------------- push-pull, rejoin, leave
 
 
