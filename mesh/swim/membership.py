@@ -21,10 +21,10 @@ One probe at a time, one per probe interval:
 Local health (Lifeguard): the awareness score goes up by the number of missing nacks when a
 probe fails (or by 1 if nobody could relay), by 1 when we must refute, and by 1 when
 ``handle_timer`` is called more than ``lateness_tolerance_s`` after the timer was due (our
-event loop stalled); it goes down by 1 on each acked probe. The probe interval and timeout,
-and the gossip interval, are multiplied by ``score + 1``. When the indirect phase starts late,
-the probe's end moves so the relays still get their full window: we never accuse on a
-timeout we slept through.
+event loop stalled); it goes down by 1 on each acked probe. The probe interval and timeout
+are multiplied by ``score + 1``, the gossip interval too from half the score's range up.
+A probe whose indirect phase starts late ends later, so the relays still get their full
+window: we never accuse on a timeout we slept through.
 
 Updates spread by piggybacking on every ``Ping``, ``Ack`` and ``PingReq`` and, while any
 are pending, by a ``Gossip`` to ``gossip_nodes`` random members every ``gossip_interval_s``
@@ -252,9 +252,9 @@ class Membership:
             self._periodic(now)
         if self._broadcasts and now >= self._next_gossip_at:
             self._gossip(now)
-            # Local health stretches gossip too: a member that knows it is slow would only add
-            # to the load it is part of (piggybacks still spread its news).
-            self._next_gossip_at = now + self.awareness.scale(self.config.gossip_interval_s)
+            # Sure that it is overloaded: gossip less too (piggybacks still spread our news).
+            gap = self.awareness.scale_when_overloaded(self.config.gossip_interval_s)
+            self._next_gossip_at = now + gap
         self._schedule_gossip(now)
 
     def _periodic(self, now: float) -> None:

@@ -79,3 +79,10 @@ class Awareness:
 
     def scale(self, timeout_s: float) -> float:
         return timeout_s * (self.score + 1)
+
+    def scale_when_overloaded(self, interval_s: float) -> float:
+        """``scale`` once the score is at half its range or more, else ``interval_s``: for
+        work that only an agent with strong evidence of its own overload should shed (one
+        refutation or a late timer must not slow the spreading of its own news)."""
+        overloaded = 2 * (self.score + 1) >= self.max_multiplier
+        return self.scale(interval_s) if overloaded else interval_s

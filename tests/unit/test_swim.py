@@ -674,6 +674,11 @@ def test_awareness_stretches_the_gossip_interval() -> None:
     later = of_type(drive(m, 10.0 + 4 * LAN.gossip_interval_s, acks=False), Gossip)
     assert later  # the update's last transmissions, 4 intervals on, not 1
     assert all(t == pytest.approx(10.0 + 4 * LAN.gossip_interval_s) for t, _d, _g in later)
+    # Below half the score's range (one refutation, a late timer) gossip keeps its pace.
+    assert Awareness(8).scale_when_overloaded(0.2) == 0.2
+    lightly = Awareness(8)
+    lightly.apply(2)
+    assert lightly.scale_when_overloaded(0.2) == 0.2
 
 
 # ----------------------------------------------------------- push-pull, rejoin, leave
