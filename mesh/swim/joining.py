@@ -18,10 +18,12 @@ live seed brings the whole membership back (its push-pull answer lists every mem
 
 The same reasoning bounds ``Membership.reached``: a member we hold dead whose address the
 ring's own exchange just reached is pulled at once (a healed link rejoins within a round
-trip), but at most ``join_fanout`` such members per probe interval (scaled by our local
-health) in all. On the same overloaded host SWIM held most members dead while the ring
-still reached them, and pulling each every half second was the next flood. One pull is
-enough for the whole ring anyway: the member refutes, and its refutation spreads by gossip.
+trip), each at most once a probe interval as before, but ``join_fanout`` members per
+interval in all (the interval stretched by the local health score while it is at half its
+range or more: an agent sure it is overloaded). On the same overloaded host SWIM held
+most members dead while the ring still reached them, and pulling each every half second
+was the next flood. One pull is enough for the whole ring anyway: the member refutes, and
+its refutation spreads by gossip.
 
 Pure: ``now`` comes in, seeds go out; randomness from the caller's seeded ``Rng``.
 """

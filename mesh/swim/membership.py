@@ -163,11 +163,11 @@ class Membership:
     def reached(self, addresses: Iterable[str], now: float) -> None:
         """The ring just exchanged with ``addresses``: dead members there are back. Push-pull
         with them now (each learns it was declared dead and refutes), not at the reconnect
-        pace: ``join_fanout`` a probe interval, the least recently tried first."""
-        window, at = self.awareness.scale(self.config.probe_interval_s), set(addresses)
-        back = self._table.down_at(at)
-        for member in back[: self._join.reach_budget(now, window)]:
-            if self._table.try_reconnect(member.id, now, window):
+        pace: each once a probe interval, ``join_fanout`` in all (``mesh.swim.joining``)."""
+        interval, back = self.config.probe_interval_s, self._table.down_at(set(addresses))
+        budget = self._join.reach_budget(now, self.awareness.scale_when_overloaded(interval))
+        for member in back[:budget]:
+            if self._table.try_reconnect(member.id, now, interval):
                 self._join.reached(now)
                 self._send(member.address, self._push_pull_message(reply=False))
 

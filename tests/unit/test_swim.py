@@ -247,10 +247,11 @@ def test_members_held_dead_yet_reached_are_pulled_join_fanout_per_interval_in_al
     second = pulled(0.1 + LAN.probe_interval_s)
     assert len(second) == LAN.join_fanout
     assert not set(first) & set(second)  # the others' turn: each member once an interval
-    # While this agent holds itself slow, the interval stretches with its awareness.
-    m.awareness.apply(1)
-    assert pulled(0.1 + 2 * LAN.probe_interval_s) == []
-    assert len(pulled(0.1 + 3 * LAN.probe_interval_s)) == LAN.join_fanout
+    # While this agent is sure it is overloaded (half the score's range), the budget's
+    # interval stretches with its awareness: 4 probe intervals at a score of 3.
+    m.awareness.apply(3)
+    assert pulled(0.1 + 3 * LAN.probe_interval_s) == []
+    assert len(pulled(0.11 + 5 * LAN.probe_interval_s)) == LAN.join_fanout
 
 
 def test_a_dead_member_the_transport_reaches_again_is_pulled_at_once_not_at_reconnect_pace() -> (
