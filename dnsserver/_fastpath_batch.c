@@ -159,6 +159,22 @@ static long serve(int fd, PyObject *zone, PyObject *stats, PyObject *slow, PyObj
 }
 
 /*
+ * serve(fd, zone, stats, slow, on_error, max_batches) -> int: the same as one Reader call,
+ * returning the datagrams read. The readable callback of releases before the Reader: kept
+ * so that an older release's Python (a rolling upgrade's mixed ring, tests of one) still
+ * answers when it finds this extension, which it does in an editable install.
+ */
+static PyObject *fp_serve(PyObject *self, PyObject *args) {
+    (void)self;
+    int fd, max_batches;
+    PyObject *zone, *stats, *slow, *on_error;
+    if (!PyArg_ParseTuple(args, "iOOOOi", &fd, &zone, &stats, &slow, &on_error, &max_batches))
+        return NULL;
+    long count = serve(fd, zone, stats, slow, on_error, max_batches);
+    return count < 0 ? NULL : PyLong_FromLong(count);
+}
+
+/*
  * Reader(fd, zone, stats, slow, on_error, observe, sample_every, max_batches): the UDP
  * socket's readable callback. Calling it answers what is waiting (see serve) and returns
  * None; an error of ours (an exception out of serve) goes to on_error, never to the loop.
@@ -317,6 +333,7 @@ static PyTypeObject ReaderType = {
 };
 
 static PyMethodDef methods[] = {
+    {"serve", fp_serve, METH_VARARGS, "Answer the queries waiting on a UDP socket (older releases)."},
     {"answer", fp_answer, METH_VARARGS, "Answer one query (the same path, for tests)."},
     {"plain_blob", (PyCFunction)(void (*)(void))fp_plain_blob, METH_FASTCALL,
      "A plain service's wire name and name blob (dnsserver.plainblob), or None."},

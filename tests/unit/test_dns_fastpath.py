@@ -291,3 +291,21 @@ def test_reader_rejects_bad_settings() -> None:
             )
     with pytest.raises(TypeError):
         _fastpath.Reader(0, make_zone(), QueryStats(), respond, print, print, 64, 8)(1)
+
+
+def test_serve_still_answers_for_an_older_releases_python() -> None:
+    """Releases before the Reader call ``_fastpath.serve`` from Python; an editable install
+    hands them this extension, so a mixed ring's older agent must still answer."""
+    assert _fastpath is not None
+    rig = ReaderRig(make_zone())
+    try:
+        rig.client.send(query_wire("one.shop.svc.clusterset.local.", 11))
+        errors: list[BaseException | None] = []
+        read = _fastpath.serve(
+            rig.server.fileno(), make_zone(), QueryStats(), respond, errors.append, 8
+        )
+        assert read == 1
+        assert dns.message.from_wire(rig.client.recv(65535)).id == 11
+        assert errors == []
+    finally:
+        rig.close()
