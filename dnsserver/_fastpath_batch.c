@@ -333,7 +333,8 @@ static PyTypeObject ReaderType = {
 };
 
 static PyMethodDef methods[] = {
-    {"serve", fp_serve, METH_VARARGS, "Answer the queries waiting on a UDP socket (older releases)."},
+    {"serve", fp_serve, METH_VARARGS,
+     "Answer the queries waiting on a UDP socket (an older release's callback)."},
     {"answer", fp_answer, METH_VARARGS, "Answer one query (the same path, for tests)."},
     {"plain_blob", (PyCFunction)(void (*)(void))fp_plain_blob, METH_FASTCALL,
      "A plain service's wire name and name blob (dnsserver.plainblob), or None."},

@@ -194,7 +194,8 @@ class _AgentCollector(Collector):
         )
         yield GaugeMetricFamily(
             "meshd_swim_awareness",
-            "local health score (0 healthy): probes and timeouts are scaled by score + 1",
+            "local health score (0 healthy, 7 most): probes and timeouts are scaled by score + 1,"
+            " gossip too from 4",
             value=membership.awareness.score,
         )
 
