@@ -112,6 +112,16 @@ def log_skipped(service: str, fresh: list[Skipped]) -> None:
 
 
 class Zone:
+    # Slots: the UDP reader (``_fastpath_batch.c``) reads ``table``, ``nodata``, ``synced``,
+    # ``nxdomain``/``servfail`` and ``turns`` at every wakeup, a slot without a dict lookup.
+    # fmt: off
+    __slots__ = (
+        "_apex", "_namespace_refs", "_services", "_shapes", "_skipped_now", "_strays",
+        "nodata", "ns_address", "nxdomain", "on_skipped", "origin", "origin_wire", "serial",
+        "servfail", "skipped", "synced", "table", "ttl", "turns",
+    )
+    # fmt: on
+
     def __init__(
         self,
         origin: str,

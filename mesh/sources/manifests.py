@@ -9,7 +9,10 @@ last exports (``run`` delivers nothing) until it is back.
 
 ``run`` polls every ``poll_interval_s``, and at once when inotify reports a file written,
 created, moved or deleted under the directory (``mesh.sources.notify``: an edit is read in
-milliseconds instead of half a poll on average; the poll stays for what inotify misses),
+milliseconds instead of half a poll on average). Where the watch sees the whole tree on a
+local file system (``DirectoryWatch.complete``), the poll is only a backstop, every
+``watched_poll_s``; elsewhere (network file systems, trees past the watch limit) it stays
+at ``poll_interval_s`` for what inotify misses;
 and calls ``on_change`` with the first exports and
 then whenever they differ from the last ones delivered. The scan runs in a worker process
 (``mesh.sources.offload``), because parsing a large file takes seconds of CPU: the event
@@ -51,6 +54,10 @@ __all__ = [
 
 log = logging.getLogger("meshd.manifests")
 WORKER_RESTART_S = 1.0  # at most one new worker process a second
+# The backstop poll where inotify sees the whole tree (``DirectoryWatch.complete``): it only
+# catches a write into a subdirectory made since the last wake-up, before its watch was
+# added. Four round trips a second to the scan worker were most of an idle agent's CPU.
+WATCHED_POLL_S = 2.0
 
 
 def _log_problem(problem: SourceProblem) -> None:
@@ -67,9 +74,11 @@ class ManifestSource:
         on_problem: Callable[[SourceProblem], None] | None = None,
         poll_interval_s: float = 0.25,
         on_progress: Callable[[int], None] | None = None,
+        watched_poll_s: float = WATCHED_POLL_S,
     ) -> None:
         self.directory = Path(directory)
         self.poll_interval_s = poll_interval_s
+        self.watched_poll_s = max(poll_interval_s, watched_poll_s)
         self.problems: list[SourceProblem] = []
         self.reloading: tuple[str, ...] = ()  # files being read and parsed by ``run`` now
         self.scans = 0  # scans completed, by ``load`` or ``run``
@@ -139,8 +148,9 @@ class ManifestSource:
         if watch is None:
             await asyncio.sleep(self.poll_interval_s)
             return
+        wait_s = self.watched_poll_s if watch.complete else self.poll_interval_s
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(watch.changed.wait(), self.poll_interval_s)
+            await asyncio.wait_for(watch.changed.wait(), wait_s)
         if watch.changed.is_set() or not watch.watching:
             watch.changed.clear()  # before the scan: an edit during it wakes us again
             watch.renew()

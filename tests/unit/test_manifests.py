@@ -515,7 +515,13 @@ class Recorder:
 
 def make_source(directory: Path, recorder: Recorder | None = None) -> ManifestSource:
     recorder = recorder or Recorder()
-    return ManifestSource(directory, recorder.on_change, recorder.on_problem, poll_interval_s=0.001)
+    return ManifestSource(
+        directory,
+        recorder.on_change,
+        recorder.on_problem,
+        poll_interval_s=0.001,
+        watched_poll_s=0.001,  # these tests drive the poll itself
+    )
 
 
 def test_load_reads_yaml_yml_and_json_recursively(tmp_path: Path) -> None:
