@@ -92,7 +92,8 @@ async def _serve(spec: WorkerSpec, conn: multiprocessing.connection.Connection) 
     try:
         while not closed.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(closed.wait(), STATS_INTERVAL_S)
+                async with asyncio.timeout(STATS_INTERVAL_S):  # 3.11's wait_for can lose a cancel
+                    await closed.wait()
             stats = {
                 "udp": server.udp_stats,
                 "tcp": server.tcp_stats,

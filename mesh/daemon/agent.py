@@ -164,7 +164,8 @@ class Agent:
         check_listen(self.settings.grpc_listen, "gossip")
         self._tasks = [asyncio.create_task(self.source.run(), name="source")]
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.source_synced.wait(), FIRST_VIEW_S)
+            async with asyncio.timeout(FIRST_VIEW_S):  # 3.11's wait_for can lose a cancel
+                await self.source_synced.wait()
         port = await self.ring.start(self.settings.grpc_listen)
         if advertise is None:
             self.peers.self_address = default_advertise(self.settings.grpc_listen, port)

@@ -150,7 +150,9 @@ class ManifestSource:
             return
         wait_s = self.watched_poll_s if watch.complete else self.poll_interval_s
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(watch.changed.wait(), wait_s)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can lose a cancellation
+            async with asyncio.timeout(wait_s):
+                await watch.changed.wait()
         if watch.changed.is_set() or not watch.watching:
             watch.changed.clear()  # before the scan: an edit during it wakes us again
             watch.renew()

@@ -268,7 +268,8 @@ class Ring(pb_grpc.GossipServicer):
                 if self._crashed is not None:
                     raise self._crashed  # a bug in an exchange ends the ring, as it did inline
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._nudged.wait(), interval_s)
+                    async with asyncio.timeout(interval_s):  # cancellable (see SwimPump.run)
+                        await self._nudged.wait()
         finally:
             self._again.clear()
             self._stopping = True

@@ -123,8 +123,12 @@ class SwimPump:
             delay = math.inf if due is None else max(0.0, due - self._now())
             self._wake.clear()
             if delay > 0:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation
+                # that comes as the event is set, and under load (datagrams all the time)
+                # this loop then never ended, nor the agent's stop waiting for it.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), None if delay == math.inf else delay)
+                    async with asyncio.timeout(None if delay == math.inf else delay):
+                        await self._wake.wait()
                     continue  # a datagram arrived: recompute the timer
                 except TimeoutError:
                     pass
