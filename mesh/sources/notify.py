@@ -136,9 +136,9 @@ class DirectoryWatch:
                     log.info("not watching %s (%s): polling only", path, os.strerror(err))
                 return
             self._watched.add(path)
-        self._complete = len(directories) < MAX_WATCHES and not any(
-            fs_type(self._libc, path) in REMOTE_FS_TYPES for path in directories
-        )
+        # A file system whose type cannot be read counts as remote: the poll stays.
+        types = {fs_type(self._libc, path) for path in directories}
+        self._complete = len(directories) < MAX_WATCHES and not types & (REMOTE_FS_TYPES | {None})
 
     def _directories(self) -> list[str]:
         found: list[str] = []

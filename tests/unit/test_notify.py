@@ -110,6 +110,20 @@ async def test_a_tree_past_the_watch_limit_is_not_complete(
 
 
 @pytest.mark.asyncio
+async def test_a_file_system_of_unknown_type_is_not_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notify, "fs_type", lambda libc, path: None)  # statfs failed
+    watch = DirectoryWatch(tmp_path)
+    assert watch.start()
+    try:
+        assert watch.watching == 1
+        assert not watch.complete
+    finally:
+        watch.close()
+
+
+@pytest.mark.asyncio
 async def test_a_network_file_system_is_not_complete(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -134,19 +148,24 @@ def test_fs_type_reads_this_file_system(tmp_path: Path) -> None:
     assert notify.fs_type(libc, str(tmp_path / "absent")) is None
 
 
+def fast_poll_long_backstop(directory: Path, recorder: Recorder) -> ManifestSource:
+    """A source polling every millisecond, but every hour where its watch is complete."""
+    return ManifestSource(
+        directory,
+        recorder.on_change,
+        recorder.on_problem,
+        poll_interval_s=0.001,
+        watched_poll_s=3600.0,
+    )
+
+
 @pytest.mark.asyncio
 async def test_a_complete_watch_leaves_the_poll_a_backstop(tmp_path: Path) -> None:
     # A fast poll and a long backstop: with the whole tree watched the source scans once,
     # then only when the watch wakes it.
     write(tmp_path / "web.yaml", service(), export())
     recorder = Recorder()
-    source = ManifestSource(
-        tmp_path,
-        recorder.on_change,
-        recorder.on_problem,
-        poll_interval_s=0.001,
-        watched_poll_s=3600.0,
-    )
+    source = fast_poll_long_backstop(tmp_path, recorder)
     task = asyncio.create_task(source.run())
     try:
         await until("the first exports", lambda: len(recorder.changes) == 1)
@@ -167,13 +186,7 @@ async def test_without_a_complete_watch_the_poll_stays(
     monkeypatch.setattr(notify, "fs_type", lambda libc, path: 0x6969)  # NFS: not complete
     write(tmp_path / "web.yaml", service(), export())
     recorder = Recorder()
-    source = ManifestSource(
-        tmp_path,
-        recorder.on_change,
-        recorder.on_problem,
-        poll_interval_s=0.001,
-        watched_poll_s=3600.0,
-    )
+    source = fast_poll_long_backstop(tmp_path, recorder)
     task = asyncio.create_task(source.run())
     try:
         await until("polls past the first scan", lambda: source.scans >= 5)
