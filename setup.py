@@ -10,14 +10,16 @@ setup(
     ext_modules=[
         Extension(
             "dnsserver._fastpath",
-            # Answering one query (from a name blob too), and batching queries with
-            # recvmmsg/sendmmsg (and the module); the header is what they share. The
-            # Makefile's set-up stamp and MANIFEST.in list the same files.
+            # Answering one query (from a name blob too), batching queries with
+            # recvmmsg/sendmmsg (and the module), the answering thread's time slice; the
+            # header is what they share. The Makefile's set-up stamp and MANIFEST.in list
+            # the same files.
             [
                 "dnsserver/_fastpath_answer.c",
                 "dnsserver/_fastpath_blob.c",
                 "dnsserver/_fastpath_plain.c",
                 "dnsserver/_fastpath_batch.c",
+                "dnsserver/_fastpath_sched.c",
             ],
             depends=["dnsserver/_fastpath.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],

@@ -21,7 +21,8 @@ while the agent works. This bench makes that work itself:
   load the issue names, not the catch-up.
 
 ``--ref DIR`` adds a meshd variant run from a reference checkout (``PYTHONPATH=DIR``, its C
-extension built in place), interleaved with the others. ``--loopwatch S`` measures instead
+extension built in place), interleaved with the others; ``--also DIR`` (repeatable) adds
+more, named ``meshd-alt1``, ``meshd-alt2``... ``--loopwatch S`` measures instead
 of loading DNS: the busy (or join) agent under ``bench/loopwatch.py`` for ``S`` seconds of
 churn, every loop callback timed, printed as a breakdown per callback and per change.
 ``--cpu-per-change S`` also measures instead: the CPU of the busy agent's process and of its
@@ -45,9 +46,9 @@ receive stamp, so the client's own waits for its core, shared with the peers, dr
 ``--peer-idle`` runs the peers in the idle scheduling class instead of at ``--peer-nice``.
 
 Usage: ``.venv/bin/python bench/busy_tail_bench.py [--runs 10] [--seconds 5]
-[--modes idle busy join] [--workers 0 1] [--ref DIR] [--loopwatch S] [--cpu-per-change S
-[--cpu-runs 3]] [--stamped] [--peer-idle] [--out bench/RESULTS.md]``. Needs ``knotd``,
-``dnsperf``, ``taskset`` (``make bench-deps``).
+[--modes idle busy join] [--workers 0 1] [--ref DIR] [--also DIR] [--loopwatch S]
+[--cpu-per-change S [--cpu-runs 3]] [--stamped] [--peer-idle] [--out bench/RESULTS.md]``.
+Needs ``knotd``, ``dnsperf``, ``taskset`` (``make bench-deps``).
 """
 
 from __future__ import annotations
@@ -283,14 +284,25 @@ def churning(server: dns_bench.Server, manifests: Path, every_s: float) -> Itera
         raise failures[0]
 
 
+def thread_name(pid: int, tid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def run_queue_wait_s(server: dns_bench.Server) -> float:
     """Seconds the server's DNS thread has waited on a run queue (ready, not running): the
     second field of ``/proc/<pid>/task/<tid>/schedstat``. meshd (``--dns-workers 0``)
-    answers on its main thread; Knot answers on several, so its figure sums all of its
-    threads. What a query waits for when something else holds the core."""
+    answers on its thread ``meshd-dns-udp``, or (a release before it) on its main thread;
+    Knot answers on several, so its figure sums all of its threads. What a query waits for
+    when something else holds the core."""
     assert server.proc is not None
     pid = server.proc.pid
-    tids = [str(pid)] if server.name != "knot" else os.listdir(f"/proc/{pid}/task")
+    tids = os.listdir(f"/proc/{pid}/task")
+    if server.name != "knot":
+        named = [t for t in tids if thread_name(pid, t) == "meshd-dns-udp"]
+        tids = named or [str(pid)]
     total = 0
     for tid in tids:
         with contextlib.suppress(OSError):
@@ -336,6 +348,7 @@ def run_mode(args: argparse.Namespace, mode: str, work: Path) -> dict[str, dict[
     measured_grpc = free_port()
     servers: list[dns_bench.Server] = [knot_updatable(work, args.services)]
     checkouts = [("", str(ROOT))] + ([("-ref", args.ref)] if args.ref else [])
+    checkouts += [(f"-alt{n}", path) for n, path in enumerate(args.also, start=1)]
     for (suffix, pythonpath), workers in itertools.product(checkouts, args.workers):
         base = dns_bench.meshd(work, workers)
         mesh = EnvServer(base.name + suffix, base.port, [], log=work / f"{base.name}{suffix}.log")
@@ -619,6 +632,13 @@ def main() -> None:
     parser.add_argument(
         "--ref",
         help="also run meshd from this reference checkout (its PYTHONPATH), interleaved",
+    )
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="DNS loads: one more checkout run as meshd-altN, interleaved (repeatable)",
     )
     parser.add_argument("--loopwatch-runs", type=int, default=1)
     parser.add_argument(

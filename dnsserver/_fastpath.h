@@ -7,7 +7,8 @@
  *   _fastpath_plain.c   builds the commonest name blob (a plain service's) in one call;
  *   _fastpath_batch.c   reads batches of queries with recvmmsg(2), answers each through
  *                       _fastpath_answer.c and sends the answers with sendmmsg(2); it also
- *                       defines the module.
+ *                       defines the module;
+ *   _fastpath_sched.c   the answering thread's scheduler time slice.
  *
  * setup.py compiles them into the one extension; the Makefile's set-up stamp and
  * MANIFEST.in name these files.
@@ -81,6 +82,9 @@ PyObject *fp_plain_blob(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 /* quad_texts(octets) -> tuple[str, ...] | None (_fastpath_plain.c; dnsserver.plainblob). */
 PyObject *fp_quad_texts(PyObject *self, PyObject *octets);
+
+/* set_slice(ns) -> 0 or an errno: the calling thread's EEVDF slice (_fastpath_sched.c). */
+PyObject *fp_set_slice(PyObject *self, PyObject *arg);
 
 /* answer(zone, query, stats, slow) -> bytes | None: one query, for tests. */
 PyObject *fp_answer(PyObject *self, PyObject *args);

@@ -338,6 +338,7 @@ static PyMethodDef methods[] = {
     {"answer", fp_answer, METH_VARARGS, "Answer one query (the same path, for tests)."},
     {"plain_blob", (PyCFunction)(void (*)(void))fp_plain_blob, METH_FASTCALL,
      "A plain service's wire name and name blob (dnsserver.plainblob), or None."},
+    {"set_slice", fp_set_slice, METH_O, "This thread's time slice in ns: 0 or the errno."},
     {"quad_texts", fp_quad_texts, METH_O,
      "The dotted quads of packed IPv4 addresses without duplicates, or None."},
     {NULL, NULL, 0, NULL},

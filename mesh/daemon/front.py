@@ -18,6 +18,7 @@ The zone's name server ``ns.dns.<zone>`` answers with the host of ``--dns-advert
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from dnsserver import queries_first
@@ -33,6 +34,9 @@ from mesh.model import ServiceKey
 from mesh.routing.planner import Update
 
 log = logging.getLogger("meshd.dns")
+
+# The EEVDF time slice a --dns-workers process asks for (``DnsServerConfig.slice_ns``).
+WORKER_SLICE_NS = 100_000
 
 
 class DnsFront:
@@ -53,7 +57,10 @@ class DnsFront:
         self.dns = DnsServer(dns_config, self.zone)
         self.workers: DnsWorkers | None = None
         if settings.dns_workers:
-            spec = WorkerSpec(dns_config, settings.dns_zone, settings.dns_ttl, ns_address)
+            # A worker process answers DNS and nothing else: a short slice costs nothing
+            # there, and lets a query preempt the agent on a shared core.
+            worker_config = dataclasses.replace(dns_config, slice_ns=WORKER_SLICE_NS)
+            spec = WorkerSpec(worker_config, settings.dns_zone, settings.dns_ttl, ns_address)
             self.workers = DnsWorkers(spec, settings.dns_workers, self._zone_snapshot)
         self._records: dict[ServiceKey, ServiceRecords] = {}
 
