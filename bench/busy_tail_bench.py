@@ -284,25 +284,14 @@ def churning(server: dns_bench.Server, manifests: Path, every_s: float) -> Itera
         raise failures[0]
 
 
-def thread_name(pid: int, tid: str) -> str:
-    try:
-        return Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
 def run_queue_wait_s(server: dns_bench.Server) -> float:
     """Seconds the server's DNS thread has waited on a run queue (ready, not running): the
     second field of ``/proc/<pid>/task/<tid>/schedstat``. meshd (``--dns-workers 0``)
-    answers on its thread ``meshd-dns-udp``, or (a release before it) on its main thread;
-    Knot answers on several, so its figure sums all of its threads. What a query waits for
-    when something else holds the core."""
+    answers on its main thread; Knot answers on several, so its figure sums all of its
+    threads. What a query waits for when something else holds the core."""
     assert server.proc is not None
     pid = server.proc.pid
-    tids = os.listdir(f"/proc/{pid}/task")
-    if server.name != "knot":
-        named = [t for t in tids if thread_name(pid, t) == "meshd-dns-udp"]
-        tids = named or [str(pid)]
+    tids = [str(pid)] if server.name != "knot" else os.listdir(f"/proc/{pid}/task")
     total = 0
     for tid in tids:
         with contextlib.suppress(OSError):
