@@ -82,6 +82,15 @@ class QueryStats:
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
+    def add(self, other: QueryStats) -> None:
+        """Add every counter of ``other`` to these (a sum over DNS worker processes)."""
+        for key, n in other.answered.items():
+            self.answered[key] = self.answered.get(key, 0) + n
+        for reason, n in other.rejected.items():
+            self.rejected[reason] = self.rejected.get(reason, 0) + n
+        self.truncated += other.truncated
+        self.send_dropped += other.send_dropped
+
 
 def _error(q: bytes, qend: int, rcode: int, edns: int, stats: QueryStats, qtype: int) -> bytes:
     """A reply carrying only the question (when it parsed) and, for EDNS, an OPT record."""

@@ -227,12 +227,8 @@ class DnsWorkers:
         udp, tcp, latency = QueryStats(), QueryStats(), LatencyHistogram()
         connections = sum(w.stats.get("connections", 0) for w in self.workers)
         for stats in [w.stats for w in self.workers if w.stats] + self._retired:
-            for total, part in ((udp, stats["udp"]), (tcp, stats["tcp"])):
-                for key, n in part.answered.items():
-                    total.answered[key] = total.answered.get(key, 0) + n
-                for reason, n in part.rejected.items():
-                    total.rejected[reason] = total.rejected.get(reason, 0) + n
-                total.truncated += part.truncated
+            udp.add(stats["udp"])
+            tcp.add(stats["tcp"])
             for i, n in enumerate(stats["latency"].counts):
                 latency.counts[i] += n
             latency.sum_s += stats["latency"].sum_s

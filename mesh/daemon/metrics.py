@@ -86,6 +86,12 @@ class _AgentCollector(Collector):
         truncated = CounterMetricFamily(
             "meshd_dns_truncated", "UDP answers sent with TC=1", labels=["transport"]
         )
+        dropped = CounterMetricFamily(
+            "meshd_dns_send_dropped",
+            "UDP answers dropped because the kernel would not take them (socket buffer full)",
+            labels=["transport"],
+        )
+        dropped.add_metric(["udp"], udp.send_dropped)
         for transport, stats in (("udp", udp), ("tcp", tcp)):
             for key, count in list(stats.answered.items()):
                 qtype, rcode = split_answer_key(key)
@@ -97,6 +103,7 @@ class _AgentCollector(Collector):
         yield queries
         yield rejected
         yield truncated
+        yield dropped
         yield GaugeMetricFamily(
             "meshd_dns_tcp_connections", "open DNS TCP connections", value=connections
         )
