@@ -9,8 +9,8 @@
  * Since 6.12 a thread may ask for a shorter slice (sched_attr.sched_runtime of a SCHED_OTHER
  * thread, 0.1 to 100 ms, no privilege needed): its deadlines come sooner, and a woken thread
  * with a shorter slice than the running one's preempts it (PREEMPT_SHORT). The thread's
- * policy and nice value are kept (read with sched_getattr first). Older kernels say EINVAL
- * or ENOSYS, and the thread keeps the default.
+ * policy and nice value are kept (read with sched_getattr first). Older kernels refuse the
+ * call or ignore the slice (read back: EOPNOTSUPP), and the thread keeps the default.
  */
 #include "_fastpath.h"
 
@@ -42,7 +42,11 @@ PyObject *fp_set_slice(PyObject *self, PyObject *arg) {
     attr.runtime = ns;
     if (syscall(SYS_sched_setattr, 0, &attr, 0) < 0)
         return PyLong_FromLong(errno);
-    return PyLong_FromLong(0);
+    /* A kernel before 6.12 takes sched_runtime of a fair thread and ignores it: read back. */
+    SchedAttr now = {0};
+    if (syscall(SYS_sched_getattr, 0, &now, sizeof(now), 0) < 0)
+        return PyLong_FromLong(errno);
+    return PyLong_FromLong(now.runtime ? 0 : EOPNOTSUPP);
 #else
     return PyLong_FromLong(ENOSYS);
 #endif
