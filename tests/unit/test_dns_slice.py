@@ -36,9 +36,9 @@ def kernel_has_custom_slices() -> bool:
     return (int(found[1]), int(found[2])) >= (6, 12)
 
 
-def slice_of(tid: int) -> int | None:
+def slice_of(tid: int, pid: int | str = "self") -> int | None:
     """The thread's slice in ns (``se.slice``), or None where the kernel does not show it."""
-    text = Path(f"/proc/self/task/{tid}/sched").read_text()
+    text = Path(f"/proc/{pid}/task/{tid}/sched").read_text()
     found = re.search(r"^se\.slice\s*:\s*(\d+)", text, re.M)
     return int(found[1]) if found else None
 
