@@ -14,7 +14,9 @@ On this cluster's ServiceExports:
   port, the condition is ``False`` with reason ``TargetPortDiffers`` and a message that names
   the ports and the ways out (dial the SRV port, make targetPort equal port, or answer with
   a ClusterIP or the clusterset VIP, whose proxy maps the port). Otherwise ``True``:
-  ``PortsMatch``, or ``Proxied`` when the service answers a ClusterIP or the VIP.
+  ``PortsMatch``, or ``Proxied`` when the service answers a ClusterIP or the VIP; and
+  ``Unknown`` ``Pending`` while the export is not yet published (its endpoints' ports are
+  not known, so meshd does not claim they match).
 
 On ServiceImports, ``Ready`` (MCS v1beta1): ``True`` ``Ready``, except in answer mode
 ``clusterset-ip`` until the cluster has allocated the VIP (``False`` ``Pending``).
@@ -120,9 +122,15 @@ def ports_condition(local: ExportedService | None, mode: str = ENDPOINTS) -> tup
             f"answers are a virtual IP (answer mode {mode}): its proxy maps the Service "
             "port to the endpoints' port",
         )
+    if local is None:
+        return (
+            "Unknown",
+            "Pending",
+            "the export is not published yet: its endpoints' ports are not known",
+        )
     differs = []
-    for port in local.ports if local is not None else ():
-        number = local.endpoint_port(port) if local is not None else None
+    for port in local.ports:
+        number = local.endpoint_port(port)
         if number is not None and number != port.port:
             differs.append(f"{port_text(port)} -> {number}")
     if not differs:

@@ -96,8 +96,11 @@ async def test_conflict_between_two_clusters_the_oldest_wins(
     at = local_export(east).exported_at
     assert at > 0  # from the ServiceExport's creationTimestamp
     await until(
-        "Valid, Conflict and meshd.io/Ports",
-        lambda: {"Valid", "Conflict", "meshd.io/Ports"} <= set(conditions(api, "shop/web")),
+        "Valid, Conflict and a known meshd.io/Ports",
+        lambda: (
+            {"Valid", "Conflict", "meshd.io/Ports"} <= set(conditions(api, "shop/web"))
+            and conditions(api, "shop/web")["meshd.io/Ports"]["status"] != "Unknown"
+        ),
         east,
     )
     assert conditions(api, "shop/web")["Conflict"]["status"] == "False"

@@ -13,6 +13,7 @@ from dnsserver.query import QueryStats, respond
 from dnsserver.zone import Zone
 from mesh.kube.conditions import ports_condition
 from mesh.model import ClusterState, Endpoint, ExportedService, ServiceKey, ServicePort, ServiceType
+from mesh.routing.modes import CLUSTER_IP
 from mesh.routing.policy import Locality, decide_service
 from mesh.routing.ports import plan_ports
 from mesh.sources.translate import translate
@@ -198,3 +199,10 @@ def test_the_ports_condition(listen: int | None, expected: tuple[str, str]) -> N
     if status == "False":
         assert '"http" TCP/80 -> 8080' in message
         assert "cluster-ip" in message
+
+
+def test_the_ports_condition_is_unknown_until_the_export_is_published() -> None:
+    # Claiming PortsMatch before the endpoints are known would be a guess (and was written
+    # to the API server before the first publish).
+    assert ports_condition(None)[:2] == ("Unknown", "Pending")
+    assert ports_condition(None, CLUSTER_IP)[:2] == ("True", "Proxied")
