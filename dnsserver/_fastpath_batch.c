@@ -129,8 +129,8 @@ static int answer_batch(Context *c, int fd, int got, PyObject *on_error) {
 
 /* Answer what is waiting on `fd`, at most max_batches recvmmsg rounds: the datagrams
    read, or -1 with an exception set. */
-static long serve(int fd, PyObject *zone, PyObject *stats, PyObject *slow, PyObject *on_error,
-                  int max_batches) {
+static long serve_rounds(int fd, PyObject *zone, PyObject *stats, PyObject *slow,
+                         PyObject *on_error, int max_batches) {
     Context c;
     if (fp_context_init(&c, zone, stats, slow) < 0)
         return -1;
@@ -156,6 +156,21 @@ static long serve(int fd, PyObject *zone, PyObject *stats, PyObject *slow, PyObj
     }
     fp_context_clear(&c);
     return total;
+}
+
+/* A serve under way uses the static buffers above. Python code it calls (respond, for an
+   unusual query) may run a signal handler that serves again (dnsserver.preempt): that
+   inner call finds nothing to do, and the outer one reads what waits next round. */
+static int serving;
+
+static long serve(int fd, PyObject *zone, PyObject *stats, PyObject *slow, PyObject *on_error,
+                  int max_batches) {
+    if (serving)
+        return 0;
+    serving = 1;
+    long count = serve_rounds(fd, zone, stats, slow, on_error, max_batches);
+    serving = 0;
+    return count;
 }
 
 /*

@@ -15,6 +15,10 @@ the agent for at most one step of one task, not one iteration of the loop. Only 
 created after ``install`` are covered (the agent installs it before it starts any); plain
 callbacks (gRPC's completion queue, timers) are short and stay as they are.
 
+And a query that arrives during a step interrupts it where the platform allows: given the
+socket (``install(..., fd)``), each step runs armed (``dnsserver.preempt``), and the query's
+SIGIO answers it between two bytecodes instead of at the step's end.
+
 Why this is safe: a step boundary is a callback boundary, where the loop itself may answer
 DNS; the zone is whole there (every zone update is one synchronous call). ``serve`` must not
 raise; ``DnsServer.serve_waiting`` counts its own errors and returns.
@@ -33,19 +37,32 @@ from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any
 
+from dnsserver.preempt import Preemption, available
+
 
 class QueriesFirst(collections.abc.Coroutine[Any, Any, Any]):
-    """A coroutine that calls ``serve`` before each step of the one it wraps."""
+    """A coroutine that calls ``serving`` before each step of the one it wraps, and runs the
+    step armed (``dnsserver.preempt``) when the servers' sockets can signal."""
 
-    __slots__ = ("_serve", "wrapped")
+    __slots__ = ("_serving", "wrapped")
 
-    def __init__(self, wrapped: Coroutine[Any, Any, Any], serve: Callable[[], object]) -> None:
+    def __init__(self, wrapped: Coroutine[Any, Any, Any], serving: _Serving) -> None:
         self.wrapped = wrapped
-        self._serve = serve
+        self._serving = serving
 
     def send(self, value: Any) -> Any:
-        self._serve()
-        return self.wrapped.send(value)
+        serving = self._serving
+        preemption = serving.preemption
+        if preemption is None:
+            serving()
+            return self.wrapped.send(value)
+        # Armed before serving, so that no datagram arrives unseen in between.
+        preemption.arm()
+        try:
+            serving()
+            return self.wrapped.send(value)
+        finally:
+            preemption.disarm()
 
     # Both forms: the one-argument one asyncio uses, and the (type, value, traceback) one.
     def throw(
@@ -54,10 +71,18 @@ class QueriesFirst(collections.abc.Coroutine[Any, Any, Any]):
         val: BaseException | object = None,
         tb: TracebackType | None = None,
     ) -> Any:
-        self._serve()
-        if val is None and tb is None:
-            return self.wrapped.throw(typ)
-        return self.wrapped.throw(typ, val, tb)  # type: ignore[arg-type]
+        serving = self._serving
+        preemption = serving.preemption
+        if preemption is not None:
+            preemption.arm()
+        try:
+            serving()
+            if val is None and tb is None:
+                return self.wrapped.throw(typ)
+            return self.wrapped.throw(typ, val, tb)  # type: ignore[arg-type]
+        finally:
+            if preemption is not None:
+                preemption.disarm()
 
     def close(self) -> None:
         self.wrapped.close()
@@ -79,12 +104,13 @@ class QueriesFirst(collections.abc.Coroutine[Any, Any, Any]):
 
 class _Serving:
     """The ``serve`` callables of the DNS servers on one loop (tests run several agents in
-    one loop; an agent runs one)."""
+    one loop; an agent runs one), and the preemption of their sockets, if any."""
 
-    __slots__ = ("serves",)
+    __slots__ = ("preemption", "serves")
 
     def __init__(self) -> None:
         self.serves: list[Callable[[], object]] = []
+        self.preemption: Preemption | None = None
 
     def __call__(self) -> None:
         for serve in self.serves:
@@ -96,8 +122,12 @@ _SERVING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Serving] = (
 )
 
 
-def install(loop: asyncio.AbstractEventLoop, serve: Callable[[], object]) -> bool:
-    """Make every task created on ``loop`` from now on call ``serve`` before each step.
+def install(
+    loop: asyncio.AbstractEventLoop, serve: Callable[[], object], fd: int | None = None
+) -> bool:
+    """Make every task created on ``loop`` from now on call ``serve`` before each step, and,
+    given ``fd`` (the UDP socket ``serve`` reads), when a query arrives during one
+    (``dnsserver.preempt``, where ``available``).
 
     Several servers may install on one loop. A task factory set by someone else is left
     alone (they know better): False, and queries wait for the loop's turn as before."""
@@ -108,16 +138,33 @@ def install(loop: asyncio.AbstractEventLoop, serve: Callable[[], object]) -> boo
         serving = _SERVING[loop] = _Serving()
         loop.set_task_factory(functools.partial(_task, serving))
     serving.serves.append(serve)
+    if fd is not None and available():
+        if serving.preemption is None:
+            serving.preemption = Preemption(serving)
+        serving.preemption.add(fd)
     return True
 
 
-def uninstall(loop: asyncio.AbstractEventLoop, serve: Callable[[], object]) -> None:
-    """``serve`` is no longer called (its socket is closing); with none left, tasks created
-    from now on are plain tasks again."""
+def preempts(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether a query interrupts the steps of ``loop``'s tasks (``install`` with a socket)."""
+    serving = _SERVING.get(loop)
+    return serving is not None and serving.preemption is not None
+
+
+def uninstall(
+    loop: asyncio.AbstractEventLoop, serve: Callable[[], object], fd: int | None = None
+) -> None:
+    """``serve`` is no longer called, nor is ``fd`` armed (its socket is closing); with none
+    left, tasks created from now on are plain tasks again."""
     serving = _SERVING.get(loop)
     if serving is None or serve not in serving.serves:
         return
     serving.serves.remove(serve)
+    preemption = serving.preemption
+    if preemption is not None and fd is not None:
+        preemption.remove(fd)
+        if not preemption.fds:
+            serving.preemption = None
     if not serving.serves:
         del _SERVING[loop]
         loop.set_task_factory(None)
