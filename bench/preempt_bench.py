@@ -79,7 +79,9 @@ async def serve_one_run(args: argparse.Namespace, variant: str) -> dict[str, obj
     await front.start()
     records = ServiceRecords("shop", "web", False, ("10.1.0.1",), (("http", "TCP", 80),))
     front.apply([(ServiceKey("shop", "web"), records)], 2)
-    assert queries_first.preempts(asyncio.get_running_loop()) == (variant == "preempt")
+    assert (queries_first.preemption(asyncio.get_running_loop()) is not None) == (
+        variant == "preempt"
+    )
     done = asyncio.Event()
     steps = 0
 

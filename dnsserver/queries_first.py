@@ -56,9 +56,8 @@ class QueriesFirst(collections.abc.Coroutine[Any, Any, Any]):
         if preemption is None:
             serving()
             return self.wrapped.send(value)
-        # Armed before serving, so that no datagram arrives unseen in between.
-        preemption.arm()
         try:
+            preemption.arm()  # before serving: no datagram arrives unseen in between
             serving()
             return self.wrapped.send(value)
         finally:
@@ -73,9 +72,9 @@ class QueriesFirst(collections.abc.Coroutine[Any, Any, Any]):
     ) -> Any:
         serving = self._serving
         preemption = serving.preemption
-        if preemption is not None:
-            preemption.arm()
         try:
+            if preemption is not None:
+                preemption.arm()
             serving()
             if val is None and tb is None:
                 return self.wrapped.throw(typ)
@@ -145,10 +144,11 @@ def install(
     return True
 
 
-def preempts(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether a query interrupts the steps of ``loop``'s tasks (``install`` with a socket)."""
+def preemption(loop: asyncio.AbstractEventLoop) -> Preemption | None:
+    """How a query interrupts the steps of ``loop``'s tasks (``install`` with a socket, where
+    ``dnsserver.preempt`` is available), or None when it waits for their end."""
     serving = _SERVING.get(loop)
-    return serving is not None and serving.preemption is not None
+    return serving.preemption if serving is not None else None
 
 
 def uninstall(

@@ -80,7 +80,7 @@ class DnsFront:
             return
         if not queries_first.install(loop, self.dns.serve_waiting, self._fd):
             log.info("the event loop has a task factory: DNS waits for the loop's turns")
-        elif not queries_first.preempts(loop):
+        elif queries_first.preemption(loop) is None:
             log.info("SIGIO is taken or unavailable: a query waits for the task step under way")
 
     async def close(self) -> None:

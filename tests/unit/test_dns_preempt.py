@@ -23,6 +23,7 @@ import dns.message
 import dns.opcode
 import pytest
 import pytest_asyncio
+import uvloop
 
 from dnsserver import preempt, queries_first
 from dnsserver import server as server_module
@@ -74,7 +75,7 @@ def armed(fd: int) -> bool:
 @pytest.mark.asyncio
 async def test_a_query_is_answered_in_the_middle_of_a_step(front: DnsFront) -> None:
     loop = asyncio.get_running_loop()
-    assert queries_first.preempts(loop)
+    assert queries_first.preemption(loop) is not None
     fd = front.dns.fast_fd
     assert fd is not None
     between_steps = loop.create_future()
@@ -102,6 +103,9 @@ async def test_a_query_is_answered_in_the_middle_of_a_step(front: DnsFront) -> N
 
 @pytest.mark.asyncio
 async def test_no_answer_while_the_zone_changes(front: DnsFront) -> None:
+    preemption = queries_first.preemption(asyncio.get_running_loop())
+    assert preemption is not None
+    declined = preemption.declined
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock = front.dns._sock
     assert sock is not None
@@ -118,6 +122,7 @@ async def test_no_answer_while_the_zone_changes(front: DnsFront) -> None:
 
         arrived, early = await asyncio.create_task(step_that_updates_the_zone())
         assert (arrived, early) == (True, False)
+        assert preemption.declined == declined + 1  # the signal came, and was turned down
         front.dns.serve_waiting()  # as the end of DnsFront.apply does
         assert dns.message.from_wire(client.recv(4096)).id == QUERY.id
     finally:
@@ -126,6 +131,9 @@ async def test_no_answer_while_the_zone_changes(front: DnsFront) -> None:
 
 @pytest.mark.asyncio
 async def test_apply_holds_and_then_answers_who_waited(front: DnsFront) -> None:
+    preemption = queries_first.preemption(asyncio.get_running_loop())
+    assert preemption is not None
+    declined = preemption.declined
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     seen: list[bool] = []
     zone = front.zone
@@ -153,6 +161,7 @@ async def test_apply_holds_and_then_answers_who_waited(front: DnsFront) -> None:
 
         await asyncio.create_task(rebuild_step())
         assert seen == [False]
+        assert preemption.declined == declined + 1
         reply = dns.message.from_wire(client.recv(4096))  # answered by apply's end
         assert [rr.address for rr in reply.answer[0]] == ["10.1.0.2"]
     finally:
@@ -162,7 +171,8 @@ async def test_apply_holds_and_then_answers_who_waited(front: DnsFront) -> None:
 
 def test_the_reader_does_not_reenter_itself() -> None:
     """A signal may arrive while the reader runs Python (``respond``, for an unusual query):
-    the handler's inner call must not reuse the buffers the outer one is answering from."""
+    the handler's inner call must not reuse the buffers the outer one is answering from,
+    and the datagram that signalled is answered by the outer call, not left waiting."""
     inner: list[None] = []
     rig: ReaderRig
 
@@ -182,8 +192,10 @@ def test_the_reader_does_not_reenter_itself() -> None:
         assert inner == [None]
         assert rig.errors == []
         assert dns.message.from_wire(rig.client.recv(65535)).id == 21  # whole, not overwritten
-        rig.reader()  # the query sent meanwhile waited for the next call
+        # The refused call was made up for: one more pass of the outer call answered it.
+        assert select.select([rig.client], [], [], 0)[0]
         assert dns.message.from_wire(rig.client.recv(65535)).id == 22
+        assert rig.reader.wakeups == 2  # the call, and its second pass
     finally:
         rig.close()
 
@@ -200,7 +212,7 @@ async def test_a_sigio_handler_of_someone_else_is_left_alone() -> None:
         await made.start()
         try:
             loop = asyncio.get_running_loop()
-            assert not queries_first.preempts(loop)
+            assert queries_first.preemption(loop) is None
             assert loop.get_task_factory() is not None  # queries first still
             assert signal.getsignal(signal.SIGIO) is theirs
         finally:
@@ -212,7 +224,103 @@ async def test_a_sigio_handler_of_someone_else_is_left_alone() -> None:
 @pytest.mark.asyncio
 async def test_close_disarms_and_leaves_nothing_installed(front: DnsFront) -> None:
     loop = asyncio.get_running_loop()
-    assert queries_first.preempts(loop)
+    assert queries_first.preemption(loop) is not None
     await front.close()
-    assert not queries_first.preempts(loop)
+    assert queries_first.preemption(loop) is None
     assert loop.get_task_factory() is None
+
+
+@pytest.mark.asyncio
+async def test_a_flood_interrupts_a_step_for_a_bounded_time(
+    front: DnsFront, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preemption = queries_first.preemption(asyncio.get_running_loop())
+    assert preemption is not None
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # A budget that the first answer uses up, as a flood's answers would a larger one.
+    monkeypatch.setattr(preempt, "SERVE_BUDGET_NS", 1)
+    try:
+
+        async def flooded_step() -> list[bool]:
+            answered = []
+            for _ in range(4):
+                client.sendto(QUERY.to_wire(), front.dns.address)
+                answered.append(answered_within(client, 0.2))
+                while select.select([client], [], [], 0)[0]:
+                    client.recv(4096)
+            return answered
+
+        spent, served = preemption.spent, preemption.served
+        assert await asyncio.create_task(flooded_step()) == [True, False, False, False]
+        assert (preemption.served - served, preemption.spent - spent) == (1, 1)
+        # The rest waited for the step's end; the next step answers them.
+        await asyncio.create_task(asyncio.sleep(0))
+        assert select.select([client], [], [], WAIT_S)[0]
+    finally:
+        client.close()
+
+
+@pytest.mark.asyncio
+async def test_cancelled_and_failing_steps_are_disarmed(front: DnsFront) -> None:
+    loop = asyncio.get_running_loop()
+    fd = front.dns.fast_fd
+    assert fd is not None
+    started = asyncio.Event()
+
+    async def waits() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async def fails() -> None:
+        raise ValueError("in a step")
+
+    waiting = asyncio.create_task(waits())
+    await started.wait()
+    waiting.cancel()  # its last step runs through throw()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    with pytest.raises(ValueError, match="in a step"):
+        await asyncio.create_task(fails())
+    after = loop.create_future()
+    loop.call_soon(lambda: after.set_result((armed(fd), preempt._armed)))
+    assert await after == (False, None)
+
+
+def test_a_socket_closed_behind_its_back_stops_being_armed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert preempt.available()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    preemption = preempt.Preemption(lambda: None)
+    preemption.add(sock.fileno())
+    sock.close()
+    preemption.arm()  # no OSError into the task's step
+    preemption.disarm()
+    assert preemption.fds == []
+    assert "no longer signals" in caplog.text
+
+
+def test_on_uvloop_as_the_agent_runs() -> None:
+    """The agent's loop is uvloop's, which reads the signal's wakeup byte itself."""
+
+    async def main() -> tuple[bool, bool]:
+        settings = AgentSettings("east", None, dns_listen="127.0.0.1:0", admin_listen=None)
+        made = DnsFront(settings, serial=1)
+        await made.start()
+        records = ServiceRecords("shop", "web", False, ("10.1.0.1",), (("http", "TCP", 80),))
+        made.apply([(WEB, records)], 2)
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+
+            async def long_step() -> bool:
+                client.sendto(QUERY.to_wire(), made.dns.address)
+                return answered_within(client, WAIT_S)
+
+            active = queries_first.preemption(asyncio.get_running_loop()) is not None
+            return active, await asyncio.create_task(long_step())
+        finally:
+            client.close()
+            await made.close()
+
+    assert uvloop.run(main()) == (True, True)

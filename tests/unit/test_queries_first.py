@@ -134,7 +134,7 @@ async def test_a_query_waiting_behind_a_burst_of_tasks_is_answered_by_the_next_s
     front = DnsFront(settings, serial=1)
     await front.start()
     try:
-        assert not queries_first.preempts(asyncio.get_running_loop())
+        assert queries_first.preemption(asyncio.get_running_loop()) is None
         records = ServiceRecords("shop", "web", False, ("10.1.0.1",), (("http", "TCP", 80),))
         front.apply([(ServiceKey("shop", "web"), records)], 2)
         sock = front.dns._sock
