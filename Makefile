@@ -30,7 +30,7 @@ setup: $(STAMP)
 
 # The C fast path is built in place by the editable install: a changed source rebuilds it.
 # (setup.py and MANIFEST.in name the same files.)
-FASTPATH_SOURCES := dnsserver/_fastpath.h dnsserver/_fastpath_answer.c dnsserver/_fastpath_blob.c dnsserver/_fastpath_plain.c dnsserver/_fastpath_batch.c dnsserver/_fastpath_reader.c dnsserver/_fastpath_sched.c
+FASTPATH_SOURCES := dnsserver/_fastpath.h dnsserver/_fastpath_answer.c dnsserver/_fastpath_blob.c dnsserver/_fastpath_plain.c dnsserver/_fastpath_batch.c dnsserver/_fastpath_sched.c
 $(STAMP): pyproject.toml setup.py $(FASTPATH_SOURCES)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "meshd needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }

@@ -19,7 +19,6 @@ setup(
                 "dnsserver/_fastpath_blob.c",
                 "dnsserver/_fastpath_plain.c",
                 "dnsserver/_fastpath_batch.c",
-                "dnsserver/_fastpath_reader.c",
                 "dnsserver/_fastpath_sched.c",
             ],
             depends=["dnsserver/_fastpath.h"],

@@ -6,5 +6,5 @@ patches the ID (``query``; the C batch path ``_fastpath``).
 
 Pure cores: wire, answer, nameblob, rotation, records, plain, plainblob, headless, weighted, zone,
 query, tcp_table.
-Adapters: server, tcp, workers, loop, queries_first, preempt.
+Adapters: server, tcp, workers, loop, queries_first.
 """

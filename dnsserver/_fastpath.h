@@ -8,8 +8,6 @@
  *   _fastpath_batch.c   reads batches of queries with recvmmsg(2), answers each through
  *                       _fastpath_answer.c and sends the answers with sendmmsg(2); it also
  *                       defines the module;
- *   _fastpath_reader.c  the UDP socket's readable callback (Reader) around those batches,
- *                       which a signal handler's call cannot re-enter;
  *   _fastpath_sched.c   the answering thread's scheduler time slice.
  *
  * setup.py compiles them into the one extension; the Makefile's set-up stamp and
@@ -90,17 +88,5 @@ PyObject *fp_set_slice(PyObject *self, PyObject *arg);
 
 /* answer(zone, query, stats, slow) -> bytes | None: one query, for tests. */
 PyObject *fp_answer(PyObject *self, PyObject *args);
-
-/* Answers what waits on `fd`, at most max_batches recvmmsg rounds (_fastpath_batch.c): the
- * datagrams read, or -1 with an exception set. Not re-entrant: its buffers are static. */
-long fp_serve_rounds(int fd, PyObject *zone, PyObject *stats, PyObject *slow,
-                     PyObject *on_error, int max_batches);
-
-/* Hands the exception set to on_error(exc); 0, or -1 when on_error itself fails. */
-int fp_report_error(PyObject *on_error);
-
-/* _fastpath_reader.c: the Reader type, and serve() of older releases. */
-extern PyTypeObject FpReaderType;
-PyObject *fp_serve(PyObject *self, PyObject *args);
 
 #endif

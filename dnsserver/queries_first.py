@@ -15,10 +15,6 @@ the agent for at most one step of one task, not one iteration of the loop. Only 
 created after ``install`` are covered (the agent installs it before it starts any); plain
 callbacks (gRPC's completion queue, timers) are short and stay as they are.
 
-And a query that arrives during a step interrupts it where the platform allows: given the
-socket (``install(..., fd)``), each step runs armed (``dnsserver.preempt``), and the query's
-SIGIO answers it between two bytecodes instead of at the step's end.
-
 Why this is safe: a step boundary is a callback boundary, where the loop itself may answer
 DNS; the zone is whole there (every zone update is one synchronous call). ``serve`` must not
 raise; ``DnsServer.serve_waiting`` counts its own errors and returns.
@@ -37,31 +33,19 @@ from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any
 
-from dnsserver.preempt import Preemption, available
-
 
 class QueriesFirst(collections.abc.Coroutine[Any, Any, Any]):
-    """A coroutine that calls ``serving`` before each step of the one it wraps, and runs the
-    step armed (``dnsserver.preempt``) when the servers' sockets can signal."""
+    """A coroutine that calls ``serve`` before each step of the one it wraps."""
 
-    __slots__ = ("_serving", "wrapped")
+    __slots__ = ("_serve", "wrapped")
 
-    def __init__(self, wrapped: Coroutine[Any, Any, Any], serving: _Serving) -> None:
+    def __init__(self, wrapped: Coroutine[Any, Any, Any], serve: Callable[[], object]) -> None:
         self.wrapped = wrapped
-        self._serving = serving
+        self._serve = serve
 
     def send(self, value: Any) -> Any:
-        serving = self._serving
-        preemption = serving.preemption
-        if preemption is None:
-            serving()
-            return self.wrapped.send(value)
-        try:
-            preemption.arm()  # before serving: no datagram arrives unseen in between
-            serving()
-            return self.wrapped.send(value)
-        finally:
-            preemption.disarm()
+        self._serve()
+        return self.wrapped.send(value)
 
     # Both forms: the one-argument one asyncio uses, and the (type, value, traceback) one.
     def throw(
@@ -70,18 +54,10 @@ class QueriesFirst(collections.abc.Coroutine[Any, Any, Any]):
         val: BaseException | object = None,
         tb: TracebackType | None = None,
     ) -> Any:
-        serving = self._serving
-        preemption = serving.preemption
-        try:
-            if preemption is not None:
-                preemption.arm()
-            serving()
-            if val is None and tb is None:
-                return self.wrapped.throw(typ)
-            return self.wrapped.throw(typ, val, tb)  # type: ignore[arg-type]
-        finally:
-            if preemption is not None:
-                preemption.disarm()
+        self._serve()
+        if val is None and tb is None:
+            return self.wrapped.throw(typ)
+        return self.wrapped.throw(typ, val, tb)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.wrapped.close()
@@ -103,13 +79,12 @@ class QueriesFirst(collections.abc.Coroutine[Any, Any, Any]):
 
 class _Serving:
     """The ``serve`` callables of the DNS servers on one loop (tests run several agents in
-    one loop; an agent runs one), and the preemption of their sockets, if any."""
+    one loop; an agent runs one)."""
 
-    __slots__ = ("preemption", "serves")
+    __slots__ = ("serves",)
 
     def __init__(self) -> None:
         self.serves: list[Callable[[], object]] = []
-        self.preemption: Preemption | None = None
 
     def __call__(self) -> None:
         for serve in self.serves:
@@ -121,12 +96,8 @@ _SERVING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Serving] = (
 )
 
 
-def install(
-    loop: asyncio.AbstractEventLoop, serve: Callable[[], object], fd: int | None = None
-) -> bool:
-    """Make every task created on ``loop`` from now on call ``serve`` before each step, and,
-    given ``fd`` (the UDP socket ``serve`` reads), when a query arrives during one
-    (``dnsserver.preempt``, where ``available``).
+def install(loop: asyncio.AbstractEventLoop, serve: Callable[[], object]) -> bool:
+    """Make every task created on ``loop`` from now on call ``serve`` before each step.
 
     Several servers may install on one loop. A task factory set by someone else is left
     alone (they know better): False, and queries wait for the loop's turn as before."""
@@ -137,34 +108,16 @@ def install(
         serving = _SERVING[loop] = _Serving()
         loop.set_task_factory(functools.partial(_task, serving))
     serving.serves.append(serve)
-    if fd is not None and available():
-        if serving.preemption is None:
-            serving.preemption = Preemption(serving)
-        serving.preemption.add(fd)
     return True
 
 
-def preemption(loop: asyncio.AbstractEventLoop) -> Preemption | None:
-    """How a query interrupts the steps of ``loop``'s tasks (``install`` with a socket, where
-    ``dnsserver.preempt`` is available), or None when it waits for their end."""
-    serving = _SERVING.get(loop)
-    return serving.preemption if serving is not None else None
-
-
-def uninstall(
-    loop: asyncio.AbstractEventLoop, serve: Callable[[], object], fd: int | None = None
-) -> None:
-    """``serve`` is no longer called, nor is ``fd`` armed (its socket is closing); with none
-    left, tasks created from now on are plain tasks again."""
+def uninstall(loop: asyncio.AbstractEventLoop, serve: Callable[[], object]) -> None:
+    """``serve`` is no longer called (its socket is closing); with none left, tasks created
+    from now on are plain tasks again."""
     serving = _SERVING.get(loop)
     if serving is None or serve not in serving.serves:
         return
     serving.serves.remove(serve)
-    preemption = serving.preemption
-    if preemption is not None and fd is not None:
-        preemption.remove(fd)
-        if not preemption.fds:
-            serving.preemption = None
     if not serving.serves:
         del _SERVING[loop]
         loop.set_task_factory(None)

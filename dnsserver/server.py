@@ -171,11 +171,6 @@ class DnsServer:
     def uses_fastpath(self) -> bool:
         return self._fast_fd is not None
 
-    @property
-    def fast_fd(self) -> int | None:
-        """The UDP socket the C reader serves (``uses_fastpath``), for ``queries_first``."""
-        return self._fast_fd
-
     async def start(self) -> None:
         """Bind UDP and TCP on one port. With port 0, the kernel picks the UDP port and TCP
         takes the same number; if another program holds that number for TCP, try again."""

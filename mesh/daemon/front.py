@@ -9,9 +9,7 @@ re-plan of every service (a peer's first records, a namespace change) delays a q
 one batch, not by a whole rebuild slice. And every task the agent's loop runs (gossip
 exchanges, gRPC calls, the source, the publisher) answers them before each of its steps
 (``dnsserver.queries_first``), so a burst of ten exchanges woken by one change delays a
-query by one step, not by all of them. And a query that arrives during a step interrupts
-it (``dnsserver.preempt``: SIGIO between two bytecodes), except while ``apply`` changes
-the zone.
+query by one step, not by all of them.
 
 The zone's name server ``ns.dns.<zone>`` answers with the host of ``--dns-advertise``
 (``advertised``; a host name there is resolved once, at start).
@@ -23,7 +21,7 @@ import asyncio
 import dataclasses
 import logging
 
-from dnsserver import preempt, queries_first
+from dnsserver import queries_first
 from dnsserver.query import QueryStats
 from dnsserver.records import ServiceRecords
 from dnsserver.server import DnsServer, DnsServerConfig, LatencyHistogram
@@ -65,7 +63,6 @@ class DnsFront:
             spec = WorkerSpec(worker_config, settings.dns_zone, settings.dns_ttl, ns_address)
             self.workers = DnsWorkers(spec, settings.dns_workers, self._zone_snapshot)
         self._records: dict[ServiceKey, ServiceRecords] = {}
-        self._fd: int | None = None  # the UDP socket queries_first serves and arms
 
     async def start(self) -> None:
         if self.workers is not None:
@@ -74,17 +71,13 @@ class DnsFront:
         await self.dns.start()
         # The pure-Python path's queries wait for the loop's turn, as do a loop's whose task
         # factory someone else set (an embedding program's).
-        loop = asyncio.get_running_loop()
-        self._fd = self.dns.fast_fd
-        if self._fd is None:
-            return
-        if not queries_first.install(loop, self.dns.serve_waiting, self._fd):
+        if self.dns.uses_fastpath and not queries_first.install(
+            asyncio.get_running_loop(), self.dns.serve_waiting
+        ):
             log.info("the event loop has a task factory: DNS waits for the loop's turns")
-        elif queries_first.preemption(loop) is None:
-            log.info("SIGIO is taken or unavailable: a query waits for the task step under way")
 
     async def close(self) -> None:
-        queries_first.uninstall(asyncio.get_running_loop(), self.dns.serve_waiting, self._fd)
+        queries_first.uninstall(asyncio.get_running_loop(), self.dns.serve_waiting)
         await self.dns.close()
         if self.workers is not None:
             await self.workers.close()
@@ -92,15 +85,14 @@ class DnsFront:
     def apply(self, updates: list[Update], serial: int) -> None:
         """Services changed (records None: gone) under a new serial, in one step each."""
         keep = self.workers is not None  # what a restarted DNS worker is resynced from
-        with preempt.holding():  # a query's signal does not answer from a half-made zone
-            for key, records in updates:
-                self.zone.set_service(key.namespace, key.name, records)
-                if records is None:
-                    self._records.pop(key, None)
-                elif keep:
-                    self._records[key] = records
-            self.zone.set_serial(serial)
-            self.zone.synced = True
+        for key, records in updates:
+            self.zone.set_service(key.namespace, key.name, records)
+            if records is None:
+                self._records.pop(key, None)
+            elif keep:
+                self._records[key] = records
+        self.zone.set_serial(serial)
+        self.zone.synced = True
         if self.workers is not None:
             triples = [(k.namespace, k.name, r) for k, r in updates]
             self.workers.apply(triples, serial, True)

@@ -1,8 +1,7 @@
 """``dnsserver`` is a library: it imports nothing from ``mesh``, its modules import each other
 without cycles (and without imports that only exist for the type checker), its pure cores do
-no IO (only ``server``, ``tcp``, ``workers``, ``loop``, ``queries_first`` and ``preempt`` are
-adapters), they stay small, and every file that names the C fast path's sources names the
-same ones."""
+no IO (only ``server``, ``tcp``, ``workers``, ``loop`` and ``queries_first`` are adapters),
+they stay small, and every file that names the C fast path's sources names the same ones."""
 
 from __future__ import annotations
 
@@ -141,7 +140,6 @@ ADAPTERS = {
     "dnsserver.workers",
     "dnsserver.loop",
     "dnsserver.queries_first",
-    "dnsserver.preempt",
 }
 IO = ("asyncio", "socket", "time", "select", "selectors", "threading", "multiprocessing", "uvloop")
 
